@@ -1,0 +1,109 @@
+"""Encode a whole text file into a numpy array of token ids, using every core.
+
+The file is cut into ranges at safe boundaries (see :mod:`cs288_lm.pretokenization`); worker
+processes encode the ranges, streaming each in blocks and appending ids to a part file, and the
+parts are joined into one ``.npy`` file (``uint16`` when the vocabulary fits, else ``uint32``).
+The result equals ``tokenizer.encode(whole_text)`` for any number of workers, and memory stays
+bounded by the block size, so the 2.1 GB TinyStories training file works on a laptop.
+
+    python -m cs288_lm.encode_file --tokenizer out/tokenizer --input data/tinystories/train.txt --out train.npy
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from cs288_lm.pretokenization import iter_text_blocks, map_in_workers, plan_file_ranges
+from cs288_lm.tokenizer import Tokenizer
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer type that holds every id of the vocabulary."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def encode_file(
+    tokenizer: Tokenizer,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Encode the UTF-8 text file ``input_path`` into the ``.npy`` file ``output_path``.
+
+    ``workers=None`` uses one process for small files and one per core otherwise. ``progress`` is
+    called with (bytes done, total bytes). The output is written under a temporary name and renamed
+    at the end, so an interrupted run never leaves a truncated array behind.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise FileNotFoundError(f"text file to encode not found: {input_path}")
+    size = input_path.stat().st_size
+    workers, boundaries = plan_file_ranges(input_path, workers, tokenizer.special_tokens)
+    dtype = token_dtype(max(tokenizer.vocab) + 1)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    parts = [output_path.with_name(f"{output_path.name}.part{index}") for index in range(len(boundaries) - 1)]
+    tasks = [
+        (tokenizer, str(input_path), start, end, str(part), dtype.str)
+        for start, end, part in zip(boundaries, boundaries[1:], parts)
+    ]
+    try:
+        counts = []
+        for (_, _, _, end, _, _), count in zip(tasks, map_in_workers(_encode_range, tasks, workers)):
+            counts.append(count)
+            if progress:
+                progress(end, size)
+        temporary = output_path.with_name(output_path.name + ".tmp")
+        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(sum(counts),))
+        position = 0
+        for part, count in zip(parts, counts):
+            array[position : position + count] = np.fromfile(part, dtype=dtype)
+            position += count
+        array.flush()
+        del array
+        os.replace(temporary, output_path)
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)
+    return output_path
+
+
+def _encode_range(task: tuple[Tokenizer, str, int, int, str, str]) -> int:
+    tokenizer, path, start, end, part, dtype = task
+    count = 0
+    with open(part, "wb") as out:
+        for block in iter_text_blocks(path, tokenizer.special_tokens, start, end):
+            ids = np.asarray(tokenizer.encode(block), dtype=dtype)
+            ids.tofile(out)
+            count += len(ids)
+    return count
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Encode a text file into a .npy array of token ids.")
+    parser.add_argument("--tokenizer", required=True, help="folder written by Tokenizer.save (vocab.json, merges.txt)")
+    parser.add_argument("--input", required=True, help="UTF-8 text file")
+    parser.add_argument("--out", required=True, help="output .npy file")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores for big files)")
+    args = parser.parse_args(argv)
+    tokenizer = Tokenizer.from_directory(args.tokenizer)
+    start = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - start
+        print(f"[encode] {done / 1e6:.1f}/{total / 1e6:.1f} MB ({done / 1e6 / max(elapsed, 1e-9):.1f} MB/s)", file=sys.stderr)
+
+    path = encode_file(tokenizer, args.input, args.out, args.workers, report)
+    ids = np.load(path, mmap_mode="r")
+    print(f"wrote {len(ids)} tokens ({ids.dtype}) to {path} in {time.perf_counter() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Helpers shared by the public and hidden tests: paths, reference implementations, corpora.
+
+The references here are deliberately simple and independent of ``cs288_lm``: a naive BPE trainer
+that recounts every pair after each merge, and tiktoken's ``gpt2`` encoding built from the GPT-2
+files in ``tests/fixtures/gpt2`` (tiktoken cannot download them offline).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import regex
+import tiktoken
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DATA = REPO_ROOT / "data" / "tinystories"
+GPT2_VOCAB = FIXTURES / "gpt2" / "gpt2_vocab.json"
+GPT2_MERGES = FIXTURES / "gpt2" / "gpt2_merges.txt"
+EOT = "<|endoftext|>"
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def _gpt2_byte_decoder() -> dict[str, int]:
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    characters = {byte: chr(byte) for byte in printable}
+    for extra, byte in enumerate(b for b in range(256) if b not in characters):
+        characters[byte] = chr(256 + extra)
+    return {character: byte for byte, character in characters.items()}
+
+
+def _to_bytes(text: str) -> bytes:
+    decoder = _gpt2_byte_decoder()
+    return bytes(decoder[character] for character in text)
+
+
+@functools.lru_cache(maxsize=1)
+def gpt2_vocab_and_merges() -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """The GPT-2 vocabulary and merges as bytes, read straight from the fixture files."""
+    encoder = json.loads(GPT2_VOCAB.read_text(encoding="utf-8"))
+    vocab = {token_id: (text.encode() if text == EOT else _to_bytes(text)) for text, token_id in encoder.items()}
+    merges = []
+    for line in GPT2_MERGES.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#version"):
+            left, right = line.split(" ")
+            merges.append((_to_bytes(left), _to_bytes(right)))
+    return vocab, merges
+
+
+@functools.lru_cache(maxsize=1)
+def gpt2_tiktoken() -> tiktoken.Encoding:
+    """tiktoken's ``gpt2`` encoding, built offline from the fixture files."""
+    vocab, _ = gpt2_vocab_and_merges()
+    ranks = {token: token_id for token_id, token in vocab.items() if token != EOT.encode()}
+    return tiktoken.Encoding(name="gpt2_offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256})
+
+
+def tiktoken_from_vocab(vocab: dict[int, bytes], special_tokens: list[str], name: str = "trained") -> tiktoken.Encoding:
+    """A tiktoken encoding over a vocabulary trained by us (special tokens by their ids)."""
+    special_ids = {token: next(i for i, b in vocab.items() if b == token.encode()) for token in special_tokens}
+    ranks = {token: token_id for token_id, token in vocab.items() if token_id not in special_ids.values()}
+    return tiktoken.Encoding(name=name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special_ids)
+
+
+def naive_train_bpe(
+    text: str, vocab_size: int, special_tokens: list[str]
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """Obviously correct BPE training: recount every pair after every merge.
+
+    Id order: special tokens, the 256 bytes, then merges. Ties: greatest (left, right) bytes.
+    """
+    if special_tokens:
+        alternatives = "|".join(regex.escape(t) for t in sorted(special_tokens, key=len, reverse=True))
+        pieces = regex.split(alternatives, text)
+    else:
+        pieces = [text]
+    frequency = Counter(word for piece in pieces for word in regex.findall(GPT2_PATTERN, piece))
+    words = {word: [bytes([b]) for b in word.encode("utf-8")] for word in frequency}
+    vocab = {i: token.encode("utf-8") for i, token in enumerate(special_tokens)}
+    vocab.update({len(special_tokens) + b: bytes([b]) for b in range(256)})
+    merges = []
+    while len(vocab) < vocab_size:
+        pairs: Counter[tuple[bytes, bytes]] = Counter()
+        for word, tokens in words.items():
+            for pair in zip(tokens, tokens[1:]):
+                pairs[pair] += frequency[word]
+        if not pairs:
+            break
+        best = max(pairs, key=lambda pair: (pairs[pair], pair))
+        merges.append(best)
+        vocab[len(vocab)] = best[0] + best[1]
+        for word, tokens in words.items():
+            merged, i = [], 0
+            while i < len(tokens):
+                if i + 1 < len(tokens) and (tokens[i], tokens[i + 1]) == best:
+                    merged.append(best[0] + best[1])
+                    i += 2
+                else:
+                    merged.append(tokens[i])
+                    i += 1
+            words[word] = merged
+    return vocab, merges
+
+
+def read_stories(*splits: str) -> list[str]:
+    """The stories of the bundled TinyStories splits, each without its ``<|endoftext|>`` line."""
+    stories = []
+    for split in splits:
+        text = (DATA / f"{split}.txt").read_text(encoding="utf-8")
+        stories += [story.strip("\n") for story in text.split(EOT) if story.strip()]
+    return stories
+
+
+def write_story_corpus(path: Path, stories: list[str], target_bytes: int, seed: int) -> Path:
+    """Write shuffled copies of ``stories`` separated by ``<|endoftext|>`` lines until ``target_bytes``."""
+    rng = random.Random(seed)
+    parts, size = [], 0
+    while size < target_bytes:
+        order = stories[:]
+        rng.shuffle(order)
+        for story in order:
+            parts.append(f"{story}\n{EOT}\n")
+            size += len(parts[-1].encode("utf-8"))
+            if size >= target_bytes:
+                break
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
