@@ -50,13 +50,11 @@ def encode_file(
     dtype = token_dtype(max(tokenizer.vocab) + 1)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     parts = [output_path.with_name(f"{output_path.name}.part{index}") for index in range(len(boundaries) - 1)]
-    tasks = [
-        (tokenizer, str(input_path), start, end, str(part), dtype.str)
-        for start, end, part in zip(boundaries, boundaries[1:], parts)
-    ]
+    tasks = [(str(input_path), start, end, str(part), dtype.str) for start, end, part in zip(boundaries, boundaries[1:], parts)]
     try:
         counts = []
-        for (_, _, _, end, _, _), count in zip(tasks, map_in_workers(_encode_range, tasks, workers)):
+        results = map_in_workers(_encode_range, tasks, workers, _set_worker_tokenizer, (tokenizer,))
+        for (_, _, end, _, _), count in zip(tasks, results):
             counts.append(count)
             if progress:
                 progress(end, size)
@@ -70,13 +68,23 @@ def encode_file(
         del array
         os.replace(temporary, output_path)
     finally:
+        _set_worker_tokenizer(None)
         for part in parts:
             part.unlink(missing_ok=True)
     return output_path
 
 
-def _encode_range(task: tuple[Tokenizer, str, int, int, str, str]) -> int:
-    tokenizer, path, start, end, part, dtype = task
+_worker_tokenizer: Tokenizer | None = None
+
+
+def _set_worker_tokenizer(tokenizer: Tokenizer | None) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = tokenizer
+
+
+def _encode_range(task: tuple[str, int, int, str, str]) -> int:
+    path, start, end, part, dtype = task
+    tokenizer = _worker_tokenizer
     count = 0
     with open(part, "wb") as out:
         for block in iter_text_blocks(path, tokenizer.special_tokens, start, end):

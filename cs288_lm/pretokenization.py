@@ -110,16 +110,26 @@ def plan_file_ranges(
     return workers, find_range_boundaries(path, workers * 4 if workers > 1 else 1, special_tokens)
 
 
-def map_in_workers(function: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iterator[R]:
+def map_in_workers(
+    function: Callable[[T], R],
+    tasks: Sequence[T],
+    workers: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
+) -> Iterator[R]:
     """``map(function, tasks)`` in order, in worker processes when ``workers > 1``.
 
-    Workers are forked on Linux (fast start) and spawned elsewhere (fork is unsafe on macOS).
+    ``initializer(*initargs)`` runs once per process first (in this process when ``workers == 1``):
+    the way to hand large read-only data, such as a tokenizer, to the workers once. Workers are
+    forked on Linux (fast start) and spawned elsewhere (fork is unsafe on macOS).
     """
     if workers == 1 or len(tasks) <= 1:
+        if initializer is not None:
+            initializer(*initargs)
         yield from map(function, tasks)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with context.Pool(min(workers, len(tasks))) as pool:
+    with context.Pool(min(workers, len(tasks)), initializer, initargs) as pool:
         yield from pool.imap(function, tasks)
 
 

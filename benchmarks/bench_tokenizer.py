@@ -1,0 +1,380 @@
+"""Benchmark our BPE trainer and tokenizer against Hugging Face ``tokenizers`` and ``tiktoken``.
+
+Everything runs in one invocation on the same text (default: the bundled TinyStories sample)::
+
+    python benchmarks/bench_tokenizer.py [--input PATH] [--vocab-size N] [--repeats K] [--json PATH]
+
+What is measured (wall-clock ``time.perf_counter``, best of ``--repeats`` runs; MB = 10**6 bytes):
+
+1. **BPE training.** ``cs288_lm.bpe.train_bpe(path, N, ["<|endoftext|>"], workers=1)`` (one
+   process: counting pre-tokens and learning merges) against a Hugging Face BPE trainer configured
+   the same way (byte-level pre-tokenizer without prefix space, the 256-byte initial alphabet, the
+   same special token). Hugging Face is run twice, each time in a child process of this script so
+   its Rust thread pool starts with the intended size: once with its default threads (all cores,
+   or whatever ``RAYON_NUM_THREADS`` already says) and once with ``RAYON_NUM_THREADS=1``. The
+   child's own timing is reported, so interpreter start-up is not counted. The merges are compared
+   only for information (common prefix length of the two merge lists, size of their intersection
+   as sets): the trainers break ties between equally frequent pairs differently, and Hugging Face
+   does not cut special tokens out of the training text, so it also learns merges inside
+   ``<|endoftext|>`` (e.g. ``e nd``), which shifts its merge order early on.
+2. **Encoding** the whole file with the GPT-2 vocabulary and merges (``tests/fixtures/gpt2``):
+   ``cs288_lm.tokenizer.Tokenizer.encode`` against tiktoken's ``gpt2`` encoding built offline from
+   the same files, ``encode(text, allowed_special="all")`` (single thread). *Cold*: every repeat
+   builds a fresh tokenizer / ``Encoding`` first (construction timed separately, not included),
+   so our per-pre-token cache starts empty. *Warm*: a second ``encode`` on the same object, with
+   the cache filled. The ids of both are checked to be identical. Also reported, for information:
+   our multi-process ``cs288_lm.encode_file.encode_file`` (one worker per core, includes process
+   start-up, pickling the tokenizer to the workers and writing the ``.npy``; on a small file this
+   overhead dominates) and tiktoken's multi-threaded ``encode_batch`` over the text cut at the
+   ``<|endoftext|>`` tokens (which gives the same ids as encoding the whole text).
+
+Targets: training time ours <= 2x Hugging Face; cold single-thread encoding throughput ours >=
+0.5x tiktoken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import tiktoken  # noqa: E402
+
+from cs288_lm.bpe import train_bpe  # noqa: E402
+from cs288_lm.encode_file import encode_file  # noqa: E402
+from cs288_lm.gpt2_format import token_to_string  # noqa: E402
+from cs288_lm.tokenizer import Tokenizer  # noqa: E402
+from tests.common import GPT2_MERGES, GPT2_VOCAB, gpt2_tiktoken  # noqa: E402
+
+DEFAULT_INPUT = REPO_ROOT / "data" / "tinystories" / "train.txt"
+EOT = "<|endoftext|>"
+HF_WORKER_FLAG = "--hf-worker"  # internal: train with Hugging Face only and print one JSON line
+
+T = TypeVar("T")
+Result = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------- timing
+
+
+def best_of(repeats: int, run: Callable[[], T]) -> tuple[float, T]:
+    """The shortest of ``repeats`` timed calls of ``run``, with the result of the last call."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def megabytes_per_second(num_bytes: int, seconds: float) -> float:
+    return num_bytes / 1e6 / seconds
+
+
+# ---------------------------------------------------------------------------------- BPE training
+
+
+def train_ours(path: Path, vocab_size: int, repeats: int) -> Result:
+    """Time ``train_bpe`` in one process; the merges are returned as GPT-2 strings for comparison."""
+
+    def run() -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "ran out of pairs": the small sample has < N tokens
+            return train_bpe(path, vocab_size, [EOT], workers=1)
+
+    seconds, (vocab, merges) = best_of(repeats, run)
+    return {
+        "seconds": seconds,
+        "vocab_size": len(vocab),
+        "merges": [[token_to_string(left), token_to_string(right)] for left, right in merges],
+    }
+
+
+def train_hf(path: Path, vocab_size: int, repeats: int) -> Result:
+    """Time the equivalent Hugging Face BPE trainer in this process (run in a child, see below)."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    def run() -> HFTokenizer:
+        tokenizer = HFTokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[EOT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tokenizer.train([str(path)], trainer)
+        return tokenizer
+
+    seconds, tokenizer = best_of(repeats, run)
+    merges = json.loads(tokenizer.to_str())["model"]["merges"]
+    # Recent versions store each merge as [left, right], older ones as "left right".
+    merges = [merge if isinstance(merge, list) else merge.split(" ") for merge in merges]
+    return {"seconds": seconds, "vocab_size": tokenizer.get_vocab_size(), "merges": merges}
+
+
+def train_hf_in_child(path: Path, vocab_size: int, repeats: int, single_thread: bool) -> Result:
+    """Run :func:`train_hf` in a fresh interpreter, so ``RAYON_NUM_THREADS`` takes effect."""
+    env = dict(os.environ)
+    if single_thread:
+        env["RAYON_NUM_THREADS"] = "1"
+    command = [sys.executable, str(Path(__file__).resolve()), HF_WORKER_FLAG, "--input", str(path)]
+    command += ["--vocab-size", str(vocab_size), "--repeats", str(repeats)]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result["threads"] = env.get("RAYON_NUM_THREADS", f"default ({os.cpu_count()} cores)")
+    return result
+
+
+def merge_agreement(ours: Sequence[Sequence[str]], theirs: Sequence[Sequence[str]]) -> Result:
+    """How far the two merge lists agree: common prefix length and set intersection size."""
+    ours, theirs = [tuple(m) for m in ours], [tuple(m) for m in theirs]
+    prefix = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+    return {"common_prefix": prefix, "set_overlap": len(set(ours) & set(theirs)), "ours": len(ours), "hf": len(theirs)}
+
+
+def bench_training(path: Path, vocab_size: int, repeats: int) -> Result:
+    ours = train_ours(path, vocab_size, repeats)
+    hf_default = train_hf_in_child(path, vocab_size, repeats, single_thread=False)
+    hf_single = train_hf_in_child(path, vocab_size, repeats, single_thread=True)
+    agreement = merge_agreement(ours.pop("merges"), hf_default.pop("merges"))
+    hf_single.pop("merges")
+    return {
+        "ours": ours,
+        "hf_default_threads": hf_default,
+        "hf_single_thread": hf_single,
+        "ratio_ours_over_hf_default": ours["seconds"] / hf_default["seconds"],
+        "ratio_ours_over_hf_single": ours["seconds"] / hf_single["seconds"],
+        "merge_agreement": agreement,
+    }
+
+
+# -------------------------------------------------------------------------------------- encoding
+
+
+def encode_ours(text: str, repeats: int) -> tuple[Result, list[int]]:
+    """Cold (fresh tokenizer, empty cache) and warm (second call) ``encode`` of the whole text."""
+    construct, cold, warm = float("inf"), float("inf"), float("inf")
+    ids: list[int] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tokenizer = Tokenizer.from_files(GPT2_VOCAB, GPT2_MERGES, [EOT])
+        middle = time.perf_counter()
+        ids = tokenizer.encode(text)
+        end = time.perf_counter()
+        tokenizer.encode(text)
+        construct, cold = min(construct, middle - start), min(cold, end - middle)
+        warm = min(warm, time.perf_counter() - end)
+    return {"construct_seconds": construct, "cold_seconds": cold, "warm_seconds": warm}, ids
+
+
+def encode_tiktoken(text: str, repeats: int) -> tuple[Result, list[int]]:
+    """The same for tiktoken: a fresh ``Encoding`` per repeat, single thread."""
+    construct, cold, warm = float("inf"), float("inf"), float("inf")
+    ids: list[int] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoding = gpt2_tiktoken.__wrapped__()  # bypass the lru_cache: a new Encoding each time
+        middle = time.perf_counter()
+        ids = encoding.encode(text, allowed_special="all")
+        end = time.perf_counter()
+        encoding.encode(text, allowed_special="all")
+        construct, cold = min(construct, middle - start), min(cold, end - middle)
+        warm = min(warm, time.perf_counter() - end)
+    return {"construct_seconds": construct, "cold_seconds": cold, "warm_seconds": warm}, ids
+
+
+def encode_file_ours(path: Path, repeats: int, workers: int, expected: list[int]) -> Result:
+    """Our multi-process whole-file encoder, output checked against single-call ``encode``."""
+    tokenizer = Tokenizer.from_files(GPT2_VOCAB, GPT2_MERGES, [EOT])
+    with tempfile.TemporaryDirectory() as directory:
+        output = Path(directory) / "ids.npy"
+        seconds, _ = best_of(repeats, lambda: encode_file(tokenizer, path, output, workers=workers))
+        identical = np.array_equal(np.load(output), np.asarray(expected))
+    return {"seconds": seconds, "workers": workers, "identical": bool(identical)}
+
+
+def split_after_special(text: str) -> list[str]:
+    """Cut ``text`` right after each ``<|endoftext|>``: encoding the pieces gives the same ids."""
+    parts = text.split(EOT)
+    return [part + EOT for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def encode_batch_tiktoken(text: str, repeats: int, threads: int, expected: list[int]) -> Result:
+    encoding: tiktoken.Encoding = gpt2_tiktoken()
+    documents = split_after_special(text)
+    seconds, batches = best_of(
+        repeats, lambda: encoding.encode_batch(documents, num_threads=threads, allowed_special="all")
+    )
+    identical = [token for batch in batches for token in batch] == expected
+    return {"seconds": seconds, "threads": threads, "documents": len(documents), "identical": identical}
+
+
+def bench_encoding(path: Path, repeats: int) -> Result:
+    text = path.read_text(encoding="utf-8")
+    ours, our_ids = encode_ours(text, repeats)
+    theirs, their_ids = encode_tiktoken(text, repeats)
+    workers = os.cpu_count() or 1
+    return {
+        "num_tokens": len(our_ids),
+        "identical_ids": our_ids == their_ids,
+        "ours": ours,
+        "tiktoken": theirs,
+        "throughput_ratio_cold": theirs["cold_seconds"] / ours["cold_seconds"],
+        "throughput_ratio_warm": theirs["warm_seconds"] / ours["warm_seconds"],
+        "ours_encode_file": encode_file_ours(path, repeats, workers, our_ids),
+        "tiktoken_encode_batch": encode_batch_tiktoken(text, repeats, workers, their_ids),
+    }
+
+
+# -------------------------------------------------------------------------------------- printing
+
+
+def machine_info() -> Result:
+    return {
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tiktoken": version("tiktoken"),
+        "tokenizers": version("tokenizers"),
+        "numpy": np.__version__,
+    }
+
+
+def print_training(results: Result, num_bytes: int) -> None:
+    print("== BPE training ==")
+    rows = [
+        ("ours (train_bpe, workers=1)", results["ours"]),
+        (f"HF tokenizers, threads={results['hf_default_threads']['threads']}", results["hf_default_threads"]),
+        ("HF tokenizers, RAYON_NUM_THREADS=1", results["hf_single_thread"]),
+    ]
+    for name, row in rows:
+        speed = megabytes_per_second(num_bytes, row["seconds"])
+        print(f"  {name:<44} {row['seconds']:8.3f} s  {speed:7.2f} MB/s  vocab {row['vocab_size']}")
+    print(f"  ratio ours/HF time: {results['ratio_ours_over_hf_default']:.2f}x (HF default threads), "
+          f"{results['ratio_ours_over_hf_single']:.2f}x (HF single thread)   [target <= 2x]")
+    agreement = results["merge_agreement"]
+    print(f"  merges (informational, tie-breaking differs): {agreement['ours']} ours, {agreement['hf']} HF; "
+          f"common prefix {agreement['common_prefix']}, set overlap {agreement['set_overlap']}")
+    print("    (HF also merges inside the <|endoftext|> text it does not cut out, and breaks ties differently)")
+
+
+def print_encoding(results: Result, num_bytes: int) -> None:
+    print("== Encoding with the GPT-2 vocabulary ==")
+    print(f"  {results['num_tokens']} tokens; ids identical to tiktoken: {results['identical_ids']}")
+    for name in ("ours", "tiktoken"):
+        row = results[name]
+        print(f"  {name:<9} construct {row['construct_seconds']:7.3f} s | "
+              f"cold {row['cold_seconds']:7.3f} s {megabytes_per_second(num_bytes, row['cold_seconds']):7.2f} MB/s | "
+              f"warm {row['warm_seconds']:7.3f} s {megabytes_per_second(num_bytes, row['warm_seconds']):7.2f} MB/s")
+    print(f"  throughput ours/tiktoken: cold {results['throughput_ratio_cold']:.2f}x   [target >= 0.5x], "
+          f"warm {results['throughput_ratio_warm']:.2f}x")
+    parallel, batch = results["ours_encode_file"], results["tiktoken_encode_batch"]
+    print(f"  ours encode_file, {parallel['workers']} worker processes (incl. start-up, .npy write): "
+          f"{parallel['seconds']:.3f} s {megabytes_per_second(num_bytes, parallel['seconds']):.2f} MB/s, "
+          f"identical: {parallel['identical']}")
+    print(f"  tiktoken encode_batch, {batch['threads']} threads, {batch['documents']} documents: "
+          f"{batch['seconds']:.3f} s {megabytes_per_second(num_bytes, batch['seconds']):.2f} MB/s, "
+          f"identical: {batch['identical']}")
+
+
+def markdown_summary(results: Result) -> str:
+    info, num_bytes = results["machine"], results["input_bytes"]
+    training, encoding = results["training"], results["encoding"]
+
+    def speed(seconds: float) -> str:
+        return f"{seconds:.3f} s ({megabytes_per_second(num_bytes, seconds):.2f} MB/s)"
+
+    lines = [
+        f"Input: `{results['input']}` ({num_bytes / 1e6:.2f} MB), vocab size {results['vocab_size']}, "
+        f"best of {results['repeats']}. Machine: {info['cpu_count']} CPUs ({info['processor']}), "
+        f"Python {info['python']}, tiktoken {info['tiktoken']}, tokenizers {info['tokenizers']}.",
+        "",
+        "| Task | Ours | Reference | Ours / reference | Target |",
+        "|---|---|---|---|---|",
+        f"| BPE training (time) | {speed(training['ours']['seconds'])} | HF, default threads: "
+        f"{speed(training['hf_default_threads']['seconds'])} | {training['ratio_ours_over_hf_default']:.2f}x "
+        "| <= 2x |",
+        f"| BPE training (time) | {speed(training['ours']['seconds'])} | HF, 1 thread: "
+        f"{speed(training['hf_single_thread']['seconds'])} | {training['ratio_ours_over_hf_single']:.2f}x | |",
+        f"| Encode, cold (throughput) | {speed(encoding['ours']['cold_seconds'])} | tiktoken, 1 thread: "
+        f"{speed(encoding['tiktoken']['cold_seconds'])} | {encoding['throughput_ratio_cold']:.2f}x | >= 0.5x |",
+        f"| Encode, warm (throughput) | {speed(encoding['ours']['warm_seconds'])} | tiktoken, 1 thread: "
+        f"{speed(encoding['tiktoken']['warm_seconds'])} | {encoding['throughput_ratio_warm']:.2f}x | |",
+        f"| Encode whole file, parallel | encode_file, {encoding['ours_encode_file']['workers']} processes: "
+        f"{speed(encoding['ours_encode_file']['seconds'])} | encode_batch, "
+        f"{encoding['tiktoken_encode_batch']['threads']} threads: "
+        f"{speed(encoding['tiktoken_encode_batch']['seconds'])} | "
+        f"{encoding['tiktoken_encode_batch']['seconds'] / encoding['ours_encode_file']['seconds']:.2f}x | |",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="UTF-8 text file (default: %(default)s)")
+    parser.add_argument("--vocab-size", type=int, default=10000, help="BPE vocabulary size (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs, best kept (default: %(default)s)")
+    parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
+    parser.add_argument(HF_WORKER_FLAG, action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    path = args.input.resolve()
+    if args.hf_worker:
+        print(json.dumps(train_hf(path, args.vocab_size, args.repeats)))
+        return
+
+    num_bytes = path.stat().st_size
+    try:
+        shown = path.relative_to(REPO_ROOT)
+    except ValueError:
+        shown = path
+    print(f"Input {shown}: {num_bytes / 1e6:.2f} MB; vocab size {args.vocab_size}; best of {args.repeats}\n")
+    results: Result = {
+        "input": str(shown),
+        "input_bytes": num_bytes,
+        "vocab_size": args.vocab_size,
+        "repeats": args.repeats,
+        "machine": machine_info(),
+    }
+    results["training"] = bench_training(path, args.vocab_size, args.repeats)
+    print_training(results["training"], num_bytes)
+    print()
+    results["encoding"] = bench_encoding(path, args.repeats)
+    print_encoding(results["encoding"], num_bytes)
+    print("\n== Summary (markdown) ==\n")
+    print(markdown_summary(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"\nWrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
