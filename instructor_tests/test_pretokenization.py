@@ -1,0 +1,65 @@
+"""The given pre-tokenization helpers: the ASCII fast path and streaming at safe boundaries."""
+
+from __future__ import annotations
+
+import random
+
+import regex
+
+from cs288_lm.pretokenization import (
+    GPT2_SPLIT_PATTERN,
+    find_range_boundaries,
+    iter_text_blocks,
+    pretokenize,
+    split_on_special_tokens,
+    special_token_splitter,
+)
+
+EOT = "<|endoftext|>"
+
+
+def reference_pieces(text: str, special_tokens=(EOT,)) -> list[str]:
+    """Special tokens and pre-tokens of ``text``, computed in one pass with the ``regex`` engine."""
+    pieces = []
+    for index, piece in enumerate(split_on_special_tokens(text, special_token_splitter(list(special_tokens)))):
+        pieces += [piece] if index % 2 else regex.findall(GPT2_SPLIT_PATTERN, piece)
+    return pieces
+
+
+def test_ascii_fast_path_equals_the_unicode_pattern():
+    rng = random.Random(0)
+    alphabet = "ab Z9'sldvetrm \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f!?.,-_\x00\x7f"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert pretokenize(text) == regex.findall(GPT2_SPLIT_PATTERN, text), repr(text)
+
+
+def test_unicode_text_uses_the_unicode_pattern():
+    text = "Grüße\u00a0and\u2028then\u0085x ½ ٣"
+    # The ASCII pattern would call "ü" punctuation and miss the non-ASCII spaces.
+    assert pretokenize(text) == regex.findall(GPT2_SPLIT_PATTERN, text)
+
+
+def _random_document(rng: random.Random) -> str:
+    words = ["Once", "upon", "a", "time", "they'll", "go", "home", "\n", "\n\n", "  ", EOT, "x\ny", "é", "!", "42"]
+    return " ".join(rng.choice(words) for _ in range(rng.randint(50, 400)))
+
+
+def test_blocks_and_ranges_split_exactly_like_one_pass(tmp_path):
+    rng = random.Random(1)
+    for trial in range(20):
+        text = "".join(_random_document(rng) for _ in range(20))
+        path = tmp_path / f"doc{trial}.txt"
+        path.write_text(text, encoding="utf-8")
+        size = path.stat().st_size
+        for special_tokens in ([EOT], []):
+            boundaries = find_range_boundaries(path, rng.randint(2, 9), special_tokens)
+            assert boundaries[0] == 0 and boundaries[-1] == size and boundaries == sorted(set(boundaries))
+            blocks = [
+                block
+                for start, end in zip(boundaries, boundaries[1:])
+                for block in iter_text_blocks(path, special_tokens, start, end, block_bytes=rng.randint(16, 600))
+            ]
+            assert "".join(blocks) == text
+            streamed = [piece for block in blocks for piece in reference_pieces(block, special_tokens)]
+            assert streamed == reference_pieces(text, special_tokens)
