@@ -223,7 +223,10 @@ class Tokenizer:
         while keep < len(pretokens) and kept_length + len(pretokens[-keep - 1]) <= 2:
             keep += 1
             kept_length += len(pretokens[-keep])
-        ids = self._encode_split(pieces[:-1] + ["".join(pretokens[: len(pretokens) - keep])])
+        # Encode the final pre-tokens as they are: re-splitting their joined text could differ
+        # ("\n\n" before "🙂" is two pre-tokens, at the end of a text it is one).
+        ids = self._encode_split(pieces[:-1] + [""])
+        ids.extend(itertools.chain.from_iterable(map(self._cache.__getitem__, pretokens[: len(pretokens) - keep])))
         return ids, "".join(pretokens[len(pretokens) - keep :]) + text[hold:]
 
     # END SOLUTION

@@ -136,6 +136,7 @@ def test_encode_iterable_is_lazy(gpt2_tokenizer):
         "we'll see, they've gone",
         f"x  \n\n{EOT}{EOT}\n y",
         "tabs\t\tand  spaces   end   ",
+        "end.\n\n!next  \n\n",
         "Grüße 🐈‍⬛ ½",
     ],
 )
