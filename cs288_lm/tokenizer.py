@@ -51,8 +51,9 @@ class Tokenizer:
         self.merges: list[tuple[bytes, bytes]] = list(merges)
         self.special_tokens: list[str] = normalize_special_tokens(special_tokens)
 
-        # Special tokens take the first id holding their bytes (or a new one); every other id is a
-        # regular token. Keeping the two apart matters when a special token is a single byte.
+        # Special tokens take the first id holding their bytes, or a new id. When several ids hold
+        # those bytes (a special token "a" beside the byte "a"), the others stay regular tokens; a
+        # lone id (GPT-2's "|") serves as both.
         by_bytes: dict[bytes, list[int]] = {}
         for token_id in sorted(self.vocab):
             by_bytes.setdefault(self.vocab[token_id], []).append(token_id)
@@ -60,7 +61,7 @@ class Tokenizer:
         for token in self.special_tokens:
             ids = by_bytes.get(token.encode("utf-8"))
             if ids:
-                self.special_token_ids[token] = ids.pop(0)
+                self.special_token_ids[token] = ids.pop(0) if len(ids) > 1 else ids[0]
             else:
                 self.special_token_ids[token] = max(self.vocab, default=-1) + 1
                 self.vocab[self.special_token_ids[token]] = token.encode("utf-8")

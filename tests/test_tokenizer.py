@@ -264,3 +264,11 @@ def test_encode_iterable_memory_stays_within_one_megabyte(tmp_path):
     # The same limit stops encoding the whole file at once, so the limit really bites.
     whole = run("whole")
     assert whole.returncode != 0, "encoding 5 MB at once fit in 1 MB: the limit does not work"
+
+
+def test_special_token_that_is_already_a_regular_token():
+    vocab, merges = gpt2_vocab_and_merges()
+    tokenizer = adapters.get_tokenizer(vocab, merges, ["|"])  # b"|" is GPT-2 token 91
+    assert tokenizer.encode("a|b") == [64, 91, 65]
+    assert tokenizer.encode(" ||") == [220, 91, 91]  # without the special token: [8614]
+    assert tokenizer.encode("Hello world") == gpt2_tiktoken().encode_ordinary("Hello world")

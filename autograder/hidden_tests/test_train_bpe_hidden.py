@@ -49,13 +49,14 @@ def assert_same_as_naive(path: Path, vocab_size: int, special_tokens: list[str],
 
 
 def test_pair_counts_include_overlapping_occurrences(tmp_path):
-    # Pre-tokens: "qqq" x1, " xy" x2. Pair counts: (q,q)=2 (both overlapping occurrences count),
-    # (" ",x)=2, (x,y)=2: a three-way tie won by the greatest pair (q,q).
-    path = write_utf8(tmp_path / "corpus.txt", "qqq xy xy")
+    # Pre-tokens: "zzz" x1, " xy" x2. Pair counts: (z,z)=2 (both overlapping occurrences count),
+    # (" ",x)=2, (x,y)=2: a three-way tie won by the greatest pair (z,z). Counting (z,z) once
+    # would merge (x,y) first.
+    path = write_utf8(tmp_path / "corpus.txt", "zzz xy xy")
     vocab, merges, ran_out = train(path, 256 + 10, [])
-    assert merges == [(b"q", b"q"), (b"x", b"y"), (b" ", b"xy"), (b"qq", b"q")]
+    assert merges == [(b"z", b"z"), (b"x", b"y"), (b" ", b"xy"), (b"zz", b"z")]
     assert ran_out
-    assert [vocab[256 + i] for i in range(4)] == [b"qq", b"xy", b" xy", b"qqq"]
+    assert [vocab[256 + i] for i in range(4)] == [b"zz", b"xy", b" xy", b"zzz"]
 
 
 def test_merging_is_left_to_right_without_overlap(tmp_path):
@@ -109,18 +110,17 @@ def test_special_tokens_are_never_merged_with_text(tmp_path):
 
 def test_unicode_and_duplicate_special_tokens_id_layout(tmp_path):
     specials = ["🤖", "<|fin|>", "🤖", "[MASK]", "<|fin|>"]
-    text = random_text(random.Random(11), 400, ["🤖", "<|fin|>", "[MASK]"])
+    unique = ["🤖", "<|fin|>", "[MASK]"]
+    text = random_text(random.Random(11), 400, unique)
     path = write_utf8(tmp_path / "corpus.txt", text)
     vocab, merges, _ = train(path, 256 + 3 + 40, specials)
-    assert [vocab[i] for i in range(3)] == ["🤖".encode(), b"<|fin|>", b"[MASK]"]
+    assert [vocab[i] for i in range(3)] == [token.encode("utf-8") for token in unique]
     assert all(vocab[3 + b] == bytes([b]) for b in range(256))
-    assert len(vocab) == 256 + 3 + 40 == len(set(vocab)) and sorted(vocab) == list(range(len(vocab)))
+    assert sorted(vocab) == list(range(256 + 3 + 40))
     assert len(merges) == 40
     for i, (left, right) in enumerate(merges):
         assert vocab[3 + 256 + i] == left + right
-    # No learned token contains (part of) a special token's bytes around the special token.
-    for left, right in merges:
-        assert b"<|fin|>" not in left + right and b"[MASK]" not in left + right
+    assert (vocab, merges) == naive_train_bpe(text, 256 + 3 + 40, unique)
 
 
 def test_vocab_size_exactly_base_gives_no_merges_and_no_warning(tmp_path):
@@ -168,7 +168,8 @@ def test_invalid_utf8_reports_byte_offset(tmp_path, prefix_size, bad):
     path.write_bytes(prefix + bad + suffix)
     with pytest.raises(ValueError) as info:
         adapters.run_train_bpe(path, 300, [])
-    assert re.search(rf"(?<!\d){prefix_size}(?!\d)", str(info.value)), str(info.value)
+    message = str(info.value).replace(str(path), "<path>")
+    assert re.search(rf"(?<!\d){prefix_size}(?!\d)", message), message
 
 
 def test_invalid_utf8_offset_is_exact_with_two_workers(tmp_path):
@@ -181,7 +182,8 @@ def test_invalid_utf8_offset_is_exact_with_two_workers(tmp_path):
     path.write_bytes(good[:offset] + b"\xfe" + good[offset:])
     with pytest.raises(ValueError) as info:
         adapters.run_train_bpe(path, 400, [EOT], workers=2)
-    assert re.search(rf"(?<!\d){offset}(?!\d)", str(info.value)), str(info.value)
+    message = str(info.value).replace(str(path), "<path>")
+    assert re.search(rf"(?<!\d){offset}(?!\d)", message), message
 
 
 def test_empty_file_gives_base_vocab_and_warns(tmp_path):
@@ -230,7 +232,8 @@ def test_matches_naive_on_code(tmp_path, newline):
 
 def test_matches_naive_on_odd_whitespace_runs(tmp_path):
     rng = random.Random(8)
-    pieces = [" ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\u00a0", "\u2028", "\u3000", "\x85", "a", "b", "1", "!", "'s", "'ll"]
+    pieces = [" ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\u00a0", "\u2028", "\u3000", "\x85"]
+    pieces += ["a", "b", "1", "!", "'s", "'ll"]
     text = "".join(rng.choice(pieces) * rng.randint(1, 6) for _ in range(6000))
     path = write_utf8(tmp_path / "spaces.txt", text)
     assert_same_as_naive(path, 256 + 200, [])
@@ -240,7 +243,8 @@ def test_matches_naive_with_overlapping_special_tokens(tmp_path):
     # "<|a|><|b|>" must be split out whole (longest first), never as "<|a|>" + "<|b|>".
     specials = ["<|a|>", "<|a|><|b|>", "<|b|>"]
     rng = random.Random(21)
-    text = "".join(rng.choice(["<|a|>", "<|b|>", "<|a|><|b|>", "<|", "|>", "a", " ab", " b|", "<", " <|a|"]) for _ in range(4000))
+    parts = ["<|a|>", "<|b|>", "<|a|><|b|>", "<|", "|>", "a", " ab", " b|", "<", " <|a|"]
+    text = "".join(rng.choice(parts) for _ in range(4000))
     path = write_utf8(tmp_path / "corpus.txt", text)
     assert_same_as_naive(path, 256 + 3 + 60, specials)
 
@@ -248,7 +252,8 @@ def test_matches_naive_with_overlapping_special_tokens(tmp_path):
 def test_matches_naive_with_regex_metacharacter_and_newline_special_tokens(tmp_path):
     specials = [".*", "(a|b)", "\n\n", "[CLS]"]
     rng = random.Random(4)
-    text = "".join(rng.choice([".*", "(a|b)", "\n\n", "\n", "[CLS]", " abc", " a.b", "ab*", "(a)", "b|a"]) for _ in range(4000))
+    parts = [".*", "(a|b)", "\n\n", "\n", "[CLS]", " abc", " a.b", "ab*", "(a)", "b|a"]
+    text = "".join(rng.choice(parts) for _ in range(4000))
     path = write_utf8(tmp_path / "corpus.txt", text)
     assert_same_as_naive(path, 256 + 4 + 60, specials, workers=2)
 

@@ -29,7 +29,9 @@ SPACES = [
 ]
 
 
-def random_text(rng: random.Random, items: int, specials: list[str] | tuple[str, ...] = (), special_rate: float = 0.02) -> str:
+def random_text(
+    rng: random.Random, items: int, specials: list[str] | tuple[str, ...] = (), special_rate: float = 0.02
+) -> str:
     """``items`` random words joined by random whitespace, with special tokens sprinkled in.
 
     Words are drawn with Zipf-like weights so that pairs repeat and BPE has something to learn.
@@ -74,7 +76,6 @@ def random_code(rng: random.Random, lines: int, newline: str = "\n") -> str:
     out = []
     for _ in range(lines):
         name, arg = rng.choice(CODE_NAMES), rng.choice(CODE_NAMES)
-        out.append(
-            rng.choice(CODE_LINES).format(name=name, Name=name.capitalize(), arg=arg, num=rng.randint(0, 10**rng.randint(1, 6)))
-        )
+        number = rng.randint(0, 10 ** rng.randint(1, 6))
+        out.append(rng.choice(CODE_LINES).format(name=name, Name=name.capitalize(), arg=arg, num=number))
     return newline.join(out) + newline
