@@ -83,7 +83,7 @@ class Tokenizer:
         self._special_prefixes = {token[:end] for token in self.special_tokens for end in range(1, len(token) + 1)}
         self._longest_special = max(map(len, self.special_tokens), default=0)
         # pre-token -> ids; encode_pretoken fills it on first use of each pre-token.
-        self._cache = PretokenCache(lambda pretoken: self.encode_pretoken(pretoken))
+        self._cache = PretokenCache(self.encode_pretoken)
 
     # ------------------------------------------------------------------ construction and files
 
