@@ -43,16 +43,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process and its finished workers (ru_maxrss is in KiB on Linux)."""
+def peak_memory_mb(children_before: int) -> str:
+    """Peak resident memory of this process and of its largest worker (ru_maxrss: KiB on Linux).
+
+    The children's figure can be inherited from whatever started us, so it only counts if it grew.
+    """
     scale = 1 / 1024 if sys.platform.startswith("linux") else 1 / 2**20
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) * scale
+    if children > children_before:
+        return f"{own:.0f} MB (largest worker: {children * scale:.0f} MB)"
+    return f"{own:.0f} MB"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     Tokenizer(vocab, merges, args.special_tokens).save(args.out)
     longest = max(vocab.values(), key=len)
     print(f"trained on {args.input} ({args.input.stat().st_size / 1e6:.2f} MB) in {elapsed:.2f}s")
-    print(f"peak memory: {peak_memory_mb():.0f} MB")
+    print(f"peak memory: {peak_memory_mb(children_before)}")
     print(f"vocabulary: {len(vocab)} tokens ({len(merges)} merges), asked for {args.vocab_size}")
     print(f"longest token: {longest!r} ({len(longest)} bytes)")
     print(f"saved to {args.out}/ (vocab.json, merges.txt, special_tokens.txt)")
