@@ -9,9 +9,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from cs288_lm import model as _model
 from cs288_lm.bpe import train_bpe
 from cs288_lm.encode_file import encode_file
+from cs288_lm.model import TransformerLM
+from cs288_lm.nn_utils import softmax
 from cs288_lm.tokenizer import Tokenizer
+
+__all__ = ["TransformerLM"]  # importable from here, as the course's tests expect
 
 
 def run_train_bpe(
@@ -58,3 +67,174 @@ def run_encode_file(
 ):
     """Encode a whole text file into a ``.npy`` array of token ids; returns the output path."""
     return encode_file(tokenizer, input_path, output_path, workers=workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 2: the transformer
+# ---------------------------------------------------------------------------------------------
+
+
+def run_linear(
+    d_in: int, d_out: int, weights: Float[Tensor, "d_out d_in"], in_features: Float[Tensor, "... d_in"]
+) -> Float[Tensor, "... d_out"]:
+    layer = _model.Linear(d_in, d_out)
+    layer.load_state_dict({"weight": weights})
+    return layer(in_features)
+
+
+def run_embedding(
+    vocab_size: int, d_model: int, weights: Float[Tensor, "vocab_size d_model"], token_ids: Int[Tensor, "..."]
+) -> Float[Tensor, "... d_model"]:
+    layer = _model.Embedding(vocab_size, d_model)
+    layer.load_state_dict({"weight": weights})
+    return layer(token_ids)
+
+
+def run_rmsnorm(
+    d_model: int, eps: float, weights: Float[Tensor, "d_model"], in_features: Float[Tensor, "... d_model"]
+) -> Float[Tensor, "... d_model"]:
+    layer = _model.RMSNorm(d_model, eps)
+    layer.load_state_dict({"weight": weights})
+    return layer(in_features)
+
+
+def run_silu(in_features: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+    return _model.silu(in_features)
+
+
+def run_swiglu(
+    d_model: int,
+    d_ff: int,
+    w1_weight: Float[Tensor, "d_ff d_model"],
+    w2_weight: Float[Tensor, "d_model d_ff"],
+    w3_weight: Float[Tensor, "d_ff d_model"],
+    in_features: Float[Tensor, "... d_model"],
+) -> Float[Tensor, "... d_model"]:
+    layer = _model.SwiGLU(d_model, d_ff)
+    layer.load_state_dict({"w1.weight": w1_weight, "w2.weight": w2_weight, "w3.weight": w3_weight})
+    return layer(in_features)
+
+
+def run_rope(
+    d_k: int,
+    theta: float,
+    max_seq_len: int,
+    in_query_or_key: Float[Tensor, "... seq d_k"],
+    token_positions: Int[Tensor, "... seq"],
+) -> Float[Tensor, "... seq d_k"]:
+    return _model.RotaryPositionEmbedding(d_k, max_seq_len, theta)(in_query_or_key, token_positions)
+
+
+def run_softmax(in_features: Float[Tensor, "..."], dim: int) -> Float[Tensor, "..."]:
+    return softmax(in_features, dim)
+
+
+def run_scaled_dot_product_attention(
+    Q: Float[Tensor, "... queries d_k"],
+    K: Float[Tensor, "... keys d_k"],
+    V: Float[Tensor, "... keys d_v"],
+    mask: Bool[Tensor, "... queries keys"] | None = None,
+) -> Float[Tensor, "... queries d_v"]:
+    return _model.scaled_dot_product_attention(Q, K, V, mask)
+
+
+def _attention_state(q_proj_weight, k_proj_weight, v_proj_weight, o_proj_weight) -> dict[str, Tensor]:
+    return {
+        "q_proj.weight": q_proj_weight,
+        "k_proj.weight": k_proj_weight,
+        "v_proj.weight": v_proj_weight,
+        "output_proj.weight": o_proj_weight,
+    }
+
+
+def run_multihead_self_attention(
+    d_model: int,
+    num_heads: int,
+    q_proj_weight: Float[Tensor, "d_model d_model"],
+    k_proj_weight: Float[Tensor, "d_model d_model"],
+    v_proj_weight: Float[Tensor, "d_model d_model"],
+    o_proj_weight: Float[Tensor, "d_model d_model"],
+    in_features: Float[Tensor, "... seq d_model"],
+    attention_backend: str = "reference",
+) -> Float[Tensor, "... seq d_model"]:
+    layer = _model.MultiHeadSelfAttention(d_model, num_heads, attention_backend=attention_backend)
+    layer.load_state_dict(_attention_state(q_proj_weight, k_proj_weight, v_proj_weight, o_proj_weight))
+    return layer(in_features)
+
+
+def run_multihead_self_attention_with_rope(
+    d_model: int,
+    num_heads: int,
+    max_seq_len: int,
+    theta: float,
+    q_proj_weight: Float[Tensor, "d_model d_model"],
+    k_proj_weight: Float[Tensor, "d_model d_model"],
+    v_proj_weight: Float[Tensor, "d_model d_model"],
+    o_proj_weight: Float[Tensor, "d_model d_model"],
+    in_features: Float[Tensor, "... seq d_model"],
+    token_positions: Int[Tensor, "... seq"] | None = None,
+    attention_backend: str = "reference",
+) -> Float[Tensor, "... seq d_model"]:
+    layer = _model.MultiHeadSelfAttentionWithRoPE(d_model, num_heads, max_seq_len, theta, attention_backend)
+    layer.load_state_dict(_attention_state(q_proj_weight, k_proj_weight, v_proj_weight, o_proj_weight))
+    return layer(in_features, token_positions)
+
+
+def run_transformer_block(
+    d_model: int,
+    num_heads: int,
+    d_ff: int,
+    max_seq_len: int,
+    theta: float,
+    weights: dict[str, Tensor],
+    in_features: Float[Tensor, "batch seq d_model"],
+    attention_backend: str = "reference",
+) -> Float[Tensor, "batch seq d_model"]:
+    """``weights`` uses the block's names: ``attn.q_proj.weight``, ..., ``ln1.weight``, ``ffn.w1.weight``, ..."""
+    block = _model.TransformerBlock(d_model, num_heads, d_ff, max_seq_len, theta, attention_backend)
+    _model.load_state_dict_strictly(block, weights)
+    return block(in_features)
+
+
+def run_transformer_lm(
+    vocab_size: int,
+    context_length: int,
+    d_model: int,
+    num_layers: int,
+    num_heads: int,
+    d_ff: int,
+    rope_theta: float,
+    weights: dict[str, Tensor],
+    in_indices: Int[Tensor, "batch seq"],
+    attention_backend: str = "reference",
+) -> Float[Tensor, "batch seq vocab_size"]:
+    """``weights`` may use our names (``final_ln``, ``output``) or CS336's (``ln_final``, ``lm_head``)."""
+    lm = TransformerLM(vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta, attention_backend)
+    lm.load_weights(weights)
+    return lm(in_indices)
+
+
+def create_transformer_lm(
+    vocab_size: int,
+    context_length: int,
+    d_model: int,
+    num_layers: int,
+    num_heads: int,
+    d_ff: int,
+    rope_theta: float = 10000.0,
+) -> TransformerLM:
+    return TransformerLM(vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta)
+
+
+def run_count_parameters(model: torch.nn.Module) -> int:
+    return _model.count_parameters(model)
+
+
+def run_count_flops_per_token(
+    vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int, d_ff: int
+) -> int:
+    return _model.count_flops_per_token(vocab_size, context_length, d_model, num_layers, num_heads, d_ff)
+
+
+def run_estimate_memory_bytes(vocab_size: int, d_model: int, num_layers: int, d_ff: int, dtype_bytes: int = 4) -> int:
+    return _model.estimate_memory_bytes(vocab_size, d_model, num_layers, d_ff, dtype_bytes)

@@ -1,0 +1,3 @@
+"""Plugins shared by every test folder (public, hidden and instructor tests)."""
+
+pytest_plugins = ["tests.snapshots"]

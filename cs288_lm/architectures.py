@@ -1,0 +1,88 @@
+"""Choosing a model by configuration: the Llama-style TransformerLM or GPT-2 (given)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from cs288_lm.gpt2_model import GPT2LM
+from cs288_lm.model import ATTENTION_BACKENDS, AttentionBackend, TransformerLM
+
+Architecture = Literal["llama", "gpt2"]
+
+
+def default_d_ff(d_model: int) -> int:
+    """SwiGLU width: about 8/3 d_model (same parameters as a 4x GELU MLP), a multiple of 64."""
+    return max(64, round(8 * d_model / 3 / 64) * 64)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build a language model. ``d_ff=None`` picks the architecture's default."""
+
+    architecture: Architecture = "llama"
+    vocab_size: int = 10_000
+    context_length: int = 256
+    d_model: int = 512
+    num_layers: int = 4
+    num_heads: int = 16
+    d_ff: int | None = None
+    rope_theta: float = 10_000.0  # llama only
+    dropout: float = 0.0  # gpt2 only
+    attention_backend: AttentionBackend = "torch"
+
+    def __post_init__(self):
+        if self.architecture not in ("llama", "gpt2"):
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose 'llama' or 'gpt2'")
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"unknown attention backend {self.attention_backend!r}; choose one of {ATTENTION_BACKENDS}")
+        for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+        if self.architecture == "gpt2" and self.d_ff not in (None, 4 * self.d_model):
+            raise ValueError(f"GPT-2's MLP is 4 x d_model = {4 * self.d_model} wide; got d_ff={self.d_ff}")
+        if self.architecture == "llama" and self.dropout:
+            raise ValueError("the llama architecture has no dropout; use architecture='gpt2'")
+
+    @property
+    def resolved_d_ff(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        return 4 * self.d_model if self.architecture == "gpt2" else default_d_ff(self.d_model)
+
+    def replace(self, **changes) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def build_model(config: ModelConfig, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> nn.Module:
+    """A freshly initialised model for ``config`` (use ``torch.manual_seed`` first for reproducibility)."""
+    if config.architecture == "gpt2":
+        return GPT2LM(
+            config.vocab_size,
+            config.context_length,
+            config.d_model,
+            config.num_layers,
+            config.num_heads,
+            config.dropout,
+            config.attention_backend,
+            device=device,
+            dtype=dtype,
+        )
+    return TransformerLM(
+        config.vocab_size,
+        config.context_length,
+        config.d_model,
+        config.num_layers,
+        config.num_heads,
+        config.resolved_d_ff,
+        config.rope_theta,
+        config.attention_backend,
+        device=device,
+        dtype=dtype,
+    )
