@@ -51,6 +51,7 @@ class Linear(nn.Module):
         # END SOLUTION
 
     def forward(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
+        """Apply the map to the last dimension of ``x``; leading dimensions are kept."""
         # BEGIN SOLUTION
         return x @ self.weight.T
         # END SOLUTION
@@ -72,6 +73,7 @@ class Embedding(nn.Module):
         # END SOLUTION
 
     def forward(self, token_ids: Int[Tensor, "..."]) -> Float[Tensor, "... d_model"]:
+        """The embedding vector of each id; the output adds a last dimension of size d_model."""
         # BEGIN SOLUTION
         return self.weight[token_ids]
         # END SOLUTION
@@ -95,6 +97,7 @@ class RMSNorm(nn.Module):
         # END SOLUTION
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """Normalize each vector along the last dimension; same shape and dtype as ``x``."""
         # BEGIN SOLUTION
         input_dtype = x.dtype
         x = x.float()
@@ -126,6 +129,7 @@ class SwiGLU(nn.Module):
         # END SOLUTION
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """``w2(silu(w1 x) * w3 x)``, with ``*`` elementwise."""
         # BEGIN SOLUTION
         return self.w2(silu(self.w1(x)) * self.w3(x))
         # END SOLUTION
@@ -288,6 +292,11 @@ class MultiHeadSelfAttention(nn.Module):
     def forward(
         self, x: Float[Tensor, "... seq d_model"], token_positions: Int[Tensor, "... seq"] | None = None
     ) -> Float[Tensor, "... seq d_model"]:
+        """Causal self-attention over the sequence dimension of ``x``.
+
+        ``token_positions`` (default ``0 .. seq-1``) are the positions RoPE uses, shape (..., seq)
+        matching the leading dimensions of ``x``; they are ignored without RoPE.
+        """
         # BEGIN SOLUTION
         q, k, v = (
             rearrange(projection(x), "... seq (heads d) -> ... heads seq d", heads=self.num_heads)
@@ -350,6 +359,7 @@ class TransformerBlock(nn.Module):
     def forward(
         self, x: Float[Tensor, "batch seq d_model"], token_positions: Int[Tensor, "... seq"] | None = None
     ) -> Float[Tensor, "batch seq d_model"]:
+        """Apply the block; ``token_positions`` are passed on to the attention's RoPE."""
         # BEGIN SOLUTION
         x = x + self.attn(self.ln1(x), token_positions)
         return x + self.ffn(self.ln2(x))
@@ -405,6 +415,7 @@ class TransformerLM(nn.Module):
         # END SOLUTION
 
     def forward(self, in_indices: Int[Tensor, "batch seq"]) -> Float[Tensor, "batch seq vocab_size"]:
+        """Next-token logits at every position (position t sees tokens 0..t only)."""
         # BEGIN SOLUTION
         return self.output(self.hidden_states(in_indices))
         # END SOLUTION
