@@ -1,0 +1,167 @@
+"""Our models against independent implementations: Hugging Face GPT-2 and Llama, torch's attention.
+
+Instructor-only (``transformers`` is in requirements-dev.txt). Also checks the attention backend
+switch: the reference path and ``torch.nn.functional.scaled_dot_product_attention`` agree.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from cs288_lm.architectures import ModelConfig, build_model, default_d_ff
+from cs288_lm.gpt2_model import GPT2Attention
+from cs288_lm.model import MultiHeadSelfAttentionWithRoPE, TransformerLM, count_parameters
+
+VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, D_FF = 97, 24, 48, 2, 4, 80
+
+
+def random_tokens(batch: int = 3, seq: int = 20, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def hf_llama() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=D_MODEL,
+        intermediate_size=D_FF,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+        max_position_embeddings=CONTEXT,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def llama_to_ours(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename Hugging Face Llama weights to TransformerLM's names (same layout, same RoPE pairing)."""
+    renames = {
+        "self_attn.q_proj": "attn.q_proj",
+        "self_attn.k_proj": "attn.k_proj",
+        "self_attn.v_proj": "attn.v_proj",
+        "self_attn.o_proj": "attn.output_proj",
+        "mlp.gate_proj": "ffn.w1",
+        "mlp.down_proj": "ffn.w2",
+        "mlp.up_proj": "ffn.w3",
+        "input_layernorm": "ln1",
+        "post_attention_layernorm": "ln2",
+    }
+    ours = {}
+    for key, value in state_dict.items():
+        if "rotary_emb" in key:
+            continue
+        key = key.replace("model.embed_tokens", "token_embeddings").replace("model.norm", "final_ln")
+        key = key.replace("lm_head", "output").replace("model.layers", "layers")
+        for theirs, mine in renames.items():
+            key = key.replace(theirs, mine)
+        ours[key] = value
+    return ours
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_transformer_lm_equals_hugging_face_llama(backend):
+    reference = hf_llama()
+    ours = TransformerLM(VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, D_FF, 10000.0, attention_backend=backend)
+    ours.load_weights(llama_to_ours(reference.state_dict()))
+    tokens = random_tokens()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(tokens), reference(tokens).logits, rtol=1e-4, atol=1e-5)
+    assert count_parameters(ours) == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_gpt2_equals_hugging_face_gpt2(backend):
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=VOCAB, n_positions=CONTEXT, n_embd=D_MODEL, n_layer=LAYERS, n_head=HEADS,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+    )
+    reference = GPT2LMHeadModel(config).eval()
+    ours = build_model(ModelConfig("gpt2", VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, attention_backend=backend)).eval()
+    ours.load_hf_state_dict(reference.state_dict())
+    tokens = random_tokens()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(tokens), reference(tokens).logits, rtol=1e-4, atol=1e-5)
+    assert count_parameters(ours) == sum(p.numel() for p in reference.parameters())
+    assert ours.lm_head.weight is ours.wte.weight
+
+
+def test_gpt2_attention_equals_torch_multihead_attention():
+    torch.manual_seed(1)
+    ours = GPT2Attention(D_MODEL, HEADS).eval()
+    reference = nn.MultiheadAttention(D_MODEL, HEADS, batch_first=True).eval()
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(ours.c_attn.weight)
+        reference.in_proj_bias.copy_(ours.c_attn.bias.uniform_(-0.1, 0.1))
+        reference.out_proj.weight.copy_(ours.c_proj.weight)
+        reference.out_proj.bias.copy_(ours.c_proj.bias.uniform_(-0.1, 0.1))
+        x = torch.randn(2, 11, D_MODEL)
+        causal = torch.ones(11, 11, dtype=torch.bool).triu(1)  # True = may NOT attend, in torch's convention
+        expected, _ = reference(x, x, x, attn_mask=causal, need_weights=False)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_attention_backends_agree_in_float32(architecture):
+    config = ModelConfig(architecture, VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, attention_backend="reference")
+    torch.manual_seed(0)
+    reference = build_model(config)
+    fast = build_model(config.replace(attention_backend="torch"))
+    fast.load_state_dict(reference.state_dict())
+    tokens = random_tokens(seed=3)
+    reference_logits, fast_logits = reference(tokens), fast(tokens)
+    assert (reference_logits - fast_logits).abs().max() < 1e-5
+    reference_logits.sum().backward()
+    fast_logits.sum().backward()
+    for (name, a), (_, b) in zip(reference.named_parameters(), fast.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_rope_attention_backends_agree_with_positions():
+    torch.manual_seed(2)
+    reference = MultiHeadSelfAttentionWithRoPE(D_MODEL, HEADS, CONTEXT, 10000.0, "reference")
+    fast = MultiHeadSelfAttentionWithRoPE(D_MODEL, HEADS, CONTEXT, 10000.0, "torch")
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 9, D_MODEL)
+    positions = torch.tensor([list(range(3, 12)), list(range(9))])
+    assert (reference(x, positions) - fast(x, positions)).abs().max() < 1e-5
+
+
+def test_gpt2_dropout_is_active_only_in_training():
+    model = build_model(ModelConfig("gpt2", VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, dropout=0.5))
+    tokens = random_tokens()
+    model.eval()
+    assert torch.equal(model(tokens), model(tokens))
+    model.train()
+    assert not torch.equal(model(tokens), model(tokens))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"architecture": "mamba"}, "unknown architecture"),
+        ({"attention_backend": "flash"}, "unknown attention backend"),
+        ({"d_model": 50}, "not divisible"),
+        ({"architecture": "gpt2", "d_ff": 100}, "4 x d_model"),
+        ({"dropout": 0.1}, "no dropout"),
+        ({"num_layers": 0}, "num_layers must be positive"),
+    ],
+)
+def test_model_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{"vocab_size": VOCAB, "d_model": D_MODEL, "num_heads": HEADS, **changes})
+
+
+def test_default_d_ff_is_about_eight_thirds_and_a_multiple_of_64():
+    assert default_d_ff(512) == 1344 and default_d_ff(768) == 2048 and default_d_ff(48) == 128
