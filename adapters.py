@@ -7,17 +7,24 @@ no logic of its own, so the tests stay the same whatever the internal layout of 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from cs288_lm import model as _model
+from cs288_lm import nn_utils
 from cs288_lm.bpe import train_bpe
+from cs288_lm.checkpointing import load_checkpoint, save_checkpoint
+from cs288_lm.data import get_batch
 from cs288_lm.encode_file import encode_file
 from cs288_lm.model import TransformerLM
 from cs288_lm.nn_utils import softmax
+from cs288_lm.optimizer import AdamW
 from cs288_lm.tokenizer import Tokenizer
 
 __all__ = ["TransformerLM"]  # importable from here, as the course's tests expect
@@ -238,3 +245,63 @@ def run_count_flops_per_token(
 
 def run_estimate_memory_bytes(vocab_size: int, d_model: int, num_layers: int, d_ff: int, dtype_bytes: int = 4) -> int:
     return _model.estimate_memory_bytes(vocab_size, d_model, num_layers, d_ff, dtype_bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 3: training utilities
+# ---------------------------------------------------------------------------------------------
+
+
+def run_cross_entropy(
+    inputs: Float[Tensor, "... vocab_size"], targets: Int[Tensor, "..."], ignore_index: int | None = None
+) -> Float[Tensor, ""]:
+    return nn_utils.cross_entropy(inputs, targets, ignore_index)
+
+
+def run_log_softmax(in_features: Float[Tensor, "..."], dim: int) -> Float[Tensor, "..."]:
+    return nn_utils.log_softmax(in_features, dim)
+
+
+def run_perplexity(
+    inputs: Float[Tensor, "... vocab_size"], targets: Int[Tensor, "..."], ignore_index: int | None = None
+) -> Float[Tensor, ""]:
+    return nn_utils.perplexity(inputs, targets, ignore_index)
+
+
+def run_token_accuracy(
+    inputs: Float[Tensor, "... vocab_size"], targets: Int[Tensor, "..."], ignore_index: int | None = None
+) -> Float[Tensor, ""]:
+    return nn_utils.token_accuracy(inputs, targets, ignore_index)
+
+
+def run_gradient_clipping(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float) -> Tensor:
+    """Clips in place; returns the global norm before clipping."""
+    return nn_utils.gradient_clipping(parameters, max_l2_norm)
+
+
+def get_adamw_cls() -> type[torch.optim.Optimizer]:
+    return AdamW
+
+
+def run_get_lr_cosine_schedule(
+    it: int, max_learning_rate: float, min_learning_rate: float, warmup_iters: int, cosine_cycle_iters: int
+) -> float:
+    return nn_utils.get_lr_cosine_schedule(it, max_learning_rate, min_learning_rate, warmup_iters, cosine_cycle_iters)
+
+
+def run_get_batch(
+    dataset: npt.NDArray, batch_size: int, context_length: int, device: str, rng: np.random.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    return get_batch(dataset, batch_size, context_length, device, rng)
+
+
+def run_save_checkpoint(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, iteration: int, out: str | os.PathLike | BinaryIO
+) -> None:
+    save_checkpoint(model, optimizer, iteration, out)
+
+
+def run_load_checkpoint(
+    src: str | os.PathLike | BinaryIO, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> int:
+    return load_checkpoint(src, model, optimizer)

@@ -1,10 +1,17 @@
-"""Numerical building blocks shared by the model and the training code (Parts 2 and 3)."""
+"""Numerical building blocks shared by the model and the training code (Parts 2 and 3).
+
+Write them with basic tensor operations: ``torch.nn.functional`` (``F.softmax``,
+``F.cross_entropy``, ...) and ``torch.nn.utils.clip_grad_norm_`` are what the tests compare with.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 import torch
-from jaxtyping import Float
-from torch import Tensor
+from jaxtyping import Float, Int
+from torch import Tensor, nn
 
 
 def softmax(x: Float[Tensor, "..."], dim: int = -1) -> Float[Tensor, "..."]:
@@ -18,4 +25,98 @@ def softmax(x: Float[Tensor, "..."], dim: int = -1) -> Float[Tensor, "..."]:
     shifted = x - x.amax(dim=dim, keepdim=True)
     exponentials = torch.exp(shifted)
     return exponentials / exponentials.sum(dim=dim, keepdim=True)
+    # END SOLUTION
+
+
+def log_softmax(x: Float[Tensor, "..."], dim: int = -1) -> Float[Tensor, "..."]:
+    """``log(softmax(x))`` computed stably: ``x - max - log(sum(exp(x - max)))`` along ``dim``.
+
+    Never take the log of a softmax that has underflowed to 0: with logits in the thousands the
+    result must still be finite.
+    """
+    # BEGIN SOLUTION
+    shifted = x - x.amax(dim=dim, keepdim=True)
+    return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
+    # END SOLUTION
+
+
+def cross_entropy(
+    logits: Float[Tensor, "... vocab_size"], targets: Int[Tensor, "..."], ignore_index: int | None = None
+) -> Float[Tensor, ""]:
+    """Mean negative log-likelihood of ``targets`` under ``softmax(logits)``.
+
+    ``logits`` has any leading dimensions (batch, seq, ...) and the vocabulary last; ``targets``
+    has the leading dimensions. The mean is over all positions, except those whose target equals
+    ``ignore_index`` (padding), which count for nothing. If every position is ignored the loss is
+    0. Stable for logits in the thousands (use :func:`log_softmax`).
+    """
+    # BEGIN SOLUTION
+    log_probabilities = log_softmax(logits, dim=-1)
+    keep = torch.ones_like(targets, dtype=torch.bool) if ignore_index is None else targets != ignore_index
+    safe_targets = torch.where(keep, targets, torch.zeros_like(targets))
+    picked = log_probabilities.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
+    return -(picked * keep).sum() / keep.sum().clamp_min(1)
+    # END SOLUTION
+
+
+def perplexity(
+    logits: Float[Tensor, "... vocab_size"], targets: Int[Tensor, "..."], ignore_index: int | None = None
+) -> Float[Tensor, ""]:
+    """``exp`` of the mean cross-entropy: the effective number of equally likely next tokens."""
+    # BEGIN SOLUTION
+    return torch.exp(cross_entropy(logits, targets, ignore_index))
+    # END SOLUTION
+
+
+def token_accuracy(
+    logits: Float[Tensor, "... vocab_size"], targets: Int[Tensor, "..."], ignore_index: int | None = None
+) -> Float[Tensor, ""]:
+    """Fraction of positions whose most likely token (argmax of the logits) is the target.
+
+    Positions whose target equals ``ignore_index`` are left out; 0 if none is left.
+    """
+    # BEGIN SOLUTION
+    keep = torch.ones_like(targets, dtype=torch.bool) if ignore_index is None else targets != ignore_index
+    correct = (logits.argmax(dim=-1) == targets) & keep
+    return correct.sum().float() / keep.sum().clamp_min(1)
+    # END SOLUTION
+
+
+def gradient_clipping(parameters: Iterable[nn.Parameter], max_l2_norm: float, eps: float = 1e-6) -> Tensor:
+    """Clip gradients in place by their global L2 norm; return the norm before clipping.
+
+    The norm is over all gradients together (parameters without a gradient are skipped). If it
+    exceeds ``max_l2_norm``, every gradient is multiplied by ``max_l2_norm / (norm + eps)``.
+    """
+    # BEGIN SOLUTION
+    gradients = [parameter.grad for parameter in parameters if parameter.grad is not None]
+    if not gradients:
+        return torch.tensor(0.0)
+    norm = torch.sqrt(sum(gradient.detach().float().pow(2).sum() for gradient in gradients))
+    if norm > max_l2_norm:
+        scale = max_l2_norm / (norm + eps)
+        for gradient in gradients:
+            gradient.mul_(scale.to(gradient.dtype))
+    return norm
+    # END SOLUTION
+
+
+def get_lr_cosine_schedule(
+    it: int, max_learning_rate: float, min_learning_rate: float, warmup_iters: int, cosine_cycle_iters: int
+) -> float:
+    """The learning rate at step ``it``: linear warmup, cosine decay, then constant.
+
+    * ``it < warmup_iters``: ``it / warmup_iters * max_learning_rate`` (starts at 0);
+    * ``warmup_iters <= it <= cosine_cycle_iters``: ``min + (max - min) * (1 + cos(pi * progress)) / 2``
+      with ``progress = (it - warmup_iters) / (cosine_cycle_iters - warmup_iters)``;
+    * ``it > cosine_cycle_iters``: ``min_learning_rate``.
+    """
+    # BEGIN SOLUTION
+    if it < warmup_iters:
+        return it / warmup_iters * max_learning_rate
+    if it > cosine_cycle_iters:
+        return min_learning_rate
+    span = cosine_cycle_iters - warmup_iters
+    progress = (it - warmup_iters) / span if span > 0 else 1.0
+    return min_learning_rate + (max_learning_rate - min_learning_rate) * (1 + math.cos(math.pi * progress)) / 2
     # END SOLUTION

@@ -15,7 +15,15 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
-STUDENT_MODULES = ["cs288_lm/bpe.py", "cs288_lm/tokenizer.py", "cs288_lm/model.py", "cs288_lm/nn_utils.py"]
+STUDENT_MODULES = [
+    "cs288_lm/bpe.py",
+    "cs288_lm/tokenizer.py",
+    "cs288_lm/model.py",
+    "cs288_lm/nn_utils.py",
+    "cs288_lm/optimizer.py",
+    "cs288_lm/data.py",
+    "cs288_lm/checkpointing.py",
+]
 
 
 def python_files() -> list[Path]:

@@ -1,0 +1,578 @@
+"""Pretrain a language model on a text corpus (Part 4), on one CPU or several GPUs.
+
+    python -m cs288_lm.pretrain                                  # small model, bundled TinyStories, a few minutes on CPU
+    python -m cs288_lm.pretrain --config configs/tinystories_17m.json --train-data /data/TinyStoriesV2-GPT4-train.txt
+    python -m cs288_lm.pretrain --resume                         # continue the run in --out-dir
+    torchrun --nproc_per_node=4 -m cs288_lm.pretrain --config ...   # DistributedDataParallel
+
+Settings come from the defaults of :class:`TrainConfig`, then a JSON ``--config`` file, then flags
+(one per field). The run writes to ``--out-dir``: ``config.json``, ``metrics.jsonl`` (one JSON
+record per logged step), ``loss.png`` and ``perplexity.png``, and ``checkpoints/latest.pt`` and
+``checkpoints/best.pt`` (by validation loss).
+
+Resume is exact on CPU: a run stopped at step k and resumed reaches bit-for-bit the same losses as
+an uninterrupted one, because checkpoints hold the model, the optimizer, the step and every random
+number generator's state. Ctrl-C (SIGINT) or SIGTERM saves ``latest.pt`` after the current step
+and exits cleanly. A NaN or infinite loss stops the run and leaves the last good checkpoint as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from cs288_lm.architectures import ModelConfig, build_model
+from cs288_lm.data import get_batch, load_tokens, prepare_token_file, tokenizer_fingerprint
+from cs288_lm.model import count_parameters
+from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
+from cs288_lm.optimizer import AdamW, parameter_groups
+from cs288_lm.plots import plot_runs, read_metrics
+from cs288_lm.sampling import generate
+from cs288_lm.tokenizer import Tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EOT = "<|endoftext|>"
+
+# Dense bf16 peak FLOP/s by GPU name, for model FLOPs utilisation (MFU).
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
+
+
+@dataclass
+class TrainConfig:
+    # data: UTF-8 text files, encoded once with the tokenizer and cached as token arrays
+    train_data: str = str(REPO_ROOT / "data" / "tinystories" / "train.txt")
+    valid_data: str = str(REPO_ROOT / "data" / "tinystories" / "valid.txt")
+    tokenizer: str = str(REPO_ROOT / "data" / "tokenizer")
+    cache_dir: str = "out/cache"
+    # model (vocab_size comes from the tokenizer)
+    architecture: str = "llama"
+    context_length: int = 128
+    d_model: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    d_ff: int | None = None
+    rope_theta: float = 10_000.0
+    dropout: float = 0.0
+    attention_backend: str = "torch"
+    # optimisation
+    batch_size: int = 32  # sequences per optimizer step, over all processes and accumulation steps
+    grad_accum_steps: int = 1
+    max_steps: int = 800
+    token_budget: int | None = None  # if set, max_steps = ceil(token_budget / (batch_size * context_length))
+    learning_rate: float = 3e-3
+    min_learning_rate: float = 3e-4
+    warmup_steps: int = 40
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    # evaluation, logging, checkpoints
+    eval_interval: int = 100
+    eval_batches: int = 8
+    log_interval: int = 10
+    checkpoint_interval: int = 200
+    out_dir: str = "out/pretrain"
+    resume: bool = False
+    stop_after: int | None = None  # stop (as if interrupted) after this many steps; for tests
+    final_eval_tokens: int = 1_000_000  # validation perplexity at the end, over up to this many tokens
+    num_samples: int = 2
+    sample_tokens: int = 80
+    # system
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    precision: str = "auto"  # auto: bf16 autocast on cuda, float32 elsewhere; or "fp32", "bf16"
+    compile: bool = False
+    seed: int = 1337
+
+    def __post_init__(self):
+        positive = ("context_length", "batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches",
+                    "log_interval", "checkpoint_interval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if not 0 <= self.min_learning_rate <= self.learning_rate:
+            raise ValueError("need 0 <= min_learning_rate <= learning_rate")
+
+    @property
+    def total_steps(self) -> int:
+        if self.token_budget is None:
+            return self.max_steps
+        return math.ceil(self.token_budget / (self.batch_size * self.context_length))
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(
+            self.architecture, vocab_size, self.context_length, self.d_model, self.num_layers, self.num_heads,
+            self.d_ff, self.rope_theta, self.dropout, self.attention_backend,
+        )
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration from defaults, a JSON file and flags
+# ---------------------------------------------------------------------------------------------
+
+
+def _field_type(field: dataclasses.Field) -> type:
+    annotation = str(field.type)
+    for name, kind in (("bool", bool), ("int", int), ("float", float)):
+        if annotation.startswith(name):
+            return kind
+    return str
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="JSON file of settings (flags override it)")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _field_type(field)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            optional = "None" in str(field.type)
+            parser.add_argument(flag, type=(lambda k: lambda v: None if v == "none" else k(v))(kind) if optional else kind,
+                                default=None, metavar=kind.__name__.upper())
+    args = parser.parse_args(argv)
+    settings: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            settings = json.loads(args.config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            parser.error(f"config file not found: {args.config}")
+        except json.JSONDecodeError as error:
+            parser.error(f"{args.config}: not valid JSON ({error.msg} at line {error.lineno})")
+        known = {field.name for field in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            parser.error(f"{args.config}: unknown settings {unknown}")
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(args, field.name)
+        if value is not None:
+            settings[field.name] = value
+    try:
+        return TrainConfig(**settings)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices, precision and processes
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Processes:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_processes(device_name: str) -> tuple[Processes, torch.device]:
+    """Join the process group when started by torchrun (RANK/WORLD_SIZE set); pick the device."""
+    if "RANK" not in os.environ:
+        return Processes(), resolve_device(device_name)
+    processes = Processes(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", processes.local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return processes, device
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def training_flops_per_token(config: ModelConfig) -> int:
+    """Forward + backward FLOPs per token (3x the forward pass), attention over the full context."""
+    d, context = config.d_model, config.context_length
+    mlp = 2 * 3 * d * config.resolved_d_ff if config.architecture == "llama" else 2 * 2 * d * config.resolved_d_ff
+    per_layer = 2 * 4 * d * d + 2 * 2 * context * d + mlp
+    return 3 * (config.num_layers * per_layer + 2 * d * config.vocab_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random number generators: everything a resumed run needs to continue identically
+# ---------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def rng_state(batch_rng: np.random.Generator) -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(), "numpy_batches": batch_rng.bit_generator.state}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict, batch_rng: np.random.Generator) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    batch_rng.bit_generator.state = state["numpy_batches"]
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.processes, self.device = init_processes(config.device)
+        self.out_dir = Path(config.out_dir)
+        self.checkpoint_dir = self.out_dir / "checkpoints"
+        self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.stop_requested = False
+        micro_batches = config.grad_accum_steps * self.processes.world_size
+        if config.batch_size % micro_batches:
+            raise ValueError(
+                f"batch_size={config.batch_size} must be divisible by grad_accum_steps x processes = {micro_batches}"
+            )
+        self.micro_batch_size = config.batch_size // micro_batches
+
+        self.tokenizer = Tokenizer.from_directory(config.tokenizer)
+        self.train_tokens, self.valid_tokens = self._prepare_data()
+        self.model_config = config.model_config(max(self.tokenizer.vocab) + 1)
+        self.batch_rng = seed_everything(config.seed)
+        self.model = build_model(self.model_config).to(self.device)
+        self.optimizer = AdamW(
+            parameter_groups(self.model, config.weight_decay),
+            lr=config.learning_rate,
+            betas=(config.beta1, config.beta2),
+            eps=config.eps,
+        )
+        self.step, self.tokens_seen, self.best_val_loss = 0, 0, math.inf
+        if config.resume:
+            self._load_checkpoint(self.checkpoint_dir / "latest.pt")
+        self.forward_model: nn.Module = self.model
+        if config.compile:
+            self.forward_model = torch.compile(self.forward_model)
+        if self.processes.world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = nn.parallel.DistributedDataParallel(self.forward_model, device_ids=device_ids)
+        self.val_batches = self._fixed_validation_batches()
+        self.flops_per_token = training_flops_per_token(self.model_config)
+        self.peak_flops = peak_flops(self.device)
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _prepare_data(self) -> tuple[np.ndarray, np.ndarray]:
+        paths = []
+        for text in (self.config.train_data, self.config.valid_data):
+            # The main process encodes (in parallel workers); the others wait, then reuse the cache.
+            if self.processes.is_main:
+                paths.append(prepare_token_file(text, self.config.tokenizer, self.config.cache_dir))
+            self._barrier()
+            if not self.processes.is_main:
+                paths.append(prepare_token_file(text, self.config.tokenizer, self.config.cache_dir, verbose=False))
+        return load_tokens(paths[0]), load_tokens(paths[1])
+
+    def _fixed_validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng(self.config.seed + 1)
+        return [
+            get_batch(self.valid_tokens, self.config.batch_size, self.config.context_length, self.device, rng)
+            for _ in range(self.config.eval_batches)
+        ]
+
+    def _barrier(self) -> None:
+        if self.processes.world_size > 1:
+            dist.barrier()
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _checkpoint(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "best_val_loss": self.best_val_loss,
+            "rng": rng_state(self.batch_rng),
+            "config": dataclasses.asdict(self.config),
+            "model_config": dataclasses.asdict(self.model_config),
+            "tokenizer": {"path": self.config.tokenizer, "fingerprint": tokenizer_fingerprint(self.config.tokenizer)},
+        }
+
+    def save_checkpoint(self, name: str) -> Path:
+        path = self.checkpoint_dir / f"{name}.pt"
+        if self.processes.is_main:
+            atomic_torch_save(self._checkpoint(), path)
+        return path
+
+    def _load_checkpoint(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if checkpoint["model_config"] != dataclasses.asdict(self.model_config):
+            raise ValueError(f"{path} was trained with a different model: {checkpoint['model_config']}")
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.step, self.tokens_seen = checkpoint["step"], checkpoint["tokens_seen"]
+        self.best_val_loss = checkpoint["best_val_loss"]
+        restore_rng_state(checkpoint["rng"], self.batch_rng)
+        if self.processes.is_main:
+            self._truncate_metrics(self.step)
+            print(f"[train] resumed from {path} at step {self.step}", file=sys.stderr)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop records logged after the checkpoint we resume from (a crash may have left some)."""
+        if self.metrics_path.is_file():
+            kept = [r for r in read_metrics(self.metrics_path) if r["step"] <= step]
+            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+    # -- training ----------------------------------------------------------------------------
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimizer step over ``batch_size`` sequences; returns (mean loss, gradient norm)."""
+        config = self.config
+        learning_rate = get_lr_cosine_schedule(
+            self.step, config.learning_rate, config.min_learning_rate, config.warmup_steps, self.config.total_steps
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        total_loss = torch.zeros((), device=self.device)
+        rows = slice(self.processes.rank * self.micro_batch_size, (self.processes.rank + 1) * self.micro_batch_size)
+        for micro_step in range(config.grad_accum_steps):
+            # Every process draws the same windows and keeps its own rows, so N processes see
+            # exactly the batch one process would.
+            inputs, targets = get_batch(
+                self.train_tokens, self.micro_batch_size * self.processes.world_size, config.context_length,
+                self.device, self.batch_rng,
+            )
+            inputs, targets = inputs[rows], targets[rows]
+            last = micro_step == config.grad_accum_steps - 1
+            sync = contextlib.nullcontext() if last or self.processes.world_size == 1 else self.forward_model.no_sync()
+            with sync, autocast_context(self.device, config.precision):
+                loss = cross_entropy(self.forward_model(inputs), targets) / config.grad_accum_steps
+            loss.backward()
+            total_loss += loss.detach()
+        if self.processes.world_size > 1:
+            dist.all_reduce(total_loss, op=dist.ReduceOp.AVG)
+        mean_loss = float(total_loss)
+        if not math.isfinite(mean_loss):
+            latest = self.checkpoint_dir / "latest.pt"
+            kept = f"the last good checkpoint is {latest}" if latest.is_file() else "no checkpoint was saved yet"
+            raise TrainingDiverged(
+                f"the training loss became {mean_loss} at step {self.step}; {kept}. "
+                "Lower --learning-rate, raise --warmup-steps or check the data."
+            )
+        norm = float(gradient_clipping(self.model.parameters(), config.grad_clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_seen += config.batch_size * config.context_length
+        return mean_loss, norm
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss, perplexity and token accuracy on the fixed validation batches."""
+        self.model.eval()
+        losses, correct, count = [], 0, 0
+        for inputs, targets in self.val_batches:
+            with autocast_context(self.device, self.config.precision):
+                logits = self.model(inputs)
+            losses.append(float(cross_entropy(logits.float(), targets)))
+            correct += int((logits.argmax(-1) == targets).sum())
+            count += targets.numel()
+        self.model.train()
+        loss = sum(losses) / len(losses)
+        return {"val_loss": loss, "val_perplexity": math.exp(loss), "val_accuracy": correct / count}
+
+    def _log(self, record: dict) -> None:
+        if self.processes.is_main:
+            self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.metrics_path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+
+    def train(self) -> dict[str, float]:
+        config, total = self.config, self.config.total_steps
+        if self.processes.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+            print(
+                f"[train] {self.model_config.architecture} model, {count_parameters(self.model):,} parameters, on "
+                f"{self.device} x{self.processes.world_size}; {len(self.train_tokens):,} training tokens; "
+                f"{total} steps of {config.batch_size} x {config.context_length} tokens",
+                file=sys.stderr,
+            )
+        window_start, window_tokens, window_losses = time.perf_counter(), 0, []
+        run_start, start_step = time.perf_counter(), self.step
+        while self.step < total:
+            loss, norm = self.train_step()
+            window_losses.append(loss)
+            window_tokens += config.batch_size * config.context_length
+            record: dict[str, Any] = {}
+            if self.step % config.log_interval == 0 or self.step == total:
+                elapsed = time.perf_counter() - window_start
+                tokens_per_second = window_tokens / max(elapsed, 1e-9)
+                record = {
+                    "step": self.step, "tokens": self.tokens_seen, "lr": self.optimizer.param_groups[0]["lr"],
+                    "train_loss": sum(window_losses) / len(window_losses), "grad_norm": norm,
+                    "tokens_per_second": tokens_per_second,
+                }
+                if self.peak_flops:
+                    record["mfu"] = tokens_per_second * self.flops_per_token / (self.peak_flops * self.processes.world_size)
+                done = (self.step - start_step) / max(total - start_step, 1)
+                eta = (time.perf_counter() - run_start) * (1 - done) / max(done, 1e-9)
+                if self.processes.is_main:
+                    print(f"step {self.step}/{total} | loss {record['train_loss']:.4f} | lr {record['lr']:.2e} | "
+                          f"grad norm {norm:.2f} | {tokens_per_second:,.0f} tok/s | ETA {_duration(eta)}", file=sys.stderr)
+                window_start, window_tokens, window_losses = time.perf_counter(), 0, []
+            if self.step % config.eval_interval == 0 or self.step == total:
+                record = {"step": self.step, "tokens": self.tokens_seen, **record, **self.evaluate()}
+                if self.processes.is_main:
+                    print(f"step {self.step}/{total} | val loss {record['val_loss']:.4f} | "
+                          f"val perplexity {record['val_perplexity']:.2f}", file=sys.stderr)
+                if record["val_loss"] < self.best_val_loss:
+                    self.best_val_loss = record["val_loss"]
+                    self.save_checkpoint("best")
+            if record:
+                self._log(record)
+            stopping = self.stop_requested or (config.stop_after is not None and self.step >= config.stop_after)
+            if self.step % config.checkpoint_interval == 0 or self.step == total or stopping:
+                self.save_checkpoint("latest")
+            if stopping:
+                if self.processes.is_main:
+                    print(f"[train] stopped at step {self.step}; saved {self.checkpoint_dir / 'latest.pt'}; "
+                          "continue with --resume", file=sys.stderr)
+                break
+        if self.processes.is_main:
+            plot_runs({"train": read_metrics(self.metrics_path)}, self.out_dir)
+        return {"step": self.step, "best_val_loss": self.best_val_loss}
+
+    def request_stop(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.processes.is_main:
+            print(f"\n[train] {signal.Signals(signum).name}: saving a checkpoint after this step...", file=sys.stderr)
+        self.stop_requested = True
+
+    # -- after training ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validation_perplexity(self) -> float:
+        """Perplexity over consecutive windows of the validation file (up to final_eval_tokens)."""
+        context = self.config.context_length
+        usable = min(len(self.valid_tokens) - 1, self.config.final_eval_tokens)
+        windows = usable // context
+        if windows == 0:
+            raise ValueError(f"the validation data has fewer than {context + 1} tokens")
+        tokens = torch.from_numpy(np.asarray(self.valid_tokens[: windows * context + 1], dtype=np.int64))
+        self.model.eval()
+        total, count = 0.0, 0
+        for start in range(0, windows, self.config.batch_size):
+            rows = range(start, min(start + self.config.batch_size, windows))
+            inputs = torch.stack([tokens[r * context : (r + 1) * context] for r in rows]).to(self.device)
+            targets = torch.stack([tokens[r * context + 1 : (r + 1) * context + 1] for r in rows]).to(self.device)
+            with autocast_context(self.device, self.config.precision):
+                logits = self.model(inputs)
+            total += float(cross_entropy(logits.float(), targets)) * targets.numel()
+            count += targets.numel()
+        return math.exp(total / count)
+
+    def samples(self, prompt: str = "Once upon a time") -> list[tuple[str, str]]:
+        prompt_ids = torch.tensor([self.tokenizer.encode(prompt)], device=self.device)
+        eos = self.tokenizer.special_token_ids.get(EOT)
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        results = []
+        for name, settings in [("greedy", {"temperature": 0.0})] + [("top-p 0.9", {"top_p": 0.9})] * self.config.num_samples:
+            ids = generate(self.model, prompt_ids, self.config.sample_tokens, eos_token_id=eos, generator=generator, **settings)
+            results.append((name, prompt + self.tokenizer.decode([i for i in ids[0].tolist() if i != eos])))
+        return results
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def run(config: TrainConfig) -> dict[str, float]:
+    """Train with ``config``; on the main process, report validation perplexity and samples."""
+    trainer = Trainer(config)
+    previous = {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = trainer.train()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if trainer.processes.is_main and trainer.step >= config.total_steps:
+        summary["val_perplexity"] = trainer.validation_perplexity()
+        print(f"validation perplexity ({config.valid_data}): {summary['val_perplexity']:.2f}")
+        for name, text in trainer.samples():
+            print(f"--- {name} ---\n{text}")
+    if trainer.processes.world_size > 1:
+        dist.destroy_process_group()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv)
+    try:
+        run(config)
+    except (FileNotFoundError, ValueError, TrainingDiverged) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
