@@ -1,0 +1,112 @@
+"""Run a grid of pretraining experiments and summarise them (learning rate, batch size, depth, width...).
+
+    python -m cs288_lm.sweep --grid learning_rate=1e-3,3e-3,1e-2 --grid num_layers=2,4 \\
+        --out-dir out/sweep -- --max-steps 200 --eval-interval 50
+
+Every combination of the ``--grid`` values is one run of :mod:`cs288_lm.pretrain`, with the
+settings after ``--`` shared by all and its own folder under ``--out-dir``. The sweep writes
+``results.csv`` and ``results.md`` (one row per run, best validation loss first) and
+``sweep_loss.png`` / ``sweep_perplexity.png`` with every run's curves overlaid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import math
+import sys
+import time
+from pathlib import Path
+
+from cs288_lm.plots import plot_runs, read_metrics
+from cs288_lm.pretrain import TrainingDiverged, parse_config, run
+
+COLUMNS = ["run", "best_val_loss", "final_val_loss", "final_val_perplexity", "tokens_per_second", "seconds", "status"]
+
+
+def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
+    """``["learning_rate=1e-3,3e-3"]`` -> ``[("learning_rate", ["1e-3", "3e-3"])]``."""
+    grid = []
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        if not name or not values:
+            raise ValueError(f"--grid expects name=value1,value2,..., got {spec!r}")
+        grid.append((name.strip().replace("-", "_"), [v.strip() for v in values.split(",") if v.strip()]))
+    return grid
+
+
+def run_name(assignment: dict[str, str]) -> str:
+    return "_".join(f"{name}={value}" for name, value in assignment.items()) or "base"
+
+
+def run_one(name: str, assignment: dict[str, str], shared: list[str], out_dir: Path) -> dict:
+    flags = [item for key, value in assignment.items() for item in (f"--{key.replace('_', '-')}", value)]
+    config = parse_config([*shared, *flags, "--out-dir", str(out_dir / name)])
+    start = time.perf_counter()
+    row: dict = {"run": name, **assignment}
+    try:
+        summary = run(config)
+        row["status"] = "ok"
+        row["best_val_loss"] = summary["best_val_loss"]
+    except TrainingDiverged as error:
+        row["status"] = f"diverged: {error}".split(";")[0]
+        row["best_val_loss"] = math.inf
+    row["seconds"] = time.perf_counter() - start
+    metrics = read_metrics(out_dir / name / "metrics.jsonl") if (out_dir / name / "metrics.jsonl").is_file() else []
+    evaluations = [r for r in metrics if "val_loss" in r]
+    if evaluations:
+        row["final_val_loss"] = evaluations[-1]["val_loss"]
+        row["final_val_perplexity"] = evaluations[-1]["val_perplexity"]
+    speeds = [r["tokens_per_second"] for r in metrics if "tokens_per_second" in r]
+    if speeds:
+        row["tokens_per_second"] = sum(speeds) / len(speeds)
+    row["metrics"] = metrics
+    return row
+
+
+def write_tables(rows: list[dict], grid_names: list[str], out_dir: Path) -> None:
+    columns = [COLUMNS[0], *grid_names, *COLUMNS[1:]]
+    rows = sorted(rows, key=lambda r: r.get("best_val_loss", math.inf))
+
+    def cell(row: dict, column: str) -> str:
+        value = row.get(column, "")
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        writer.writerows([cell(row, column) for column in columns] for row in rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(row, column) for column in columns) + " |" for row in rows]
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    shared = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--grid", action="append", default=[], help="name=v1,v2,... (repeat for more settings)")
+    parser.add_argument("--out-dir", type=Path, default=Path("out/sweep"))
+    args = parser.parse_args(own)
+    try:
+        grid = parse_grid(args.grid)
+    except ValueError as error:
+        parser.error(str(error))
+    names = [name for name, _ in grid]
+    combinations = [dict(zip(names, values)) for values in itertools.product(*(values for _, values in grid))]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index, assignment in enumerate(combinations, start=1):
+        name = run_name(assignment)
+        print(f"[sweep] run {index}/{len(combinations)}: {name}", file=sys.stderr)
+        rows.append(run_one(name, assignment, shared, args.out_dir))
+    write_tables(rows, names, args.out_dir)
+    plot_runs({row["run"]: row["metrics"] for row in rows}, args.out_dir, prefix="sweep_")
+    print((args.out_dir / "results.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
