@@ -48,14 +48,16 @@ def cross_entropy(
     ``logits`` has any leading dimensions (batch, seq, ...) and the vocabulary last; ``targets``
     has the leading dimensions. The mean is over all positions, except those whose target equals
     ``ignore_index`` (padding), which count for nothing. If every position is ignored the loss is
-    0. Stable for logits in the thousands (use :func:`log_softmax`).
+    0. Stable for logits in the thousands: use :func:`log_softmax`, or (faster, one pass fewer
+    over the logits) ``-log p(target) = logsumexp(logits) - logits[target]`` with
+    ``torch.logsumexp``, which subtracts the maximum internally.
     """
     # BEGIN SOLUTION
-    log_probabilities = log_softmax(logits, dim=-1)
     keep = torch.ones_like(targets, dtype=torch.bool) if ignore_index is None else targets != ignore_index
     safe_targets = torch.where(keep, targets, torch.zeros_like(targets))
-    picked = log_probabilities.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
-    return -(picked * keep).sum() / keep.sum().clamp_min(1)
+    target_logits = logits.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
+    losses = torch.logsumexp(logits, dim=-1) - target_logits
+    return (losses * keep).sum() / keep.sum().clamp_min(1)
     # END SOLUTION
 
 
