@@ -153,16 +153,16 @@ def _field_type(field: dataclasses.Field) -> type:
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, help="JSON file of settings (flags override it)")
+    parser.add_argument("--config", type=Path, default=None, help="JSON file of settings (flags override it)")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field)
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
         else:
             optional = "None" in str(field.type)
             parser.add_argument(flag, type=(lambda k: lambda v: None if v == "none" else k(v))(kind) if optional else kind,
-                                default=None, metavar=kind.__name__.upper())
+                                default=argparse.SUPPRESS, metavar=kind.__name__.upper())
     args = parser.parse_args(argv)
     settings: dict[str, Any] = {}
     if args.config is not None:
@@ -170,16 +170,19 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
             settings = json.loads(args.config.read_text(encoding="utf-8"))
         except FileNotFoundError:
             parser.error(f"config file not found: {args.config}")
+        except (OSError, UnicodeDecodeError) as error:
+            parser.error(f"cannot read config file {args.config}: {error}")
         except json.JSONDecodeError as error:
             parser.error(f"{args.config}: not valid JSON ({error.msg} at line {error.lineno})")
+        if not isinstance(settings, dict):
+            parser.error(f"{args.config}: expected a JSON object of settings, got {type(settings).__name__}")
         known = {field.name for field in dataclasses.fields(TrainConfig)}
         unknown = sorted(set(settings) - known)
         if unknown:
             parser.error(f"{args.config}: unknown settings {unknown}")
     for field in dataclasses.fields(TrainConfig):
-        value = getattr(args, field.name)
-        if value is not None:
-            settings[field.name] = value
+        if hasattr(args, field.name):  # given on the command line (None for "none")
+            settings[field.name] = getattr(args, field.name)
     try:
         return TrainConfig(**settings)
     except (TypeError, ValueError) as error:
@@ -313,6 +316,7 @@ class Trainer:
             eps=config.eps,
         )
         self.step, self.tokens_seen, self.best_val_loss = 0, 0, math.inf
+        self.unlogged_losses: list[float] = []  # losses since the last log record, averaged into it
         if config.resume:
             self._load_checkpoint(self.checkpoint_dir / "latest.pt")
         self.forward_model: nn.Module = self.model
@@ -358,6 +362,7 @@ class Trainer:
             "step": self.step,
             "tokens_seen": self.tokens_seen,
             "best_val_loss": self.best_val_loss,
+            "unlogged_losses": self.unlogged_losses,
             "rng": rng_state(self.batch_rng),
             "config": dataclasses.asdict(self.config),
             "model_config": dataclasses.asdict(self.model_config),
@@ -380,6 +385,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.step, self.tokens_seen = checkpoint["step"], checkpoint["tokens_seen"]
         self.best_val_loss = checkpoint["best_val_loss"]
+        self.unlogged_losses = list(checkpoint["unlogged_losses"])
         restore_rng_state(checkpoint["rng"], self.batch_rng)
         if self.processes.is_main:
             self._truncate_metrics(self.step)
@@ -424,7 +430,7 @@ class Trainer:
             latest = self.checkpoint_dir / "latest.pt"
             kept = f"the last good checkpoint is {latest}" if latest.is_file() else "no checkpoint was saved yet"
             raise TrainingDiverged(
-                f"the training loss became {mean_loss} at step {self.step}; {kept}. "
+                f"the training loss became {mean_loss} at step {self.step + 1}; {kept}. "
                 "Lower --learning-rate, raise --warmup-steps or check the data."
             )
         norm = float(gradient_clipping(self.model.parameters(), config.grad_clip))
@@ -466,11 +472,11 @@ class Trainer:
                 f"{total} steps of {config.batch_size} x {config.context_length} tokens",
                 file=sys.stderr,
             )
-        window_start, window_tokens, window_losses = time.perf_counter(), 0, []
+        window_start, window_tokens = time.perf_counter(), 0
         run_start, start_step = time.perf_counter(), self.step
         while self.step < total:
             loss, norm = self.train_step()
-            window_losses.append(loss)
+            self.unlogged_losses.append(loss)
             window_tokens += config.batch_size * config.context_length
             record: dict[str, Any] = {}
             if self.step % config.log_interval == 0 or self.step == total:
@@ -478,7 +484,7 @@ class Trainer:
                 tokens_per_second = window_tokens / max(elapsed, 1e-9)
                 record = {
                     "step": self.step, "tokens": self.tokens_seen, "lr": self.optimizer.param_groups[0]["lr"],
-                    "train_loss": sum(window_losses) / len(window_losses), "grad_norm": norm,
+                    "train_loss": sum(self.unlogged_losses) / len(self.unlogged_losses), "grad_norm": norm,
                     "tokens_per_second": tokens_per_second,
                 }
                 if self.peak_flops:
@@ -488,7 +494,7 @@ class Trainer:
                 if self.processes.is_main:
                     print(f"step {self.step}/{total} | loss {record['train_loss']:.4f} | lr {record['lr']:.2e} | "
                           f"grad norm {norm:.2f} | {tokens_per_second:,.0f} tok/s | ETA {_duration(eta)}", file=sys.stderr)
-                window_start, window_tokens, window_losses = time.perf_counter(), 0, []
+                window_start, window_tokens = time.perf_counter(), 0
             if self.step % config.eval_interval == 0 or self.step == total:
                 record = {"step": self.step, "tokens": self.tokens_seen, **record, **self.evaluate()}
                 if self.processes.is_main:

@@ -1,0 +1,474 @@
+"""The pretraining trainer end to end, on a tiny model and the bundled TinyStories files.
+
+Exact resume, stopping on SIGINT, stopping on a NaN loss, DistributedDataParallel on CPU (gloo),
+configuration errors, the run's outputs and determinism. The trainer runs in-process through
+``main([...])`` where it can (with one torch thread, so runs are fast and reproducible on a busy
+2-core machine); only the SIGINT and DDP checks start subprocesses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import cs288_lm.pretrain as pretrain
+from cs288_lm.pretrain import TrainConfig, main, parse_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIMING_FIELDS = {"tokens_per_second", "mfu"}
+VAL_FIELDS = ("val_loss", "val_perplexity", "val_accuracy")
+MAX_STEPS, BATCH, CONTEXT = 12, 8, 32
+
+# A tiny model: every step takes milliseconds; evaluation at 4, 8, 12; logs every 2 steps.
+TINY = [
+    "--d-model", "32", "--num-layers", "2", "--num-heads", "2", "--context-length", str(CONTEXT),
+    "--batch-size", str(BATCH), "--max-steps", str(MAX_STEPS), "--eval-interval", "4", "--log-interval", "2",
+    "--checkpoint-interval", "4", "--eval-batches", "2", "--num-samples", "1", "--sample-tokens", "8",
+    "--final-eval-tokens", "2048", "--device", "cpu",
+    "--train-data", str(REPO_ROOT / "data" / "tinystories" / "train.txt"),
+    "--valid-data", str(REPO_ROOT / "data" / "tinystories" / "valid.txt"),
+    "--tokenizer", str(REPO_ROOT / "data" / "tokenizer"),
+]
+
+
+def tiny_args(out_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
+    return [*TINY, "--out-dir", str(out_dir), "--cache-dir", str(cache_dir), *extra]
+
+
+def run_main(argv: list[str]) -> SimpleNamespace:
+    """``main(argv)`` in-process, with its exit code, stdout and stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    return SimpleNamespace(code=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+
+
+def metrics(out_dir: Path) -> list[dict]:
+    with open(out_dir / "metrics.jsonl", encoding="utf-8") as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def subprocess_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def assert_tensors_equal(a: object, b: object, where: str) -> None:
+    """Bit-for-bit equality of nested dicts/lists of tensors and numbers."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_tensors_equal(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b)):
+            assert_tensors_equal(x, y, f"{where}[{index}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    yield
+
+
+@pytest.fixture(scope="module")
+def reference(one_thread, tmp_path_factory):
+    """Two identical uninterrupted 12-step runs: the first encodes the data into a fresh token
+    cache, the second reuses it. Other tests reuse the cache and compare with the first run."""
+    root = tmp_path_factory.mktemp("reference")
+    cache = root / "cache"
+    first = run_main(tiny_args(root / "first", cache))
+    second = run_main(tiny_args(root / "second", cache))
+    assert first.code == 0, first.stderr
+    assert second.code == 0, second.stderr
+    return SimpleNamespace(cache=cache, first_dir=root / "first", second_dir=root / "second",
+                           first=first, second=second)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Exact resume
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop_after", [6, 5], ids=["stop_after=6", "stop_after=5"])
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(reference, tmp_path, stop_after):
+    """Stop after k steps (not a checkpoint multiple; k=5 is not a log multiple either), resume to
+    the end: every record logged after k and the final weights and optimizer state are bit-for-bit
+    those of the uninterrupted run."""
+    out = tmp_path / "resumed"
+    stopped = run_main(tiny_args(out, reference.cache, "--stop-after", str(stop_after)))
+    assert stopped.code == 0, stopped.stderr
+    assert "--resume" in stopped.stderr
+    assert "validation perplexity" not in stopped.stdout  # not finished: no final report
+    assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == stop_after
+    assert max(r["step"] for r in metrics(out)) <= stop_after
+
+    # A crash after logging but before the next checkpoint leaves records past it: resume drops them.
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as file:
+        file.write(json.dumps({"step": stop_after + 1, "tokens": 0, "train_loss": 0.0}) + "\n")
+
+    resumed = run_main(tiny_args(out, reference.cache, "--resume"))
+    assert resumed.code == 0, resumed.stderr
+    assert f"resumed from {out / 'checkpoints' / 'latest.pt'} at step {stop_after}" in resumed.stderr
+    assert "validation perplexity" in resumed.stdout
+
+    expected, got = metrics(reference.first_dir), metrics(out)
+    steps = [r["step"] for r in got]
+    assert len(steps) == len(set(steps)), f"duplicate steps in metrics.jsonl: {steps}"
+    assert steps == sorted(steps) == [r["step"] for r in expected]
+    for a, b in zip(without_timing(expected), without_timing(got)):
+        if a["step"] <= stop_after:
+            continue
+        for key in ("train_loss", "grad_norm", "lr", "tokens", *VAL_FIELDS):
+            assert (key in a) == (key in b), f"step {a['step']}: {key}"
+            if key in a:
+                assert a[key] == b[key], f"step {a['step']}: {key} {b[key]!r} after resume != {a[key]!r} uninterrupted"
+
+    a_ckpt = load_checkpoint(reference.first_dir / "checkpoints" / "latest.pt")
+    b_ckpt = load_checkpoint(out / "checkpoints" / "latest.pt")
+    assert a_ckpt["step"] == b_ckpt["step"] == MAX_STEPS
+    assert a_ckpt["tokens_seen"] == b_ckpt["tokens_seen"] == MAX_STEPS * BATCH * CONTEXT
+    assert_tensors_equal(a_ckpt["model"], b_ckpt["model"], "model")
+    assert_tensors_equal(a_ckpt["optimizer"]["state"], b_ckpt["optimizer"]["state"], "optimizer state")
+    assert a_ckpt["best_val_loss"] == b_ckpt["best_val_loss"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. SIGINT
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sigint_saves_a_checkpoint_exits_cleanly_and_resume_finishes(reference, tmp_path):
+    out = tmp_path / "interrupted"
+    long_run = tiny_args(out, reference.cache, "--max-steps", "100000", "--log-interval", "1",
+                         "--eval-interval", "50000", "--checkpoint-interval", "50000")
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "cs288_lm.pretrain", *long_run], cwd=REPO_ROOT,
+                                   env=subprocess_env(), stdout=stdout, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 120
+            while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().strip()):
+                assert process.poll() is None, (tmp_path / "stderr").read_text()
+                assert time.monotonic() < deadline, "the trainer logged no step in 120 s"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    err = (tmp_path / "stderr").read_text()
+    assert code == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "SIGINT" in err and "--resume" in err
+    match = re.search(r"stopped at step (\d+); saved (\S+); continue with --resume", err)
+    assert match, err
+    stopped_step = int(match.group(1))
+    assert Path(match.group(2)) == out / "checkpoints" / "latest.pt"
+    checkpoint = load_checkpoint(out / "checkpoints" / "latest.pt")
+    assert checkpoint["step"] == stopped_step >= 1
+    assert checkpoint["tokens_seen"] == stopped_step * BATCH * CONTEXT
+    assert metrics(out)[-1]["step"] == stopped_step  # every step is logged (--log-interval 1)
+    assert "validation perplexity" not in (tmp_path / "stdout").read_text()
+
+    # Resume and finish (two more steps than were done, instead of 100000).
+    finish = stopped_step + 2
+    resumed = run_main(tiny_args(out, reference.cache, "--resume", "--max-steps", str(finish), "--log-interval", "1",
+                                 "--eval-interval", "50000", "--checkpoint-interval", "50000"))
+    assert resumed.code == 0, resumed.stderr
+    assert f"at step {stopped_step}" in resumed.stderr
+    assert "validation perplexity" in resumed.stdout
+    steps = [r["step"] for r in metrics(out)]
+    assert steps == list(range(1, finish + 1))
+    assert "val_loss" in metrics(out)[-1]  # the last step is always evaluated
+    assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == finish
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. NaN loss
+# ---------------------------------------------------------------------------------------------
+
+
+def nan_on_training_call(monkeypatch, call: int, on_trigger=lambda: None) -> None:
+    """Make the logits, hence the loss, of the ``call``-th training forward pass (1-based) NaN.
+
+    Evaluation and sampling run under no_grad and are not counted."""
+    real_build_model = pretrain.build_model
+    calls = {"train": 0}
+
+    def hook(module, inputs, output):
+        if torch.is_grad_enabled():
+            calls["train"] += 1
+            if calls["train"] == call:
+                on_trigger()
+                return output * float("nan")
+        return output
+
+    def build_model(*args, **kwargs):
+        model = real_build_model(*args, **kwargs)
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(pretrain, "build_model", build_model)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch):
+    out = tmp_path / "diverged"
+    latest, best = out / "checkpoints" / "latest.pt", out / "checkpoints" / "best.pt"
+    before = {}
+
+    def snapshot():  # called just before the NaN: the checkpoints as the failing step finds them
+        for path in (latest, best):
+            before[path] = (path.read_bytes(), path.stat().st_mtime_ns)
+
+    # Steps 1-5 are fine (checkpoint at 4); the loss of step 6 (as metrics number it) is NaN.
+    nan_on_training_call(monkeypatch, 6, snapshot)
+    result = run_main(tiny_args(out, reference.cache))
+    assert result.code == 1
+    assert before, "the NaN was never injected"
+    assert "Traceback" not in result.stderr
+    assert f"error: the training loss became nan at step 6; the last good checkpoint is {latest}" in result.stderr
+    assert "--learning-rate" in result.stderr
+    for path, (content, mtime) in before.items():
+        assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime, f"{path} was rewritten"
+    assert load_checkpoint(latest)["step"] == 4
+    assert [r["step"] for r in metrics(out)] == [2, 4]
+    assert not (latest.parent / "latest.pt.tmp").exists()
+    assert "validation perplexity" not in result.stdout
+    # run() put the previous signal handlers back although training raised.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    # Through run(): the exception itself.
+    nan_on_training_call(monkeypatch, 1)
+    with pytest.raises(pretrain.TrainingDiverged, match=r"became nan at step 1; no checkpoint was saved yet"):
+        pretrain.run(parse_config(tiny_args(tmp_path / "first_step", reference.cache)))
+    assert not (tmp_path / "first_step" / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. DistributedDataParallel on CPU
+# ---------------------------------------------------------------------------------------------
+
+
+def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+               "--monitor-interval", "0.1", "-m", "cs288_lm.pretrain", *tiny_args(out, reference.cache)]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "on cpu x2" in result.stderr
+    assert result.stdout.count("validation perplexity") == 1  # only the main process reports
+    assert result.stderr.count("[train] llama model") == 1
+
+    single, ddp = metrics(reference.first_dir), metrics(out)
+    assert [r["step"] for r in ddp] == [r["step"] for r in single]
+    for a, b in zip(single, ddp):
+        assert a["tokens"] == b["tokens"] and a["lr"] == b["lr"]
+        for key in ("train_loss", "grad_norm", *VAL_FIELDS):
+            assert (key in a) == (key in b)
+            if key in a:
+                assert math.isclose(a[key], b[key], rel_tol=1e-4, abs_tol=1e-6), (
+                    f"step {a['step']}: {key} {b[key]} with 2 processes, {a[key]} with 1")
+    a_model = load_checkpoint(reference.first_dir / "checkpoints" / "latest.pt")["model"]
+    b_model = load_checkpoint(out / "checkpoints" / "latest.pt")["model"]
+    assert a_model.keys() == b_model.keys()
+    assert not any(key.startswith("module.") for key in b_model)  # the unwrapped model is saved
+    for key in a_model:
+        torch.testing.assert_close(b_model[key], a_model[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+def test_config_file_sets_values_and_flags_override_it(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"d_model": 48, "batch_size": 4, "compile": True, "token_budget": 1000,
+                                "learning_rate": 0.01, "architecture": "gpt2"}))
+    config = parse_config(["--config", str(path), "--batch-size", "16", "--no-compile", "--token-budget", "2000"])
+    assert (config.d_model, config.learning_rate, config.architecture) == (48, 0.01, "gpt2")
+    assert (config.batch_size, config.compile, config.token_budget) == (16, False, 2000)
+    assert config.num_layers == TrainConfig().num_layers  # untouched settings keep their defaults
+    assert isinstance(config.learning_rate, float) and isinstance(config.batch_size, int)
+
+    config = parse_config(["--config", str(path)])
+    assert (config.batch_size, config.compile, config.token_budget) == (4, True, 1000)
+    assert config.total_steps == math.ceil(1000 / (4 * config.context_length))
+    assert parse_config([]) == TrainConfig()
+
+
+def test_none_on_the_command_line_overrides_a_config_value(tmp_path):
+    """Optional settings take "none" on the command line; it must override the JSON file's value."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"token_budget": 1000, "d_ff": 96}))
+    assert parse_config(["--token-budget", "none"]).token_budget is None
+    config = parse_config(["--config", str(path), "--token-budget", "none", "--d-ff", "none"])
+    assert (config.token_budget, config.d_ff) == (None, None)
+
+
+def parse_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "argv", "message"),
+    [
+        ({"d_modle": 64}, [], "unknown settings ['d_modle']"),
+        ("{\"d_model\": 64,", [], "not valid JSON"),
+        (None, ["--config", "{tmp}/missing.json"], "config file not found: {tmp}/missing.json"),
+        (None, ["--batch-size", "0"], "batch_size must be at least 1, got 0"),
+        (None, ["--precision", "fp8"], "precision must be auto, fp32 or bf16, got 'fp8'"),
+        (None, ["--loss-backend", "triton"], "loss_backend must be reference or torch, got 'triton'"),
+        (None, ["--batch-size", "abc"], "--batch-size: invalid"),
+        (None, ["--learning-rate", "1e-3", "--min-learning-rate", "1e-2"], "min_learning_rate <= learning_rate"),
+        ({"eval_interval": 0}, [], "eval_interval must be at least 1, got 0"),
+    ],
+    ids=["unknown-key", "bad-json", "missing-file", "batch-size-0", "precision-fp8", "loss-backend", "not-an-int",
+         "min-lr", "json-0"],
+)
+def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, message):
+    if content is not None:
+        path = tmp_path / "config.json"
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        argv = ["--config", str(path), *argv]
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    err = parse_error(argv, capsys)
+    assert message.replace("{tmp}", str(tmp_path)) in err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_bad_config_from_the_command_line_has_no_traceback(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    result = subprocess.run([sys.executable, "-m", "cs288_lm.pretrain", "--config", str(path)], cwd=REPO_ROOT,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "not valid JSON" in result.stderr and str(path) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_runtime_errors_exit_with_code_1(reference, tmp_path):
+    out = tmp_path / "fresh"
+    result = run_main(tiny_args(out, reference.cache, "--resume"))
+    assert result.code == 1
+    assert f"error: --resume: no checkpoint at {out / 'checkpoints' / 'latest.pt'}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (out / "metrics.jsonl").exists() and not (out / "config.json").exists()
+
+    result = run_main(tiny_args(out, reference.cache, "--grad-accum-steps", "3"))
+    assert result.code == 1 and "must be divisible by grad_accum_steps" in result.stderr
+
+    result = run_main(tiny_args(out, reference.cache, "--train-data", str(tmp_path / "nope.txt")))
+    assert result.code == 1 and f"text file not found: {tmp_path / 'nope.txt'}" in result.stderr
+
+    # Resuming with a different model is refused.
+    assert run_main(tiny_args(out, reference.cache, "--max-steps", "1")).code == 0
+    result = run_main(tiny_args(out, reference.cache, "--resume", "--d-model", "64"))
+    assert result.code == 1 and "different model" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Outputs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_run_writes_metrics_plots_checkpoints_and_a_report(reference):
+    out, result = reference.first_dir, reference.first
+    records = metrics(out)
+    assert [r["step"] for r in records] == list(range(2, MAX_STEPS + 1, 2))
+    for record in records:
+        for key in ("step", "tokens", "lr", "train_loss", "grad_norm", "tokens_per_second"):
+            assert key in record, (key, record)
+            assert isinstance(record[key], (int, float)) and math.isfinite(record[key]), (key, record)
+        assert record["tokens"] == record["step"] * BATCH * CONTEXT
+        assert record["lr"] > 0 and record["grad_norm"] > 0 and record["tokens_per_second"] > 0
+        assert 0 < record["train_loss"] < 20
+        evaluated = record["step"] % 4 == 0
+        for key in VAL_FIELDS:
+            assert (key in record) == evaluated, (key, record)
+        if evaluated:
+            assert math.isclose(record["val_perplexity"], math.exp(record["val_loss"]), rel_tol=1e-9)
+            assert 0 <= record["val_accuracy"] <= 1
+    # warmup (40 steps by default) ramps the learning rate up over these 12 steps
+    assert [r["lr"] for r in records] == sorted(r["lr"] for r in records)
+
+    for name in ("loss.png", "perplexity.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE and len(data) > 1000, name
+    saved_config = json.loads((out / "config.json").read_text())
+    assert saved_config["max_steps"] == MAX_STEPS and saved_config["out_dir"] == str(out)
+
+    latest = load_checkpoint(out / "checkpoints" / "latest.pt")
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    val_losses = {r["step"]: r["val_loss"] for r in records if "val_loss" in r}
+    best_step = min(val_losses, key=val_losses.get)
+    assert best["best_val_loss"] == min(val_losses.values()) == latest["best_val_loss"]
+    assert best["step"] == best_step and latest["step"] == MAX_STEPS
+    assert best["model_config"]["vocab_size"] >= 4000 and best["model_config"]["d_model"] == 32
+    assert not list((out / "checkpoints").glob("*.tmp"))
+
+    match = re.search(r"validation perplexity \(.*valid\.txt\): ([0-9.]+)", result.stdout)
+    assert match and 1 < float(match.group(1)) < 10_000, result.stdout
+    assert result.stdout.count("--- greedy ---") == 1
+    assert result.stdout.count("--- top-p 0.9 ---") == 1  # --num-samples 1
+    assert result.stdout.count("Once upon a time") == 2
+
+    assert "[data] encoded" in reference.first.stderr and "reusing" not in reference.first.stderr
+    assert reference.second.stderr.count("[data] reusing") == 2
+    assert "[data] encoded" not in reference.second.stderr
+    assert len(list(reference.cache.glob("*.npy"))) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Determinism
+# ---------------------------------------------------------------------------------------------
+
+
+def test_identical_fresh_runs_give_identical_results(reference):
+    first, second = metrics(reference.first_dir), metrics(reference.second_dir)
+    assert without_timing(first) == without_timing(second)
+    assert reference.first.stdout == reference.second.stdout  # same perplexity and samples
+    a = load_checkpoint(reference.first_dir / "checkpoints" / "latest.pt")
+    b = load_checkpoint(reference.second_dir / "checkpoints" / "latest.pt")
+    assert_tensors_equal(a["model"], b["model"], "model")
+    assert_tensors_equal(a["optimizer"]["state"], b["optimizer"]["state"], "optimizer state")
