@@ -48,16 +48,18 @@ def cross_entropy(
     ``logits`` has any leading dimensions (batch, seq, ...) and the vocabulary last; ``targets``
     has the leading dimensions. The mean is over all positions, except those whose target equals
     ``ignore_index`` (padding), which count for nothing. If every position is ignored the loss is
-    0. Stable for logits in the thousands: use :func:`log_softmax`, or (faster, one pass fewer
-    over the logits) ``-log p(target) = logsumexp(logits) - logits[target]`` with
-    ``torch.logsumexp``, which subtracts the maximum internally.
+    0. Stable for logits in the thousands: subtract the maximum, then use :func:`log_softmax`
+    or ``-log p(target) = logsumexp(shifted) - shifted[target]`` (``torch.logsumexp`` is allowed).
     """
     # BEGIN SOLUTION
     keep = torch.ones_like(targets, dtype=torch.bool) if ignore_index is None else targets != ignore_index
     safe_targets = torch.where(keep, targets, torch.zeros_like(targets))
-    target_logits = logits.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
-    losses = torch.logsumexp(logits, dim=-1) - target_logits
-    return (losses * keep).sum() / keep.sum().clamp_min(1)
+    # Shift by the maximum first: logsumexp(x) - x[t] on raw logits of 1e8 loses log(4) to rounding.
+    shifted = logits - logits.amax(dim=-1, keepdim=True).detach()
+    target_logits = shifted.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
+    losses = torch.logsumexp(shifted, dim=-1) - target_logits
+    # where, not multiply: an ignored row may hold -inf, and inf * 0 is NaN.
+    return torch.where(keep, losses, torch.zeros_like(losses)).sum() / keep.sum().clamp_min(1)
     # END SOLUTION
 
 
