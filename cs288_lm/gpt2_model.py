@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor, nn
@@ -46,7 +47,10 @@ class LinearWithBias(Linear):
 
 
 class LayerNorm(nn.Module):
-    """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last dim, computed in float32."""
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last dim, computed in float32.
+
+    This given code uses torch's fused kernel (about 10% of a GPT-2 training step on CPU).
+    """
 
     def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
         super().__init__()
@@ -55,17 +59,13 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype))
 
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        input_dtype = x.dtype
-        x = x.float()
-        mean = x.mean(dim=-1, keepdim=True)
-        variance = (x - mean).pow(2).mean(dim=-1, keepdim=True)
-        normalized = (x - mean) / torch.sqrt(variance + self.eps)
-        return (normalized * self.weight.float() + self.bias.float()).to(input_dtype)
+        normalized = F.layer_norm(x.float(), (x.shape[-1],), self.weight.float(), self.bias.float(), self.eps)
+        return normalized.to(x.dtype)
 
 
 def gelu(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
-    """GELU, tanh approximation (what GPT-2 was trained with)."""
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+    """GELU, tanh approximation (what GPT-2 was trained with): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return F.gelu(x, approximate="tanh")
 
 
 class GPT2MLP(nn.Module):

@@ -76,18 +76,18 @@ class TrainConfig:
     # optimisation
     batch_size: int = 32  # sequences per optimizer step, over all processes and accumulation steps
     grad_accum_steps: int = 1
-    max_steps: int = 800
+    max_steps: int = 400
     token_budget: int | None = None  # if set, max_steps = ceil(token_budget / (batch_size * context_length))
     learning_rate: float = 3e-3
     min_learning_rate: float = 3e-4
-    warmup_steps: int = 40
+    warmup_steps: int = 20
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0
     # evaluation, logging, checkpoints
-    eval_interval: int = 100
+    eval_interval: int = 50
     eval_batches: int = 8
     log_interval: int = 10
     checkpoint_interval: int = 200
