@@ -494,7 +494,7 @@ class Trainer:
                 if self.processes.is_main:
                     print(f"step {self.step}/{total} | loss {record['train_loss']:.4f} | lr {record['lr']:.2e} | "
                           f"grad norm {norm:.2f} | {tokens_per_second:,.0f} tok/s | ETA {_duration(eta)}", file=sys.stderr)
-                window_start, window_tokens = time.perf_counter(), 0
+                window_start, window_tokens, self.unlogged_losses = time.perf_counter(), 0, []
             if self.step % config.eval_interval == 0 or self.step == total:
                 record = {"step": self.step, "tokens": self.tokens_seen, **record, **self.evaluate()}
                 if self.processes.is_main:

@@ -472,3 +472,16 @@ def test_identical_fresh_runs_give_identical_results(reference):
     b = load_checkpoint(reference.second_dir / "checkpoints" / "latest.pt")
     assert_tensors_equal(a["model"], b["model"], "model")
     assert_tensors_equal(a["optimizer"]["state"], b["optimizer"]["state"], "optimizer state")
+
+
+def test_logged_train_loss_is_the_mean_of_its_own_window(reference, tmp_path):
+    """With --log-interval 1 every step is logged; with 2 (the reference) each record must be the
+    mean of exactly the two steps since the previous record, not of every step so far."""
+    every_step = tmp_path / "every_step"
+    assert run_main(tiny_args(every_step, reference.cache, "--log-interval", "1")).code == 0
+    per_step = {r["step"]: r["train_loss"] for r in metrics(every_step) if "train_loss" in r}
+    logged = [r for r in metrics(reference.first_dir) if "train_loss" in r]
+    assert len(logged) == MAX_STEPS // 2
+    for record in logged:
+        step = record["step"]
+        assert record["train_loss"] == pytest.approx((per_step[step - 1] + per_step[step]) / 2, rel=1e-12)
