@@ -101,8 +101,8 @@ class RMSNorm(nn.Module):
         # BEGIN SOLUTION
         input_dtype = x.dtype
         x = x.float()
-        rms = torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return (x / rms * self.weight.float()).to(input_dtype)
+        inverse_rms = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return (x * inverse_rms * self.weight.float()).to(input_dtype)
         # END SOLUTION
 
 
