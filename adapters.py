@@ -305,3 +305,134 @@ def run_load_checkpoint(
     src: str | os.PathLike | BinaryIO, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> int:
     return load_checkpoint(src, model, optimizer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 4: sampling
+# ---------------------------------------------------------------------------------------------
+# Imported here so that this part's section stays self-contained.
+from cs288_lm import sampling as _sampling  # noqa: E402
+from cs288_lm.architectures import ModelConfig as _ModelConfig  # noqa: E402
+from cs288_lm.architectures import build_model as _build_model  # noqa: E402
+from cs288_lm.kv_cache import IncrementalDecoder  # noqa: E402
+
+
+def create_gpt2_lm(
+    vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int
+) -> torch.nn.Module:
+    """A randomly initialised :class:`cs288_lm.gpt2_model.GPT2LM` (no dropout)."""
+    config = _ModelConfig("gpt2", vocab_size, context_length, d_model, num_layers, num_heads)
+    return _build_model(config)
+
+
+def run_top_k_filter(logits: Float[Tensor, "... vocab"], k: int) -> Float[Tensor, "... vocab"]:
+    return _sampling.top_k_filter(logits, k)
+
+
+def run_top_p_filter(logits: Float[Tensor, "... vocab"], p: float) -> Float[Tensor, "... vocab"]:
+    return _sampling.top_p_filter(logits, p)
+
+
+def run_sample_next_token(
+    logits: Float[Tensor, "batch vocab"],
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Int[Tensor, " batch"]:
+    return _sampling.sample_next_token(logits, temperature, top_k, top_p, generator)
+
+
+def get_incremental_decoder(
+    model: torch.nn.Module, input_ids: Int[Tensor, "batch seq"], pad_token_id: int | None = None, use_cache: bool = True
+) -> IncrementalDecoder:
+    """The given KV-cache decoder: ``prefill()`` then ``step(next_tokens)``, each returning (batch, vocab) logits."""
+    return IncrementalDecoder(model, input_ids, pad_token_id, use_cache)
+
+
+def generate(
+    model: torch.nn.Module,
+    input_ids: Int[Tensor, "batch seq"],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> Int[Tensor, "batch new"]:
+    """Only the new tokens (at most ``max_new_tokens`` columns; fewer when every row stopped at EOS)."""
+    return _sampling.generate(
+        model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id, pad_token_id, seed, generator,
+        use_cache,
+    )
+
+
+def greedy_decode(
+    model: torch.nn.Module,
+    input_ids: Int[Tensor, "batch seq"],
+    max_new_tokens: int,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> Int[Tensor, "batch total"]:
+    """The prompt followed by the new tokens."""
+    return _sampling.greedy_decode(model, input_ids, max_new_tokens, eos_token_id, pad_token_id)
+
+
+def top_k_decode(
+    model: torch.nn.Module,
+    input_ids: Int[Tensor, "batch seq"],
+    max_new_tokens: int,
+    k: int = 50,
+    temperature: float = 1.0,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    seed: int | None = None,
+) -> Int[Tensor, "batch total"]:
+    """The prompt followed by the new tokens."""
+    return _sampling.top_k_decode(model, input_ids, max_new_tokens, k, temperature, eos_token_id, pad_token_id, seed)
+
+
+def nucleus_decode(
+    model: torch.nn.Module,
+    input_ids: Int[Tensor, "batch seq"],
+    max_new_tokens: int,
+    p: float = 0.9,
+    temperature: float = 1.0,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    seed: int | None = None,
+) -> Int[Tensor, "batch total"]:
+    """The prompt followed by the new tokens."""
+    return _sampling.nucleus_decode(model, input_ids, max_new_tokens, p, temperature, eos_token_id, pad_token_id, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 4: datasets, the multiple-choice model, prompting and predictions
+# ---------------------------------------------------------------------------------------------
+from cs288_lm.datasets import MultipleChoiceQADataset, PretrainingDataset, collate_multiple_choice  # noqa: E402
+from cs288_lm.predictions import load_predictions, part4_points  # noqa: E402
+from cs288_lm.prompting import PromptingPipeline, PromptTemplate, ScoringSetup  # noqa: E402
+from cs288_lm.qa_data import load_questions  # noqa: E402
+from cs288_lm.qa_model import TransformerForMultipleChoice, pool_hidden_states  # noqa: E402
+
+__all__ += [
+    "PretrainingDataset",
+    "MultipleChoiceQADataset",
+    "TransformerForMultipleChoice",
+    "PromptTemplate",
+    "PromptingPipeline",
+    "ScoringSetup",
+    "collate_multiple_choice",
+    "load_questions",
+    "load_predictions",
+    "part4_points",
+]
+
+
+def run_pool_hidden_states(
+    hidden: Float[Tensor, "batch seq d_model"], attention_mask: Int[Tensor, "batch seq"], pooling: str
+) -> Float[Tensor, "batch d_model"]:
+    return pool_hidden_states(hidden, attention_mask, pooling)

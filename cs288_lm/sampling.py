@@ -1,31 +1,100 @@
-"""Generating text from a language model: greedy, temperature, top-k and top-p (nucleus) sampling."""
+"""Generating text from a language model: greedy decoding, temperature, top-k and top-p sampling (Part 4).
+
+A language model gives, for a prefix, logits over the next token. Decoding turns them into text
+one token at a time:
+
+* greedy: always the most likely token (deterministic; tends to repeat itself);
+* temperature ``T``: sample from ``softmax(logits / T)``; ``T < 1`` sharpens the distribution,
+  ``T > 1`` flattens it, ``T -> 0`` becomes greedy;
+* top-k (Fan et al., 2018): sample only among the ``k`` most likely tokens;
+* top-p or nucleus (Holtzman et al., 2020): sample only among the smallest set of most likely
+  tokens whose probabilities add up to at least ``p``.
+
+You write :func:`top_k_filter`, :func:`top_p_filter`, :func:`sample_next_token` and the loop of
+:func:`generate`. The loop uses the given :class:`~cs288_lm.kv_cache.IncrementalDecoder`, which
+keeps each layer's keys and values so that every new token costs one position's computation
+instead of re-encoding the whole prefix. :func:`greedy_decode`, :func:`top_k_decode` and
+:func:`nucleus_decode` (given) are the course starter's entry points; they return the prompt
+followed by the new tokens, while :func:`generate` returns only the new tokens.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from cs288_lm.kv_cache import IncrementalDecoder, check_input_ids
 
-def filter_logits(
-    logits: Float[Tensor, "batch vocab"], top_k: int | None = None, top_p: float | None = None
-) -> Float[Tensor, "batch vocab"]:
-    """Set to -inf every logit outside the ``top_k`` largest and outside the nucleus of mass ``top_p``.
 
-    The nucleus is the smallest set of most likely tokens whose probabilities sum to at least
-    ``top_p``; the most likely token is always kept.
+def top_k_filter(logits: Float[Tensor, "... vocab"], k: int) -> Float[Tensor, "... vocab"]:
+    """Keep the ``k`` largest logits of each row (last dimension); set the others to ``-inf``.
+
+    Tokens tied with the k-th largest logit are kept too. ``k >= vocab`` keeps everything.
+    Returns a new tensor; ``logits`` is not modified. ``k < 1`` raises a ValueError.
     """
-    if top_k is not None and top_k > 0:
-        kth_largest = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # Drop a token when the tokens before it already reach top_p.
-        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
+    if k < 1:
+        raise ValueError(f"top-k needs k >= 1, got {k}")
+    # BEGIN SOLUTION
+    kth_largest = torch.topk(logits, min(k, logits.shape[-1]), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+    # END SOLUTION
+
+
+def top_p_filter(logits: Float[Tensor, "... vocab"], p: float) -> Float[Tensor, "... vocab"]:
+    """Keep the nucleus of each row (last dimension); set the other logits to ``-inf``.
+
+    The nucleus is the smallest set of most likely tokens whose probabilities (``softmax`` of the
+    row) sum to at least ``p``: sort the tokens by probability, most likely first, and keep a
+    token when the tokens before it sum to less than ``p``. The most likely token is therefore
+    always kept, and ``p = 1`` keeps every token. Returns a new tensor. ``p`` outside ``(0, 1]``
+    raises a ValueError.
+    """
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"top-p needs 0 < p <= 1, got {p}")
+    if p == 1.0:
+        return logits.clone()  # the whole distribution, without rounding errors in the cumulative sum
+    # BEGIN SOLUTION
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    sorted_probabilities = torch.softmax(sorted_logits.float(), dim=-1)
+    mass_before = sorted_probabilities.cumsum(dim=-1) - sorted_probabilities
+    drop_sorted = mass_before >= p
+    drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+    return logits.masked_fill(drop, float("-inf"))
+    # END SOLUTION
+
+
+def sample_next_token(
+    logits: Float[Tensor, "batch vocab"],
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Int[Tensor, " batch"]:
+    """Choose one next token per row from its logits.
+
+    ``temperature == 0``: the most likely token (``argmax``; ``top_k``, ``top_p`` and the
+    generator are then unused). Otherwise divide the logits by ``temperature``, apply
+    :func:`top_k_filter` (if ``top_k`` is given), then :func:`top_p_filter` (if ``top_p`` is
+    given), and draw from the softmax with ``torch.multinomial(..., generator=generator)``.
+    Work in float32 whatever the dtype of ``logits``. A negative temperature raises a ValueError.
+    """
+    check_sampling_settings(temperature, top_k, top_p)
+    # BEGIN SOLUTION
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    probabilities = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probabilities, num_samples=1, generator=generator).squeeze(-1)
+    # END SOLUTION
 
 
 @torch.no_grad()
@@ -37,33 +106,134 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    seed: int | None = None,
     generator: torch.Generator | None = None,
+    use_cache: bool = True,
 ) -> Int[Tensor, "batch new"]:
-    """Sample up to ``max_new_tokens`` tokens after each prompt; ``temperature=0`` is greedy.
+    """Generate up to ``max_new_tokens`` tokens after each prompt; returns only the new tokens.
 
-    Prompts longer than the model's context are cropped from the left. A row that emits
-    ``eos_token_id`` stops there (its later positions repeat ``eos_token_id``); generation ends
-    when every row has stopped. Returns only the new tokens.
+    ``input_ids``: the prompts, left-padded with ``pad_token_id`` when their lengths differ.
+    Create ``IncrementalDecoder(model, input_ids, pad_token_id, use_cache)``; ``prefill()``
+    returns the logits of the first new token, ``step(tokens)`` appends one token per row and
+    returns the logits of the next (it also crops to the model's context and handles padding).
+    Choose each token with :func:`sample_next_token` (``temperature``, ``top_k``, ``top_p``,
+    ``generator``).
+
+    With ``eos_token_id``: a row that emits it is finished; its later positions hold
+    ``pad_token_id`` (or ``eos_token_id`` when there is no pad token) while the other rows go
+    on; when every row is finished, stop, so the result may have fewer than ``max_new_tokens``
+    columns. Call ``step`` only when another token is needed (not after the last one), with the
+    sampled tokens: ``pad_token_id`` need not be a token the model knows.
+
+    The caller's ``generator``, or a new one seeded with ``seed``, makes sampling reproducible
+    (both at once is an error). The model runs in eval mode, without gradients, and is put
+    back in its previous mode afterwards. Returns a (batch, new) tensor of token ids with
+    ``new <= max_new_tokens``, ``(batch, 0)`` for ``max_new_tokens == 0``.
     """
+    check_input_ids(input_ids)
+    check_sampling_settings(temperature, top_k, top_p)
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    generator = make_generator(seed, generator, next(model.parameters()).device)
+    with eval_mode(model):
+        # BEGIN SOLUTION
+        batch = input_ids.shape[0]
+        if max_new_tokens == 0:
+            return input_ids.new_empty(batch, 0)
+        decoder = IncrementalDecoder(model, input_ids, pad_token_id, use_cache)
+        logits = decoder.prefill()
+        filler = pad_token_id if pad_token_id is not None else eos_token_id
+        finished = torch.zeros(batch, dtype=torch.bool, device=logits.device)
+        new_tokens = []
+        for index in range(max_new_tokens):
+            sampled = sample_next_token(logits, temperature, top_k, top_p, generator)
+            if eos_token_id is None:
+                new_tokens.append(sampled)
+            else:
+                new_tokens.append(sampled.masked_fill(finished, filler))
+                finished |= sampled == eos_token_id
+            if index == max_new_tokens - 1 or bool(finished.all()):
+                break
+            # Finished rows go on with what they sampled (always a valid id); it is never used.
+            logits = decoder.step(sampled)
+        return torch.stack(new_tokens, dim=1).to(input_ids.dtype)
+        # END SOLUTION
+
+
+def greedy_decode(
+    model: nn.Module,
+    input_ids: Int[Tensor, "batch seq"],
+    max_new_tokens: int,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> Int[Tensor, "batch total"]:
+    """Greedy decoding; returns the prompt (as given, padding included) followed by the new tokens."""
+    new_tokens = generate(model, input_ids, max_new_tokens, 0.0, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    return torch.cat([input_ids, new_tokens.to(input_ids.device)], dim=1)
+
+
+def top_k_decode(
+    model: nn.Module,
+    input_ids: Int[Tensor, "batch seq"],
+    max_new_tokens: int,
+    k: int = 50,
+    temperature: float = 1.0,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    seed: int | None = None,
+) -> Int[Tensor, "batch total"]:
+    """Top-k sampling; returns the prompt (as given, padding included) followed by the new tokens."""
+    new_tokens = generate(
+        model, input_ids, max_new_tokens, temperature, top_k=k, eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id, seed=seed,
+    )
+    return torch.cat([input_ids, new_tokens.to(input_ids.device)], dim=1)
+
+
+def nucleus_decode(
+    model: nn.Module,
+    input_ids: Int[Tensor, "batch seq"],
+    max_new_tokens: int,
+    p: float = 0.9,
+    temperature: float = 1.0,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    seed: int | None = None,
+) -> Int[Tensor, "batch total"]:
+    """Top-p (nucleus) sampling; returns the prompt (as given, padding included) followed by the new tokens."""
+    new_tokens = generate(
+        model, input_ids, max_new_tokens, temperature, top_p=p, eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id, seed=seed,
+    )
+    return torch.cat([input_ids, new_tokens.to(input_ids.device)], dim=1)
+
+
+def check_sampling_settings(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Clear errors for settings that cannot be sampled with."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None for no top-k), got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no top-p), got {top_p}")
+
+
+def make_generator(seed: int | None, generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """The caller's generator, a new one seeded with ``seed``, or None (torch's global generator)."""
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator, not both")
+    if seed is None:
+        return generator
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the block with ``model`` in eval mode (no dropout), then restore its previous mode."""
     was_training = model.training
     model.eval()
-    context_length = model.context_length
-    sequence = input_ids
-    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    new_tokens = []
-    for _ in range(max_new_tokens):
-        logits = model(sequence[:, -context_length:])[:, -1, :].float()
-        if temperature == 0:
-            next_token = logits.argmax(dim=-1)
-        else:
-            probabilities = torch.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
-            next_token = torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
-        if eos_token_id is not None:
-            next_token = torch.where(finished, torch.full_like(next_token, eos_token_id), next_token)
-            finished |= next_token == eos_token_id
-        new_tokens.append(next_token)
-        sequence = torch.cat([sequence, next_token[:, None]], dim=1)
-        if eos_token_id is not None and bool(finished.all()):
-            break
-    model.train(was_training)
-    return torch.stack(new_tokens, dim=1) if new_tokens else input_ids[:, :0]
+    try:
+        yield
+    finally:
+        model.train(was_training)

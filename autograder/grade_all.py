@@ -1,0 +1,76 @@
+"""Grade a folder of submissions locally: one results.json per student and a CSV summary.
+
+    python -m autograder.grade_all --submissions DIR --out DIR [--bundle dist/grader] [--jobs 2]
+
+Every subdirectory of ``--submissions`` is one student's submission (its name is the student's).
+``--out`` receives ``<student>/results.json`` and ``summary.csv`` (one row per student: the total,
+then the score of every graded entry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from autograder.bundle import build_bundle
+from autograder.grade import failure_results, grade, limits_from
+
+
+def grade_folder(
+    submissions: Path, out: Path, bundle: Path, jobs: int = 1, only: list[str] | None = None
+) -> list[dict]:
+    """Grade every subdirectory of ``submissions``; write the results and the summary; return the rows."""
+    config = json.loads((bundle / "grading_config.json").read_text(encoding="utf-8"))
+    limits = limits_from(config, None, None, None)
+    rows = []
+    for student in sorted(p for p in submissions.iterdir() if p.is_dir()):
+        try:
+            results = grade(student, bundle, limits, only, jobs)
+        except Exception as error:  # one broken submission must not stop the others
+            traceback.print_exc()
+            results = failure_results(error)
+        (out / student.name).mkdir(parents=True, exist_ok=True)
+        (out / student.name / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        rows.append(
+            {"student": student.name, "total": results["score"]} | {t["name"]: t["score"] for t in results["tests"]}
+        )
+        print(f"{student.name}: {results['score']:g}")
+    write_summary(rows, out / "summary.csv")
+    return rows
+
+
+def write_summary(rows: list[dict], path: Path) -> None:
+    """The CSV summary: student, total, then every entry that appears in any row."""
+    columns = ["student", "total"] + sorted({key for row in rows for key in row} - {"student", "total"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--submissions", type=Path, required=True, help="one subdirectory per student")
+    parser.add_argument("--out", type=Path, required=True, help="where the results and summary.csv go")
+    parser.add_argument("--bundle", type=Path, help="grading bundle (default: build one from this repository)")
+    parser.add_argument("--jobs", type=int, default=1, help="test modules run at the same time (default: 1)")
+    parser.add_argument("--only", nargs="+", metavar="MODULE", help="run only these test modules")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
+        bundle = args.bundle
+        if bundle is None:
+            bundle = Path(temporary) / "bundle"
+            build_bundle(bundle)
+        grade_folder(args.submissions, args.out, bundle, args.jobs, args.only)
+    print(f"summary written to {args.out / 'summary.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Hidden tests for Part 4: datasets, pooling, the multiple-choice model and prompting.
+
+Everything goes through ``adapters.py``, with other inputs than the public tests: 2 and 5 choices,
+other ``max_length`` values (including one that leaves no room for the context), strides longer
+than a window, the GPT-2 backbone next to the Llama-style one, random padding amounts, pad ids
+and batch compositions, float64 pooling references on random masks, prompts longer than the
+context mixed with short ones in one batch, and numbered choices in few-shot demonstrations.
+The references are written here from the definitions.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+import adapters
+from tests.common import DATA, EOT, REPO_ROOT
+
+TOKENIZER_DIR = REPO_ROOT / "data" / "tokenizer"
+QA_DIR = REPO_ROOT / "data" / "qa"
+POOLINGS = ("last", "mean", "max")
+ARCHITECTURES = ("llama", "gpt2")
+VOCAB, CONTEXT, D_MODEL = 53, 20, 24
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine idle threads cost seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return adapters.get_tokenizer_from_directory(TOKENIZER_DIR)
+
+
+def backbone(architecture: str, seed: int = 0, vocab_size: int = VOCAB, context_length: int = CONTEXT):
+    torch.manual_seed(seed)
+    if architecture == "llama":
+        return adapters.create_transformer_lm(vocab_size, context_length, D_MODEL, 2, 3, 40).eval()
+    return adapters.create_gpt2_lm(vocab_size, context_length, D_MODEL, 2, 3).eval()
+
+
+def multiple_choice_model(architecture: str, pooling: str, num_choices: int, seed: int = 0, **kwargs):
+    lm = backbone(architecture, seed)
+    torch.manual_seed(seed + 1)
+    return adapters.TransformerForMultipleChoice(lm, D_MODEL, num_choices=num_choices, pooling=pooling, **kwargs).eval()
+
+
+def dev_records(count: int) -> list[dict]:
+    return json.loads((QA_DIR / "dev.json").read_text(encoding="utf-8"))[:count]
+
+
+def rest_text(record: dict, choice: str) -> str:
+    return f"\n\nQuestion: {record['question']}\n\nAnswer: {choice}"
+
+
+# ---------------------------------------------------------------------------------------------
+# PretrainingDataset
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_length, stride", [(1, None), (7, 3), (5, 9), (33, 1), (12, 12)])
+def test_pretraining_windows_for_other_sizes(tokenizer, tmp_path, max_length, stride):
+    """Window i = tokens [i*stride, i*stride + max_length + 1), split into inputs and labels, for
+    one-token windows, overlapping windows and strides longer than a window (tokens skipped)."""
+    text = EOT.join((DATA / "valid.txt").read_text(encoding="utf-8").split(EOT)[5:7])
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    tokens = tokenizer.encode(text)
+    step = stride or max_length
+    starts = list(range(0, len(tokens) - max_length, step))
+    dataset = adapters.PretrainingDataset(path, tokenizer, max_length=max_length, stride=stride)
+    assert len(dataset) == len(starts)
+    for index, start in enumerate(starts):
+        item = dataset[index]
+        assert item["input_ids"].tolist() == tokens[start : start + max_length]
+        assert item["labels"].tolist() == tokens[start + 1 : start + max_length + 1]
+    with pytest.raises(IndexError):
+        dataset[len(starts)]
+
+
+# ---------------------------------------------------------------------------------------------
+# MultipleChoiceQADataset
+# ---------------------------------------------------------------------------------------------
+
+
+def with_choices(record: dict, num_choices: int) -> dict:
+    """The record with 2 choices (the answer and one distractor) or 5 (one more word of the context)."""
+    answer = record["choices"][record["answer"]]
+    if num_choices == 2:
+        distractor = next(c for c in record["choices"] if c != answer)
+        choices = [distractor, answer] if record["answer"] % 2 else [answer, distractor]
+    else:
+        extra = next(w for w in reversed(record["context"].split()) if w.isalpha() and w not in record["choices"])
+        choices = record["choices"][:2] + [extra] + record["choices"][2:]
+    return {**record, "choices": choices, "answer": choices.index(answer)}
+
+
+@pytest.mark.parametrize("num_choices", [2, 5])
+@pytest.mark.parametrize("max_length", [None, 48, 97, 300])
+def test_multiple_choice_items_for_other_sizes(tokenizer, num_choices, max_length):
+    """Rows are the context ids cut from the left to fit, then the rest ids; padding to max_length.
+    ``None``: max_length = the longest rest, which leaves no room for that choice's context."""
+    records = [with_choices(record, num_choices) for record in dev_records(3)]
+    rests = [{c: tokenizer.encode(rest_text(r, c)) for c in r["choices"]} for r in records]
+    length = max_length or max(len(ids) for rest in rests for ids in rest.values())
+    dataset = adapters.MultipleChoiceQADataset(records, tokenizer, max_length=length, num_choices=num_choices)
+    pad = tokenizer.encode(EOT)[0]
+    for index, record in enumerate(records):
+        item = dataset[index]
+        assert item["input_ids"].shape == item["attention_mask"].shape == (num_choices, length)
+        assert item["labels"].item() == record["answer"]
+        context = tokenizer.encode(record["context"])
+        for row, choice in enumerate(record["choices"]):
+            rest = rests[index][choice]
+            room = length - len(rest)
+            expected = context[max(0, len(context) - room) :] + rest
+            assert item["input_ids"][row].tolist() == expected + [pad] * (length - len(expected))
+            assert item["attention_mask"][row].tolist() == [1] * len(expected) + [0] * (length - len(expected))
+    if max_length is None:
+        longest = max(((i, c) for i, rest in enumerate(rests) for c in rest), key=lambda ic: len(rests[ic[0]][ic[1]]))
+        row = records[longest[0]]["choices"].index(longest[1])
+        assert dataset[longest[0]]["input_ids"][row].tolist() == rests[longest[0]][longest[1]]
+        with pytest.raises(ValueError):
+            too_short = adapters.MultipleChoiceQADataset(records, tokenizer, max_length=length - 1, num_choices=num_choices)
+            too_short[longest[0]]
+
+
+def test_multiple_choice_batches_through_a_data_loader(tokenizer):
+    """Items of 5 choices batch with a DataLoader (and collate_multiple_choice) into model inputs."""
+    records = [with_choices(record, 5) for record in dev_records(5)]
+    dataset = adapters.MultipleChoiceQADataset(records, tokenizer, max_length=128, num_choices=5)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, collate_fn=adapters.collate_multiple_choice)
+    batches = list(loader)
+    assert [b["input_ids"].shape[:2] for b in batches] == [(2, 5), (2, 5), (1, 5)]
+    assert torch.cat([b["labels"] for b in batches]).tolist() == [r["answer"] for r in records]
+    default = list(torch.utils.data.DataLoader(dataset, batch_size=5))[0]
+    assert default["input_ids"].shape == (5, 5, 128) and default["labels"].dtype == torch.long
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling
+# ---------------------------------------------------------------------------------------------
+
+
+def reference_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    rows = []
+    for states, row_mask in zip(hidden.double(), mask):
+        real = states[: int(row_mask.sum())]
+        rows.append({"last": real[-1], "mean": real.sum(0) / len(real), "max": real.max(0).values}[pooling])
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pooling_equals_a_float64_reference_on_random_masks(pooling, dtype):
+    """Random hidden states (padded positions hold huge values) and right-padded masks with
+    lengths from 1 to the full sequence, including a batch of one."""
+    generator = torch.Generator().manual_seed(11)
+    for batch, seq in ((6, 9), (1, 5), (4, 1)):
+        lengths = torch.randint(1, seq + 1, (batch,), generator=generator)
+        lengths[0] = seq
+        mask = (torch.arange(seq)[None] < lengths[:, None]).long()
+        hidden = torch.randn(batch, seq, 7, generator=generator, dtype=torch.float64) * 3 - 1
+        hidden = torch.where(mask[..., None].bool(), hidden, torch.full_like(hidden, 1e4))
+        pooled = adapters.run_pool_hidden_states(hidden.to(dtype), mask, pooling)
+        assert pooled.dtype == dtype and pooled.shape == (batch, 7)
+        expected = reference_pool(hidden.to(dtype), mask, pooling)
+        tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+        torch.testing.assert_close(pooled.double(), expected, atol=tolerance, rtol=tolerance)
+
+
+# ---------------------------------------------------------------------------------------------
+# The multiple-choice model
+# ---------------------------------------------------------------------------------------------
+
+
+def random_question(num_choices: int, seed: int, max_length: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of random lengths 1..max_length, trimmed to the longest row (no shared padding)."""
+    rng = random.Random(seed)
+    lengths = [rng.randint(1, max_length) for _ in range(num_choices)]
+    ids = torch.tensor([[rng.randrange(VOCAB) for _ in range(max(lengths))] for _ in lengths])
+    mask = (torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]).long()
+    return ids, mask
+
+
+def pad_batch(questions: list[tuple[torch.Tensor, torch.Tensor]], length: int, pad_id: int, generator: torch.Generator):
+    """Stack questions right-padded to ``length``; padded positions get ``pad_id`` or random ids."""
+    ids, masks = [], []
+    for question_ids, mask in questions:
+        extra = length - question_ids.shape[1]
+        noise = torch.randint(0, VOCAB, (question_ids.shape[0], length), generator=generator)
+        filler = noise if pad_id < 0 else torch.full_like(noise, pad_id)
+        padded = torch.nn.functional.pad(question_ids, (0, extra))
+        mask = torch.nn.functional.pad(mask, (0, extra))
+        ids.append(torch.where(mask.bool(), padded, filler))
+        masks.append(mask)
+    return torch.stack(ids), torch.stack(masks)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("pooling", POOLINGS)
+@torch.no_grad()
+def test_padding_and_batch_composition_never_change_the_logits(architecture, pooling):
+    """Each question's logits alone (no shared padding) equal its row in random batches padded to
+    random lengths with random pad ids (or random tokens) under the mask."""
+    num_choices = 2 if architecture == "llama" else 5
+    model = multiple_choice_model(architecture, pooling, num_choices)
+    questions = [random_question(num_choices, seed) for seed in range(6)]
+    alone = [model(ids[None], mask[None])[0] for ids, mask in questions]
+    rng, generator = random.Random(3), torch.Generator().manual_seed(3)
+    for _ in range(4):
+        members = rng.sample(range(len(questions)), rng.randint(1, 4))
+        longest = max(questions[m][0].shape[1] for m in members)
+        length = rng.randint(longest, CONTEXT)
+        pad_id = rng.choice([0, 7, VOCAB - 1, -1])
+        ids, mask = pad_batch([questions[m] for m in members], length, pad_id, generator)
+        logits = model(ids, mask)
+        assert logits.shape == (len(members), num_choices)
+        for row, member in enumerate(members):
+            torch.testing.assert_close(logits[row], alone[member], atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@torch.no_grad()
+def test_gpt2_backbone_logits_are_the_head_on_pooled_hidden_states(pooling):
+    """With GPT-2 and 5 choices: logits = classifier(pool(hidden_states)), in float64 reference pooling."""
+    model = multiple_choice_model("gpt2", pooling, 5, seed=4)
+    ids, mask = pad_batch([random_question(5, seed) for seed in (20, 21, 22)], 14, 0, torch.Generator().manual_seed(0))
+    logits = model(ids, mask)
+    hidden = model.transformer_lm.hidden_states(ids.reshape(15, 14))
+    pooled = reference_pool(hidden, mask.reshape(15, 14), pooling)
+    expected = pooled @ model.classifier.weight.double().T
+    if getattr(model.classifier, "bias", None) is not None:
+        expected = expected + model.classifier.bias.double()
+    torch.testing.assert_close(logits.double(), expected.reshape(3, 5), atol=1e-5, rtol=1e-5)
+    probs = model.predict_probs(ids, mask)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3))
+    assert model.predict(ids, mask).tolist() == logits.argmax(-1).tolist()
+
+
+def test_gpt2_frozen_backbone_gets_no_gradient():
+    """freeze_backbone with GPT-2: after backward only the head has gradients."""
+    model = multiple_choice_model("gpt2", "max", 2, freeze_backbone=True).train()
+    ids, mask = pad_batch([random_question(2, seed) for seed in (30, 31)], 12, 0, torch.Generator().manual_seed(1))
+    torch.nn.functional.cross_entropy(model(ids, mask), torch.tensor([1, 0])).backward()
+    assert all(p.grad is None and not p.requires_grad for p in model.transformer_lm.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.classifier.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompting
+# ---------------------------------------------------------------------------------------------
+
+DEMOS = [
+    {"context": "Max had a hat.", "question": "The ___ was blue.", "choices": ["cup", "hat", "bed"], "answer": 1},
+    {"context": "Sue met Ann.", "question": "Then ___ smiled.", "choices": ["Sue", "Ann", "Max"], "answer": 2},
+]
+RECORD = {
+    "context": "Mom baked a cake. Tim saw the cake and the pie.",
+    "question": 'Tim said, "I want the ___!"',
+    "choices": ["cake", "pie", "Mom"],
+    "answer": 0,
+}
+
+
+def test_few_shot_demonstrations_with_numbered_choices():
+    """Numbered choices in the demonstrations and the question; the answer line uses the number."""
+    template = adapters.PromptTemplate("few_shot", choice_format="number", demonstrations=DEMOS)
+    assert template.format(RECORD) == (
+        "Max had a hat.\n\nQuestion: The ___ was blue.\n\nChoices:\n1. cup\n2. hat\n3. bed\n\nAnswer: 2. hat\n\n"
+        "Sue met Ann.\n\nQuestion: Then ___ smiled.\n\nChoices:\n1. Sue\n2. Ann\n3. Max\n\nAnswer: 3. Max\n\n"
+        "Mom baked a cake. Tim saw the cake and the pie.\n\nQuestion: Tim said, \"I want the ___!\"\n\n"
+        "Choices:\n1. cake\n2. pie\n3. Mom\n\nAnswer:"
+    )
+    letters = adapters.PromptTemplate("instruction", demonstrations=DEMOS)
+    five = {**RECORD, "choices": ["a", "b", "c", "d", "e"]}
+    assert letters.format_choices(five["choices"]) == "A. a\nB. b\nC. c\nD. d\nE. e"
+    assert "Options:\nA. a\nB. b\nC. c\nD. d\nE. e\n\nThe missing word is" in letters.format(five)
+    assert not letters.format(five).startswith("Max had a hat.")  # only few_shot shows demonstrations
+
+
+def test_cloze_prompt_and_continuation_rebuild_the_sentence():
+    """For cloze templates, prompt + continuation is the context, a space and the filled-in sentence,
+    also when the blank follows a quote or is followed by punctuation."""
+    cloze = adapters.PromptTemplate("cloze")
+    assert cloze.format(RECORD) == 'Mom baked a cake. Tim saw the cake and the pie. Tim said, "I want the'
+    assert cloze.continuation(RECORD, 1) == ' pie!"'
+    quoted = {**RECORD, "question": 'He called it a "___".'}
+    assert cloze.format(quoted).endswith('He called it a "')
+    assert cloze.continuation(quoted, 2) == 'Mom".'
+    for record in dev_records(40) + [RECORD, quoted]:
+        for index, choice in enumerate(record["choices"]):
+            filled = record["question"].replace("___", choice)
+            assert cloze.format(record) + cloze.continuation(record, index) == f"{record['context']} {filled}"
+
+
+@torch.no_grad()
+def reference_log_probs(model, tokenizer, prompt: str, continuation: str) -> torch.Tensor:
+    continuation_ids = tokenizer.encode(continuation)
+    ids = (tokenizer.encode(prompt) + continuation_ids)[-model.context_length :]
+    log_probs = torch.log_softmax(model(torch.tensor([ids]))[0].double(), dim=-1)
+    start = len(ids) - len(continuation_ids)
+    return log_probs[torch.arange(start - 1, len(ids) - 1), torch.tensor(continuation_ids)]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_continuation_log_probs_in_mixed_batches_equal_one_at_a_time(tokenizer, architecture):
+    """A batch mixing short prompts, prompts longer than the context and continuations of 1 to 9
+    tokens gives each pair what it gets alone, and what the model's forward gives."""
+    model = backbone(architecture, seed=5, vocab_size=tokenizer.vocab_size, context_length=24)
+    pipeline = adapters.PromptingPipeline(model, tokenizer)
+    story = (DATA / "valid.txt").read_text(encoding="utf-8").split(EOT)[3].strip()
+    rng = random.Random(8)
+    prompts, continuations = [], []
+    for _ in range(7):
+        start = rng.randrange(0, 200)
+        prompts.append(story[start : start + rng.choice([3, 20, 60, 250])])
+        words = story.split()
+        first = rng.randrange(0, len(words) - 6)
+        continuations.append(" " + " ".join(words[first : first + rng.randint(1, 5)]))
+    batch = pipeline.continuation_log_probs(prompts, continuations)
+    assert any(len(tokenizer.encode(p + c)) > 24 for p, c in zip(prompts, continuations))
+    assert any(len(tokenizer.encode(p + c)) < 12 for p, c in zip(prompts, continuations))
+    for prompt, continuation, result in zip(prompts, continuations, batch):
+        alone = pipeline.continuation_log_probs([prompt], [continuation])[0]
+        torch.testing.assert_close(result, alone, atol=2e-5, rtol=2e-5)
+        expected = reference_log_probs(model, tokenizer, prompt, continuation)
+        torch.testing.assert_close(result.double(), expected, atol=2e-5, rtol=2e-5)
+
+
+def test_scores_with_three_choices_and_numbered_labels(tokenizer):
+    """choice and letter scores for 3-choice questions with numbered labels, calibrated or not, on GPT-2."""
+    model = backbone("gpt2", seed=6, vocab_size=tokenizer.vocab_size, context_length=128)
+    pipeline = adapters.PromptingPipeline(model, tokenizer)
+    template = adapters.PromptTemplate("basic", choice_format="number")
+    records = [RECORD, {**RECORD, "choices": ["pie", "Mom", "cake"], "answer": 2}]
+    for setup_method in ("letter", "choice"):
+        setup = adapters.ScoringSetup(template, setup_method, "mean", calibrate=True)
+        scores = pipeline.scores(records, setup)
+        assert scores.shape == (2, 3)
+        expected = torch.zeros(2, 3, dtype=torch.float64)
+        for row, record in enumerate(records):
+            for index in range(3):
+                for record_used, sign in ((record, 1), (template.content_free(record), -1)):
+                    if setup_method == "letter":
+                        value = reference_log_probs(model, tokenizer, template.format(record_used), f" {index + 1}")[0]
+                    else:
+                        continuation = template.continuation(record_used, index)
+                        value = reference_log_probs(model, tokenizer, template.format(record_used), continuation).mean()
+                    expected[row, index] += sign * value
+        torch.testing.assert_close(scores.double(), expected, atol=1e-4, rtol=1e-4)

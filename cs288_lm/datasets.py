@@ -1,0 +1,156 @@
+"""PyTorch datasets for Part 4: language-model windows of a text file, and multiple-choice questions.
+
+Both return dictionaries of tensors, so a ``torch.utils.data.DataLoader`` batches them directly
+(use :func:`collate_multiple_choice` for questions: it also trims the shared padding).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from cs288_lm.qa_data import load_questions
+from cs288_lm.tokenizer import Tokenizer
+
+CHOICE_TEMPLATE = "{context}\n\nQuestion: {question}\n\nAnswer: {choice}"
+NO_ANSWER = -1  # the label of a question without an answer (the test split given to students)
+
+
+def padding_token_id(tokenizer: Tokenizer) -> int:
+    """The id used for padding: the first special token (``<|endoftext|>``), else 0. Padded positions
+    are masked out, so the choice only matters for readability."""
+    return next(iter(tokenizer.special_token_ids.values()), 0)
+
+
+class PretrainingDataset(Dataset):
+    """Fixed-length windows of a tokenized text file, for language modeling.
+
+    The whole file is encoded once. Window ``i`` covers tokens ``[i * stride, i * stride +
+    max_length + 1)``; an item is ``{"input_ids": window[:-1], "labels": window[1:]}`` (int64 tensors
+    of length ``max_length``), so ``labels[t]`` is the token that follows ``input_ids[t]``.
+    ``stride`` defaults to ``max_length`` (windows that do not overlap); a smaller stride overlaps
+    them. Tokens at the end that do not fill a whole window are dropped. A file too short for one
+    window is a ValueError.
+    """
+
+    def __init__(self, file_path: str | os.PathLike, tokenizer: Tokenizer, max_length: int = 256, stride: int | None = None):
+        if max_length < 1 or (stride is not None and stride < 1):
+            raise ValueError(f"max_length and stride must be positive, got {max_length} and {stride}")
+        path = Path(file_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretraining data {path} does not exist")
+        self.max_length, self.stride = max_length, stride or max_length
+        # BEGIN SOLUTION
+        self.tokens = torch.tensor(tokenizer.encode(path.read_text(encoding="utf-8")), dtype=torch.long)
+        self.num_windows = (len(self.tokens) - max_length - 1) // self.stride + 1 if len(self.tokens) > max_length else 0
+        # END SOLUTION
+        if len(self) == 0:
+            raise ValueError(f"{path} has fewer than max_length + 1 = {max_length + 1} tokens")
+
+    def __len__(self) -> int:
+        """The number of whole windows."""
+        # BEGIN SOLUTION
+        return self.num_windows
+        # END SOLUTION
+
+    def __getitem__(self, index: int) -> dict[str, Int[Tensor, " max_length"]]:
+        """Window ``index``: ``{"input_ids", "labels"}``; an index outside ``[0, len)`` is an IndexError."""
+        # BEGIN SOLUTION
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} is outside [0, {len(self)})")
+        window = self.tokens[index * self.stride : index * self.stride + self.max_length + 1]
+        return {"input_ids": window[:-1], "labels": window[1:]}
+        # END SOLUTION
+
+
+class MultipleChoiceQADataset(Dataset):
+    """Multiple-choice questions, each choice written out as one sequence for the model to read.
+
+    Choice ``j`` of a question becomes ``"{context}\\n\\nQuestion: {question}\\n\\nAnswer: {choice_j}"``
+    (:data:`CHOICE_TEMPLATE`). An item is a dictionary of tensors:
+
+    * ``input_ids``: (num_choices, max_length) int64, each row right-padded with
+      ``pad_token_id`` (:func:`padding_token_id`);
+    * ``attention_mask``: (num_choices, max_length) int64, 1 on real tokens and 0 on padding;
+    * ``labels``: a scalar int64, the index of the right choice (``NO_ANSWER`` = -1 if unknown).
+
+    Sequences longer than ``max_length`` lose tokens from the *start of the context*, so that the
+    question and the choice always survive; if the question and a choice alone do not fit, that is
+    a ValueError naming the question. ``data`` is a list of records ``{"id", "context", "question",
+    "choices", "answer"}`` (see :mod:`cs288_lm.qa_data`); every record needs ``num_choices`` choices.
+    """
+
+    def __init__(self, data: Sequence[dict], tokenizer: Tokenizer, max_length: int = 256, num_choices: int = 4):
+        for index, record in enumerate(data):
+            if len(record["choices"]) != num_choices:
+                raise ValueError(
+                    f"question {record.get('id', index)!r} has {len(record['choices'])} choices, expected {num_choices}"
+                )
+        self.data, self.tokenizer = list(data), tokenizer
+        self.max_length, self.num_choices = max_length, num_choices
+        self.pad_token_id = padding_token_id(tokenizer)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike, tokenizer: Tokenizer, **kwargs) -> MultipleChoiceQADataset:
+        """Load the questions of a JSON file (:func:`cs288_lm.qa_data.load_questions`)."""
+        return cls(load_questions(path), tokenizer, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def encode_choice(self, record: dict, choice: str) -> list[int]:
+        """Token ids of one choice's sequence, at most ``max_length`` long, cut from the start of the context.
+
+        Encode the context and the rest (``"\\n\\nQuestion: ...\\n\\nAnswer: {choice}"``) separately and
+        join the ids, so that cutting the context never changes how the rest is tokenized.
+        """
+        # BEGIN SOLUTION
+        full = CHOICE_TEMPLATE.format(context=record["context"], question=record["question"], choice=choice)
+        rest_text = full[len(record["context"]) :]
+        rest = self.tokenizer.encode(rest_text)
+        room = self.max_length - len(rest)
+        if room < 0:
+            raise ValueError(
+                f"question {record.get('id')!r}: the question and choice {choice!r} take {len(rest)} tokens, "
+                f"more than max_length={self.max_length}"
+            )
+        context = self.tokenizer.encode(record["context"])
+        return context[max(0, len(context) - room) :] + rest
+        # END SOLUTION
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        """Question ``index`` as ``{"input_ids", "attention_mask", "labels"}`` (see the class docstring)."""
+        # BEGIN SOLUTION
+        record = self.data[index]
+        input_ids = torch.full((self.num_choices, self.max_length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((self.num_choices, self.max_length), dtype=torch.long)
+        for row, choice in enumerate(record["choices"]):
+            ids = self.encode_choice(record, choice)
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        answer = record.get("answer")
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": torch.tensor(NO_ANSWER if answer is None else answer, dtype=torch.long),
+        }
+        # END SOLUTION
+
+
+def collate_multiple_choice(items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack items into a batch and drop the padding columns no sequence of the batch uses (given).
+
+    Right padding never changes a causal model's outputs at real positions, so trimming only saves
+    compute: a batch of short questions costs as much as its longest sequence, not ``max_length``.
+    """
+    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]}
+    longest = int(batch["attention_mask"].sum(dim=-1).max())
+    batch["input_ids"] = batch["input_ids"][..., :longest]
+    batch["attention_mask"] = batch["attention_mask"][..., :longest]
+    return batch

@@ -1,0 +1,135 @@
+"""Fine-tuning a multiple-choice head (given): the training loop of Part 4A.
+
+Cross-entropy over the choices of each question, AdamW (:mod:`cs288_lm.optimizer`), linear warmup
+then cosine decay, gradient clipping by global norm, dev accuracy after every epoch, and the best
+model (by dev accuracy) kept in memory and on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from cs288_lm.datasets import MultipleChoiceQADataset, collate_multiple_choice
+from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
+from cs288_lm.optimizer import AdamW, parameter_groups
+from cs288_lm.qa_model import TransformerForMultipleChoice
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 3
+    batch_size: int = 8  # questions per step (each has num_choices sequences)
+    learning_rate: float = 3e-4
+    min_learning_rate: float = 3e-5
+    warmup_fraction: float = 0.1  # of all steps
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_interval: int = 20  # steps
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+@torch.no_grad()
+def predict_multiple_choice(
+    model: TransformerForMultipleChoice, dataset: MultipleChoiceQADataset, batch_size: int = 16
+) -> list[int]:
+    """The predicted choice index of every question of ``dataset``, in order."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    predictions = []
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_multiple_choice):
+        batch = _to_device(batch, device)
+        predictions += model.predict(batch["input_ids"], batch["attention_mask"]).tolist()
+    model.train(was_training)
+    return predictions
+
+
+def multiple_choice_accuracy(model: TransformerForMultipleChoice, dataset: MultipleChoiceQADataset) -> float:
+    """The fraction of questions of ``dataset`` answered right (all need answers)."""
+    predictions = predict_multiple_choice(model, dataset)
+    answers = [record["answer"] for record in dataset.data]
+    if any(answer is None for answer in answers):
+        raise ValueError("accuracy needs answers; this dataset has questions without one")
+    return sum(p == a for p, a in zip(predictions, answers)) / len(answers)
+
+
+def finetune_multiple_choice(
+    model: TransformerForMultipleChoice,
+    train_dataset: MultipleChoiceQADataset,
+    dev_dataset: MultipleChoiceQADataset,
+    config: FinetuneConfig,
+    checkpoint_path: str | Path | None = None,
+) -> dict:
+    """Train ``model`` on ``train_dataset``; after each epoch measure dev accuracy and keep the best.
+
+    On return ``model`` holds the best weights (by dev accuracy; the earliest epoch on ties). If
+    ``checkpoint_path`` is given they are also saved there, with the config and history. Returns
+    ``{"best_dev_accuracy", "best_epoch", "history": [{"epoch", "train_loss", "dev_accuracy"}, ...]}``.
+    """
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(
+        train_dataset, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_multiple_choice
+    )
+    optimizer = AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
+    total_steps = config.epochs * len(loader)
+    warmup_steps = math.ceil(config.warmup_fraction * total_steps)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    best_accuracy, best_epoch, best_state, history = -1.0, 0, None, []
+    step, start = 0, time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        epoch_loss, window_loss, window_steps = 0.0, 0.0, 0
+        for batch in loader:
+            batch = _to_device(batch, device)
+            lr = get_lr_cosine_schedule(step, config.learning_rate, config.min_learning_rate, warmup_steps, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            logits = model(batch["input_ids"], batch["attention_mask"])
+            loss = cross_entropy(logits.float(), batch["labels"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            gradient_clipping(trainable, config.grad_clip)
+            optimizer.step()
+            step += 1
+            epoch_loss += loss.item()
+            window_loss, window_steps = window_loss + loss.item(), window_steps + 1
+            if step % config.log_interval == 0 or step == total_steps:
+                elapsed = time.perf_counter() - start
+                eta = elapsed / step * (total_steps - step)
+                print(
+                    f"[finetune] epoch {epoch} step {step}/{total_steps} loss {window_loss / window_steps:.4f} "
+                    f"lr {lr:.2e} {step * config.batch_size / elapsed:.1f} questions/s ETA {eta:.0f}s",
+                    file=sys.stderr,
+                )
+                window_loss, window_steps = 0.0, 0
+        accuracy = multiple_choice_accuracy(model, dev_dataset)
+        history.append({"epoch": epoch, "train_loss": epoch_loss / len(loader), "dev_accuracy": accuracy})
+        print(f"[finetune] epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, dev accuracy {accuracy:.2%}", file=sys.stderr)
+        if accuracy > best_accuracy:
+            best_accuracy, best_epoch = accuracy, epoch
+            best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    result = {"best_dev_accuracy": best_accuracy, "best_epoch": best_epoch, "history": history}
+    if checkpoint_path is not None:
+        Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": best_state, "config": asdict(config), **result}, checkpoint_path)
+    return result

@@ -1,0 +1,266 @@
+"""The Part 4 main job (given): pretrained LM -> fine-tuned QA head and prompting -> predictions.
+
+``run_finetune_qa.py`` is its command line. Every stage reuses what an earlier run left behind:
+
+1. the tokenizer (``data/tokenizer``, or trained on the pretraining text if the directory is empty);
+2. the language model: ``--checkpoint``, or the default small LM in ``out/pretrain`` (trained if
+   missing, resumed if interrupted, reused if finished with the same settings);
+3. fine-tuning a :class:`~cs288_lm.qa_model.TransformerForMultipleChoice` on the train questions,
+   keeping the epoch with the best dev accuracy (``out/qa/finetuned.pt``, reused if the LM and the
+   settings are the same);
+4. prompting: every setup of :func:`~cs288_lm.prompting.default_setups` scored on dev, the best one
+   kept (``out/qa/prompting.json``, reused likewise);
+5. predictions for the test questions (``finetuned_predictions.json``,
+   ``prompting_predictions.json``) and a table of dev accuracies next to the shipped baselines with
+   the points each would earn under the course's rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cs288_lm.bpe import train_bpe
+from cs288_lm.datasets import MultipleChoiceQADataset
+from cs288_lm.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
+from cs288_lm.generate import load_pretrained_model, read_checkpoint
+from cs288_lm.predictions import accuracy, load_grading_rules, part4_points, save_predictions
+from cs288_lm.pretrain import TrainConfig, resolve_device
+from cs288_lm.pretrain import run as pretrain
+from cs288_lm.prompting import PromptingPipeline, default_setups
+from cs288_lm.qa_data import load_questions
+from cs288_lm.qa_model import TransformerForMultipleChoice
+from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EOT = "<|endoftext|>"
+# Settings of the pretraining run that do not change the model it produces.
+_RUN_ONLY_SETTINGS = {"resume", "stop_after", "device", "out_dir", "cache_dir", "log_interval", "num_samples", "sample_tokens"}
+
+
+@dataclass
+class QAJobConfig:
+    tokenizer: str = str(REPO_ROOT / "data" / "tokenizer")
+    tokenizer_vocab_size: int = 4096  # if the tokenizer has to be trained
+    qa_dir: str = str(REPO_ROOT / "data" / "qa")  # train.json, dev.json, test_questions.json
+    checkpoint: str | None = None  # an existing pretrained LM; None: reuse or train out/pretrain
+    pretrain: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings for that LM
+    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig settings
+    pooling: str = "last"
+    freeze_backbone: bool = False
+    max_length: int | None = None  # of a question's sequences; default: the LM's context length
+    prompting_shots: int = 2  # demonstrations in the few-shot template
+    out_dir: str = "out/qa"
+    predictions_dir: str = "."
+    baseline_metrics: str = str(REPO_ROOT / "baseline_metrics.json")
+    device: str = "auto"
+    seed: int = 0
+
+    def pretrain_config(self) -> TrainConfig:
+        return TrainConfig(**{"tokenizer": self.tokenizer, "device": self.device, **self.pretrain})
+
+    def finetune_config(self) -> FinetuneConfig:
+        return FinetuneConfig(**{"seed": self.seed, **self.finetune})
+
+
+def log(message: str) -> None:
+    print(f"[qa] {message}", file=sys.stderr, flush=True)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-serialisable settings, to tell whether saved results can be reused."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---- stages --------------------------------------------------------------------------------------
+
+
+def ensure_tokenizer(config: QAJobConfig) -> Tokenizer:
+    """Load the tokenizer, or train one on the pretraining text if its directory has none."""
+    directory = Path(config.tokenizer)
+    if not (directory / VOCAB_FILENAME).is_file():
+        train_text = config.pretrain_config().train_data
+        log(f"no tokenizer in {directory}: training one with {config.tokenizer_vocab_size} tokens on {train_text}")
+        vocab, merges = train_bpe(train_text, config.tokenizer_vocab_size, [EOT])
+        Tokenizer(vocab, merges, [EOT]).save(directory)
+    return Tokenizer.from_directory(directory)
+
+
+def ensure_pretrained_lm(config: QAJobConfig) -> Path:
+    """The checkpoint of the language model: given, reused, resumed or trained (module docstring)."""
+    if config.checkpoint is not None:
+        path = Path(config.checkpoint)
+        return path / "checkpoints" / "best.pt" if path.is_dir() else path  # a run directory: its best.pt
+    train_config = config.pretrain_config()
+    checkpoints = Path(train_config.out_dir) / "checkpoints"
+    latest = checkpoints / "latest.pt"
+    if latest.is_file():
+        saved = read_checkpoint(latest)
+        wanted = dataclasses.asdict(train_config)
+        differences = sorted(
+            key for key in wanted.keys() - _RUN_ONLY_SETTINGS if saved.get("config", {}).get(key) != wanted[key]
+        )
+        if differences:
+            raise ValueError(
+                f"{latest} was trained with other settings ({', '.join(differences)}); pass --checkpoint "
+                f"{checkpoints / 'best.pt'} to use it anyway, or --pretrain-out DIR to train a new model elsewhere"
+            )
+        if saved["step"] >= train_config.total_steps:
+            log(f"reusing the pretrained LM in {checkpoints} ({saved['step']} steps)")
+            return checkpoints / "best.pt"
+        log(f"resuming the pretraining in {checkpoints} from step {saved['step']}")
+        train_config = dataclasses.replace(train_config, resume=True)
+    else:
+        log(f"pretraining the LM ({train_config.total_steps} steps) into {train_config.out_dir}")
+    pretrain(train_config)
+    return checkpoints / "best.pt"
+
+
+def load_splits(config: QAJobConfig) -> dict[str, list[dict]]:
+    """train and dev (with answers) and the test questions (without). The instructor's repository
+    also has ``test.json`` with the answers; then ``test_answers`` holds them for reporting."""
+    qa_dir = Path(config.qa_dir)
+    splits = {
+        "train": load_questions(qa_dir / "train.json", require_answers=True),
+        "dev": load_questions(qa_dir / "dev.json", require_answers=True),
+        "test": load_questions(qa_dir / "test_questions.json"),
+    }
+    if (qa_dir / "test.json").is_file():
+        splits["test_answers"] = load_questions(qa_dir / "test.json", require_answers=True)
+    return splits
+
+
+def run_finetuning(
+    config: QAJobConfig, checkpoint: Path, tokenizer: Tokenizer, splits: dict[str, list[dict]], device: torch.device
+) -> dict:
+    """Fine-tune (or reuse) the QA model; returns its dev accuracy and test predictions."""
+    backbone, model_config = load_pretrained_model(checkpoint, device)
+    max_length = config.max_length or model_config.context_length
+    settings = dataclasses.asdict(config.finetune_config())
+    key = fingerprint(
+        str(checkpoint), checkpoint.stat().st_mtime_ns, settings, config.pooling, config.freeze_backbone, max_length,
+        splits["train"], splits["dev"],  # other questions (a regenerated data/qa) must not reuse the head
+    )
+    model = TransformerForMultipleChoice(backbone, model_config.d_model, pooling=config.pooling, freeze_backbone=config.freeze_backbone).to(device)
+    datasets = {name: MultipleChoiceQADataset(splits[name], tokenizer, max_length=max_length) for name in ("train", "dev", "test")}
+    saved_path = Path(config.out_dir) / "finetuned.pt"
+    saved = torch.load(saved_path, map_location=device, weights_only=True) if saved_path.is_file() else None
+    if saved is not None and saved.get("key") == key:
+        log(f"reusing the fine-tuned model in {saved_path} (dev accuracy {saved['best_dev_accuracy']:.2%})")
+        model.load_state_dict(saved["model"])
+        result = {name: saved[name] for name in ("best_dev_accuracy", "best_epoch", "history")}
+    else:
+        log(f"fine-tuning a {config.pooling}-pooled head on {len(splits['train'])} questions")
+        result = finetune_multiple_choice(model, datasets["train"], datasets["dev"], config.finetune_config())
+        saved_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"key": key, "model": model.state_dict(), **result}, saved_path)
+    return {
+        "dev_accuracy": result["best_dev_accuracy"],
+        "best_epoch": result["best_epoch"],
+        "test_predictions": predict_multiple_choice(model, datasets["test"]),
+    }
+
+
+def run_prompting(
+    config: QAJobConfig, checkpoint: Path, tokenizer: Tokenizer, splits: dict[str, list[dict]], device: torch.device
+) -> dict:
+    """Choose the prompting setup on dev (or reuse the choice); returns its dev accuracy and test predictions."""
+    model, _ = load_pretrained_model(checkpoint, device)
+    pipeline = PromptingPipeline(model, tokenizer, device=device)
+    setups = default_setups(splits["train"], shots=config.prompting_shots, seed=config.seed)
+    key = fingerprint(
+        str(checkpoint), checkpoint.stat().st_mtime_ns, [s.describe() for s in setups],
+        [s.template.demonstrations for s in setups], splits["dev"],  # the shots depend on the seed and train
+    )
+    saved_path = Path(config.out_dir) / "prompting.json"
+    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else None
+    if saved is not None and saved.get("key") == key:
+        log(f"reusing the prompting choice in {saved_path}: {saved['best']}")
+        table = saved["table"]
+    else:
+        log(f"scoring {len(setups)} prompting setups on {len(splits['dev'])} dev questions")
+        start = time.perf_counter()
+        _, results = pipeline.select(splits["dev"], setups)
+        table = [{"setup": setup.describe(), "dev_accuracy": value} for setup, value in results]
+        log(f"prompting selection took {time.perf_counter() - start:.0f}s")
+    best_index = max(range(len(table)), key=lambda i: table[i]["dev_accuracy"])
+    best = setups[best_index]
+    saved_path.parent.mkdir(parents=True, exist_ok=True)
+    saved_path.write_text(json.dumps({"key": key, "best": best.describe(), "table": table}, indent=1) + "\n")
+    return {
+        "dev_accuracy": table[best_index]["dev_accuracy"],
+        "setup": best.describe(),
+        "table": table,
+        "test_predictions": pipeline.predict(splits["test"], best),
+    }
+
+
+# ---- the whole job -------------------------------------------------------------------------------
+
+
+def run_qa_job(config: QAJobConfig) -> dict:
+    """Run every stage (module docstring); returns the dev accuracies, setups and file paths."""
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    tokenizer = ensure_tokenizer(config)
+    splits = load_splits(config)
+    checkpoint = ensure_pretrained_lm(config)
+    finetuned = run_finetuning(config, checkpoint, tokenizer, splits, device)
+    prompting = run_prompting(config, checkpoint, tokenizer, splits, device)
+    predictions_dir = Path(config.predictions_dir)
+    files = {}
+    for name, result in (("finetuned", finetuned), ("prompting", prompting)):
+        files[name] = predictions_dir / f"{name}_predictions.json"
+        save_predictions(files[name], [q["id"] for q in splits["test"]], result["test_predictions"])
+    summary = {
+        "finetuned_dev_accuracy": finetuned["dev_accuracy"],
+        "prompting_dev_accuracy": prompting["dev_accuracy"],
+        "prompting_setup": prompting["setup"],
+        "prompting_table": prompting["table"],
+        "checkpoint": str(checkpoint),
+        "predictions": {name: str(path) for name, path in files.items()},
+        "seconds": time.perf_counter() - start,
+    }
+    if "test_answers" in splits:
+        test_ids = [q["id"] for q in splits["test"]]
+        for name, result in (("finetuned", finetuned), ("prompting", prompting)):
+            summary[f"{name}_test_accuracy"] = accuracy(dict(zip(test_ids, result["test_predictions"])), splits["test_answers"])
+    print(format_report(summary, load_baseline(config.baseline_metrics)))
+    return summary
+
+
+def load_baseline(path: str | Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def format_report(summary: dict, baseline: dict | None) -> str:
+    """The table the job prints: dev accuracy of each method, the baseline's, and the points earned."""
+    rules = load_grading_rules()
+    ours = part4_points(summary["finetuned_dev_accuracy"], summary["prompting_dev_accuracy"], rules)
+    lines = [
+        "",
+        f"Prompting setup chosen on dev: {summary['prompting_setup']}",
+        "",
+        "| method | dev accuracy | baseline dev accuracy | points (if test = dev) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for method, part in (("finetuned", "4A"), ("prompting", "4B")):
+        points = rules["part4"][method]["points"]
+        reference = f"{baseline[f'{method}_dev_accuracy']:.1%}" if baseline else "n/a"
+        lines.append(f"| {method} ({part}) | {summary[f'{method}_dev_accuracy']:.1%} | {reference} | {ours[part]:.1f} / {points} |")
+    lines += [
+        "",
+        f"Predictions for the test questions: {summary['predictions']['finetuned']}, {summary['predictions']['prompting']}",
+        f"Total time {summary['seconds']:.0f}s.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""A multiple-choice head on a pretrained language model (Part 4A).
+
+Each choice of a question is read as its own sequence (see
+:class:`~cs288_lm.datasets.MultipleChoiceQADataset`). The backbone turns every sequence into hidden
+states; pooling turns those into one vector per sequence; a linear head turns that vector into one
+score (a logit) per choice; a softmax over the choices gives the model's probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from cs288_lm.model import Linear
+
+Pooling = Literal["last", "mean", "max"]
+POOLINGS = ("last", "mean", "max")
+
+
+def pool_hidden_states(
+    hidden: Float[Tensor, "batch seq d_model"], attention_mask: Int[Tensor, "batch seq"], pooling: Pooling
+) -> Float[Tensor, "batch d_model"]:
+    """One vector per sequence from its hidden states, looking only at positions where the mask is 1.
+
+    * ``"last"``: the hidden state of the last real token (sequences are right-padded, so that is
+      position ``mask.sum() - 1``; in a causal model it is the only position that has read the
+      whole sequence);
+    * ``"mean"``: the average over real tokens;
+    * ``"max"``: the elementwise maximum over real tokens.
+
+    Padding must never change the result: the same sequence padded to any length pools the same.
+    """
+    # BEGIN SOLUTION
+    mask = attention_mask.bool()
+    if pooling == "last":
+        last = mask.sum(dim=-1).clamp(min=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if pooling == "mean":
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1)
+    if pooling == "max":
+        return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(dim=-2)
+    # END SOLUTION
+    raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+
+
+class TransformerForMultipleChoice(nn.Module):
+    """A language model's hidden states, pooled per choice, scored by a linear head.
+
+    ``transformer_lm`` is any model with ``hidden_states(input_ids) -> (batch, seq, hidden_size)``
+    (:class:`~cs288_lm.model.TransformerLM`, :class:`~cs288_lm.gpt2_model.GPT2LM`). The head is a
+    :class:`~cs288_lm.model.Linear` from ``hidden_size`` to 1, named ``classifier``. With
+    ``freeze_backbone`` the language model's parameters get ``requires_grad=False`` and only the
+    head trains.
+    """
+
+    def __init__(
+        self,
+        transformer_lm: nn.Module,
+        hidden_size: int,
+        num_choices: int = 4,
+        pooling: Pooling = "last",
+        freeze_backbone: bool = False,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        self.transformer_lm, self.hidden_size = transformer_lm, hidden_size
+        self.num_choices, self.pooling = num_choices, pooling
+        self.classifier = Linear(hidden_size, 1)
+        if freeze_backbone:
+            self.transformer_lm.requires_grad_(False)
+
+    def forward(
+        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+    ) -> Float[Tensor, "batch choices"]:
+        """One logit per choice. ``attention_mask`` (default: all ones) marks real tokens; sequences
+        are right-padded. Run every (question, choice) sequence through the backbone as one batch of
+        ``batch * choices`` rows, pool each, and score it with ``classifier``."""
+        if input_ids.dim() != 3:
+            raise ValueError(f"input_ids must be (batch, choices, seq), got shape {tuple(input_ids.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        elif attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}")
+        # BEGIN SOLUTION
+        batch, choices, seq = input_ids.shape
+        hidden = self.transformer_lm.hidden_states(input_ids.reshape(batch * choices, seq))
+        pooled = pool_hidden_states(hidden, attention_mask.reshape(batch * choices, seq), self.pooling)
+        return self.classifier(pooled).reshape(batch, choices)
+        # END SOLUTION
+
+    @torch.no_grad()
+    def predict_probs(
+        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+    ) -> Float[Tensor, "batch choices"]:
+        """Probabilities over the choices (a softmax of the logits), without gradients."""
+        return torch.softmax(self(input_ids, attention_mask).float(), dim=-1)
+
+    @torch.no_grad()
+    def predict(
+        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+    ) -> Int[Tensor, " batch"]:
+        """The index of the highest-scoring choice of each question."""
+        return self(input_ids, attention_mask).argmax(dim=-1)

@@ -1,0 +1,90 @@
+"""Part 4 end to end: pretrained LM -> fine-tuned multiple-choice head and prompting -> predictions.
+
+    python run_finetune_qa.py                                  # bundled data, default small LM
+    python run_finetune_qa.py --checkpoint out/pretrain/checkpoints/best.pt
+    python run_finetune_qa.py --config configs/qa_tinystories_full.json --device cuda
+
+Writes finetuned_predictions.json and prompting_predictions.json (the files to submit) and prints
+the dev accuracy of each method next to the shipped baselines (baseline_metrics.json), with the
+points each would earn. A second run reuses the tokenizer, the LM, the fine-tuned head and the
+prompting choice. See cs288_lm/qa_job.py for the stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from cs288_lm.qa_data import QuestionFileError
+from cs288_lm.qa_job import QAJobConfig, run_qa_job
+from cs288_lm.predictions import PredictionsError
+
+FULL_TINYSTORIES = ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt")
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[QAJobConfig, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="JSON object of QAJobConfig settings (flags override it)")
+    parser.add_argument("--checkpoint", help="use this pretrained LM checkpoint instead of out/pretrain")
+    parser.add_argument("--tinystories-dir", type=Path, help=f"pretrain on the full TinyStories files in this directory ({', '.join(FULL_TINYSTORIES)})")
+    parser.add_argument("--pretrain-out", help="where the LM is pretrained (default out/pretrain)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--epochs", type=int, help="fine-tuning epochs")
+    parser.add_argument("--out-dir", help="where the fine-tuned head and the prompting choice are kept (default out/qa)")
+    parser.add_argument("--predictions-dir", help="where the two predictions files go (default: the current directory)")
+    parser.add_argument("--write-baseline", type=Path, metavar="PATH", help="also write the dev (and test) accuracies to this JSON file")
+    args = parser.parse_args(argv)
+    settings: dict = {}
+    if args.config is not None:
+        try:
+            settings = json.loads(args.config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            parser.error(f"config file not found: {args.config}")
+        except json.JSONDecodeError as error:
+            parser.error(f"{args.config}: not valid JSON ({error.msg} at line {error.lineno})")
+        except (OSError, UnicodeDecodeError) as error:
+            parser.error(f"{args.config}: cannot be read ({error})")
+        known = {f.name for f in dataclasses.fields(QAJobConfig)}
+        if not isinstance(settings, dict) or set(settings) - known:
+            parser.error(f"{args.config}: expected an object with settings among {sorted(known)}")
+        for nested in ("pretrain", "finetune"):
+            if not isinstance(settings.get(nested, {}), dict):
+                parser.error(f"{args.config}: {nested!r} must be an object of settings")
+    pretrain, finetune = dict(settings.pop("pretrain", {})), dict(settings.pop("finetune", {}))
+    if args.tinystories_dir is not None:
+        pretrain["train_data"], pretrain["valid_data"] = (str(args.tinystories_dir / name) for name in FULL_TINYSTORIES)
+    if args.pretrain_out is not None:
+        pretrain["out_dir"] = args.pretrain_out
+    if args.epochs is not None:
+        finetune["epochs"] = args.epochs
+    for name in ("checkpoint", "device", "out_dir", "predictions_dir"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    try:
+        config = QAJobConfig(**settings, pretrain=pretrain, finetune=finetune)
+        config.pretrain_config(), config.finetune_config()  # check the nested settings now
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    return config, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, args = parse_config(argv)
+    try:
+        summary = run_qa_job(config)
+    except (FileNotFoundError, ValueError, QuestionFileError, PredictionsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.write_baseline is not None:
+        baseline = {key: value for key, value in summary.items() if key.endswith("accuracy") or key == "prompting_setup"}
+        baseline["command"] = "python run_finetune_qa.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        args.write_baseline.write_text(json.dumps(baseline, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.write_baseline}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

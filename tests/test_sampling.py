@@ -1,0 +1,276 @@
+"""Part 4: sampling (public tests).
+
+Every test goes through ``adapters.py``, on tiny randomly initialised models built from seeded
+weights, so the tokens are the same on every run. The reference for every decoding check is the
+model's own ``forward`` on the whole (cropped) prefix, one token at a time. Select a part with
+``pytest -k``: ``greedy``, ``cache``, ``padded``, ``top_k``, ``top_p``, ``temperature``, ``eos``,
+``seed``, ``crop``, ``errors``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import adapters
+
+VOCAB_SIZE = 50
+CONTEXT_LENGTH = 16
+D_MODEL = 32
+NUM_LAYERS = 2
+NUM_HEADS = 4
+D_FF = 64
+ARCHITECTURES = ("llama", "gpt2")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine idle threads cost seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_model(architecture: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    if architecture == "llama":
+        model = adapters.create_transformer_lm(VOCAB_SIZE, CONTEXT_LENGTH, D_MODEL, NUM_LAYERS, NUM_HEADS, D_FF)
+    else:
+        model = adapters.create_gpt2_lm(VOCAB_SIZE, CONTEXT_LENGTH, D_MODEL, NUM_LAYERS, NUM_HEADS)
+    return model.eval()
+
+
+def prompts(batch: int, length: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(1, VOCAB_SIZE, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def greedy_by_forward(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """The reference: argmax of ``model.forward`` on the last context_length tokens, step by step."""
+    sequence = input_ids
+    for _ in range(max_new_tokens):
+        next_token = model(sequence[:, -CONTEXT_LENGTH:])[:, -1].argmax(dim=-1)
+        sequence = torch.cat([sequence, next_token[:, None]], dim=1)
+    return sequence[:, input_ids.shape[1] :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy decoding and the KV cache
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_greedy_equals_step_by_step_argmax_of_forward(architecture):
+    model = make_model(architecture)
+    input_ids = prompts(2, 5)
+    # 5 + 24 tokens: well past the context of 16, where every step re-encodes the last 16 tokens.
+    expected = greedy_by_forward(model, input_ids, 24)
+    full = adapters.greedy_decode(model, input_ids, 24)
+    assert torch.equal(full[:, :5], input_ids), "greedy_decode returns the prompt, then the new tokens"
+    assert torch.equal(full[:, 5:], expected)
+    assert torch.equal(adapters.generate(model, input_ids, 24, temperature=0.0), expected)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_cache_logits_equal_recomputation_past_the_context(architecture):
+    model = make_model(architecture)
+    input_ids = prompts(3, 4)
+    cached = adapters.get_incremental_decoder(model, input_ids)
+    recomputed = adapters.get_incremental_decoder(model, input_ids, use_cache=False)
+    sequence = input_ids
+    logits, reference = cached.prefill(), recomputed.prefill()
+    for _ in range(20):  # 4 + 20 > 16
+        with torch.no_grad():
+            from_forward = model(sequence[:, -CONTEXT_LENGTH:])[:, -1]
+        torch.testing.assert_close(logits, reference, atol=1e-5, rtol=0)
+        torch.testing.assert_close(logits, from_forward, atol=1e-5, rtol=0)
+        next_tokens = logits.argmax(dim=-1)
+        sequence = torch.cat([sequence, next_tokens[:, None]], dim=1)
+        logits, reference = cached.step(next_tokens), recomputed.step(next_tokens)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_cache_and_recomputation_give_the_same_tokens(architecture):
+    model = make_model(architecture)
+    input_ids = prompts(2, 6)
+    cached = adapters.generate(model, input_ids, 20, temperature=0.0, use_cache=True)
+    recomputed = adapters.generate(model, input_ids, 20, temperature=0.0, use_cache=False)
+    assert torch.equal(cached, recomputed)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_left_padded_batch_equals_each_row_alone(architecture):
+    model = make_model(architecture)
+    pad = 0
+    rows = [prompts(1, length, seed=length)[0] for length in (3, 8, 5)]
+    width = max(len(row) for row in rows)
+    batch = torch.stack([torch.cat([torch.full((width - len(row),), pad), row]) for row in rows])
+    new_tokens = adapters.generate(model, batch, 15, temperature=0.0, pad_token_id=pad)  # 8 + 15 > 16
+    for row, tokens in zip(rows, new_tokens):
+        assert torch.equal(tokens, greedy_by_forward(model, row[None], 15)[0])
+    full = adapters.greedy_decode(model, batch, 15, pad_token_id=pad)
+    assert torch.equal(full, torch.cat([batch, new_tokens], dim=1))
+
+
+def test_prompt_longer_than_the_context_is_cropped_from_the_left():
+    model = make_model("llama")
+    long_prompt = prompts(2, 25)
+    cropped = long_prompt[:, -CONTEXT_LENGTH:]
+    assert torch.equal(
+        adapters.generate(model, long_prompt, 6, temperature=0.0),
+        adapters.generate(model, cropped, 6, temperature=0.0),
+    )
+    assert torch.equal(adapters.generate(model, long_prompt, 6, temperature=0.0), greedy_by_forward(model, cropped, 6))
+    sampled = adapters.generate(model, long_prompt, 6, top_p=0.9, seed=3)
+    assert torch.equal(sampled, adapters.generate(model, cropped, 6, top_p=0.9, seed=3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters and sampling
+# ---------------------------------------------------------------------------------------------
+
+
+def test_top_k_filter_keeps_exactly_the_k_largest():
+    logits = torch.tensor([[1.0, 5.0, -2.0, 3.0, 0.5], [0.0, -1.0, 2.0, 4.0, 3.5]])
+    original = logits.clone()
+    filtered = adapters.run_top_k_filter(logits, 2)
+    inf = float("-inf")
+    assert torch.equal(filtered, torch.tensor([[inf, 5.0, inf, 3.0, inf], [inf, inf, inf, 4.0, 3.5]]))
+    assert torch.equal(logits, original), "the input must not be modified"
+    assert torch.equal(adapters.run_top_k_filter(logits, 5), logits)
+
+
+def test_top_k_never_samples_outside_the_k_best():
+    logits = torch.randn(1, 40, generator=torch.Generator().manual_seed(0)).repeat(3000, 1)
+    samples = adapters.run_sample_next_token(logits, top_k=5, generator=torch.Generator().manual_seed(1))
+    best = set(torch.topk(logits[0], 5).indices.tolist())
+    assert set(samples.tolist()) == best, "every draw among the 5 best, and each of them drawn"
+
+
+def test_top_p_filter_keeps_the_smallest_nucleus():
+    probabilities = torch.tensor([0.05, 0.5, 0.1, 0.3, 0.05])
+    logits = probabilities.log()[None]
+    def kept(p: float) -> list[int]:
+        return torch.isfinite(adapters.run_top_p_filter(logits, p))[0].nonzero().flatten().tolist()
+
+    assert (kept(0.3), kept(0.7), kept(0.85)) == ([1], [1, 3], [1, 2, 3])
+    finite = torch.isfinite(adapters.run_top_p_filter(logits, 0.7))
+    torch.testing.assert_close(adapters.run_top_p_filter(logits, 0.7)[finite], logits[finite])
+    assert torch.equal(adapters.run_top_p_filter(logits, 1.0), logits)
+    assert torch.isfinite(adapters.run_top_p_filter(logits, 1e-6)).sum() == 1, "the most likely token is always kept"
+
+
+def test_top_p_never_samples_outside_the_nucleus():
+    logits = torch.randn(1, 40, generator=torch.Generator().manual_seed(2)).mul(2).repeat(3000, 1)
+    probabilities = torch.softmax(logits[0].double(), dim=-1)
+    order = probabilities.argsort(descending=True)
+    mass_before = probabilities[order].cumsum(0) - probabilities[order]
+    nucleus = set(order[mass_before < 0.8].tolist())
+    samples = adapters.run_sample_next_token(logits, top_p=0.8, generator=torch.Generator().manual_seed(3))
+    assert set(samples.tolist()) == nucleus
+
+
+def test_top_k_and_top_p_decoding_stay_inside_their_sets():
+    model = make_model("llama")
+    input_ids = prompts(1, 4).repeat(200, 1)
+    with torch.no_grad():
+        logits = model(input_ids[:1])[0, -1]
+    first_k = adapters.top_k_decode(model, input_ids, 1, k=3, seed=0)[:, -1]
+    assert set(first_k.tolist()) <= set(torch.topk(logits, 3).indices.tolist())
+    probabilities = torch.softmax(logits.double(), dim=-1)
+    order = probabilities.argsort(descending=True)
+    nucleus = set(order[(probabilities[order].cumsum(0) - probabilities[order]) < 0.5].tolist())
+    first_p = adapters.nucleus_decode(model, input_ids, 1, p=0.5, seed=0)[:, -1]
+    assert set(first_p.tolist()) <= nucleus
+
+
+def test_temperature_zero_is_argmax_and_a_tiny_temperature_equals_greedy():
+    logits = torch.randn(8, 30, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(adapters.run_sample_next_token(logits, temperature=0.0), logits.argmax(dim=-1))
+    model = make_model("llama")
+    input_ids = prompts(3, 4)
+    greedy = adapters.generate(model, input_ids, 12, temperature=0.0)
+    assert torch.equal(adapters.generate(model, input_ids, 12, temperature=1e-6, seed=0), greedy)
+
+
+# ---------------------------------------------------------------------------------------------
+# End of sequence, seeds, errors
+# ---------------------------------------------------------------------------------------------
+
+
+def eos_candidate(tokens: torch.Tensor) -> tuple[int, int]:
+    """A position j and token of row 0 that appears neither earlier in row 0 nor anywhere in row 1."""
+    for j in range(1, tokens.shape[1] - 2):
+        token = int(tokens[0, j])
+        if token not in tokens[0, :j].tolist() and token not in tokens[1].tolist():
+            return j, token
+    raise AssertionError("no usable end-of-sequence candidate; change the seeds")
+
+
+def test_eos_finishes_a_row_which_is_padded_while_the_others_continue():
+    model = make_model("llama")
+    input_ids = prompts(2, 4, seed=7)
+    free = adapters.generate(model, input_ids, 12, temperature=0.0)
+    j, eos = eos_candidate(free)
+    pad = VOCAB_SIZE + 1  # never a real token, so any use of it shows
+    stopped = adapters.generate(model, input_ids, 12, temperature=0.0, eos_token_id=eos, pad_token_id=pad)
+    assert stopped.shape == free.shape
+    assert torch.equal(stopped[0, : j + 1], free[0, : j + 1])
+    assert stopped[0, j + 1 :].tolist() == [pad] * (12 - j - 1)
+    assert torch.equal(stopped[1], free[1]), "the unfinished row is not affected"
+    without_pad = adapters.generate(model, input_ids, 12, temperature=0.0, eos_token_id=eos)
+    assert without_pad[0, j + 1 :].tolist() == [eos] * (12 - j - 1), "no pad token: the row repeats EOS"
+
+
+def test_generation_stops_early_when_every_row_has_finished():
+    model = make_model("llama")
+    input_ids = prompts(2, 4, seed=7)
+    free = adapters.generate(model, input_ids, 12, temperature=0.0)
+    j, eos = eos_candidate(free)
+    alone = adapters.generate(model, input_ids[:1], 12, temperature=0.0, eos_token_id=eos)
+    assert torch.equal(alone, free[:1, : j + 1])
+    full = adapters.greedy_decode(model, input_ids[:1], 12, eos_token_id=eos)
+    assert torch.equal(full, torch.cat([input_ids[:1], free[:1, : j + 1]], dim=1))
+
+
+def test_a_seed_makes_sampling_reproducible():
+    model = make_model("gpt2")
+    input_ids = prompts(4, 3)
+    first = adapters.generate(model, input_ids, 10, top_k=20, top_p=0.95, seed=5)
+    assert torch.equal(first, adapters.generate(model, input_ids, 10, top_k=20, top_p=0.95, seed=5))
+    assert not torch.equal(first, adapters.generate(model, input_ids, 10, top_k=20, top_p=0.95, seed=6))
+    generator = torch.Generator().manual_seed(5)
+    assert torch.equal(first, adapters.generate(model, input_ids, 10, top_k=20, top_p=0.95, generator=generator))
+    top_k = [adapters.top_k_decode(model, input_ids, 10, k=5, seed=1) for _ in range(2)]
+    nucleus = [adapters.nucleus_decode(model, input_ids, 10, seed=1) for _ in range(2)]
+    assert torch.equal(*top_k) and torch.equal(*nucleus)
+
+
+def test_zero_new_tokens_and_the_model_mode():
+    model = make_model("llama").train()
+    input_ids = prompts(2, 3)
+    assert adapters.generate(model, input_ids, 0).shape == (2, 0)
+    assert torch.equal(adapters.greedy_decode(model, input_ids, 0), input_ids)
+    adapters.generate(model, input_ids, 2)
+    assert model.training, "generate restores the model's mode"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m, x: adapters.top_k_decode(m, x, 3, k=0), "k"),
+        (lambda m, x: adapters.nucleus_decode(m, x, 3, p=0.0), "p"),
+        (lambda m, x: adapters.nucleus_decode(m, x, 3, p=1.5), "p"),
+        (lambda m, x: adapters.generate(m, x, 3, temperature=-0.5), "temperature"),
+        (lambda m, x: adapters.generate(m, x, -1), "max_new_tokens"),
+        (lambda m, x: adapters.generate(m, x[0], 3), "shape"),
+        (lambda m, x: adapters.generate(m, x.float(), 3), "integer"),
+        (lambda m, x: adapters.generate(m, x, 3, seed=0, generator=torch.Generator()), "seed"),
+        (lambda m, x: adapters.run_top_k_filter(x.float(), 0), "k"),
+        (lambda m, x: adapters.run_top_p_filter(x.float(), -0.1), "p"),
+    ],
+)
+def test_errors_for_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(make_model("llama"), prompts(2, 3))
