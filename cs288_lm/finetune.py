@@ -25,10 +25,10 @@ from cs288_lm.qa_model import TransformerForMultipleChoice
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = 3
-    batch_size: int = 8  # questions per step (each has num_choices sequences)
-    learning_rate: float = 3e-4
-    min_learning_rate: float = 3e-5
+    epochs: int = 2
+    batch_size: int = 16  # questions per step (each has num_choices sequences)
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 1e-4
     warmup_fraction: float = 0.1  # of all steps
     weight_decay: float = 0.01
     grad_clip: float = 1.0

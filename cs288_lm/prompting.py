@@ -92,7 +92,8 @@ class PromptTemplate:
         """The prompt for ``record`` (``context``, ``question``, ``choices``): the template with its
         fields filled in. ``question_before_blank`` is the question up to the blank, without the
         space before it; ``demonstrations`` is each demonstration in the basic layout followed by
-        `` {label}. {answer}`` and a blank line."""
+        `` {label}. {answer}`` and a blank line. A cloze prompt never ends with whitespace (the
+        continuation brings its own space), even when the blank starts the question."""
         # BEGIN SOLUTION
         before_blank = record["question"].split(BLANK, 1)[0].rstrip()
         fields = {
@@ -102,7 +103,8 @@ class PromptTemplate:
             "question_before_blank": before_blank,
             "demonstrations": "".join(self._demonstration(example) for example in self.demonstrations),
         }
-        return self.template.format(**fields)
+        prompt = self.template.format(**fields)
+        return prompt.rstrip() if self.is_cloze else prompt
         # END SOLUTION
 
     def _demonstration(self, example: dict) -> str:

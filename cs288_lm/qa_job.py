@@ -183,18 +183,18 @@ def run_prompting(
     saved_path = Path(config.out_dir) / "prompting.json"
     saved = json.loads(saved_path.read_text()) if saved_path.is_file() else None
     if saved is not None and saved.get("key") == key:
-        log(f"reusing the prompting choice in {saved_path}: {saved['best']}")
         table = saved["table"]
+        log(f"reusing the prompting results in {saved_path}")
     else:
         log(f"scoring {len(setups)} prompting setups on {len(splits['dev'])} dev questions")
         start = time.perf_counter()
         _, results = pipeline.select(splits["dev"], setups)
         table = [{"setup": setup.describe(), "dev_accuracy": value} for setup, value in results]
         log(f"prompting selection took {time.perf_counter() - start:.0f}s")
-    best_index = max(range(len(table)), key=lambda i: table[i]["dev_accuracy"])
+        saved_path.parent.mkdir(parents=True, exist_ok=True)
+        saved_path.write_text(json.dumps({"key": key, "table": table}, indent=1) + "\n")
+    best_index = max(range(len(table)), key=lambda i: table[i]["dev_accuracy"])  # the first on ties
     best = setups[best_index]
-    saved_path.parent.mkdir(parents=True, exist_ok=True)
-    saved_path.write_text(json.dumps({"key": key, "best": best.describe(), "table": table}, indent=1) + "\n")
     return {
         "dev_accuracy": table[best_index]["dev_accuracy"],
         "setup": best.describe(),
@@ -256,7 +256,8 @@ def format_report(summary: dict, baseline: dict | None) -> str:
     ]
     for method, part in (("finetuned", "4A"), ("prompting", "4B")):
         points = rules["part4"][method]["points"]
-        reference = f"{baseline[f'{method}_dev_accuracy']:.1%}" if baseline else "n/a"
+        reference = baseline.get(f"{method}_dev_accuracy") if baseline else None
+        reference = f"{reference:.1%}" if isinstance(reference, (int, float)) else "n/a"
         lines.append(f"| {method} ({part}) | {summary[f'{method}_dev_accuracy']:.1%} | {reference} | {ours[part]:.1f} / {points} |")
     lines += [
         "",

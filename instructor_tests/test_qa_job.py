@@ -262,7 +262,7 @@ def test_changed_questions_are_not_answered_with_stale_results(tiny_job):
     third = tiny_job.third
     assert "[qa] reusing the pretrained LM" in third.stderr
     assert "[qa] fine-tuning a last-pooled head" in third.stderr and "[qa] scoring 22 prompting setups" in third.stderr
-    assert "reusing the fine-tuned model" not in third.stderr and "reusing the prompting choice" not in third.stderr
+    assert "reusing the fine-tuned model" not in third.stderr and "reusing the prompting results" not in third.stderr
     for name in PREDICTED_BY:
         path = tiny_job.root / "predictions_changed_dev" / f"{name}_predictions.json"
         load_predictions(path, load_questions(tiny_job.root / "qa" / "test_questions.json"))
