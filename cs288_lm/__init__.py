@@ -1,1 +1,1 @@
-"""cs288_lm: build your own language model (reference solution of the CS288 assignment)."""
+"""cs288_lm: build your own language model (the CS288 assignment)."""

@@ -54,7 +54,7 @@ class QAJobConfig:
     checkpoint: str | None = None  # an existing pretrained LM; None: reuse or train out/pretrain
     pretrain: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings for that LM
     finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig settings
-    pooling: str = "last"
+    pooling: str = "mean"  # chosen on dev: 43.1% against 41.6% for "last" (2 epochs, lr 1e-3)
     freeze_backbone: bool = False
     max_length: int | None = None  # of a question's sequences; default: the LM's context length
     prompting_shots: int = 2  # demonstrations in the few-shot template
