@@ -228,7 +228,7 @@ def test_job_writes_valid_predictions_and_a_report(tiny_job):
     assert float(prompting_row.group(1)) == pytest.approx(100 * summary["prompting_dev_accuracy"], abs=0.05)
     stages = (
         "pretraining the LM (4 steps)",
-        "fine-tuning a last-pooled head on 12 questions",
+        "fine-tuning a mean-pooled head on 12 questions",
         "scoring 22 prompting setups on 8 dev questions",
     )
     for stage in stages:
@@ -261,7 +261,7 @@ def test_changed_questions_are_not_answered_with_stale_results(tiny_job):
     prompting setups are scored again on the new questions."""
     third = tiny_job.third
     assert "[qa] reusing the pretrained LM" in third.stderr
-    assert "[qa] fine-tuning a last-pooled head" in third.stderr and "[qa] scoring 22 prompting setups" in third.stderr
+    assert "[qa] fine-tuning a mean-pooled head" in third.stderr and "[qa] scoring 22 prompting setups" in third.stderr
     assert "reusing the fine-tuned model" not in third.stderr and "reusing the prompting results" not in third.stderr
     for name in PREDICTED_BY:
         path = tiny_job.root / "predictions_changed_dev" / f"{name}_predictions.json"
