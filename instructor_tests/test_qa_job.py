@@ -242,7 +242,7 @@ def test_second_run_reuses_everything(tiny_job):
     assert second.result == 0, second.stderr
     reused = [line for line in second.stderr.splitlines() if line.startswith("[qa] reusing")]
     assert len(reused) == 3, second.stderr
-    assert "pretrained LM" in reused[0] and "fine-tuned model" in reused[1] and "prompting choice" in reused[2]
+    assert "pretrained LM" in reused[0] and "fine-tuned model" in reused[1] and "prompting results" in reused[2]
     for stage in ("[qa] pretraining", "[qa] resuming", "[qa] fine-tuning", "[qa] scoring", "[finetune]", "[train]"):
         assert stage not in second.stderr
     assert tiny_job.after_second.times == tiny_job.after_first.times
