@@ -136,6 +136,8 @@ class PromptTemplate:
         return {**record, "context": CONTENT_FREE, "question": f"{CONTENT_FREE} {blank}{after}".rstrip() if blank else CONTENT_FREE}
 
     def describe(self) -> str:
+        if self.is_cloze:
+            return self.name  # lists no choices, so no labels
         shots = f", {len(self.demonstrations)} shots" if self.demonstrations else ""
         return f"{self.name} ({self.choice_format}{shots})"
 

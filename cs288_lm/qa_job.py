@@ -149,6 +149,7 @@ def run_finetuning(
         str(checkpoint), checkpoint.stat().st_mtime_ns, settings, config.pooling, config.freeze_backbone, max_length,
         splits["train"], splits["dev"],  # other questions (a regenerated data/qa) must not reuse the head
     )
+    torch.manual_seed(config.seed)  # the head's initialisation, whatever ran before in this process
     model = TransformerForMultipleChoice(backbone, model_config.d_model, pooling=config.pooling, freeze_backbone=config.freeze_backbone).to(device)
     datasets = {name: MultipleChoiceQADataset(splits[name], tokenizer, max_length=max_length) for name in ("train", "dev", "test")}
     saved_path = Path(config.out_dir) / "finetuned.pt"
