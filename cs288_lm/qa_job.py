@@ -210,6 +210,9 @@ def run_prompting(
 def run_qa_job(config: QAJobConfig) -> dict:
     """Run every stage (module docstring); returns the dev accuracies, setups and file paths."""
     start = time.perf_counter()
+    # The same command twice gives the same numbers: with several CPU threads, the embedding
+    # gradient's scatter-add over the many repeated padding ids otherwise sums in varying order.
+    torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     tokenizer = ensure_tokenizer(config)
