@@ -14,6 +14,8 @@ run takes longer than ``--long-run`` seconds, 20 by default, runs once). The met
   once, then each new token runs through the layers alone against preallocated keys and values;
 * ``ours recompute``: the same call with ``use_cache=False``: every step re-encodes the whole
   prefix through the same layers (only the last position goes through the output layer);
+* ``forward recompute``: the loop one writes without a cache, ``model(prefix)[:, -1].argmax()``
+  per step (the whole prefix through ``TransformerLM.forward``, output layer included);
 * ``HF cache``: ``LlamaForCausalLM.generate(do_sample=False, use_cache=True)`` (its dynamic
   cache, SDPA attention), the library one would otherwise use.
 
@@ -23,8 +25,9 @@ Hugging Face weights, so the two compute the same function and the greedy tokens
 (rows that agree are printed; float rounding can flip a near-tie after many steps). Context length
 512 >= prompt + new tokens, so nothing slides out of the window. Sizes: ``small`` is the default
 pretraining model (d_model 128, 4 layers, 4 heads), ``big`` d_model 512, 8 layers, 8 heads; both
-with the bundled tokenizer's 4,096 tokens. Targets: ours cache / ours recompute >= 5x; ours cache /
-HF cache reported (informational).
+with the bundled tokenizer's 4,096 tokens. Targets: ours cache >= 5x recomputation (both
+recomputations are reported; ``ours recompute`` is the stricter one); ours cache / HF cache
+reported (informational).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ TARGET_SPEEDUP = 5.0
 Generate = Callable[[torch.Tensor, int], torch.Tensor]  # (prompts, new tokens) -> new tokens
 
 
-def build_models(size: str) -> tuple[Generate, Generate, Generate, int]:
+def build_models(size: str) -> tuple[Generate, Generate, Generate, Generate, int]:
     """Our model with the cache and without, and Hugging Face's, sharing one set of weights."""
     d_model, num_layers, num_heads = SIZES[size]
     config = ModelConfig("llama", VOCAB_SIZE, CONTEXT_LENGTH, d_model, num_layers, num_heads)
@@ -75,11 +78,19 @@ def build_models(size: str) -> tuple[Generate, Generate, Generate, int]:
             )
         return out[:, prompts.shape[1] :]
 
+    def forward_recompute(prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:
+        sequence = prompts
+        with torch.inference_mode():
+            for _ in range(new_tokens):
+                next_token = ours(sequence[:, -CONTEXT_LENGTH:])[:, -1].argmax(dim=-1)
+                sequence = torch.cat([sequence, next_token[:, None]], dim=1)
+        return sequence[:, prompts.shape[1] :]
+
     def ours_with(use_cache: bool) -> Generate:
         return lambda prompts, new_tokens: generate(ours, prompts, new_tokens, temperature=0.0, use_cache=use_cache)
 
     parameters = sum(parameter.numel() for parameter in ours.parameters())
-    return ours_with(True), ours_with(False), hugging_face, parameters
+    return ours_with(True), ours_with(False), forward_recompute, hugging_face, parameters
 
 
 def timed(method: Generate, prompts: torch.Tensor, new_tokens: int) -> tuple[float, torch.Tensor]:
@@ -89,8 +100,10 @@ def timed(method: Generate, prompts: torch.Tensor, new_tokens: int) -> tuple[flo
 
 
 def bench(size: str, batch: int, args: argparse.Namespace) -> dict:
-    cached, recomputed, hugging_face, parameters = build_models(size)
-    methods = {"ours cache": cached, "ours recompute": recomputed, "HF cache": hugging_face}
+    cached, recomputed, forward_recomputed, hugging_face, parameters = build_models(size)
+    methods = {
+        "ours cache": cached, "ours recompute": recomputed, "forward recompute": forward_recomputed, "HF cache": hugging_face,
+    }
     prompts = torch.randint(1, VOCAB_SIZE, (batch, args.prompt_length), generator=torch.Generator().manual_seed(batch))
     for method in methods.values():
         method(prompts, 4)  # warm-up: first-call allocations and kernel selection
@@ -115,6 +128,7 @@ def bench(size: str, batch: int, args: argparse.Namespace) -> dict:
         }
     speed = {name: row["tokens_per_second"] for name, row in result["methods"].items()}
     result["cache_speedup"] = speed["ours cache"] / speed["ours recompute"]
+    result["cache_speedup_over_forward"] = speed["ours cache"] / speed["forward recompute"]
     result["ours_over_hf"] = speed["ours cache"] / speed["HF cache"]
     result["rows_equal_to_recompute"] = int((outputs["ours cache"] == outputs["ours recompute"]).all(1).sum())
     result["rows_equal_to_hf"] = int((outputs["ours cache"] == outputs["HF cache"]).all(1).sum())
@@ -130,7 +144,8 @@ def print_result(result: dict, new_tokens: int) -> None:
         speed, median = row["tokens_per_second"], row["median_seconds"]
         print(f"  {name:<15} {speed:>9.1f} tokens/s   (median {median:.2f} s of {times})")
     verdict = "meets" if result["cache_speedup"] >= TARGET_SPEEDUP else "MISSES"
-    print(f"  cache / recompute: {result['cache_speedup']:.1f}x ({verdict} the {TARGET_SPEEDUP:.0f}x target); "
+    print(f"  cache / forward recompute: {result['cache_speedup_over_forward']:.1f}x; "
+          f"cache / recompute: {result['cache_speedup']:.1f}x ({verdict} the {TARGET_SPEEDUP:.0f}x target); "
           f"ours cache / HF cache: {result['ours_over_hf']:.2f}x")
     print(f"  identical greedy rows: cache vs recompute {result['rows_equal_to_recompute']}/{result['batch']}, "
           f"ours vs HF {result['rows_equal_to_hf']}/{result['batch']}")
@@ -138,15 +153,16 @@ def print_result(result: dict, new_tokens: int) -> None:
 
 def markdown(results: list[dict]) -> str:
     lines = [
-        "| model | batch | ours cache tok/s | ours recompute tok/s | HF cache tok/s | cache / recompute | ours / HF |",
-        "|---|---|---|---|---|---|---|",
+        "| model | batch | ours cache tok/s | ours recompute tok/s | forward recompute tok/s | HF cache tok/s "
+        "| cache / recompute | cache / forward recompute | ours / HF |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         speed = {name: row["tokens_per_second"] for name, row in r["methods"].items()}
         lines.append(
             f"| {r['size']} {r['d_model_layers_heads']} | {r['batch']} | {speed['ours cache']:.0f} | "
-            f"{speed['ours recompute']:.0f} | {speed['HF cache']:.0f} | {r['cache_speedup']:.1f}x | "
-            f"{r['ours_over_hf']:.2f}x |"
+            f"{speed['ours recompute']:.0f} | {speed['forward recompute']:.0f} | {speed['HF cache']:.0f} | "
+            f"{r['cache_speedup']:.1f}x | {r['cache_speedup_over_forward']:.1f}x | {r['ours_over_hf']:.2f}x |"
         )
     return "\n".join(lines)
 

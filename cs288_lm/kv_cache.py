@@ -42,6 +42,12 @@ class _LlamaParts:
         self.layers = list(model.layers)
         self.num_heads = self.layers[0].attn.num_heads if self.layers else 1
         self.d_head = model.token_embeddings.weight.shape[1] // self.num_heads
+        # One matrix multiplication for queries, keys and values instead of three (a Linear's
+        # ``weight`` is (d_out, d_in)): at one token per step, per-call overhead is most of the cost.
+        self.qkv_weights = [
+            torch.cat([layer.attn.q_proj.weight, layer.attn.k_proj.weight, layer.attn.v_proj.weight]).T.contiguous()
+            for layer in self.layers
+        ]
 
     def embed(self, tokens: Int[Tensor, "batch seq"], positions: Int[Tensor, "batch seq"]) -> Tensor:
         return self.model.token_embeddings(tokens)  # positions enter through RoPE
@@ -49,7 +55,7 @@ class _LlamaParts:
     def qkv(self, index: int, x: Tensor, positions: Int[Tensor, "batch seq"]) -> tuple[Tensor, Tensor, Tensor]:
         attn = self.layers[index].attn
         h = self.layers[index].ln1(x)
-        q, k, v = (split_heads(projection(h), self.num_heads) for projection in (attn.q_proj, attn.k_proj, attn.v_proj))
+        q, k, v = (split_heads(part, self.num_heads) for part in (h @ self.qkv_weights[index]).chunk(3, dim=-1))
         if attn.rope is not None:
             # Queries and keys share their positions: rotate both in one call (per-call overhead dominates).
             rotated = attn.rope(torch.cat([q, k], dim=1), positions[:, None, :])
