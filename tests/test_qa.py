@@ -47,13 +47,7 @@ DEMOS = [
 RECORD_CHOICE_LINES = "A. ball\nB. dog\nC. tree\nD. cake"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/torch_threads.py
 
 
 @pytest.fixture(scope="module")

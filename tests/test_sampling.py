@@ -23,13 +23,7 @@ D_FF = 64
 ARCHITECTURES = ("llama", "gpt2")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/torch_threads.py
 
 
 def make_model(architecture: str, seed: int = 0) -> torch.nn.Module:

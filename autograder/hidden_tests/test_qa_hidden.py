@@ -26,13 +26,7 @@ ARCHITECTURES = ("llama", "gpt2")
 VOCAB, CONTEXT, D_MODEL = 53, 20, 24
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/torch_threads.py
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ DRAWS = 40_000
 FREQUENCY_TOLERANCE = 0.0075
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/torch_threads.py
 
 
 def llama(num_layers: int = 3, num_heads: int = 6, seed: int = 0) -> torch.nn.Module:
