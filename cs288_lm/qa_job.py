@@ -191,6 +191,8 @@ def run_prompting(
         start = time.perf_counter()
         _, results = pipeline.select(splits["dev"], setups)
         table = [{"setup": setup.describe(), "dev_accuracy": value} for setup, value in results]
+        for row in sorted(table, key=lambda row: -row["dev_accuracy"]):
+            log(f"  {row['dev_accuracy']:6.1%}  {row['setup']}")
         log(f"prompting selection took {time.perf_counter() - start:.0f}s")
         saved_path.parent.mkdir(parents=True, exist_ok=True)
         saved_path.write_text(json.dumps({"key": key, "table": table}, indent=1) + "\n")
