@@ -1,10 +1,12 @@
-"""Grade a folder of submissions locally: one results.json per student and a CSV summary.
+"""Grade a folder of submissions locally: one results.json per student, a CSV summary, a similarity report.
 
-    python -m autograder.grade_all --submissions DIR --out DIR [--bundle dist/grader] [--jobs 2]
+    python -m autograder.grade_all --submissions DIR --out DIR [--bundle dist/grader] [--jobs 2] [--no-similarity]
 
 Every subdirectory of ``--submissions`` is one student's submission (its name is the student's).
-``--out`` receives ``<student>/results.json`` and ``summary.csv`` (one row per student: the total,
-then the score of every graded entry).
+``--out`` receives ``<student>/results.json``, ``summary.csv`` (one row per student: the total,
+then the score of every graded entry) and, after grading, ``similarity/``: the most similar pairs
+of submissions per student module (:mod:`autograder.similarity`; skipped, with a note, when
+copydetect from requirements-dev.txt is not installed).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from autograder.bundle import build_bundle
 from autograder.grade import failure_results, grade, limits_from
+from autograder.similarity import similarity_report
 
 
 def grade_folder(
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, help="grading bundle (default: build one from this repository)")
     parser.add_argument("--jobs", type=int, default=1, help="test modules run at the same time (default: 1)")
     parser.add_argument("--only", nargs="+", metavar="MODULE", help="run only these test modules")
+    parser.add_argument("--no-similarity", action="store_true", help="skip the similarity report")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
         bundle = args.bundle
@@ -68,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             bundle = Path(temporary) / "bundle"
             build_bundle(bundle)
         grade_folder(args.submissions, args.out, bundle, args.jobs, args.only)
-    print(f"summary written to {args.out / 'summary.csv'}")
+        print(f"summary written to {args.out / 'summary.csv'}")
+        if not args.no_similarity:
+            manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+            similarity_report(
+                args.submissions, manifest["student_modules"], bundle / "handout", args.out / "similarity"
+            )
     return 0
 
 

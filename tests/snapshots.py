@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests import graded
+
 ArrayLike = torch.Tensor | np.ndarray
 
 
@@ -45,6 +47,10 @@ class NumpySnapshot:
         atol: float | None = None,
     ) -> None:
         arrays = {k: _to_numpy(v) for k, v in actual.items()} if isinstance(actual, Mapping) else {"array": _to_numpy(actual)}
+        rtol, atol = self.rtol if rtol is None else rtol, self.atol if atol is None else atol
+        if graded.grading():  # the grader compares with its own copy of the snapshot
+            graded.record_check("snapshot", name=name, arrays=graded.encode(arrays), rtol=rtol, atol=atol)
+            return
         path = self.directory / f"{name}.npz"
         if self.update:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,8 +65,8 @@ class NumpySnapshot:
                 np.testing.assert_allclose(
                     value,
                     expected[key],
-                    rtol=self.rtol if rtol is None else rtol,
-                    atol=self.atol if atol is None else atol,
+                    rtol=rtol,
+                    atol=atol,
                     err_msg=f"snapshot {name}[{key}] differs",
                 )
 

@@ -1,0 +1,342 @@
+"""The trusted judge: decide each test from the values it recorded, never from its own verdict.
+
+A test process run by the grader writes a stream of JSON lines (``tests/graded.py``): ``start``
+and ``end`` of each test, and one ``check`` per graded value. The reference solution's stream for
+the same tests, made when the grading bundle was built, is the oracle. A test passes when
+
+* the test process said it passed (it can only hurt itself by saying otherwise),
+* it recorded the same checks, in the same order, as the reference run, and
+* every check agrees: values close to (or equal to) the reference solution's, snapshots close
+  to the grader's own copy, the exception the reference run expected raised with a matching
+  message, timed blocks within their limit by the grader's clock.
+
+This module runs in the grader and never imports student code. Everything it reads from a
+submission's stream is untrusted data: parsed with caps, never unpickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autograder.sandbox import Record
+
+MAX_LINE_BYTES = 96 << 20
+MAX_MESSAGE_CHARS = 300
+SHOWN_VALUE_CHARS = 200
+
+
+class BadRecord(ValueError):
+    """A record that is not what ``tests/graded.py`` writes."""
+
+
+@dataclass
+class TestRun:
+    """What one test recorded: its checks (with the grader's arrival times) and how it ended."""
+
+    nodeid: str
+    checks: list[dict] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
+    outcome: str | None = None  # passed / failed / skipped; None: it never ended
+    message: str = ""
+    corrupt: str | None = None  # why its records cannot be read
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A test process's records, by test, in the order the tests ran."""
+
+    tests: dict[str, TestRun]
+    collect_errors: list[str]
+
+    @property
+    def unfinished(self) -> str | None:
+        """The test that was running when the process stopped, if any."""
+        running = [run.nodeid for run in self.tests.values() if run.outcome is None]
+        return running[-1] if running else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reason: str = ""
+
+
+def _json_line(line: bytes) -> dict:
+    if len(line) > MAX_LINE_BYTES:
+        raise BadRecord(f"a record of {len(line)} bytes")
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise BadRecord(f"unreadable record ({type(error).__name__})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("t"), str):
+        raise BadRecord("a record that is not an object with a type")
+    return record
+
+
+def parse_stream(records: Iterable[Record]) -> Stream:
+    """Group the records of a test process by test; a damaged record marks its test corrupt."""
+    tests: dict[str, TestRun] = {}
+    collect_errors: list[str] = []
+    current: TestRun | None = None
+    for record in records:
+        try:
+            data = _json_line(record.line)
+        except BadRecord as error:
+            if current is not None:
+                current.corrupt = current.corrupt or str(error)
+            continue
+        kind = data["t"]
+        if kind == "start" and isinstance(data.get("test"), str):
+            # A test id seen twice is a forged stream: keep the first run, mark it corrupt.
+            if data["test"] in tests:
+                tests[data["test"]].corrupt = "the test was reported twice"
+                current = None
+                continue
+            current = tests[data["test"]] = TestRun(data["test"])
+        elif kind == "check" and current is not None and current.outcome is None:
+            current.checks.append(data)
+            current.received.append(record.received)
+        elif kind == "end" and current is not None and data.get("test") == current.nodeid:
+            outcome = data.get("outcome")
+            current.outcome = outcome if outcome in ("passed", "failed", "skipped") else "failed"
+            message = data.get("message")
+            current.message = message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else ""
+            current = None
+        elif kind == "collect_error":
+            message = data.get("message")
+            collect_errors.append(message[-MAX_MESSAGE_CHARS:] if isinstance(message, str) else "collection error")
+    return Stream(tests, collect_errors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Array:
+    """A recorded tensor or array: its dtype name as the test saw it (e.g. torch.bfloat16) and values."""
+
+    dtype: str
+    values: np.ndarray
+
+
+def decode(value: Any, depth: int = 0) -> Any:
+    """A recorded value back as Python data and numpy arrays (the inverse of ``graded.encode``)."""
+    if depth > 40:
+        raise BadRecord("a value nested too deep")
+    if value is None or isinstance(value, bool):
+        return value
+    if not isinstance(value, dict) or len(value) != 1:
+        raise BadRecord("a value that is not tagged")
+    (tag, content), = value.items()
+    if tag == "int" and isinstance(content, str) and len(content) <= 50:
+        try:
+            return int(content)
+        except ValueError:
+            raise BadRecord("an int that is not one") from None
+    if tag == "float" and isinstance(content, str) and len(content) <= 50:
+        try:
+            return float(content)
+        except ValueError:
+            raise BadRecord("a float that is not one") from None
+    if tag == "str" and isinstance(content, str):
+        return content
+    if tag == "bytes" and isinstance(content, str):
+        try:
+            return base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRecord("bytes that are not base64") from None
+    if tag in ("tuple", "list", "set") and isinstance(content, list):
+        items = [decode(item, depth + 1) for item in content]
+        return tuple(items) if tag == "tuple" else ("set", tuple(items)) if tag == "set" else items
+    if tag == "dict" and isinstance(content, list):
+        pairs = []
+        for pair in content:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise BadRecord("a dict item that is not a pair")
+            pairs.append((decode(pair[0], depth + 1), decode(pair[1], depth + 1)))
+        return ("dict", tuple(pairs))
+    if tag == "array" and isinstance(content, dict):
+        return _decode_array(content)
+    raise BadRecord(f"an unknown value tag {tag[:20]!r}")
+
+
+def _decode_array(content: dict) -> Array:
+    dtype, npy = content.get("dtype"), content.get("npy")
+    if not isinstance(dtype, str) or not isinstance(npy, str) or len(dtype) > 40:
+        raise BadRecord("an array without dtype or data")
+    try:
+        values = np.load(io.BytesIO(base64.b64decode(npy, validate=True)), allow_pickle=False)
+    except (binascii.Error, ValueError, OSError, EOFError) as error:
+        raise BadRecord(f"an array that cannot be read ({type(error).__name__})") from None
+    if not isinstance(values, np.ndarray) or values.dtype.kind not in "biufc":
+        raise BadRecord("an array that is not numeric")
+    return Array(dtype, values)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Array):
+        text = f"{value.dtype} {list(value.values.shape)} {np.array2string(value.values, threshold=8, edgeitems=2)}"
+    else:
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
+
+
+def difference(actual: Any, reference: Any, rtol: float | None, atol: float | None, where: str = "") -> str | None:
+    """Why ``actual`` is not ``reference`` (exactly, or within tolerance when given); None if it is."""
+    exact = rtol is None
+    if isinstance(reference, Array) or isinstance(actual, Array):
+        if not (isinstance(reference, Array) and isinstance(actual, Array)):
+            return f"{where}got {_shown(actual)} where the reference has {_shown(reference)}"
+        return _array_difference(actual, reference, rtol, atol, where)
+    if type(actual) is not type(reference):
+        return f"{where}got a {type(actual).__name__} ({_shown(actual)}) where the reference has a {type(reference).__name__} ({_shown(reference)})"
+    if isinstance(reference, (list, tuple)):
+        if len(actual) != len(reference):
+            return f"{where}got {len(actual)} items where the reference has {len(reference)}: {_shown(actual)} vs {_shown(reference)}"
+        for index, (a, r) in enumerate(zip(actual, reference)):
+            found = difference(a, r, rtol, atol, f"{where}[{index}] ")
+            if found:
+                return found
+        return None
+    if isinstance(reference, float) and not exact:
+        if np.isnan(reference) and np.isnan(actual):
+            return None
+        if abs(actual - reference) <= atol + rtol * abs(reference) or actual == reference:
+            return None
+        return f"{where}got {actual!r} where the reference has {reference!r} (atol {atol:g}, rtol {rtol:g})"
+    if isinstance(reference, float) and np.isnan(reference) and np.isnan(actual):
+        return None
+    if actual != reference:
+        return f"{where}got {_shown(actual)} where the reference has {_shown(reference)}"
+    return None
+
+
+def _array_difference(actual: Array, reference: Array, rtol: float | None, atol: float | None, where: str) -> str | None:
+    if actual.dtype != reference.dtype:
+        return f"{where}dtype {actual.dtype} where the reference has {reference.dtype}"
+    if actual.values.shape != reference.values.shape:
+        return f"{where}shape {tuple(actual.values.shape)} where the reference has {tuple(reference.values.shape)}"
+    a, r = actual.values, reference.values
+    if rtol is None or a.dtype.kind in "biu":
+        bad = ~((a == r) | (np.isnan(a) & np.isnan(r)) if a.dtype.kind in "fc" else (a == r))
+    else:
+        with np.errstate(all="ignore"):
+            bad = ~np.isclose(a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), r, rtol=rtol, atol=atol, equal_nan=True)
+    if not bad.any():
+        return None
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    tolerance = "" if rtol is None else f" (atol {atol:g}, rtol {rtol:g})"
+    return (
+        f"{where}{int(bad.sum())} of {bad.size} values differ from the reference{tolerance}; "
+        f"first at index {index}: got {a[index]!r}, reference {r[index]!r}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------
+
+SnapshotLoader = Callable[[str], "dict[str, np.ndarray] | None"]
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRecord(f"the reference's {name} is not a number")
+    return float(value)
+
+
+def judge_check(check: dict, reference: dict, snapshot: SnapshotLoader, elapsed: float | None) -> str | None:
+    """Why ``check`` (from the submission) does not agree with ``reference``; None if it does."""
+    kind = reference["kind"]
+    if kind in ("close", "equal"):
+        expected = decode(reference["expected"] if reference.get("against") == "expected" else reference["actual"])
+        rtol = _number(reference["rtol"], "rtol") if kind == "close" else None
+        atol = _number(reference["atol"], "atol") if kind == "close" else None
+        return difference(decode(check.get("actual")), expected, rtol, atol)
+    if kind == "snapshot":
+        stored = snapshot(reference["name"])
+        if stored is None:
+            return f"the grader has no snapshot {reference['name']!r}"
+        actual = decode(check.get("arrays"))
+        expected = ("dict", tuple((key, Array(str(stored[key].dtype), stored[key])) for key in sorted(stored)))
+        if not (isinstance(actual, tuple) and actual[:1] == ("dict",)):
+            return "the snapshot check recorded no arrays"
+        actual = ("dict", tuple(sorted(actual[1], key=lambda pair: str(pair[0]))))
+        return difference(actual, expected, _number(reference["rtol"], "rtol"), _number(reference["atol"], "atol"), "snapshot ")
+    if kind == "raises":
+        raised, message = check.get("raised"), check.get("message")
+        wanted = " or ".join(name.rsplit(".", 1)[-1] for name in reference["expected"])
+        if not isinstance(raised, list) or not raised:
+            return f"expected {wanted} to be raised; nothing was raised"
+        if not any(name in raised for name in reference["expected"]):
+            return f"expected {wanted}; got {str(raised[0]).rsplit('.', 1)[-1][:80]}: {str(message)[:MAX_MESSAGE_CHARS]}"
+        pattern = reference.get("match")
+        if pattern is not None and not (isinstance(message, str) and re.search(pattern, message)):
+            return f"{wanted} raised, but its message {str(message)[:MAX_MESSAGE_CHARS]!r} does not match {pattern!r}"
+        return None
+    if kind == "timer_start":
+        return None
+    if kind == "timer_stop":
+        limit = _number(reference["limit"], "limit")
+        if elapsed is None:
+            return "a timed block without a start"
+        return None if elapsed <= limit else f"took {elapsed:.2f} s by the grader's clock; the limit is {limit:g} s"
+    raise BadRecord(f"the reference has an unknown check {kind!r}")
+
+
+def judge_test(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader) -> Verdict:
+    """The verdict on one test: the submission's run against the reference run."""
+    if run is None:
+        return Verdict(False, "did not run (the test process stopped before it)")
+    if run.corrupt:
+        return Verdict(False, f"its records are damaged: {run.corrupt}")
+    if run.outcome is None:
+        return Verdict(False, "did not finish (the test process stopped during it)")
+    if run.outcome != "passed":
+        return Verdict(False, run.message or run.outcome)
+    if not reference.checks:
+        return Verdict(False, "the reference run records no value for this test")
+    if len(run.checks) != len(reference.checks):
+        return Verdict(False, f"recorded {len(run.checks)} checks where the reference run records {len(reference.checks)}")
+    timer_started: float | None = None
+    for index, (check, expected) in enumerate(zip(run.checks, reference.checks)):
+        where = expected.get("site", "?")
+        if check.get("kind") != expected["kind"]:
+            return Verdict(False, f"check {index + 1} ({where}) is a {str(check.get('kind'))[:20]!r} check where the reference run makes a {expected['kind']!r} check")
+        elapsed = None
+        if expected["kind"] == "timer_start":
+            timer_started = run.received[index]
+        elif expected["kind"] == "timer_stop" and timer_started is not None:
+            elapsed = run.received[index] - timer_started
+        try:
+            problem = judge_check(check, expected, snapshot, elapsed)
+        except BadRecord as error:
+            problem = f"unreadable value ({error})"
+        except (KeyError, TypeError, ValueError) as error:
+            problem = f"unreadable value ({type(error).__name__})"
+        if problem:
+            return Verdict(False, f"{where}: {problem}")
+    return Verdict(True)
+
+
+def judge_stream(stream: Stream, reference: Stream, snapshot: SnapshotLoader) -> dict[str, Verdict]:
+    """The verdict on every test of the reference stream."""
+    return {nodeid: judge_test(stream.tests.get(nodeid), ref, snapshot) for nodeid, ref in reference.tests.items()}
+
+
+def read_snapshot(data: bytes) -> dict[str, np.ndarray]:
+    """A trusted ``.npz`` snapshot (from the bundle), read without pickle."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
