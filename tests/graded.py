@@ -96,8 +96,8 @@ def encode(value: Any, depth: int = 0) -> Any:
         return {"bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, Path):
         return {"str": str(value)}
-    if isinstance(value, np.generic):
-        return _array_record(np.asarray(value), str(value.dtype))
+    if isinstance(value, np.generic):  # a numpy scalar is its Python number (int, float, bool)
+        return encode(value.item(), depth)
     if isinstance(value, np.ndarray):
         return _array_record(value, str(value.dtype))
     torch = sys.modules.get("torch")
@@ -229,6 +229,7 @@ def check_equal(actual: Any, expected: Any, *, message: str = "", against: str =
             fields["expected"] = encode(expected)
         record_check("equal", **fields)
         return
+    actual = actual.item() if isinstance(actual, np.generic) else actual
     torch = sys.modules.get("torch")
     if torch is not None and (isinstance(actual, torch.Tensor) or isinstance(expected, torch.Tensor)):
         torch.testing.assert_close(_local_values(actual), _local_values(expected), rtol=0, atol=0, equal_nan=True)
@@ -236,6 +237,10 @@ def check_equal(actual: Any, expected: Any, *, message: str = "", against: str =
     if isinstance(actual, np.ndarray) or isinstance(expected, np.ndarray):
         np.testing.assert_array_equal(actual, expected, err_msg=message)
         return
+    number = (bool, int, float)
+    if isinstance(actual, number) and isinstance(expected, number) and type(actual) is not type(expected):
+        # The grader compares Python scalars by type too: 24.0 is not the count 24.
+        raise AssertionError(message or f"{_short(actual)} is a {type(actual).__name__}, expected a {type(expected).__name__}")
     assert actual == expected, message or f"{_short(actual)} != {_short(expected)}"
 
 
@@ -310,7 +315,7 @@ class _Outcomes:
     """Each test's phases, so that its end record says how the whole test went."""
 
     def __init__(self) -> None:
-        self.failed: dict[str, str] = {}
+        self.failed: dict[str, tuple[str, str]] = {}  # nodeid -> (one line, the report's tail)
         self.skipped: set[str] = set()
 
 
@@ -333,18 +338,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     if report.failed and report.nodeid not in _outcomes.failed:
         crash = getattr(report.longrepr, "reprcrash", None)
-        message = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1:]
-        _outcomes.failed[report.nodeid] = f"{report.when}: {message if isinstance(message, str) else ''.join(message)}"
+        line = crash.message if crash is not None else (report.longreprtext.strip().splitlines() or [""])[-1]
+        _outcomes.failed[report.nodeid] = (f"{report.when}: {line}", report.longreprtext[-3000:])
     if report.skipped:
         _outcomes.skipped.add(report.nodeid)
     if report.when == "teardown":
+        record = {"t": "end", "test": report.nodeid, "outcome": "passed", "message": ""}
         if report.nodeid in _outcomes.failed:
-            outcome, message = "failed", _outcomes.failed[report.nodeid]
+            line, details = _outcomes.failed[report.nodeid]
+            record.update(outcome="failed", message=line[:2000], report=details)
         elif report.nodeid in _outcomes.skipped:
-            outcome, message = "skipped", ""
-        else:
-            outcome, message = "passed", ""
-        _stream.write({"t": "end", "test": report.nodeid, "outcome": outcome, "message": message[:2000]})
+            record["outcome"] = "skipped"
+        _stream.write(record)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
