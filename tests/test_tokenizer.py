@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from tests.common import (
     tiktoken_from_vocab,
     write_story_corpus,
 )
+from tests.graded import check_equal
 
 FIXTURE_TEXTS = sorted((FIXTURES / "text").glob("*.txt"))
 
@@ -48,30 +50,31 @@ def gpt2_plain_tokenizer():
 def test_matches_tiktoken_on_fixture_texts(gpt2_tokenizer, path):
     text = path.read_bytes().decode("utf-8")
     expected = gpt2_tiktoken().encode(text, allowed_special="all")
-    assert gpt2_tokenizer.encode(text) == expected
-    assert gpt2_tokenizer.decode(expected) == text
+    check_equal(gpt2_tokenizer.encode(text), expected)
+    check_equal(gpt2_tokenizer.decode(expected), text)
 
 
 def test_matches_tiktoken_on_tinystories(gpt2_tokenizer):
     text = (DATA / "train.txt").read_text(encoding="utf-8")[:100_000]
-    assert gpt2_tokenizer.encode(text) == gpt2_tiktoken().encode(text, allowed_special="all")
+    check_equal(gpt2_tokenizer.encode(text), gpt2_tiktoken().encode(text, allowed_special="all"))
 
 
 @pytest.mark.parametrize("text", ["", " ", "\n", "a", "🙂", "  \n\n ", "Hello, world!", "ß" * 40])
 def test_round_trip_and_tiktoken_on_short_strings(gpt2_plain_tokenizer, text):
     ids = gpt2_plain_tokenizer.encode(text)
-    assert ids == gpt2_tiktoken().encode_ordinary(text)
-    assert gpt2_plain_tokenizer.decode(ids) == text
+    check_equal(ids, gpt2_tiktoken().encode_ordinary(text))
+    check_equal(gpt2_plain_tokenizer.decode(ids), text)
 
 
 def test_without_special_tokens_the_marker_is_plain_text(gpt2_plain_tokenizer):
     text = f"end{EOT}start"
-    assert gpt2_plain_tokenizer.encode(text) == gpt2_tiktoken().encode_ordinary(text)
+    check_equal(gpt2_plain_tokenizer.encode(text), gpt2_tiktoken().encode_ordinary(text))
 
 
 def test_special_token_is_one_id(gpt2_tokenizer):
-    assert gpt2_tokenizer.encode(EOT) == [50256]
-    assert gpt2_tokenizer.encode(f"\n\n{EOT}\n\n") == gpt2_tiktoken().encode(f"\n\n{EOT}\n\n", allowed_special="all")
+    check_equal(gpt2_tokenizer.encode(EOT), [50256])
+    text = f"\n\n{EOT}\n\n"
+    check_equal(gpt2_tokenizer.encode(text), gpt2_tiktoken().encode(text, allowed_special="all"))
 
 
 def test_overlapping_special_tokens_match_longest_first():
@@ -80,17 +83,19 @@ def test_overlapping_special_tokens_match_longest_first():
     tokenizer = adapters.get_tokenizer(vocab, merges, [EOT, double])
     ids = tokenizer.encode(f"a{double}b{EOT}c")
     double_id = ids[1]
-    assert double_id not in (50256,) and tokenizer.decode([double_id]) == double
-    assert ids[3] == 50256
-    assert len(ids) == 5
-    assert tokenizer.decode(ids) == f"a{double}b{EOT}c"
+    # Not EOT's id: the missing special token is appended to the vocabulary (id max + 1).
+    check_equal(double_id, len(vocab))
+    check_equal(tokenizer.decode([double_id]), double)
+    check_equal(ids[3], 50256)
+    check_equal(len(ids), 5)
+    check_equal(tokenizer.decode(ids), f"a{double}b{EOT}c")
 
 
 def test_missing_special_token_is_appended_to_the_vocab():
     vocab, merges = gpt2_vocab_and_merges()
     tokenizer = adapters.get_tokenizer(vocab, merges, ["<|pad|>"])
-    assert tokenizer.encode("<|pad|>") == [len(vocab)]
-    assert tokenizer.decode([len(vocab)]) == "<|pad|>"
+    check_equal(tokenizer.encode("<|pad|>"), [len(vocab)])
+    check_equal(tokenizer.decode([len(vocab)]), "<|pad|>")
 
 
 def test_decode_replaces_invalid_utf8(gpt2_plain_tokenizer):
@@ -99,8 +104,9 @@ def test_decode_replaces_invalid_utf8(gpt2_plain_tokenizer):
     # "€" is e2 82 ac: drop its last byte, then a lone continuation byte and a stray 0xff.
     data = b"ok \xe2\x82 then \xac and \xff!"
     ids = [byte_id[bytes([byte])] for byte in data]
-    assert gpt2_plain_tokenizer.decode(ids) == data.decode("utf-8", errors="replace")
-    assert gpt2_plain_tokenizer.decode(ids).count("\ufffd") == 3
+    decoded = gpt2_plain_tokenizer.decode(ids)
+    check_equal(decoded, data.decode("utf-8", errors="replace"))
+    check_equal(decoded.count("\ufffd"), 3)
 
 
 def test_decode_unknown_id_is_a_clear_error(gpt2_plain_tokenizer):
@@ -113,7 +119,7 @@ def test_encode_iterable_equals_encode_on_lines(gpt2_tokenizer, path):
     text = path.read_bytes().decode("utf-8")
     with open(path, encoding="utf-8", newline="") as file:
         streamed = list(gpt2_tokenizer.encode_iterable(file))
-    assert streamed == gpt2_tokenizer.encode(text)
+    check_equal(streamed, gpt2_tokenizer.encode(text))
 
 
 def test_encode_iterable_is_lazy(gpt2_tokenizer):
@@ -127,7 +133,7 @@ def test_encode_iterable_is_lazy(gpt2_tokenizer):
         first_ids.append(token_id)
         if len(first_ids) == 3:
             break
-    assert first_ids == gpt2_tokenizer.encode("Once upon a")
+    check_equal(first_ids, gpt2_tokenizer.encode("Once upon a"))
 
 
 @pytest.mark.parametrize(
@@ -145,7 +151,8 @@ def test_encode_iterable_equals_encode_at_every_split_point(text):
     tokenizer = adapters.get_tokenizer(vocab, merges, [EOT, EOT + EOT])
     expected = tokenizer.encode(text)
     for cut in range(len(text) + 1):
-        assert list(tokenizer.encode_iterable([text[:cut], text[cut:]])) == expected, cut
+        streamed = list(tokenizer.encode_iterable([text[:cut], text[cut:]]))
+        check_equal(streamed, expected, message=f"cut at {cut}: {streamed} != {expected}")
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -155,14 +162,17 @@ def test_save_and_load_round_trip(tmp_path):
     loaded = adapters.get_tokenizer_from_files(tmp_path / "vocab.json", tmp_path / "merges.txt", [EOT])
     reloaded = adapters.get_tokenizer_from_directory(tmp_path)
     text = (DATA / "valid.txt").read_text(encoding="utf-8")[:20_000]
-    assert loaded.encode(text) == reloaded.encode(text) == tokenizer.encode(text)
-    assert loaded.vocab == vocab and loaded.merges == merges
+    ids = tokenizer.encode(text)
+    check_equal(loaded.encode(text), ids)
+    check_equal(reloaded.encode(text), ids)
+    check_equal(loaded.vocab, vocab)
+    check_equal(loaded.merges, merges)
 
 
 def test_gpt2_files_load_and_match_tiktoken():
     tokenizer = adapters.get_tokenizer_from_files(GPT2_VOCAB, GPT2_MERGES, [EOT])
     text = (FIXTURES / "text" / "special_tokens.txt").read_text(encoding="utf-8")
-    assert tokenizer.encode(text) == gpt2_tiktoken().encode(text, allowed_special="all")
+    check_equal(tokenizer.encode(text), gpt2_tiktoken().encode(text, allowed_special="all"))
 
 
 def test_trained_tokenizer_loads_in_tiktoken(tmp_path):
@@ -170,10 +180,11 @@ def test_trained_tokenizer_loads_in_tiktoken(tmp_path):
     tokenizer = adapters.get_tokenizer(vocab, merges, [EOT])
     tokenizer.save(tmp_path)
     saved = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
-    assert saved[EOT] == 0 and len(saved) == 1000
+    check_equal(saved[EOT], 0)
+    check_equal(len(saved), 1000)
     reference = tiktoken_from_vocab(vocab, [EOT])
     text = (DATA / "train.txt").read_text(encoding="utf-8")[:50_000]
-    assert tokenizer.encode(text) == reference.encode(text, allowed_special="all")
+    check_equal(tokenizer.encode(text), reference.encode(text, allowed_special="all"))
 
 
 @pytest.mark.parametrize(
@@ -184,16 +195,18 @@ def test_trained_tokenizer_loads_in_tiktoken(tmp_path):
         ('{"a b": 0}', "not a byte-level token"),
     ],
 )
-def test_bad_vocab_file_is_a_clear_error(tmp_path, content, message):
-    (tmp_path / "vocab.json").write_text(content, encoding="utf-8")
-    (tmp_path / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+def test_bad_vocab_file_is_a_clear_error(tmp_path, monkeypatch, content, message):
+    monkeypatch.chdir(tmp_path)  # relative paths: the recorded message holds no temporary folder
+    Path("vocab.json").write_text(content, encoding="utf-8")
+    Path("merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     with pytest.raises(ValueError, match=message):
-        adapters.get_tokenizer_from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+        adapters.get_tokenizer_from_files(Path("vocab.json"), Path("merges.txt"))
 
 
-def test_missing_tokenizer_file_names_the_path(tmp_path):
+def test_missing_tokenizer_file_names_the_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative path: the recorded message holds no temporary folder
     with pytest.raises(FileNotFoundError, match="nowhere.json"):
-        adapters.get_tokenizer_from_files(tmp_path / "nowhere.json", GPT2_MERGES)
+        adapters.get_tokenizer_from_files(Path("nowhere.json"), GPT2_MERGES)
 
 
 def test_merge_outside_the_vocab_is_a_clear_error():
@@ -207,9 +220,9 @@ def test_encode_file_equals_encode(tmp_path, gpt2_tokenizer, workers):
     path = DATA / "valid.txt"
     out = adapters.run_encode_file(gpt2_tokenizer, path, tmp_path / "valid.npy", workers=workers)
     ids = np.load(out)
-    assert ids.dtype == np.uint16
-    assert ids.tolist() == gpt2_tokenizer.encode(path.read_text(encoding="utf-8"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["valid.npy"]
+    check_equal(str(ids.dtype), "uint16")
+    check_equal(ids.tolist(), gpt2_tokenizer.encode(path.read_text(encoding="utf-8")))
+    check_equal(sorted(p.name for p in tmp_path.iterdir()), ["valid.npy"])
 
 
 # The memory test runs in a fresh interpreter so that the address-space limit only applies there.
@@ -259,16 +272,18 @@ def test_encode_iterable_memory_stays_within_one_megabyte(tmp_path):
         return subprocess.run([sys.executable, str(script), str(corpus), mode], capture_output=True, text=True, timeout=300)
 
     streamed = run("stream")
-    assert streamed.returncode == 0, streamed.stdout + streamed.stderr
-    assert int(streamed.stdout) > 1_000_000
+    check_equal(streamed.returncode, 0, message=streamed.stdout + streamed.stderr)
+    # Every id of the file came out (well over 1 MB of them).
+    expected_count = len(gpt2_tiktoken().encode(corpus.read_text(encoding="utf-8"), allowed_special="all"))
+    check_equal(int(streamed.stdout), expected_count)
     # The same limit stops encoding the whole file at once, so the limit really bites.
     whole = run("whole")
-    assert whole.returncode != 0, "encoding 5 MB at once fit in 1 MB: the limit does not work"
+    check_equal(whole.returncode != 0, True, message="encoding 5 MB at once fit in 1 MB: the limit does not work")
 
 
 def test_special_token_that_is_already_a_regular_token():
     vocab, merges = gpt2_vocab_and_merges()
     tokenizer = adapters.get_tokenizer(vocab, merges, ["|"])  # b"|" is GPT-2 token 91
-    assert tokenizer.encode("a|b") == [64, 91, 65]
-    assert tokenizer.encode(" ||") == [220, 91, 91]  # without the special token: [8614]
-    assert tokenizer.encode("Hello world") == gpt2_tiktoken().encode_ordinary("Hello world")
+    check_equal(tokenizer.encode("a|b"), [64, 91, 65])
+    check_equal(tokenizer.encode(" ||"), [220, 91, 91])  # without the special token: [8614]
+    check_equal(tokenizer.encode("Hello world"), gpt2_tiktoken().encode_ordinary("Hello world"))

@@ -2,8 +2,9 @@
 
 Merges are checked against hand-worked examples and against the naive reference trainer in
 ``tests/common.py`` on inputs the public tests do not use: multilingual and emoji text, code, odd
-whitespace, tricky special tokens, the TinyStories validation and held-out splits, and a
-multi-megabyte corpus trained with several worker processes.
+whitespace, tricky special tokens, the TinyStories validation split and the end of the train
+split (which no public test reads), and a multi-megabyte corpus trained with several worker
+processes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 
 import adapters
-from autograder.hidden_tests.textgen import random_code, random_text
+from autograder.hidden_tests.textgen import random_code, random_text, unseen_stories, unseen_stories_text
 from tests.common import DATA, EOT, naive_train_bpe, read_stories, write_story_corpus
+from tests.graded import check_equal
 
 
 def write_utf8(path: Path, text: str) -> Path:
@@ -39,10 +41,30 @@ def assert_same_as_naive(path: Path, vocab_size: int, special_tokens: list[str],
     text = path.read_bytes().decode("utf-8")
     expected_vocab, expected_merges = naive_train_bpe(text, vocab_size, list(dict.fromkeys(special_tokens)))
     vocab, merges, _ = train(path, vocab_size, special_tokens, **kwargs)
-    assert len(merges) == len(expected_merges), "number of merges differs from the reference trainer"
+    check_equal(merges, expected_merges, message=_first_difference(merges, expected_merges))
+    check_equal(vocab, expected_vocab)
+
+
+def _first_difference(merges: list, expected_merges: list) -> str:
+    """Where the merges part from the reference trainer's (for the local failure message)."""
     for step, (got, want) in enumerate(zip(merges, expected_merges)):
-        assert got == want, f"merge {step} is {got!r}, expected {want!r}"
-    assert vocab == expected_vocab
+        if got != want:
+            return f"merge {step} is {got!r}, expected {want!r}"
+    if len(merges) != len(expected_merges):
+        return f"{len(merges)} merges where the reference trainer learns {len(expected_merges)}"
+    return ""
+
+
+def relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """``name`` in ``tmp_path``, as a path relative to it: error messages that name the file then
+    hold no temporary folder (the raised message is recorded)."""
+    monkeypatch.chdir(tmp_path)
+    return Path(name)
+
+
+def path_free(message: str, tmp_path: Path, path: Path) -> str:
+    """``message`` with ``path`` (relative, or as an absolute path in ``tmp_path``) replaced."""
+    return message.replace(str(tmp_path / path), "<path>").replace(str(path), "<path>")
 
 
 # --------------------------------------------------------------------------- hand-worked examples
@@ -54,20 +76,20 @@ def test_pair_counts_include_overlapping_occurrences(tmp_path):
     # would merge (x,y) first.
     path = write_utf8(tmp_path / "corpus.txt", "zzz xy xy")
     vocab, merges, ran_out = train(path, 256 + 10, [])
-    assert merges == [(b"z", b"z"), (b"x", b"y"), (b" ", b"xy"), (b"zz", b"z")]
-    assert ran_out
-    assert [vocab[256 + i] for i in range(4)] == [b"zz", b"xy", b" xy", b"zzz"]
+    check_equal(merges, [(b"z", b"z"), (b"x", b"y"), (b" ", b"xy"), (b"zz", b"z")])
+    check_equal(ran_out, True, message="running out of pairs should warn")
+    check_equal([vocab[256 + i] for i in range(4)], [b"zz", b"xy", b" xy", b"zzz"])
 
 
 def test_merging_is_left_to_right_without_overlap(tmp_path):
     # "ooooo" twice: (o,o) -> "oo oo o"; then (oo,oo) and (oo,o) tie at 2 and b"oo" > b"o" picks
     # (oo,oo) -> "oooo o"; finally (oooo,o). Then nothing is left to merge.
     path = write_utf8(tmp_path / "corpus.txt", "ooooo\nooooo")
-    with pytest.warns(UserWarning):
-        vocab, merges = adapters.run_train_bpe(path, 256 + 50, [])
-    assert merges == [(b"o", b"o"), (b"oo", b"oo"), (b"oooo", b"o")]
-    assert len(vocab) == 256 + 3
-    assert vocab[256 + 2] == b"ooooo"
+    vocab, merges, ran_out = train(path, 256 + 50, [])
+    check_equal(ran_out, True, message="running out of pairs should warn (UserWarning)")
+    check_equal(merges, [(b"o", b"o"), (b"oo", b"oo"), (b"oooo", b"o")])
+    check_equal(len(vocab), 256 + 3)
+    check_equal(vocab[256 + 2], b"ooooo")
 
 
 def test_ties_compare_raw_utf8_bytes(tmp_path):
@@ -75,8 +97,8 @@ def test_ties_compare_raw_utf8_bytes(tmp_path):
     # (é, a) because its left side starts with \xc3, then (z, q), then (" ", zq).
     path = write_utf8(tmp_path / "corpus.txt", "éa zq")
     vocab, merges, ran_out = train(path, 256 + 4, [])
-    assert merges == [(b"\xc3", b"\xa9"), ("é".encode(), b"a"), (b"z", b"q"), (b" ", b"zq")]
-    assert not ran_out, "exactly enough merges were possible, no warning expected"
+    check_equal(merges, [(b"\xc3", b"\xa9"), ("é".encode(), b"a"), (b"z", b"q"), (b" ", b"zq")])
+    check_equal(ran_out, False, message="exactly enough merges were possible, no warning expected")
 
 
 def test_tie_break_compares_token_bytes_not_token_ids(tmp_path):
@@ -84,7 +106,7 @@ def test_tie_break_compares_token_bytes_not_token_ids(tmp_path):
     # all have count 2: b"b" > b" a" > b" " picks (b,y), although " a" has the larger id.
     path = write_utf8(tmp_path / "corpus.txt", " a a a ax ax by by")
     vocab, merges, _ = train(path, 256 + 4, [])
-    assert merges == [(b" ", b"a"), (b"b", b"y"), (b" a", b"x"), (b" ", b"by")]
+    check_equal(merges, [(b" ", b"a"), (b"b", b"y"), (b" a", b"x"), (b" ", b"by")])
 
 
 def test_tie_break_compares_left_token_first_then_right(tmp_path):
@@ -94,18 +116,18 @@ def test_tie_break_compares_left_token_first_then_right(tmp_path):
     text = "abc\nabc\nab\nad\nad"
     path = write_utf8(tmp_path / "corpus.txt", text)
     vocab, merges, ran_out = train(path, 256 + 20, [])
-    assert merges == [(b"a", b"b"), (b"ab", b"c"), (b"a", b"d")]
-    assert ran_out
-    assert (vocab, merges) == naive_train_bpe(text, 256 + 20, [])
+    check_equal(merges, [(b"a", b"b"), (b"ab", b"c"), (b"a", b"d")])
+    check_equal(ran_out, True, message="running out of pairs should warn")
+    check_equal((vocab, merges), naive_train_bpe(text, 256 + 20, []))
 
 
 def test_special_tokens_are_never_merged_with_text(tmp_path):
     # Around the special token only single characters remain: no pair exists at all.
     path = write_utf8(tmp_path / "corpus.txt", "a<|sep|>b<|sep|>a<|sep|><|sep|>")
-    with pytest.warns(UserWarning):
-        vocab, merges = adapters.run_train_bpe(path, 300, ["<|sep|>"])
-    assert merges == []
-    assert vocab == {0: b"<|sep|>", **{1 + b: bytes([b]) for b in range(256)}}
+    vocab, merges, ran_out = train(path, 300, ["<|sep|>"])
+    check_equal(ran_out, True, message="running out of pairs should warn (UserWarning)")
+    check_equal(merges, [])
+    check_equal(vocab, {0: b"<|sep|>", **{1 + b: bytes([b]) for b in range(256)}})
 
 
 def test_unicode_and_duplicate_special_tokens_id_layout(tmp_path):
@@ -114,13 +136,12 @@ def test_unicode_and_duplicate_special_tokens_id_layout(tmp_path):
     text = random_text(random.Random(11), 400, unique)
     path = write_utf8(tmp_path / "corpus.txt", text)
     vocab, merges, _ = train(path, 256 + 3 + 40, specials)
-    assert [vocab[i] for i in range(3)] == [token.encode("utf-8") for token in unique]
-    assert all(vocab[3 + b] == bytes([b]) for b in range(256))
-    assert sorted(vocab) == list(range(256 + 3 + 40))
-    assert len(merges) == 40
-    for i, (left, right) in enumerate(merges):
-        assert vocab[3 + 256 + i] == left + right
-    assert (vocab, merges) == naive_train_bpe(text, 256 + 3 + 40, unique)
+    check_equal([vocab[i] for i in range(3)], [token.encode("utf-8") for token in unique])
+    check_equal([vocab[3 + b] for b in range(256)], [bytes([b]) for b in range(256)])
+    check_equal(sorted(vocab), list(range(256 + 3 + 40)))
+    check_equal(len(merges), 40)
+    check_equal([vocab[3 + 256 + i] for i in range(len(merges))], [left + right for left, right in merges])
+    check_equal((vocab, merges), naive_train_bpe(text, 256 + 3 + 40, unique))
 
 
 def test_vocab_size_exactly_base_gives_no_merges_and_no_warning(tmp_path):
@@ -128,18 +149,17 @@ def test_vocab_size_exactly_base_gives_no_merges_and_no_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         vocab, merges = adapters.run_train_bpe(path, 256 + 2, ["<|a|>", "<|b|>"])
-    assert merges == []
-    assert vocab == {0: b"<|a|>", 1: b"<|b|>", **{2 + b: bytes([b]) for b in range(256)}}
+    check_equal(merges, [])
+    check_equal(vocab, {0: b"<|a|>", 1: b"<|b|>", **{2 + b: bytes([b]) for b in range(256)}})
 
 
 # --------------------------------------------------------------------------- errors and empty input
 
 
-def test_missing_file_raises_file_not_found_naming_the_path(tmp_path):
-    missing = tmp_path / "no_such_dir" / "corpus_missing_4711.txt"
-    with pytest.raises(FileNotFoundError) as info:
+def test_missing_file_raises_file_not_found_naming_the_path(tmp_path, monkeypatch):
+    missing = relative_path(tmp_path, monkeypatch, "no_such_dir/corpus_missing_4711.txt")
+    with pytest.raises(FileNotFoundError, match=re.escape("corpus_missing_4711.txt")):
         adapters.run_train_bpe(missing, 300, [EOT])
-    assert "corpus_missing_4711.txt" in str(info.value)
 
 
 @pytest.mark.parametrize("specials", [[], [EOT], ["<|a|>", "<|b|>", "<|c|>"]])
@@ -152,7 +172,9 @@ def test_vocab_size_below_base_raises_value_error(tmp_path, specials):
 def test_vocab_size_counts_each_special_token_once(tmp_path):
     path = write_utf8(tmp_path / "corpus.txt", "hello hello\n")
     vocab, merges, _ = train(path, 257, [EOT, EOT, EOT])
-    assert merges == [] and vocab[0] == EOT.encode() and len(vocab) == 257
+    check_equal(merges, [])
+    check_equal(vocab[0], EOT.encode())
+    check_equal(len(vocab), 257)
 
 
 @pytest.mark.parametrize(
@@ -160,45 +182,47 @@ def test_vocab_size_counts_each_special_token_once(tmp_path):
     [(0, b"\xff"), (9_973, b"\xc0\xaf"), (31_337, b"\xed\xa0\x80"), (12_345, b"\xe4\xb8")],
     ids=["first-byte", "overlong", "surrogate", "truncated-at-end"],
 )
-def test_invalid_utf8_reports_byte_offset(tmp_path, prefix_size, bad):
+def test_invalid_utf8_reports_byte_offset(tmp_path, monkeypatch, prefix_size, bad):
     rng = random.Random(prefix_size)
     prefix = "".join(rng.choice("abcdefgh \n") for _ in range(prefix_size)).encode()
     suffix = b"" if bad == b"\xe4\xb8" else b" more text after the bad bytes\n" * 50
-    path = tmp_path / "bad.txt"
+    path = relative_path(tmp_path, monkeypatch, "bad.txt")
     path.write_bytes(prefix + bad + suffix)
     with pytest.raises(ValueError) as info:
         adapters.run_train_bpe(path, 300, [])
-    message = str(info.value).replace(str(path), "<path>")
-    assert re.search(rf"(?<!\d){prefix_size}(?!\d)", message), message
+    message = path_free(str(info.value), tmp_path, path)
+    # The message is free text: what is recorded is whether it names the offset as a number.
+    check_equal(bool(re.search(rf"(?<!\d){prefix_size}(?!\d)", message)), True, message=message)
 
 
-def test_invalid_utf8_offset_is_exact_with_two_workers(tmp_path):
+def test_invalid_utf8_offset_is_exact_with_two_workers(tmp_path, monkeypatch):
     stories = read_stories("valid")
     good = "".join(f"{story}\n{EOT}\n" for story in stories).encode()
     offset = len(good) * 2 // 3
     while good[offset] >= 0x80:  # put the bad byte between characters
         offset += 1
-    path = tmp_path / "bad.txt"
+    path = relative_path(tmp_path, monkeypatch, "bad.txt")
     path.write_bytes(good[:offset] + b"\xfe" + good[offset:])
     with pytest.raises(ValueError) as info:
         adapters.run_train_bpe(path, 400, [EOT], workers=2)
-    message = str(info.value).replace(str(path), "<path>")
-    assert re.search(rf"(?<!\d){offset}(?!\d)", message), message
+    message = path_free(str(info.value), tmp_path, path)
+    check_equal(bool(re.search(rf"(?<!\d){offset}(?!\d)", message)), True, message=message)
 
 
 def test_empty_file_gives_base_vocab_and_warns(tmp_path):
     path = write_utf8(tmp_path / "empty.txt", "")
-    with pytest.warns(UserWarning):
-        vocab, merges = adapters.run_train_bpe(path, 1000, ["<|x|>", EOT])
-    assert merges == []
-    assert vocab == {0: b"<|x|>", 1: EOT.encode(), **{2 + b: bytes([b]) for b in range(256)}}
+    vocab, merges, ran_out = train(path, 1000, ["<|x|>", EOT])
+    check_equal(ran_out, True, message="running out of pairs should warn (UserWarning)")
+    check_equal(merges, [])
+    check_equal(vocab, {0: b"<|x|>", 1: EOT.encode(), **{2 + b: bytes([b]) for b in range(256)}})
 
 
 def test_file_of_only_special_tokens_learns_nothing(tmp_path):
     path = write_utf8(tmp_path / "specials.txt", EOT * 100 + "<|pad|>" * 7 + EOT)
-    with pytest.warns(UserWarning):
-        vocab, merges = adapters.run_train_bpe(path, 500, [EOT, "<|pad|>"], workers=2)
-    assert merges == [] and len(vocab) == 258
+    vocab, merges, ran_out = train(path, 500, [EOT, "<|pad|>"], workers=2)
+    check_equal(ran_out, True, message="running out of pairs should warn (UserWarning)")
+    check_equal(merges, [])
+    check_equal(len(vocab), 258)
 
 
 # --------------------------------------------------------------------------- against the naive trainer
@@ -217,10 +241,10 @@ def test_matches_naive_until_pairs_run_out(tmp_path):
     text = random_text(random.Random(99), 250, [EOT])
     path = write_utf8(tmp_path / "corpus.txt", text)
     expected_vocab, expected_merges = naive_train_bpe(text, 100_000, [EOT])
-    with pytest.warns(UserWarning):
-        vocab, merges = adapters.run_train_bpe(path, 100_000, [EOT])
-    assert merges == expected_merges
-    assert vocab == expected_vocab
+    vocab, merges, ran_out = train(path, 100_000, [EOT])
+    check_equal(ran_out, True, message="running out of pairs should warn (UserWarning)")
+    check_equal(merges, expected_merges, message=_first_difference(merges, expected_merges))
+    check_equal(vocab, expected_vocab)
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
@@ -265,8 +289,9 @@ def test_single_character_special_token_is_removed_from_training_text(tmp_path):
 
 
 def test_matches_naive_on_tinystories_valid_and_heldout(tmp_path):
-    text = (DATA / "valid.txt").read_bytes().decode("utf-8") + (DATA / "heldout.txt").read_bytes().decode("utf-8")
-    path = write_utf8(tmp_path / "valid_heldout.txt", text)
+    # The validation split and the last ~156 KB of train.txt (no public test reads either whole).
+    text = (DATA / "valid.txt").read_bytes().decode("utf-8") + unseen_stories_text()
+    path = write_utf8(tmp_path / "valid_unseen.txt", text)
     assert_same_as_naive(path, 640, [EOT], workers=2)
 
 
@@ -274,12 +299,12 @@ def test_matches_naive_on_tinystories_valid_and_heldout(tmp_path):
 
 
 def test_workers_do_not_change_result_on_multi_megabyte_corpus(tmp_path):
-    stories = read_stories("valid", "heldout")
+    stories = read_stories("valid") + unseen_stories()
     path = write_story_corpus(tmp_path / "stories.txt", stories, 2_600_000, seed=2024)
     results = [adapters.run_train_bpe(path, 900, [EOT], workers=workers) for workers in (1, 2, 3)]
-    assert len(results[0][1]) == 900 - 257
-    assert results[1] == results[0]
-    assert results[2] == results[0]
+    check_equal(len(results[0][1]), 900 - 257)
+    # All three results are recorded; locally the two- and three-worker ones must equal the first.
+    check_equal(results, [results[0]] * 3, message="the number of workers changed the (vocab, merges)")
 
 
 def test_workers_do_not_change_result_on_multilingual_text(tmp_path):
@@ -289,6 +314,6 @@ def test_workers_do_not_change_result_on_multilingual_text(tmp_path):
     text = "".join(random_text(rng, 30, specials) + " ok.\nNext " for _ in range(400))
     path = write_utf8(tmp_path / "corpus.txt", text)
     results = [adapters.run_train_bpe(path, 256 + 2 + 250, specials, workers=w) for w in (1, 2, 3)]
-    assert results[0] == results[1] == results[2]
+    check_equal(results, [results[0]] * 3, message="the number of workers changed the (vocab, merges)")
     expected = naive_train_bpe(text, 256 + 2 + 250, specials)
-    assert results[0] == expected
+    check_equal(results[0], expected)

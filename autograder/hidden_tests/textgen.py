@@ -1,8 +1,33 @@
-"""Seeded generators of awkward text for the hidden tests (multilingual, code-like, odd whitespace)."""
+"""Text for the hidden tests: seeded generators of awkward text (multilingual, code-like, odd
+whitespace) and the TinyStories text that no public test reads."""
 
 from __future__ import annotations
 
 import random
+
+from tests.common import DATA, EOT
+
+# The public tests train on and compare encodings of at most the first 200 KB of train.txt: its
+# last stories are new to them (they stand in for the QA held-out split, which tests must not read).
+UNSEEN_STORIES_BYTES = 156_000
+
+
+def unseen_stories_text(num_bytes: int = UNSEEN_STORIES_BYTES) -> str:
+    """The end of ``train.txt`` from the first story boundary in its last ``num_bytes`` bytes.
+
+    About 200 whole stories (156 KB) in the file's own layout, each followed by an
+    ``<|endoftext|>`` line: real TinyStories text that the public tests never read.
+    """
+    data = (DATA / "train.txt").read_bytes()
+    separator = f"{EOT}\n".encode()
+    start = data.rfind(separator, 0, len(data) - num_bytes) + len(separator)
+    return data[start:].decode("utf-8")
+
+
+def unseen_stories(num_bytes: int = UNSEEN_STORIES_BYTES) -> list[str]:
+    """The stories of :func:`unseen_stories_text`, each without its ``<|endoftext|>`` line."""
+    return [story.strip("\n") for story in unseen_stories_text(num_bytes).split(EOT) if story.strip()]
+
 
 WORDS = [
     # plain and accented Latin, with combining marks
