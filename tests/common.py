@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import random
 from collections import Counter
 from pathlib import Path
 
 import regex
 import tiktoken
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -130,3 +132,23 @@ def write_story_corpus(path: Path, stories: list[str], target_bytes: int, seed: 
                 break
     path.write_text("".join(parts), encoding="utf-8")
     return path
+
+
+def pin_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Redraw every weight matrix here, in the order of the parameter names, from the spec's
+    truncated normal (std 1 for embeddings, sqrt(2 / (d_in + d_out)) otherwise).
+
+    The spec fixes each weight's distribution but not the order in which a model creates its
+    layers, so ``torch.manual_seed`` alone gives two correct models different weights. Vectors
+    (norm gains, biases) start at constants and are kept.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in sorted(model.named_parameters()):
+            if parameter.dim() < 2:
+                continue
+            embedding = name.rpartition(".")[0].endswith(("token_embeddings", "wte", "wpe"))
+            std = 1.0 if embedding else math.sqrt(2 / sum(parameter.shape))
+            values = torch.nn.init.trunc_normal_(torch.empty(parameter.shape), 0.0, std, -3 * std, 3 * std, generator)
+            parameter.copy_(values)
+    return model

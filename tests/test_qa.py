@@ -1,7 +1,8 @@
 """Part 4: datasets, the multiple-choice model and prompting (public tests).
 
-Every test goes through ``adapters.py``, on tiny randomly initialised models built from seeded
-weights and on the bundled tokenizer (``data/tokenizer``). The references are written here: the
+Every test goes through ``adapters.py``, on tiny models whose random weights the tests set by
+parameter name (``pin_weights``: the same for every correct implementation) and on the bundled
+tokenizer (``data/tokenizer``). The references are written here: the
 expected token ids and strings by hand, pooling by hand on small tensors, logits from the
 backbone's ``hidden_states`` and the head, and log-probabilities from the model's own ``forward``.
 Select a part with ``pytest -k``: ``pretraining``, ``multiple_choice``, ``pool``, ``padding``,
@@ -11,12 +12,15 @@ Select a part with ``pytest -k``: ``pretraining``, ``multiple_choice``, ``pool``
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 import adapters
-from tests.common import DATA, EOT, REPO_ROOT
+from tests.common import DATA, EOT, REPO_ROOT, pin_weights
+from tests.graded import check_close, check_equal
 
 TOKENIZER_DIR = REPO_ROOT / "data" / "tokenizer"
 QA_DIR = REPO_ROOT / "data" / "qa"
@@ -57,7 +61,8 @@ def tokenizer():
 
 def tiny_backbone(seed: int = 0, vocab_size: int = VOCAB, context_length: int = CONTEXT) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return adapters.create_transformer_lm(vocab_size, context_length, D_MODEL, NUM_LAYERS, NUM_HEADS, D_FF).eval()
+    model = adapters.create_transformer_lm(vocab_size, context_length, D_MODEL, NUM_LAYERS, NUM_HEADS, D_FF)
+    return pin_weights(model, seed).eval()
 
 
 def multiple_choice_model(pooling: str = "last", seed: int = 0, freeze_backbone: bool = False) -> torch.nn.Module:
@@ -66,6 +71,7 @@ def multiple_choice_model(pooling: str = "last", seed: int = 0, freeze_backbone:
     model = adapters.TransformerForMultipleChoice(
         backbone, D_MODEL, num_choices=4, pooling=pooling, freeze_backbone=freeze_backbone
     )
+    pin_weights(model.classifier, seed + 100)  # the backbone's are set already
     return model.eval()
 
 
@@ -77,6 +83,11 @@ def language_model(tokenizer):
 
 def choice_text(record: dict, choice: str) -> str:
     return f"{record['context']}\n\nQuestion: {record['question']}\n\nAnswer: {choice}"
+
+
+def check_endswith(text: str, suffix: str) -> None:
+    """``text`` ends with ``suffix``. Graded: the end of ``text``, against the reference's."""
+    check_equal(text[max(0, len(text) - len(suffix)) :], suffix, message=f"{text!r} does not end with {suffix!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,47 +108,53 @@ def test_pretraining_windows_are_consecutive_and_labels_shifted_by_one(tokenizer
     """Window i is tokens [i*L, i*L+L) with labels one token later; the count drops the partial tail."""
     tokens = tokenizer.encode(story_file.read_text(encoding="utf-8"))
     dataset = adapters.PretrainingDataset(story_file, tokenizer, max_length=16)
-    assert len(dataset) == (len(tokens) - 17) // 16 + 1
-    assert len(dataset) > 5
+    check_equal(len(dataset), (len(tokens) - 17) // 16 + 1)
+    assert len(dataset) > 5  # a guard on the test's input (the length is checked above)
     for index in range(len(dataset)):
         item = dataset[index]
-        assert set(item) == {"input_ids", "labels"}
-        assert item["input_ids"].dtype == item["labels"].dtype == torch.long
-        assert item["input_ids"].tolist() == tokens[16 * index : 16 * index + 16]
-        assert item["labels"].tolist() == tokens[16 * index + 1 : 16 * index + 17]
+        check_equal(sorted(item), ["input_ids", "labels"])
+        check_equal((item["input_ids"].dtype, item["labels"].dtype), (torch.long, torch.long))
+        check_equal(item["input_ids"].tolist(), tokens[16 * index : 16 * index + 16])
+        check_equal(item["labels"].tolist(), tokens[16 * index + 1 : 16 * index + 17])
 
 
 def test_pretraining_stride_overlaps_windows(tokenizer, story_file):
     """With stride 5 window i starts at token 5i; consecutive windows share max_length - 5 tokens."""
     tokens = tokenizer.encode(story_file.read_text(encoding="utf-8"))
     dataset = adapters.PretrainingDataset(str(story_file), tokenizer, max_length=16, stride=5)
-    assert len(dataset) == (len(tokens) - 17) // 5 + 1
+    check_equal(len(dataset), (len(tokens) - 17) // 5 + 1)
     for index in range(len(dataset)):
-        assert dataset[index]["input_ids"].tolist() == tokens[5 * index : 5 * index + 16]
-        assert dataset[index]["labels"].tolist() == tokens[5 * index + 1 : 5 * index + 17]
-    assert all(dataset[i]["input_ids"].shape == dataset[i]["labels"].shape == (16,) for i in range(len(dataset)))
-    assert torch.equal(dataset[1]["input_ids"][:11], dataset[0]["input_ids"][5:])
-    assert len(adapters.PretrainingDataset(story_file, tokenizer, max_length=16, stride=1)) == len(tokens) - 16
-    # The last window ends inside the file, and one more would not fit.
+        check_equal(dataset[index]["input_ids"].tolist(), tokens[5 * index : 5 * index + 16])
+        check_equal(dataset[index]["labels"].tolist(), tokens[5 * index + 1 : 5 * index + 17])
+    shapes = [(tuple(dataset[i]["input_ids"].shape), tuple(dataset[i]["labels"].shape)) for i in range(len(dataset))]
+    check_equal(shapes, [((16,), (16,))] * len(dataset))
+    check_equal(dataset[1]["input_ids"][:11], dataset[0]["input_ids"][5:])
+    check_equal(len(adapters.PretrainingDataset(story_file, tokenizer, max_length=16, stride=1)), len(tokens) - 16)
+    # The last window ends inside the file, and one more would not fit:
+    # 5 * last + 17 <= len(tokens) < 5 * (last + 1) + 17.
     last = len(dataset) - 1
-    assert 5 * last + 17 <= len(tokens) < 5 * (last + 1) + 17
+    check_equal(last, (len(tokens) - 17) // 5)
 
 
-def test_pretraining_dataset_errors_and_boundaries(tokenizer, story_file, tmp_path):
+def test_pretraining_dataset_errors_and_boundaries(tokenizer, story_file, monkeypatch):
     """Exactly max_length + 1 tokens make one window; one token less is a ValueError; indices
     outside [0, len) are IndexErrors; a missing file is a FileNotFoundError."""
-    tokens = tokenizer.encode(story_file.read_text(encoding="utf-8"))
-    whole = adapters.PretrainingDataset(story_file, tokenizer, max_length=len(tokens) - 1)
-    assert len(whole) == 1
-    assert whole[0]["input_ids"].tolist() == tokens[:-1] and whole[0]["labels"].tolist() == tokens[1:]
+    # Relative paths: the error messages (recorded while grading) name no temporary directory.
+    monkeypatch.chdir(story_file.parent)
+    stories = Path(story_file.name)
+    tokens = tokenizer.encode(stories.read_text(encoding="utf-8"))
+    whole = adapters.PretrainingDataset(stories, tokenizer, max_length=len(tokens) - 1)
+    check_equal(len(whole), 1)
+    check_equal(whole[0]["input_ids"].tolist(), tokens[:-1])
+    check_equal(whole[0]["labels"].tolist(), tokens[1:])
     with pytest.raises(ValueError):
-        adapters.PretrainingDataset(story_file, tokenizer, max_length=len(tokens))
-    dataset = adapters.PretrainingDataset(story_file, tokenizer, max_length=16)
+        adapters.PretrainingDataset(stories, tokenizer, max_length=len(tokens))
+    dataset = adapters.PretrainingDataset(stories, tokenizer, max_length=16)
     for index in (len(dataset), len(dataset) + 3, -1):
         with pytest.raises(IndexError):
             dataset[index]
     with pytest.raises(FileNotFoundError):
-        adapters.PretrainingDataset(tmp_path / "missing.txt", tokenizer, max_length=16)
+        adapters.PretrainingDataset(Path("missing.txt"), tokenizer, max_length=16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,22 +166,23 @@ def test_multiple_choice_item_format_padding_and_label(tokenizer):
     """Each row is "{context}\\n\\nQuestion: {question}\\n\\nAnswer: {choice}" (context and rest encoded
     separately), right-padded with the pad id under a 0 mask; labels is the answer as a scalar."""
     dataset = adapters.MultipleChoiceQADataset([RECORD, RECORD_2], tokenizer, max_length=64)
-    assert len(dataset) == 2
+    check_equal(len(dataset), 2)
     pad = tokenizer.encode(EOT)[0]
     for index, record in enumerate((RECORD, RECORD_2)):
         item = dataset[index]
-        assert set(item) == {"input_ids", "attention_mask", "labels"}
-        assert item["input_ids"].shape == item["attention_mask"].shape == (4, 64)
-        assert item["input_ids"].dtype == item["attention_mask"].dtype == item["labels"].dtype == torch.long
-        assert item["labels"].shape == () and item["labels"].item() == record["answer"]
+        check_equal(sorted(item), ["attention_mask", "input_ids", "labels"])
+        check_equal((tuple(item["input_ids"].shape), tuple(item["attention_mask"].shape)), ((4, 64), (4, 64)))
+        dtypes = (item["input_ids"].dtype, item["attention_mask"].dtype, item["labels"].dtype)
+        check_equal(dtypes, (torch.long, torch.long, torch.long))
+        check_equal((tuple(item["labels"].shape), item["labels"].item()), ((), record["answer"]))
         for row, choice in enumerate(record["choices"]):
             length = int(item["attention_mask"][row].sum())
-            assert item["attention_mask"][row].tolist() == [1] * length + [0] * (64 - length)
-            assert (item["input_ids"][row, length:] == pad).all()
+            check_equal(item["attention_mask"][row].tolist(), [1] * length + [0] * (64 - length))
+            check_equal(item["input_ids"][row, length:].tolist(), [pad] * (64 - length))
             ids = item["input_ids"][row, :length].tolist()
-            assert tokenizer.decode(ids) == choice_text(record, choice)
+            check_equal(tokenizer.decode(ids), choice_text(record, choice))
             rest = choice_text(record, choice)[len(record["context"]) :]
-            assert ids == tokenizer.encode(record["context"]) + tokenizer.encode(rest)
+            check_equal(ids, tokenizer.encode(record["context"]) + tokenizer.encode(rest))
 
 
 def test_multiple_choice_truncation_cuts_the_context_from_the_left(tokenizer):
@@ -172,48 +190,50 @@ def test_multiple_choice_truncation_cuts_the_context_from_the_left(tokenizer):
     rests = {c: tokenizer.encode(choice_text(RECORD, c)[len(RECORD["context"]) :]) for c in RECORD["choices"]}
     context = tokenizer.encode(RECORD["context"])
     max_length = max(len(r) for r in rests.values()) + 4
-    assert max_length < len(context) + min(len(r) for r in rests.values())  # every row needs a cut
+    # A guard on the test's input: every row needs a cut.
+    assert max_length < len(context) + min(len(r) for r in rests.values())
     item = adapters.MultipleChoiceQADataset([RECORD], tokenizer, max_length=max_length)[0]
     for row, choice in enumerate(RECORD["choices"]):
-        assert item["attention_mask"][row].sum() == max_length
+        check_equal(int(item["attention_mask"][row].sum()), max_length)
         ids = item["input_ids"][row].tolist()
         kept = max_length - len(rests[choice])
-        assert ids == context[len(context) - kept :] + rests[choice]
+        check_equal(ids, context[len(context) - kept :] + rests[choice])
         decoded = tokenizer.decode(ids)
-        assert decoded.endswith(f"\n\nQuestion: {RECORD['question']}\n\nAnswer: {choice}")
-        assert choice_text(RECORD, choice).endswith(decoded)
+        check_endswith(decoded, f"\n\nQuestion: {RECORD['question']}\n\nAnswer: {choice}")
+        whole = choice_text(RECORD, choice)
+        check_equal(decoded, whole[max(0, len(whole) - len(decoded)) :], message=f"{whole!r} does not end with it")
 
 
 def test_multiple_choice_question_that_cannot_fit_is_a_value_error(tokenizer):
     """If the question and a choice alone exceed max_length, the error names the question."""
     rest = tokenizer.encode(choice_text(RECORD, "ball")[len(RECORD["context"]) :])
-    with pytest.raises(ValueError) as error:
+    # The message names the record's id or its question.
+    with pytest.raises(ValueError, match=f"{re.escape(RECORD['id'])}|{re.escape(RECORD['question'])}"):
         dataset = adapters.MultipleChoiceQADataset([RECORD], tokenizer, max_length=len(rest) - 1)
         dataset[0]
-    assert RECORD["id"] in str(error.value) or RECORD["question"] in str(error.value)
 
 
 def test_multiple_choice_from_json_on_the_shipped_files(tokenizer):
     """from_json reads data/qa/dev.json (labels = answers) and the test questions (labels = -1)."""
     records = json.loads((QA_DIR / "dev.json").read_text(encoding="utf-8"))
     dataset = adapters.MultipleChoiceQADataset.from_json(QA_DIR / "dev.json", tokenizer, max_length=256)
-    assert len(dataset) == len(records)
+    check_equal(len(dataset), len(records))
     for index in (0, len(records) - 1):
         item, record = dataset[index], records[index]
-        assert item["labels"].item() == record["answer"]
+        check_equal(item["labels"].item(), record["answer"])
         row = record["answer"]
         length = int(item["attention_mask"][row].sum())
         decoded = tokenizer.decode(item["input_ids"][row, :length].tolist())
-        assert decoded.endswith(f"Question: {record['question']}\n\nAnswer: {record['choices'][row]}")
+        check_endswith(decoded, f"Question: {record['question']}\n\nAnswer: {record['choices'][row]}")
     test = adapters.MultipleChoiceQADataset.from_json(QA_DIR / "test_questions.json", tokenizer, max_length=256)
-    assert test[0]["labels"].item() == -1
+    check_equal(test[0]["labels"].item(), -1)
 
 
 def test_multiple_choice_num_choices(tokenizer):
     """num_choices sets the rows of an item; a record with another number of choices is a ValueError."""
     three = {**RECORD, "choices": ["ball", "dog", "tree"]}
     item = adapters.MultipleChoiceQADataset([three], tokenizer, max_length=40, num_choices=3)[0]
-    assert item["input_ids"].shape == item["attention_mask"].shape == (3, 40)
+    check_equal((tuple(item["input_ids"].shape), tuple(item["attention_mask"].shape)), ((3, 40), (3, 40)))
     with pytest.raises(ValueError, match="toy-1"):
         adapters.MultipleChoiceQADataset([three], tokenizer, max_length=40, num_choices=4)
 
@@ -223,9 +243,10 @@ def test_multiple_choice_collate_trims_shared_padding(tokenizer):
     dataset = adapters.MultipleChoiceQADataset([RECORD, RECORD_2], tokenizer, max_length=80)
     batch = adapters.collate_multiple_choice([dataset[0], dataset[1]])
     longest = max(int(dataset[i]["attention_mask"].sum(-1).max()) for i in range(2))
-    assert batch["input_ids"].shape == batch["attention_mask"].shape == (2, 4, longest)
-    assert batch["labels"].tolist() == [0, 2]
-    assert torch.equal(batch["input_ids"][1], dataset[1]["input_ids"][:, :longest])
+    shapes = (tuple(batch["input_ids"].shape), tuple(batch["attention_mask"].shape))
+    check_equal(shapes, ((2, 4, longest), (2, 4, longest)))
+    check_equal(batch["labels"].tolist(), [0, 2])
+    check_equal(batch["input_ids"][1], dataset[1]["input_ids"][:, :longest])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,16 +273,16 @@ POOLED = {
 def test_pool_hidden_states_by_hand(pooling):
     """last / mean / max over the real positions only, on values computed by hand."""
     pooled = adapters.run_pool_hidden_states(HIDDEN, MASK, pooling)
-    assert pooled.shape == (3, 2)
-    torch.testing.assert_close(pooled, torch.tensor(POOLED[pooling]))
+    check_equal(tuple(pooled.shape), (3, 2))
+    check_close(pooled, torch.tensor(POOLED[pooling]))
     # Negative hidden states everywhere: max must not pick up a padded zero either.
     shifted = adapters.run_pool_hidden_states(HIDDEN - 1000.0, MASK, pooling)
-    torch.testing.assert_close(shifted, torch.tensor(POOLED[pooling]) - 1000.0)
+    check_close(shifted, torch.tensor(POOLED[pooling]) - 1000.0)
 
 
 def test_pool_hidden_states_unknown_pooling_is_a_value_error():
     """Only last, mean and max exist, for the function and for the model."""
-    assert adapters.run_pool_hidden_states(HIDDEN, MASK, "last").shape == (3, 2)
+    check_equal(tuple(adapters.run_pool_hidden_states(HIDDEN, MASK, "last").shape), (3, 2))
     with pytest.raises(ValueError, match="median"):
         adapters.run_pool_hidden_states(HIDDEN, MASK, "median")
 
@@ -302,14 +323,14 @@ def test_multiple_choice_logits_are_the_head_on_pooled_hidden_states(pooling):
     ids = torch.stack([first[0], second[0]])
     mask = torch.stack([first[1], second[1]])
     logits = model(ids, mask)
-    assert logits.shape == (2, 4)
+    check_equal(tuple(logits.shape), (2, 4))
     hidden = model.transformer_lm.hidden_states(ids.reshape(8, 7))
     expected = model.classifier(reference_pool(hidden, mask.reshape(8, 7), pooling)).reshape(2, 4)
-    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    check_close(logits, expected, atol=1e-5, rtol=1e-5)
     # Without a mask every position is real.
     full = model(ids)
     expected_full = model.classifier(reference_pool(hidden, torch.ones(8, 7, dtype=torch.long), pooling)).reshape(2, 4)
-    torch.testing.assert_close(full, expected_full, atol=1e-5, rtol=1e-5)
+    check_close(full, expected_full, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -324,10 +345,10 @@ def test_padding_never_changes_the_logits(pooling):
     for length in (6, 9, 30):
         for pad_id in (0, 17):
             padded_ids, padded_mask = padded(ids, mask, length, pad_id)
-            torch.testing.assert_close(model(padded_ids[None], padded_mask[None])[0], reference, atol=1e-5, rtol=1e-5)
+            check_close(model(padded_ids[None], padded_mask[None])[0], reference, atol=1e-5, rtol=1e-5)
     batch_ids = torch.stack([padded(other_ids, other_mask, 9)[0], padded(ids, mask, 9)[0]])
     batch_mask = torch.stack([other_mask, padded(ids, mask, 9)[1]])
-    torch.testing.assert_close(model(batch_ids, batch_mask)[1], reference, atol=1e-5, rtol=1e-5)
+    check_close(model(batch_ids, batch_mask)[1], reference, atol=1e-5, rtol=1e-5)
 
 
 def test_freeze_backbone_trains_only_the_head():
@@ -339,16 +360,19 @@ def test_freeze_backbone_trains_only_the_head():
         model = multiple_choice_model("mean", freeze_backbone=freeze).train()
         backbone = {name: p.detach().clone() for name, p in model.transformer_lm.named_parameters()}
         head = {name: p.detach().clone() for name, p in model.classifier.named_parameters()}
-        assert all(p.requires_grad != freeze for p in model.transformer_lm.parameters())
-        assert all(p.requires_grad for p in model.classifier.parameters())
+        backbone_grads = [p.requires_grad for p in model.transformer_lm.parameters()]
+        check_equal(backbone_grads, [not freeze] * len(backbone_grads))
+        head_grads = [p.requires_grad for p in model.classifier.parameters()]
+        check_equal(head_grads, [True] * len(head_grads))
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
         loss = torch.nn.functional.cross_entropy(model(ids[None], mask[None]), labels)
         loss.backward()
         optimizer.step()
         after = dict(model.transformer_lm.named_parameters())
         backbone_changed = any(not torch.equal(after[name], value) for name, value in backbone.items())
-        assert backbone_changed != freeze
-        assert any(not torch.equal(p, head[name]) for name, p in model.classifier.named_parameters())
+        check_equal(backbone_changed, not freeze)
+        head_changed = any(not torch.equal(p, head[name]) for name, p in model.classifier.named_parameters())
+        check_equal(head_changed, True)
 
 
 @torch.no_grad()
@@ -360,9 +384,10 @@ def test_predict_and_predict_probs_agree_with_the_logits():
     mask = torch.stack([padded(i, m, 6)[1] for i, m in questions])
     logits = model(ids, mask)
     probs = model.predict_probs(ids, mask)
-    torch.testing.assert_close(probs, torch.softmax(logits, dim=-1))
-    torch.testing.assert_close(probs.sum(-1), torch.ones(5))
-    assert model.predict(ids, mask).tolist() == logits.argmax(-1).tolist() == probs.argmax(-1).tolist()
+    check_close(probs, torch.softmax(logits, dim=-1))
+    check_close(probs.sum(-1), torch.ones(5))
+    check_equal(model.predict(ids, mask).tolist(), logits.argmax(-1).tolist())
+    check_equal(probs.argmax(-1).tolist(), logits.argmax(-1).tolist())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,57 +398,55 @@ def test_predict_and_predict_probs_agree_with_the_logits():
 def test_template_basic_and_choice_formats():
     """basic: context, question, the choices one per line ("A. ball" or "1. ball"), then "Answer:"."""
     letter = adapters.PromptTemplate("basic")
-    assert letter.format_choices(["ball", "dog"]) == "A. ball\nB. dog"
-    assert letter.format(RECORD) == (
+    check_equal(letter.format_choices(["ball", "dog"]), "A. ball\nB. dog")
+    check_equal(letter.format(RECORD), (
         "Tom had a red ball. He threw the ball to Sue.\n\nQuestion: Sue caught the ___ with both hands.\n\n"
         f"Choices:\n{RECORD_CHOICE_LINES}\n\nAnswer:"
-    )
+    ))
     number = adapters.PromptTemplate("basic", choice_format="number")
-    assert number.format_choices(RECORD["choices"]) == "1. ball\n2. dog\n3. tree\n4. cake"
-    assert number.format(RECORD).endswith("Choices:\n1. ball\n2. dog\n3. tree\n4. cake\n\nAnswer:")
+    check_equal(number.format_choices(RECORD["choices"]), "1. ball\n2. dog\n3. tree\n4. cake")
+    check_endswith(number.format(RECORD), "Choices:\n1. ball\n2. dog\n3. tree\n4. cake\n\nAnswer:")
 
 
 def test_template_instruction_and_cloze():
     """instruction wraps the question in a task description; cloze stops at the blank."""
     instruction = adapters.PromptTemplate("instruction")
-    assert instruction.format(RECORD) == (
+    check_equal(instruction.format(RECORD), (
         "Read the story and choose the word that fills the blank.\n\n"
         "Story: Tom had a red ball. He threw the ball to Sue.\n\n"
         "Sentence: Sue caught the ___ with both hands.\n\n"
         f"Options:\n{RECORD_CHOICE_LINES}\n\nThe missing word is"
-    )
+    ))
     cloze = adapters.PromptTemplate("cloze")
-    assert cloze.format(RECORD) == "Tom had a red ball. He threw the ball to Sue. Sue caught the"
-    assert cloze.format(RECORD_2) == (
-        "Lily went to the park with her dog. The dog ran after a stick. Lily threw the"
-    )
+    check_equal(cloze.format(RECORD), "Tom had a red ball. He threw the ball to Sue. Sue caught the")
+    check_equal(cloze.format(RECORD_2), "Lily went to the park with her dog. The dog ran after a stick. Lily threw the")
 
 
 def test_template_few_shot_demonstrations():
     """few_shot: each demonstration in the basic layout followed by " {label}. {answer}" and a
     blank line, then the question in the basic layout."""
     template = adapters.PromptTemplate("few_shot", demonstrations=DEMOS)
-    assert template.format(RECORD) == (
+    check_equal(template.format(RECORD), (
         "Ann saw a cat.\n\nQuestion: The ___ was black.\n\n"
         "Choices:\nA. hat\nB. mat\nC. cat\nD. bat\n\nAnswer: C. cat\n\n"
         "Ben had a cup.\n\nQuestion: He drank from the ___.\n\nChoices:\nA. cup\nB. box\n\nAnswer: A. cup\n\n"
         "Tom had a red ball. He threw the ball to Sue.\n\nQuestion: Sue caught the ___ with both hands.\n\n"
         f"Choices:\n{RECORD_CHOICE_LINES}\n\nAnswer:"
-    )
-    assert adapters.PromptTemplate("few_shot").format(RECORD) == adapters.PromptTemplate("basic").format(RECORD)
+    ))
+    check_equal(adapters.PromptTemplate("few_shot").format(RECORD), adapters.PromptTemplate("basic").format(RECORD))
 
 
 def test_template_custom_and_unknown():
     """custom_template fills any of the fields; a custom cloze template scores the rest of the
     sentence; an unknown template name is a ValueError."""
     custom = adapters.PromptTemplate(custom_template="[{context}] {question_before_blank}|{choices}|{question}")
-    assert custom.format(RECORD) == (
+    check_equal(custom.format(RECORD), (
         f"[{RECORD['context']}] Sue caught the|{RECORD_CHOICE_LINES}|Sue caught the ___ with both hands."
-    )
-    assert custom.continuation(RECORD, 1) == " dog with both hands."
+    ))
+    check_equal(custom.continuation(RECORD, 1), " dog with both hands.")
     plain = adapters.PromptTemplate(custom_template="Q: {question}\n{choices}\nA:", choice_format="number")
-    assert plain.format(RECORD_2) == "Q: Lily threw the ___.\n1. park\n2. dog\n3. stick\n4. tree\nA:"
-    assert plain.continuation(RECORD_2, 2) == " stick"
+    check_equal(plain.format(RECORD_2), "Q: Lily threw the ___.\n1. park\n2. dog\n3. stick\n4. tree\nA:")
+    check_equal(plain.continuation(RECORD_2, 2), " stick")
     with pytest.raises(ValueError, match="fancy"):
         adapters.PromptTemplate("fancy")
 
@@ -432,12 +455,12 @@ def test_continuation_puts_the_choice_in_the_blank():
     """Listed templates score " {choice}"; cloze scores the choice and the rest of the sentence."""
     for name in ("basic", "instruction", "few_shot"):
         template = adapters.PromptTemplate(name)
-        assert [template.continuation(RECORD, i) for i in range(4)] == [" ball", " dog", " tree", " cake"]
+        check_equal([template.continuation(RECORD, i) for i in range(4)], [" ball", " dog", " tree", " cake"])
     cloze = adapters.PromptTemplate("cloze")
-    assert cloze.continuation(RECORD, 2) == " tree with both hands."
-    assert cloze.continuation(RECORD_2, 0) == " park."
+    check_equal(cloze.continuation(RECORD, 2), " tree with both hands.")
+    check_equal(cloze.continuation(RECORD_2, 0), " park.")
     rebuilt = cloze.format(RECORD) + cloze.continuation(RECORD, 0)
-    assert rebuilt == f"{RECORD['context']} Sue caught the ball with both hands."
+    check_equal(rebuilt, f"{RECORD['context']} Sue caught the ball with both hands.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,14 +486,15 @@ def test_continuation_log_probs_equal_the_model_forward(tokenizer, language_mode
     pipeline = adapters.PromptingPipeline(language_model, tokenizer)
     prompts = ["Once upon a time", "Tom had a red ball. He threw the ball to Sue. Sue caught the", "Hi", "Hi "]
     continuations = [" there was a little cat", " ball.", "!", "there"]
+    # A guard on the test's input (the tokenizer is Part 1's).
     assert tokenizer.encode("Hi ") + tokenizer.encode("there") != tokenizer.encode("Hi there")
     results = pipeline.continuation_log_probs(prompts, continuations)
-    assert len(results) == 4
+    check_equal(len(results), 4)
     for prompt, continuation, result in zip(prompts, continuations, results):
         expected = reference_log_probs(language_model, tokenizer, prompt, continuation)
-        assert result.shape == (len(tokenizer.encode(continuation)),)
-        torch.testing.assert_close(result.double(), expected, atol=1e-5, rtol=1e-5)
-        assert (result <= 0).all()
+        check_equal(tuple(result.shape), (len(tokenizer.encode(continuation)),))
+        check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
+        check_equal(bool((result <= 0).all()), True)  # the values themselves are recorded just above
 
 
 def test_continuation_log_probs_crop_long_prompts_from_the_left(tokenizer):
@@ -478,12 +502,12 @@ def test_continuation_log_probs_crop_long_prompts_from_the_left(tokenizer):
     model = tiny_backbone(seed=4, vocab_size=tokenizer.vocab_size, context_length=16)
     pipeline = adapters.PromptingPipeline(model, tokenizer)
     prompt = (DATA / "valid.txt").read_text(encoding="utf-8")[:300]
-    assert len(tokenizer.encode(prompt)) > 40
+    assert len(tokenizer.encode(prompt)) > 40  # a guard on the test's input
     continuations = [" and they played all day", " ."]
     results = pipeline.continuation_log_probs([prompt, prompt[:50]], continuations)
     for prompt_text, continuation, result in zip([prompt, prompt[:50]], continuations, results):
         expected = reference_log_probs(model, tokenizer, prompt_text, continuation)
-        torch.testing.assert_close(result.double(), expected, atol=1e-5, rtol=1e-5)
+        check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("template_name", ["basic", "cloze"])
@@ -494,13 +518,13 @@ def test_choice_scores_sum_and_mean(tokenizer, language_model, template_name):
     records = [RECORD, RECORD_2]
     summed = pipeline.choice_scores(records, template, normalize="sum")
     mean = pipeline.choice_scores(records, template, normalize="mean")
-    assert summed.shape == mean.shape == (2, 4)
+    check_equal((tuple(summed.shape), tuple(mean.shape)), ((2, 4), (2, 4)))
     for row, record in enumerate(records):
         for index in range(4):
             continuation = template.continuation(record, index)
             expected = reference_log_probs(language_model, tokenizer, template.format(record), continuation)
-            assert summed[row, index].item() == pytest.approx(expected.sum().item(), abs=1e-4)
-            assert mean[row, index].item() == pytest.approx(expected.mean().item(), abs=1e-4)
+            check_close(summed[row, index].item(), expected.sum().item(), atol=1e-4, rtol=0)
+            check_close(mean[row, index].item(), expected.mean().item(), atol=1e-4, rtol=0)
 
 
 def test_letter_scores_are_next_token_log_probs_of_the_labels(tokenizer, language_model):
@@ -508,14 +532,14 @@ def test_letter_scores_are_next_token_log_probs_of_the_labels(tokenizer, languag
     pipeline = adapters.PromptingPipeline(language_model, tokenizer)
     for template in (adapters.PromptTemplate("basic"), adapters.PromptTemplate("instruction", choice_format="number")):
         scores = pipeline.letter_scores([RECORD, RECORD_2], template)
-        assert scores.shape == (2, 4)
+        check_equal(tuple(scores.shape), (2, 4))
         for row, record in enumerate((RECORD, RECORD_2)):
             ids = tokenizer.encode(template.format(record))[-language_model.context_length :]
             with torch.no_grad():
                 log_probs = torch.log_softmax(language_model(torch.tensor([ids]))[0, -1].double(), dim=-1)
             labels = ["A", "B", "C", "D"] if template.choice_format == "letter" else ["1", "2", "3", "4"]
             expected = [log_probs[tokenizer.encode(f" {label}")[0]].item() for label in labels]
-            assert scores[row].tolist() == pytest.approx(expected, abs=1e-4)
+            check_close(scores[row].tolist(), expected, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("method", ["letter", "choice"])
@@ -525,17 +549,17 @@ def test_calibrated_scores_subtract_the_content_free_scores(tokenizer, language_
     template = adapters.PromptTemplate("cloze" if method == "choice" else "basic")
     records = [RECORD, RECORD_2]
     content_free = [template.content_free(record) for record in records]
-    assert content_free[0]["context"] == "N/A" and content_free[0]["question"] == "N/A ___ with both hands."
+    check_equal((content_free[0]["context"], content_free[0]["question"]), ("N/A", "N/A ___ with both hands."))
     if method == "letter":
         raw, prior = pipeline.letter_scores(records, template), pipeline.letter_scores(content_free, template)
     else:
         raw = pipeline.choice_scores(records, template, "mean")
         prior = pipeline.choice_scores(content_free, template, "mean")
-    assert not torch.allclose(raw, raw - prior)
     uncalibrated = pipeline.scores(records, adapters.ScoringSetup(template, method, "mean", calibrate=False))
     calibrated = pipeline.scores(records, adapters.ScoringSetup(template, method, "mean", calibrate=True))
-    torch.testing.assert_close(uncalibrated, raw)
-    torch.testing.assert_close(calibrated, raw - prior)
+    check_close(uncalibrated, raw)
+    check_close(calibrated, raw - prior)
+    check_equal(torch.allclose(raw, raw - prior), False)  # calibration matters here (both recorded above)
 
 
 def test_select_picks_the_setup_with_the_best_dev_accuracy(tokenizer, language_model):
@@ -550,11 +574,14 @@ def test_select_picks_the_setup_with_the_best_dev_accuracy(tokenizer, language_m
         adapters.ScoringSetup(cloze, "choice", "sum", calibrate=True),
     ]
     best, results = pipeline.select(dev, setups)
-    assert [setup for setup, _ in results] == setups
+    # The setups (objects, not recordable) by their index in ``setups``.
+    check_equal([setups.index(setup) if setup in setups else None for setup, _ in results], [0, 1, 2, 3])
     accuracies = []
     for setup, value in results:
         predictions = pipeline.scores(dev, setup).argmax(-1).tolist()
         accuracies.append(sum(p == r["answer"] for p, r in zip(predictions, dev)) / len(dev))
-        assert value == pytest.approx(accuracies[-1])
-    assert len(set(accuracies)) > 1  # the check below chooses between different accuracies
-    assert best is setups[accuracies.index(max(accuracies))]
+        check_close(float(value), accuracies[-1], rtol=1e-6, atol=1e-12)
+    # The check below chooses between different accuracies (each recorded above).
+    check_equal(len(set(accuracies)) > 1, True)
+    chosen = next((index for index, setup in enumerate(setups) if setup is best), None)
+    check_equal(chosen, accuracies.index(max(accuracies)))

@@ -7,6 +7,10 @@ the data promises (determinism, four distinct choices of one kind found in the c
 answer positions, dev and test stories never seen in training) and what a valid predictions file
 looks like. The checks that need the instructor-only files (the held-out stories, the test answers)
 are in ``instructor_tests/test_qa_job.py``.
+
+Properties of many questions at once are recorded as the list of what is wrong (empty when all is
+well), which names the bad questions. Files are written under a temporary directory but named by
+relative paths, so that the error messages recorded while grading are the same on every run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +42,7 @@ from cs288_lm.qa_data import (
     split_stories,
 )
 from tests.common import DATA, REPO_ROOT
+from tests.graded import check_close, check_equal
 
 QA_DIR = REPO_ROOT / "data" / "qa"
 WORD = r"[A-Za-z]+(?:'[a-z]+)?"
@@ -57,25 +63,44 @@ def generated(stories):
     return lexicon, make_questions(stories, lexicon, "train", seed=0)
 
 
-def answer_counts_are_balanced(questions: list[dict]) -> bool:
+def balance_problems(questions: list[dict], name: str = "questions") -> list[str]:
+    """Nothing, or why the answer positions are not balanced (each of 0..3, counts within one)."""
     counts = collections.Counter(question["answer"] for question in questions)
-    return set(counts) == {0, 1, 2, 3} and max(counts.values()) - min(counts.values()) <= 1
+    if set(counts) == {0, 1, 2, 3} and max(counts.values()) - min(counts.values()) <= 1:
+        return []
+    return [f"{name}: unbalanced answer positions {dict(sorted(counts.items(), key=str))}"]
 
 
-def check_question(question: dict, lexicon=None) -> None:
+def question_problems(question: dict, lexicon=None) -> list[str]:
     """What every question promises: 4 distinct choices (of one kind), one blank, the answer and the
-    distractors in the context, the distractors absent from the question sentence."""
-    choices, answer = question["choices"], question["answer"]
-    assert set(question) == {"id", "context", "question", "choices", "answer"}
-    assert len(choices) == 4 and len(set(choices)) == 4, question["id"]
-    assert question["question"].count(BLANK) == 1, question["id"]
-    assert isinstance(answer, int) and 0 <= answer < 4
-    context_words = words(question["context"])
-    assert set(choices) <= context_words, question["id"]
-    assert not set(choices) & words(question["question"]), question["id"]  # the answer occurs once, blanked
+    distractors in the context, the distractors absent from the question sentence. Returns what
+    this question breaks (nothing for a good question)."""
+    choices, answer, name = question["choices"], question["answer"], question.get("id")
+    problems = []
+    if set(question) != {"id", "context", "question", "choices", "answer"}:
+        problems.append(f"{name}: keys {sorted(question)}")
+    if len(choices) != 4 or len(set(choices)) != 4:
+        problems.append(f"{name}: choices {choices} are not 4 distinct words")
+    if question["question"].count(BLANK) != 1:
+        problems.append(f"{name}: {question['question'].count(BLANK)} blanks")
+    if not (isinstance(answer, int) and 0 <= answer < 4):
+        problems.append(f"{name}: answer {answer!r}")
+    missing = set(choices) - words(question["context"])
+    if missing:
+        problems.append(f"{name}: choices {sorted(missing)} are not in the context")
+    in_question = set(choices) & words(question["question"])
+    if in_question:  # the answer occurs once, blanked
+        problems.append(f"{name}: choices {sorted(in_question)} are in the question sentence")
     if lexicon is not None:
         kinds = {lexicon.kind(choice) for choice in choices}
-        assert len(kinds) == 1 and None not in kinds, (question["id"], kinds)
+        if len(kinds) != 1 or None in kinds:
+            problems.append(f"{name}: choices of kinds {sorted(map(str, kinds))}")
+    return problems
+
+
+def check_mentions(message: str, *fragments: str) -> None:
+    """``message`` contains every fragment. Graded: the fragments it lacks (none), against the reference's."""
+    check_equal([fragment for fragment in fragments if fragment not in message], [], message=message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,22 +111,21 @@ def check_question(question: dict, lexicon=None) -> None:
 def test_generation_is_deterministic_for_a_seed(stories, generated):
     """The same seed gives the same questions; another seed gives other questions."""
     lexicon, questions = generated
-    assert len(questions) > 200
-    assert make_questions(stories, lexicon, "train", seed=0) == questions
+    check_equal(make_questions(stories, lexicon, "train", seed=0), questions)
+    check_equal(len(questions) > 200, True)  # (the questions are recorded just above)
     other = make_questions(stories, lexicon, "train", seed=1)
-    assert other != questions and len(other) > 200
-    assert len({q["id"] for q in questions}) == len(questions)
-    assert all(q["id"].startswith("train-") for q in questions)
+    check_equal((other == questions, len(other) > 200), (False, True))
+    check_equal(len({q["id"] for q in questions}), len(questions))
+    check_equal([q["id"] for q in questions if not q["id"].startswith("train-")], [])
 
 
 def test_generated_questions_are_well_formed_and_balanced(generated):
     """Four distinct choices of one kind from the context, one blank, balanced answer positions."""
     lexicon, questions = generated
-    for question in questions:
-        check_question(question, lexicon)
-    assert answer_counts_are_balanced(questions)
+    check_equal([problem for question in questions for problem in question_problems(question, lexicon)], [])
+    check_equal(balance_problems(questions), [])
     kinds = collections.Counter(lexicon.kind(q["choices"][0]) for q in questions)
-    assert len(kinds) >= 2  # nouns and verbs at least
+    check_equal(len(kinds) >= 2, True, message=f"kinds {dict(kinds)}")  # nouns and verbs at least
 
 
 def test_context_is_the_passage_just_before_the_question(stories, generated):
@@ -111,8 +135,9 @@ def test_context_is_the_passage_just_before_the_question(stories, generated):
     for question in questions[:60]:
         story_index, position = (int(part) for part in question["id"].split("-")[1:])
         sentences = split_sentences(stories[story_index])
-        assert question["context"] == " ".join(sentences[max(0, position - 5) : position])
-        assert question["question"].replace(BLANK, question["choices"][question["answer"]]) == sentences[position]
+        check_equal(question["context"], " ".join(sentences[max(0, position - 5) : position]), message=question["id"])
+        filled = question["question"].replace(BLANK, question["choices"][question["answer"]])
+        check_equal(filled, sentences[position], message=question["id"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,18 +150,18 @@ def test_shipped_files_are_well_formed_and_balanced():
     train = json.loads((QA_DIR / "train.json").read_text(encoding="utf-8"))
     dev = json.loads((QA_DIR / "dev.json").read_text(encoding="utf-8"))
     test = json.loads((QA_DIR / "test_questions.json").read_text(encoding="utf-8"))
-    assert len(train) > 2000 and len(dev) > 200 and len(test) > 200
+    check_equal((len(train) > 2000, len(dev) > 200, len(test) > 200), (True, True, True))
     for name, questions in (("train", train), ("dev", dev)):
-        for question in questions:
-            check_question(question)
-        assert answer_counts_are_balanced(questions), name
-        assert all(q["id"].startswith(f"{name}-") for q in questions)
-    assert all(set(q) == {"id", "context", "question", "choices"} and len(q["choices"]) == 4 for q in test)
-    assert all(q["id"].startswith("test-") for q in test)
+        check_equal([problem for question in questions for problem in question_problems(question)], [])
+        check_equal(balance_problems(questions, name), [])
+        check_equal([q["id"] for q in questions if not q["id"].startswith(f"{name}-")], [])
+    malformed = [q["id"] for q in test if set(q) != {"id", "context", "question", "choices"} or len(q["choices"]) != 4]
+    check_equal(malformed, [])
+    check_equal([q["id"] for q in test if not q["id"].startswith("test-")], [])
     ids = [q["id"] for q in train + dev + test]
-    assert len(set(ids)) == len(ids)
-    assert load_questions(QA_DIR / "dev.json", require_answers=True) == dev
-    assert [q["answer"] for q in load_questions(QA_DIR / "test_questions.json")] == [None] * len(test)
+    check_equal(len(set(ids)), len(ids))
+    check_equal(load_questions(QA_DIR / "dev.json", require_answers=True), dev)
+    check_equal([q["answer"] for q in load_questions(QA_DIR / "test_questions.json")], [None] * len(test))
 
 
 def test_dev_and_test_passages_are_not_in_the_training_stories():
@@ -148,9 +173,9 @@ def test_dev_and_test_passages_are_not_in_the_training_stories():
     train = json.loads((QA_DIR / "train.json").read_text(encoding="utf-8"))
     dev = json.loads((QA_DIR / "dev.json").read_text(encoding="utf-8"))
     test = json.loads((QA_DIR / "test_questions.json").read_text(encoding="utf-8"))
-    assert all(q["context"] in train_text for q in train[::50])
-    assert [q["id"] for q in dev + test if q["context"] in train_text] == []
-    assert not {q["context"] for q in dev} & {q["context"] for q in test}
+    check_equal([q["id"] for q in train[::50] if q["context"] not in train_text], [])
+    check_equal([q["id"] for q in dev + test if q["context"] in train_text], [])
+    check_equal(sorted({q["context"] for q in dev} & {q["context"] for q in test}), [])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,9 +183,10 @@ def test_dev_and_test_passages_are_not_in_the_training_stories():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_load_questions_reads_the_cs288_starter_layout(tmp_path):
+def test_load_questions_reads_the_cs288_starter_layout(tmp_path, monkeypatch):
     """A {"data": [...]} wrapper, answers as a letter, as the choice text or as an index, no ids
     (ids become positions), no answers (None): all load, with answers as 0-based indices."""
+    monkeypatch.chdir(tmp_path)
     base = {"context": "Sam had a kite.", "question": "The ___ flew high.", "choices": ["kite", "dog", "cat", "sun"]}
     starter = {
         "data": [
@@ -171,24 +197,25 @@ def test_load_questions_reads_the_cs288_starter_layout(tmp_path):
             dict(base),
         ]
     }
-    path = tmp_path / "qa_train.json"
+    path = Path("qa_train.json")
     path.write_text(json.dumps(starter), encoding="utf-8")
     loaded = load_questions(path)
-    assert [q["answer"] for q in loaded] == [2, 3, 1, 0, None]
-    assert [q["id"] for q in loaded] == ["0", "1", "2", "3", "4"]
-    assert all(q["choices"] == base["choices"] and q["context"] == base["context"] for q in loaded)
+    check_equal([q["answer"] for q in loaded], [2, 3, 1, 0, None])
+    check_equal([q["id"] for q in loaded], ["0", "1", "2", "3", "4"])
+    check_equal([(q["choices"], q["context"]) for q in loaded], [(base["choices"], base["context"])] * 5)
     for key in ("questions", "examples"):
         path.write_text(json.dumps({key: [{**base, "id": "x", "answer": "A"}]}), encoding="utf-8")
-        assert load_questions(path) == [{**base, "id": "x", "answer": 0}]
+        check_equal(load_questions(path), [{**base, "id": "x", "answer": 0}])
     with pytest.raises(QuestionFileError, match="record 4.*'answer' is missing"):
         path.write_text(json.dumps(starter), encoding="utf-8")
         load_questions(path, require_answers=True)
 
 
-def test_load_questions_rejects_bad_files(tmp_path):
+def test_load_questions_rejects_bad_files(tmp_path, monkeypatch):
     """Errors name the file and the record: missing file, invalid JSON, bad records and answers."""
+    monkeypatch.chdir(tmp_path)
     base = {"context": "Sam had a kite.", "question": "The ___ flew high.", "choices": ["kite", "dog"]}
-    path = tmp_path / "questions.json"
+    path = Path("questions.json")
     with pytest.raises(QuestionFileError, match="does not exist"):
         load_questions(path)
     cases = [
@@ -205,17 +232,17 @@ def test_load_questions_rejects_bad_files(tmp_path):
         path.write_text(content, encoding="utf-8")
         with pytest.raises(QuestionFileError, match=message) as error:
             load_questions(path)
-        assert str(path) in str(error.value), content
+        check_mentions(str(error.value), str(path))
 
 
 def test_save_questions_round_trips(tmp_path, generated):
     """save_questions writes what load_questions reads back; without answers for the students' test."""
     _, questions = generated
     save_questions(questions[:20], tmp_path / "q.json")
-    assert load_questions(tmp_path / "q.json") == questions[:20]
+    check_equal(load_questions(tmp_path / "q.json"), questions[:20])
     save_questions(questions[:20], tmp_path / "students.json", with_answers=False)
     records = json.loads((tmp_path / "students.json").read_text(encoding="utf-8"))
-    assert records == [{k: v for k, v in q.items() if k != "answer"} for q in questions[:20]]
+    check_equal(records, [{k: v for k, v in q.items() if k != "answer"} for q in questions[:20]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,15 +282,16 @@ def test_predictions_validator_names_the_bad_entry():
         with pytest.raises(PredictionsError) as error:
             validate_predictions(records, QUESTIONS, source="preds.json")
         message = str(error.value)
-        assert message.startswith("preds.json"), message
-        assert all(fragment in message for fragment in fragments), (records, message)
-    assert validate_predictions(VALID, QUESTIONS) == {"q0": 1, "q1": 0, "q2": 0}
+        check_equal(message[: len("preds.json")], "preds.json", message=message)  # it starts with the source
+        check_mentions(message, *fragments)
+    check_equal(validate_predictions(VALID, QUESTIONS), {"q0": 1, "q1": 0, "q2": 0})
 
 
-def test_predictions_files_that_cannot_be_read(tmp_path):
+def test_predictions_files_that_cannot_be_read(tmp_path, monkeypatch):
     """A missing file, invalid JSON, undecodable bytes and a directory are PredictionsErrors
     naming the file; the same checks as validate_predictions apply to a file's contents."""
-    path = tmp_path / "finetuned_predictions.json"
+    monkeypatch.chdir(tmp_path)
+    path = Path("finetuned_predictions.json")
     with pytest.raises(PredictionsError, match="no such file"):
         load_predictions(path, QUESTIONS)
     unreadable = ((b'[{"id": "q0", ', "not valid JSON"), (b"\xff\xfe[]", "cannot be read"), (b"", "not valid JSON"))
@@ -271,9 +299,9 @@ def test_predictions_files_that_cannot_be_read(tmp_path):
         path.write_bytes(content)
         with pytest.raises(PredictionsError, match=message) as error:
             load_predictions(path, QUESTIONS)
-        assert str(path) in str(error.value)
+        check_mentions(str(error.value), str(path))
     with pytest.raises(PredictionsError, match="cannot be read"):
-        load_predictions(tmp_path, QUESTIONS)
+        load_predictions(Path("."), QUESTIONS)
     path.write_text(json.dumps(VALID[:2]), encoding="utf-8")
     with pytest.raises(PredictionsError, match="'q2'"):
         load_predictions(path, QUESTIONS)
@@ -283,14 +311,14 @@ def test_saved_predictions_round_trip_and_score(tmp_path):
     """save_predictions writes a file load_predictions accepts; accuracy counts right answers."""
     path = tmp_path / "out" / "prompting_predictions.json"
     save_predictions(path, ["q0", "q1", "q2"], [1, 3, 1])
-    assert json.loads(path.read_text(encoding="utf-8")) == [
+    check_equal(json.loads(path.read_text(encoding="utf-8")), [
         {"id": "q0", "prediction": 1},
         {"id": "q1", "prediction": 3},
         {"id": "q2", "prediction": 1},
-    ]
+    ])
     predictions = load_predictions(path, QUESTIONS)
-    assert predictions == {"q0": 1, "q1": 3, "q2": 1}
-    assert accuracy(predictions, QUESTIONS) == pytest.approx(2 / 3)
+    check_equal(predictions, {"q0": 1, "q1": 3, "q2": 1})
+    check_close(accuracy(predictions, QUESTIONS), 2 / 3, rtol=1e-6, atol=1e-12)
     with pytest.raises(ValueError):
         save_predictions(path, ["q0", "q1"], [1])
 
@@ -304,15 +332,15 @@ def test_part4_points_at_the_boundaries():
     """4A: 0 at or below 30%, 12 at or above 50%, linear between. 4B: 8 for a margin of at least 2
     points over 4A (0.52 vs 0.50 exactly, despite float error), linear down to 0 at no margin."""
     rules = load_grading_rules()
-    assert rules == load_grading_rules(REPO_ROOT / "configs" / "grading.json")
-    assert rules["part4"] == {
+    check_equal(load_grading_rules(REPO_ROOT / "configs" / "grading.json"), rules)
+    check_equal(rules["part4"], {
         "finetuned": {"points": 12, "zero_at_accuracy": 0.30, "full_at_accuracy": 0.50},
         "prompting": {"points": 8, "full_at_margin": 0.02},
-    }
+    })
     for finetuned, points in (
         (0.0, 0.0), (0.2, 0.0), (0.3, 0.0), (0.35, 3.0), (0.4, 6.0), (0.5, 12.0), (0.6, 12.0), (1.0, 12.0)
     ):
-        assert part4_points(finetuned, None)["4A"] == points, finetuned
+        check_equal(part4_points(finetuned, None)["4A"], points, message=f"finetuned accuracy {finetuned}")
     for finetuned, prompting, points in (
         (0.50, 0.52, 8.0),
         (0.50, 0.51, 4.0),
@@ -323,15 +351,15 @@ def test_part4_points_at_the_boundaries():
         (0.56, 0.58, 8.0),
         (0.10, 0.12, 8.0),
     ):
-        assert part4_points(finetuned, prompting)["4B"] == points, (finetuned, prompting)
-    assert part4_points(0.4, 0.41) == {"4A": 6.0, "4B": 4.0, "total": 10.0}
+        check_equal(part4_points(finetuned, prompting)["4B"], points, message=f"accuracies {finetuned}, {prompting}")
+    check_equal(part4_points(0.4, 0.41), {"4A": 6.0, "4B": 4.0, "total": 10.0})
 
 
 def test_part4_points_missing_accuracies_and_other_rules():
     """A missing accuracy earns 0 (4B needs 4A to compare with); the thresholds come from the config."""
-    assert part4_points(None, None) == {"4A": 0.0, "4B": 0.0, "total": 0.0}
-    assert part4_points(None, 0.9) == {"4A": 0.0, "4B": 0.0, "total": 0.0}
-    assert part4_points(0.6, None) == {"4A": 12.0, "4B": 0.0, "total": 12.0}
+    check_equal(part4_points(None, None), {"4A": 0.0, "4B": 0.0, "total": 0.0})
+    check_equal(part4_points(None, 0.9), {"4A": 0.0, "4B": 0.0, "total": 0.0})
+    check_equal(part4_points(0.6, None), {"4A": 12.0, "4B": 0.0, "total": 12.0})
     rules = {"part4": {"finetuned": {"points": 10, "zero_at_accuracy": 0.25, "full_at_accuracy": 0.75},
                        "prompting": {"points": 5, "full_at_margin": 0.1}}}
-    assert part4_points(0.5, 0.55, rules) == {"4A": 5.0, "4B": 2.5, "total": 7.5}
+    check_equal(part4_points(0.5, 0.55, rules), {"4A": 5.0, "4B": 2.5, "total": 7.5})

@@ -5,19 +5,22 @@ other ``max_length`` values (including one that leaves no room for the context),
 than a window, the GPT-2 backbone next to the Llama-style one, random padding amounts, pad ids
 and batch compositions, float64 pooling references on random masks, prompts longer than the
 context mixed with short ones in one batch, and numbered choices in few-shot demonstrations.
-The references are written here from the definitions.
+The references are written here from the definitions. The models' weight matrices are set by
+parameter name (``pin_weights``), so every correct implementation has the same weights.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
 
 import adapters
-from tests.common import DATA, EOT, REPO_ROOT
+from tests.common import DATA, EOT, REPO_ROOT, pin_weights
+from tests.graded import check_close, check_equal
 
 TOKENIZER_DIR = REPO_ROOT / "data" / "tokenizer"
 QA_DIR = REPO_ROOT / "data" / "qa"
@@ -37,14 +40,18 @@ def tokenizer():
 def backbone(architecture: str, seed: int = 0, vocab_size: int = VOCAB, context_length: int = CONTEXT):
     torch.manual_seed(seed)
     if architecture == "llama":
-        return adapters.create_transformer_lm(vocab_size, context_length, D_MODEL, 2, 3, 40).eval()
-    return adapters.create_gpt2_lm(vocab_size, context_length, D_MODEL, 2, 3).eval()
+        model = adapters.create_transformer_lm(vocab_size, context_length, D_MODEL, 2, 3, 40)
+    else:
+        model = adapters.create_gpt2_lm(vocab_size, context_length, D_MODEL, 2, 3)
+    return pin_weights(model, seed).eval()
 
 
 def multiple_choice_model(architecture: str, pooling: str, num_choices: int, seed: int = 0, **kwargs):
     lm = backbone(architecture, seed)
     torch.manual_seed(seed + 1)
-    return adapters.TransformerForMultipleChoice(lm, D_MODEL, num_choices=num_choices, pooling=pooling, **kwargs).eval()
+    model = adapters.TransformerForMultipleChoice(lm, D_MODEL, num_choices=num_choices, pooling=pooling, **kwargs)
+    pin_weights(model.classifier, seed + 1)  # the backbone's are set already
+    return model.eval()
 
 
 def dev_records(count: int) -> list[dict]:
@@ -61,21 +68,22 @@ def rest_text(record: dict, choice: str) -> str:
 
 
 @pytest.mark.parametrize("max_length, stride", [(1, None), (7, 3), (5, 9), (33, 1), (12, 12)])
-def test_pretraining_windows_for_other_sizes(tokenizer, tmp_path, max_length, stride):
+def test_pretraining_windows_for_other_sizes(tokenizer, tmp_path, monkeypatch, max_length, stride):
     """Window i = tokens [i*stride, i*stride + max_length + 1), split into inputs and labels, for
     one-token windows, overlapping windows and strides longer than a window (tokens skipped)."""
     text = EOT.join((DATA / "valid.txt").read_text(encoding="utf-8").split(EOT)[5:7])
-    path = tmp_path / "text.txt"
+    monkeypatch.chdir(tmp_path)  # a relative path: error messages name no temporary directory
+    path = Path("text.txt")
     path.write_text(text, encoding="utf-8")
     tokens = tokenizer.encode(text)
     step = stride or max_length
     starts = list(range(0, len(tokens) - max_length, step))
     dataset = adapters.PretrainingDataset(path, tokenizer, max_length=max_length, stride=stride)
-    assert len(dataset) == len(starts)
+    check_equal(len(dataset), len(starts))
     for index, start in enumerate(starts):
         item = dataset[index]
-        assert item["input_ids"].tolist() == tokens[start : start + max_length]
-        assert item["labels"].tolist() == tokens[start + 1 : start + max_length + 1]
+        check_equal(item["input_ids"].tolist(), tokens[start : start + max_length])
+        check_equal(item["labels"].tolist(), tokens[start + 1 : start + max_length + 1])
     with pytest.raises(IndexError):
         dataset[len(starts)]
 
@@ -109,19 +117,20 @@ def test_multiple_choice_items_for_other_sizes(tokenizer, num_choices, max_lengt
     pad = tokenizer.encode(EOT)[0]
     for index, record in enumerate(records):
         item = dataset[index]
-        assert item["input_ids"].shape == item["attention_mask"].shape == (num_choices, length)
-        assert item["labels"].item() == record["answer"]
+        shapes = (tuple(item["input_ids"].shape), tuple(item["attention_mask"].shape))
+        check_equal(shapes, ((num_choices, length), (num_choices, length)))
+        check_equal(item["labels"].item(), record["answer"])
         context = tokenizer.encode(record["context"])
         for row, choice in enumerate(record["choices"]):
             rest = rests[index][choice]
             room = length - len(rest)
             expected = context[max(0, len(context) - room) :] + rest
-            assert item["input_ids"][row].tolist() == expected + [pad] * (length - len(expected))
-            assert item["attention_mask"][row].tolist() == [1] * len(expected) + [0] * (length - len(expected))
+            check_equal(item["input_ids"][row].tolist(), expected + [pad] * (length - len(expected)))
+            check_equal(item["attention_mask"][row].tolist(), [1] * len(expected) + [0] * (length - len(expected)))
     if max_length is None:
         longest = max(((i, c) for i, rest in enumerate(rests) for c in rest), key=lambda ic: len(rests[ic[0]][ic[1]]))
         row = records[longest[0]]["choices"].index(longest[1])
-        assert dataset[longest[0]]["input_ids"][row].tolist() == rests[longest[0]][longest[1]]
+        check_equal(dataset[longest[0]]["input_ids"][row].tolist(), rests[longest[0]][longest[1]])
         with pytest.raises(ValueError):
             too_short = adapters.MultipleChoiceQADataset(records, tokenizer, max_length=length - 1, num_choices=num_choices)
             too_short[longest[0]]
@@ -133,10 +142,10 @@ def test_multiple_choice_batches_through_a_data_loader(tokenizer):
     dataset = adapters.MultipleChoiceQADataset(records, tokenizer, max_length=128, num_choices=5)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, collate_fn=adapters.collate_multiple_choice)
     batches = list(loader)
-    assert [b["input_ids"].shape[:2] for b in batches] == [(2, 5), (2, 5), (1, 5)]
-    assert torch.cat([b["labels"] for b in batches]).tolist() == [r["answer"] for r in records]
+    check_equal([tuple(b["input_ids"].shape[:2]) for b in batches], [(2, 5), (2, 5), (1, 5)])
+    check_equal(torch.cat([b["labels"] for b in batches]).tolist(), [r["answer"] for r in records])
     default = list(torch.utils.data.DataLoader(dataset, batch_size=5))[0]
-    assert default["input_ids"].shape == (5, 5, 128) and default["labels"].dtype == torch.long
+    check_equal((tuple(default["input_ids"].shape), default["labels"].dtype), ((5, 5, 128), torch.long))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,10 +174,10 @@ def test_pooling_equals_a_float64_reference_on_random_masks(pooling, dtype):
         hidden = torch.randn(batch, seq, 7, generator=generator, dtype=torch.float64) * 3 - 1
         hidden = torch.where(mask[..., None].bool(), hidden, torch.full_like(hidden, 1e4))
         pooled = adapters.run_pool_hidden_states(hidden.to(dtype), mask, pooling)
-        assert pooled.dtype == dtype and pooled.shape == (batch, 7)
+        check_equal((pooled.dtype, tuple(pooled.shape)), (dtype, (batch, 7)))
         expected = reference_pool(hidden.to(dtype), mask, pooling)
         tolerance = 1e-12 if dtype == torch.float64 else 1e-5
-        torch.testing.assert_close(pooled.double(), expected, atol=tolerance, rtol=tolerance)
+        check_close(pooled.double(), expected, atol=tolerance, rtol=tolerance)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,9 +226,9 @@ def test_padding_and_batch_composition_never_change_the_logits(architecture, poo
         pad_id = rng.choice([0, 7, VOCAB - 1, -1])
         ids, mask = pad_batch([questions[m] for m in members], length, pad_id, generator)
         logits = model(ids, mask)
-        assert logits.shape == (len(members), num_choices)
+        check_equal(tuple(logits.shape), (len(members), num_choices))
         for row, member in enumerate(members):
-            torch.testing.assert_close(logits[row], alone[member], atol=2e-5, rtol=2e-5)
+            check_close(logits[row], alone[member], atol=2e-5, rtol=2e-5)
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -234,10 +243,10 @@ def test_gpt2_backbone_logits_are_the_head_on_pooled_hidden_states(pooling):
     expected = pooled @ model.classifier.weight.double().T
     if getattr(model.classifier, "bias", None) is not None:
         expected = expected + model.classifier.bias.double()
-    torch.testing.assert_close(logits.double(), expected.reshape(3, 5), atol=1e-5, rtol=1e-5)
+    check_close(logits.double(), expected.reshape(3, 5), atol=1e-5, rtol=1e-5)
     probs = model.predict_probs(ids, mask)
-    torch.testing.assert_close(probs.sum(-1), torch.ones(3))
-    assert model.predict(ids, mask).tolist() == logits.argmax(-1).tolist()
+    check_close(probs.sum(-1), torch.ones(3))
+    check_equal(model.predict(ids, mask).tolist(), logits.argmax(-1).tolist())
 
 
 def test_gpt2_frozen_backbone_gets_no_gradient():
@@ -245,8 +254,10 @@ def test_gpt2_frozen_backbone_gets_no_gradient():
     model = multiple_choice_model("gpt2", "max", 2, freeze_backbone=True).train()
     ids, mask = pad_batch([random_question(2, seed) for seed in (30, 31)], 12, 0, torch.Generator().manual_seed(1))
     torch.nn.functional.cross_entropy(model(ids, mask), torch.tensor([1, 0])).backward()
-    assert all(p.grad is None and not p.requires_grad for p in model.transformer_lm.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.classifier.parameters())
+    backbone_state = [(p.grad is None, p.requires_grad) for p in model.transformer_lm.parameters()]
+    check_equal(backbone_state, [(True, False)] * len(backbone_state))
+    head = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.classifier.parameters()]
+    check_equal(head, [True] * len(head))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,32 +279,39 @@ RECORD = {
 def test_few_shot_demonstrations_with_numbered_choices():
     """Numbered choices in the demonstrations and the question; the answer line uses the number."""
     template = adapters.PromptTemplate("few_shot", choice_format="number", demonstrations=DEMOS)
-    assert template.format(RECORD) == (
+    check_equal(template.format(RECORD), (
         "Max had a hat.\n\nQuestion: The ___ was blue.\n\nChoices:\n1. cup\n2. hat\n3. bed\n\nAnswer: 2. hat\n\n"
         "Sue met Ann.\n\nQuestion: Then ___ smiled.\n\nChoices:\n1. Sue\n2. Ann\n3. Max\n\nAnswer: 3. Max\n\n"
         "Mom baked a cake. Tim saw the cake and the pie.\n\nQuestion: Tim said, \"I want the ___!\"\n\n"
         "Choices:\n1. cake\n2. pie\n3. Mom\n\nAnswer:"
-    )
+    ))
     letters = adapters.PromptTemplate("instruction", demonstrations=DEMOS)
     five = {**RECORD, "choices": ["a", "b", "c", "d", "e"]}
-    assert letters.format_choices(five["choices"]) == "A. a\nB. b\nC. c\nD. d\nE. e"
-    assert "Options:\nA. a\nB. b\nC. c\nD. d\nE. e\n\nThe missing word is" in letters.format(five)
-    assert not letters.format(five).startswith("Max had a hat.")  # only few_shot shows demonstrations
+    check_equal(letters.format_choices(five["choices"]), "A. a\nB. b\nC. c\nD. d\nE. e")
+    prompt = letters.format(five)
+    check_equal(prompt, (  # the instruction layout of the public tests, with five options
+        "Read the story and choose the word that fills the blank.\n\n"
+        f"Story: {RECORD['context']}\n\nSentence: {RECORD['question']}\n\n"
+        "Options:\nA. a\nB. b\nC. c\nD. d\nE. e\n\nThe missing word is"
+    ))
+    # About the prompt recorded just above:
+    check_equal("Options:\nA. a\nB. b\nC. c\nD. d\nE. e\n\nThe missing word is" in prompt, True)
+    check_equal(prompt.startswith("Max had a hat."), False)  # only few_shot shows demonstrations
 
 
 def test_cloze_prompt_and_continuation_rebuild_the_sentence():
     """For cloze templates, prompt + continuation is the context, a space and the filled-in sentence,
     also when the blank follows a quote or is followed by punctuation."""
     cloze = adapters.PromptTemplate("cloze")
-    assert cloze.format(RECORD) == 'Mom baked a cake. Tim saw the cake and the pie. Tim said, "I want the'
-    assert cloze.continuation(RECORD, 1) == ' pie!"'
+    check_equal(cloze.format(RECORD), 'Mom baked a cake. Tim saw the cake and the pie. Tim said, "I want the')
+    check_equal(cloze.continuation(RECORD, 1), ' pie!"')
     quoted = {**RECORD, "question": 'He called it a "___".'}
-    assert cloze.format(quoted).endswith('He called it a "')
-    assert cloze.continuation(quoted, 2) == 'Mom".'
-    for record in dev_records(40) + [RECORD, quoted]:
-        for index, choice in enumerate(record["choices"]):
-            filled = record["question"].replace("___", choice)
-            assert cloze.format(record) + cloze.continuation(record, index) == f"{record['context']} {filled}"
+    prompt, end = cloze.format(quoted), 'He called it a "'
+    check_equal(prompt[max(0, len(prompt) - len(end)) :], end)  # the prompt ends with it
+    check_equal(cloze.continuation(quoted, 2), 'Mom".')
+    records = dev_records(40) + [RECORD, quoted]
+    rebuilt = [cloze.format(r) + cloze.continuation(r, index) for r in records for index in range(len(r["choices"]))]
+    check_equal(rebuilt, [f"{r['context']} {r['question'].replace('___', c)}" for r in records for c in r["choices"]])
 
 
 @torch.no_grad()
@@ -321,13 +339,14 @@ def test_continuation_log_probs_in_mixed_batches_equal_one_at_a_time(tokenizer, 
         first = rng.randrange(0, len(words) - 6)
         continuations.append(" " + " ".join(words[first : first + rng.randint(1, 5)]))
     batch = pipeline.continuation_log_probs(prompts, continuations)
+    # Guards on the test's input: some pairs are longer than the context, some short.
     assert any(len(tokenizer.encode(p + c)) > 24 for p, c in zip(prompts, continuations))
     assert any(len(tokenizer.encode(p + c)) < 12 for p, c in zip(prompts, continuations))
     for prompt, continuation, result in zip(prompts, continuations, batch):
         alone = pipeline.continuation_log_probs([prompt], [continuation])[0]
-        torch.testing.assert_close(result, alone, atol=2e-5, rtol=2e-5)
+        check_close(result, alone, atol=2e-5, rtol=2e-5)
         expected = reference_log_probs(model, tokenizer, prompt, continuation)
-        torch.testing.assert_close(result.double(), expected, atol=2e-5, rtol=2e-5)
+        check_close(result.double(), expected, atol=2e-5, rtol=2e-5)
 
 
 def test_scores_with_three_choices_and_numbered_labels(tokenizer):
@@ -339,7 +358,7 @@ def test_scores_with_three_choices_and_numbered_labels(tokenizer):
     for setup_method in ("letter", "choice"):
         setup = adapters.ScoringSetup(template, setup_method, "mean", calibrate=True)
         scores = pipeline.scores(records, setup)
-        assert scores.shape == (2, 3)
+        check_equal(tuple(scores.shape), (2, 3))
         expected = torch.zeros(2, 3, dtype=torch.float64)
         for row, record in enumerate(records):
             for index in range(3):
@@ -350,4 +369,4 @@ def test_scores_with_three_choices_and_numbered_labels(tokenizer):
                         continuation = template.continuation(record_used, index)
                         value = reference_log_probs(model, tokenizer, template.format(record_used), continuation).mean()
                     expected[row, index] += sign * value
-        torch.testing.assert_close(scores.double(), expected, atol=1e-4, rtol=1e-4)
+        check_close(scores.double(), expected, atol=1e-4, rtol=1e-4)
