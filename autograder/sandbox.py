@@ -1,28 +1,76 @@
-"""Run pytest on untrusted code in a subprocess with limits, and read its results from JUnit XML.
+"""Run pytest on untrusted code in an isolated subprocess, and collect the records it writes.
 
-The process gets a wall-time limit (its whole process group is killed when it runs over), a
-soft address-space limit (``RLIMIT_AS``), a file-size limit, no core dumps, a private ``HOME``
-and, when the grader runs as root and a sandbox user is given, that user's uid and gid. Results
-come only from the JUnit XML report, written to a fresh private directory under a random name;
-what the process prints is never parsed. See ``autograder/README.md`` for the threat model.
+Nothing the test process says about its own results is believed. The tests write records (JSON
+lines, ``tests/graded.py``) to a pipe whose write end the process inherits (its number is in
+``CS288_RECORD_FD``); a grader thread stamps each line with the grader's clock when it arrives,
+and the trusted judge (``autograder/judge.py``) decides from them. stdout and stderr go to another
+pipe, of which a second thread keeps only the tail. The grader opens no path the submission could
+have touched, and a process that keeps the pipes open cannot make it wait: after the run the
+readers stop at a deadline.
+
+The test process gets a wall-time limit, a soft address-space and file-size limit
+(``RLIMIT_AS``, ``RLIMIT_FSIZE``), no core dumps, a fresh private ``HOME`` and ``TMPDIR`` and, when
+the grader runs as root and a sandbox user is named, that user's uid and gid. It is started by a
+launcher, this file run as a script (``python -I -S sandbox.py CONFIG``), which, where the kernel
+lets it create namespaces:
+
+1. enters new mount and PID namespaces (and, when the grader is not root, a user namespace in
+   which it is root, so that it may mount);
+2. forks the PID namespace's init. Init mounts a fresh ``/proc`` (showing only the namespace's
+   processes), fresh ``/tmp``, ``/var/tmp`` and ``/dev/shm``, an empty read-only tmpfs over each
+   hidden path (the grading bundle, the instructors' repository, other submissions) and, for a
+   sandbox user, over each directory on the way to the interpreter that the user could not enter;
+   then it binds back what the tests need: the work directory, the private directories and the
+   interpreter's prefixes (a virtualenv may lie inside the hidden repository);
+3. forks pytest, which drops to the sandbox user or, without one, enters a second user and mount
+   namespace. Either way it cannot undo those mounts: it has no capability over them, and mounts
+   a less privileged namespace inherits are locked (mount_namespaces(7)). Init, which pytest can
+   neither signal nor trace, reaps orphans until pytest ends, reports its exit status on a pipe
+   only trusted code holds, and exits: the kernel then kills every process left in the namespace.
+
+Whether namespaces work is probed once per grader process; where they do not (a container that
+forbids ``unshare``), nothing is hidden and :attr:`PytestRun.isolation` says so. After every run
+the grader kills whatever may be left anyway: the process group; every process of the sandbox
+user; every other descendant of the grader, which is a child subreaper, so that double-forked
+daemons are re-parented to it (except the processes of other runs still in progress). Then it
+deletes the sandbox user's files from world-writable directories.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import json
 import os
 import pwd
 import resource
-import secrets
+import select
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
-OUTPUT_TAIL_BYTES = 4000
+RECORD_FD_ENV = "CS288_RECORD_FD"
+# What one Record costs the grader besides its line: the cap then bounds memory, even for
+# millions of empty lines.
+RECORD_OVERHEAD_BYTES = 128
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # a fresh tmpfs each, inside the namespaces
+WORLD_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+READER_GRACE_SECONDS = 1.0  # how long the readers wait for more after everything was killed
+
+# Linux constants (sched.h, sys/mount.h, sys/prctl.h) for the libc calls Python 3.11 lacks.
+_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 
 @dataclass(frozen=True)
@@ -33,179 +81,128 @@ class Limits:
     memory_bytes: int
     file_bytes: int
     user: str | None = None  # run as this (dedicated) user when the grader is root
+    record_bytes: int = 512 << 20  # cap on all record bytes of one run
+    output_bytes: int = 8000  # how much of the tail of stdout and stderr is kept
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one test: passed, or why not (one line, and the report's full text)."""
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line the test process wrote to the record pipe."""
 
-    passed: bool
-    message: str = ""
-    report: str = ""
+    received: float  # time.monotonic() in the grader when the line was complete (trusted)
+    line: bytes  # as written, without its newline (untrusted)
 
 
 @dataclass(frozen=True)
 class PytestRun:
-    """What one pytest process reported: outcomes by JUnit id, or why there is no trusted report."""
+    """What one test process wrote, and why its records are incomplete, if they are."""
 
-    outcomes: dict[str, Outcome]
-    problem: str | None
-    output_tail: str
-
-
-def junit_id(classname: str, name: str) -> str:
-    """The id of a JUnit test case, ``tests.test_model::test_linear[...]``."""
-    return f"{classname}::{name}"
+    records: list[Record]
+    problem: str | None  # time limit exceeded, killed by a signal, record cap exceeded, ...
+    returncode: int | None
+    output_tail: str  # the last Limits.output_bytes of stdout and stderr
+    isolation: str = "none"  # what kept the process apart, for the grader's report
 
 
-def parse_junit(path: Path) -> dict[str, Outcome]:
-    """Outcomes by JUnit id. A test passes only if every case reported under its id passed."""
-    outcomes: dict[str, Outcome] = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        problems = [child for child in case if child.tag in ("failure", "error", "skipped")]
-        outcome = Outcome(False, _summary(problems[0]), problems[0].text or "") if problems else Outcome(True)
-        test_id = junit_id(case.get("classname", ""), case.get("name", ""))
-        previous = outcomes.get(test_id)
-        outcomes[test_id] = outcome if previous is None or previous.passed else previous
-    return outcomes
-
-
-def _summary(element: ET.Element) -> str:
-    """One line saying why a test did not pass: its message, or the last ``E`` line of its report."""
-    message = (element.get("message") or "").strip()
-    if message in ("", "collection failure"):
-        error_lines = [line[1:].strip() for line in (element.text or "").splitlines() if line.startswith("E ")]
-        message = error_lines[-1] if error_lines else message or element.tag
-    return f"{element.tag}: {message.splitlines()[0]}"
-
-
-def _sandbox_user(name: str | None) -> pwd.struct_passwd | None:
-    """The account to drop to: only when a user is named and the grader runs as root."""
-    return pwd.getpwnam(name) if name and os.geteuid() == 0 else None
-
-
-def _preexec(limits: Limits, account: pwd.struct_passwd | None) -> Callable[[], None]:
-    """The function run in the child before exec: limits, then the unprivileged account."""
-
-    def apply() -> None:
-        for limit, value in (
-            (resource.RLIMIT_AS, limits.memory_bytes),
-            (resource.RLIMIT_FSIZE, limits.file_bytes),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            # Soft limits only: the public memory test lifts its own limit to the hard one.
-            resource.setrlimit(limit, (value, resource.getrlimit(limit)[1]))
-        if account is not None:
-            os.setgroups([])
-            os.setgid(account.pw_gid)
-            os.setuid(account.pw_uid)
-
-    return apply
-
-
-def _chown_tree(root: Path, account: pwd.struct_passwd) -> None:
-    """Give ``root`` and everything under it to ``account``."""
-    for path in [root, *root.rglob("*")]:
-        os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
-
-
-def _kill_leftovers(process: subprocess.Popen, account: pwd.struct_passwd | None) -> None:
-    """Kill the process group, and every process of the (dedicated) sandbox user."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if account is None:
-        return
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and entry.stat().st_uid == account.pw_uid:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (ProcessLookupError, FileNotFoundError, PermissionError):
-            pass
-
-
-def _tail(path: Path) -> str:
-    """The last OUTPUT_TAIL_BYTES of a file, as text."""
-    with open(path, "rb") as file:
-        file.seek(max(0, path.stat().st_size - OUTPUT_TAIL_BYTES))
-        return file.read().decode("utf-8", errors="replace")
-
-
-def run_pytest(work_dir: Path, targets: list[str], limits: Limits, traceback: str = "short") -> PytestRun:
-    """Run ``python -m pytest targets`` in ``work_dir`` under ``limits`` (``traceback``: pytest's --tb)."""
+def run_pytest(
+    work_dir: Path,
+    targets: list[str],
+    limits: Limits,
+    *,
+    hidden_paths: Sequence[Path] = (),
+    pytest_args: Sequence[str] = ("-q", "--tb=short"),
+) -> PytestRun:
+    """Run ``python -m pytest targets`` in ``work_dir`` under ``limits``, with ``hidden_paths`` unreadable."""
+    become_subreaper()
     account = _sandbox_user(limits.user)
-    with tempfile.TemporaryDirectory(prefix="grade-") as private:
+    ids = None if account is None else (account.pw_uid, account.pw_gid)
+    if ids is not None and _world_writable is None:
+        threading.Thread(target=_world_writable_dirs, daemon=True).start()  # ready by the end of the run
+    unavailable = _namespace_problem(ids)
+    with tempfile.TemporaryDirectory(prefix="sandbox-", ignore_cleanup_errors=True) as private:
         private_dir = Path(private)
-        report_dir = private_dir / secrets.token_hex(16)
-        home = private_dir / "home"
-        report_dir.mkdir(mode=0o700)
+        home, temporary = private_dir / "home", private_dir / "tmp"
         home.mkdir()
-        report = report_dir / f"{secrets.token_hex(16)}.xml"
-        log = private_dir / "output.log"
-        if account is not None:
-            for path in (private_dir, report_dir, home):
-                os.chown(path, account.pw_uid, account.pw_gid)
-            _chown_tree(work_dir, account)
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            *targets,
-            "-p",
-            "no:cacheprovider",
-            f"--junitxml={report}",
-            "-q",
-            f"--tb={traceback}",
-        ]
+        temporary.mkdir()
+        if ids is not None:
+            os.chmod(private_dir, 0o711)
+            for path in (home, temporary):
+                os.chown(path, *ids)
+            _chown_tree(work_dir, *ids)
+        keep = _kept_paths(work_dir, private_dir)
+        config = {
+            "command": [sys.executable, "-m", "pytest", *targets, "-p", "no:cacheprovider", *pytest_args],
+            "cwd": str(work_dir),
+            "namespaces": unavailable is None,
+            "account": ids,
+            "grader_ids": (os.getuid(), os.getgid()),
+            "covers": _covers(hidden_paths, keep, ids),
+            "keep": keep,
+            "memory_bytes": limits.memory_bytes,
+            "file_bytes": limits.file_bytes,
+        }
+        tail = _Tail(limits.output_bytes)
+        collector = _RecordCollector(limits.record_bytes)
+        output, records = _PipeReader(tail.take), _PipeReader(collector.take)
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(home),
-            "TMPDIR": str(private_dir),
+            "TMPDIR": str(temporary),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
             # Few malloc arenas, so that the address-space limit measures memory, not the 64 MB
             # that glibc reserves for each of many threads' arenas on a machine with many cores.
             "MALLOC_ARENA_MAX": "2",
+            RECORD_FD_ENV: str(records.write_end),
         }
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                command,
-                cwd=work_dir,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_preexec(limits, account),
-                start_new_session=True,
-            )
+        status_read, status_write = os.pipe()
+        try:
             try:
-                returncode = process.wait(timeout=limits.seconds)
-                problem = None
-            except subprocess.TimeoutExpired:
-                returncode, problem = None, f"the time limit of {limits.seconds:g} s was exceeded; the run was stopped"
+                with _spawn_lock:
+                    process = subprocess.Popen(
+                        _launcher_command({**config, "status_fd": status_write}),
+                        cwd=work_dir,
+                        env=environment,
+                        stdin=subprocess.DEVNULL,
+                        stdout=output.write_end,
+                        stderr=output.write_end,
+                        pass_fds=(records.write_end, status_write),
+                        start_new_session=True,
+                    )
+                    _in_flight.add(process.pid)
+            finally:
+                for fd in (output.write_end, records.write_end, status_write):
+                    os.close(fd)  # the child's copies are the only writers left
+            try:
+                finished = _wait(process.pid, limits.seconds)
             finally:
                 _kill_leftovers(process, account)
-                process.wait()
-        tail = _tail(log)
-        if problem is None and returncode not in (0, 1, 2):
-            problem = _exit_problem(returncode)
-        if problem is None and not report.is_file():
-            problem = "the test process exited without a report (sys.exit or os._exit during the tests?)"
-        if problem is not None:
-            return PytestRun({}, problem, tail)
-        try:
-            outcomes = parse_junit(report)
-        except ET.ParseError as error:
-            return PytestRun({}, f"the test report is unreadable ({error})", tail)
-        if returncode == 2:  # collection errors: only the error of the module itself is reported
-            errors = [outcome.message for outcome in outcomes.values() if not outcome.passed]
-            return PytestRun({}, "the tests could not be collected: " + "; ".join(errors or ["run interrupted"]), tail)
-        return PytestRun(outcomes, None, tail)
+            for reader in (output, records):
+                reader.finish(READER_GRACE_SECONDS)
+            status = _read_status(status_read)
+        finally:
+            os.close(status_read)
+        if account is not None:
+            clean_sandbox_user_files(account.pw_name, keep=(work_dir, private_dir))
+    returncode = None if not finished else status.exit_code if config["namespaces"] else process.returncode
+    problems = []
+    if collector.overflowed:
+        problems.append(f"the test process wrote more than {limits.record_bytes / 2**20:g} MB of records")
+    if not finished:
+        problems.append(f"the time limit of {limits.seconds:g} s was exceeded; the run was stopped")
+    elif status.error is not None or not status.ready:
+        problems.append(f"the sandbox could not be set up: {status.error or 'the launcher stopped early'}")
+    elif returncode is None:
+        problems.append("the test process was stopped before it could report its exit status")
+    elif returncode not in (0, 1, 2):
+        problems.append(_exit_problem(returncode))
+    return PytestRun(
+        collector.records, "; ".join(problems) or None, returncode, tail.text(), _isolation(ids, unavailable)
+    )
 
 
 def _exit_problem(returncode: int) -> str:
-    """Why a pytest exit status other than 0, 1 (some failed) or 2 (collection error) gives no results."""
+    """Why an exit status other than pytest's 0, 1 (tests failed) or 2 (interrupted, collection errors)."""
     if returncode < 0:
         name = signal.Signals(-returncode).name
         return f"the test process was killed by {name}" + (
@@ -213,3 +210,573 @@ def _exit_problem(returncode: int) -> str:
         )
     reasons = {3: "pytest hit an internal error", 4: "pytest usage error", 5: "no tests ran"}
     return f"the test process exited with status {returncode} ({reasons.get(returncode, 'not a pytest status')})"
+
+
+def _isolation(ids: tuple[int, int] | None, unavailable: str | None) -> str:
+    """One line on what kept the test process apart from the grader."""
+    if unavailable is None:
+        return "sandbox user, mount and PID namespaces" if ids else "user, mount and PID namespaces"
+    return ("sandbox user only" if ids else "none") + f" (namespaces unavailable: {unavailable})"
+
+
+def _sandbox_user(name: str | None) -> pwd.struct_passwd | None:
+    """The account to drop to: only when a user is named and the grader runs as root."""
+    return pwd.getpwnam(name) if name and os.geteuid() == 0 else None
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give ``root`` and everything under it to the sandbox user."""
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def _kept_paths(work_dir: Path, private_dir: Path) -> list[str]:
+    """The directories the tests need, visible even inside a hidden path: work, private, interpreter."""
+    paths = (
+        work_dir,
+        private_dir,
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(sys.executable),
+        os.path.dirname(os.path.realpath(sys.executable)),
+    )
+    return sorted({os.path.realpath(path) for path in paths if os.path.isdir(path)})
+
+
+def _covers(hidden_paths: Sequence[Path], keep: list[str], ids: tuple[int, int] | None) -> list[tuple[str, str]]:
+    """What init mounts a tmpfs over: ``scratch`` (fresh, writable) or ``hidden`` (empty, read-only)."""
+    covers = {os.path.realpath(path): "scratch" for path in SCRATCH_DIRS if os.path.isdir(path)}
+    covers.update({os.path.realpath(path): "hidden" for path in hidden_paths if os.path.exists(path)})
+    if ids is not None:
+        # A directory the sandbox user cannot enter (root's home, where pyenv puts Python) is
+        # covered too, and the interpreter bound back inside it.
+        for path in keep:
+            blocked = [parent for parent in reversed(Path(path).parents[:-1]) if not _enterable(parent, *ids)]
+            if blocked:
+                covers.setdefault(str(blocked[0]), "hidden")
+    return sorted(covers.items())
+
+
+def _enterable(directory: Path, uid: int, gid: int) -> bool:
+    """Whether the sandbox user (no supplementary groups) may enter ``directory``."""
+    info = os.stat(directory)
+    bit = stat.S_IXUSR if info.st_uid == uid else stat.S_IXGRP if info.st_gid == gid else stat.S_IXOTH
+    return bool(info.st_mode & bit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the pipes
+# ---------------------------------------------------------------------------------------------
+
+
+class _PipeReader:
+    """A pipe, and a grader thread passing each chunk read from it, with its arrival time, to ``take``."""
+
+    def __init__(self, take: Callable[[bytes, float], None]) -> None:
+        self._read_end, self.write_end = os.pipe()
+        self._take = take
+        self._deadline: float | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._read_end, select.POLLIN)
+        try:
+            while self._deadline is None or time.monotonic() < self._deadline:
+                if poller.poll(100):
+                    chunk = os.read(self._read_end, 1 << 16)
+                    if not chunk:
+                        return
+                    self._take(chunk, time.monotonic())
+        finally:
+            os.close(self._read_end)
+
+    def finish(self, grace: float) -> None:
+        """Read until every writer is gone, ``grace`` seconds at most (one may have escaped), then stop."""
+        self._deadline = time.monotonic() + grace
+        self._thread.join()
+
+
+class _Tail:
+    """The last ``size`` bytes of a stream; never more."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data = bytearray()
+
+    def take(self, chunk: bytes, received: float) -> None:
+        self.data += chunk[len(chunk) - self.size :] if len(chunk) > self.size else chunk
+        del self.data[: max(0, len(self.data) - self.size)]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+class _RecordCollector:
+    """Splits the record stream into lines, stamped when their newline arrives, up to ``cap`` bytes.
+
+    Past the cap nothing more is stored (the pipe is still drained, so that the writer never
+    blocks). A last line without its newline was cut short by the end of the writer, and is dropped.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.records: list[Record] = []
+        self.overflowed = False
+        self._used = 0
+        self._line = bytearray()
+
+    def take(self, chunk: bytes, received: float) -> None:
+        start = 0
+        while not self.overflowed:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                self._line += chunk[start:]
+                self._charge(len(chunk) - start)
+                return
+            self._line += chunk[start:end]
+            self._charge(end - start + RECORD_OVERHEAD_BYTES)
+            if not self.overflowed:
+                self.records.append(Record(received, bytes(self._line)))
+                self._line.clear()
+            start = end + 1
+
+    def _charge(self, size: int) -> None:
+        self._used += size
+        if self._used > self.cap:
+            self.overflowed = True
+            self._line = bytearray()
+
+
+@dataclass(frozen=True)
+class _Status:
+    """What the launcher reported: setup done (``ok``), why it failed, and pytest's exit status."""
+
+    ready: bool
+    error: str | None
+    exit_code: int | None
+
+
+def _read_status(fd: int) -> _Status:
+    """The launcher's report: what it wrote before running pytest, and init's line after it."""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    except BlockingIOError:  # a writer is still alive: what it wrote before is all there is
+        pass
+    ready, error, exit_code = False, None, None
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        kind, _, text = line.partition(" ")
+        if kind == "ok":
+            ready = True
+        elif kind == "error" and error is None:
+            error = text
+        elif kind == "exit":
+            exit_code = int(text)
+    return _Status(ready, error, exit_code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ending a run: nothing of the submission survives it
+# ---------------------------------------------------------------------------------------------
+
+_spawn_lock = threading.Lock()  # a sweep never sees a run's launcher before it is in _in_flight
+_in_flight: set[int] = set()  # launchers of the runs in progress: their processes are spared
+
+
+def become_subreaper() -> None:
+    """Make the grader adopt its orphaned descendants (double-forked daemons), so that it can find them."""
+    try:
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    except (AttributeError, OSError):  # not Linux
+        pass
+
+
+def _wait(pid: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``pid`` to end, without reaping it (its pid stays its group's)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(max(0, int(seconds * 1000))))
+    finally:
+        os.close(pidfd)
+
+
+def _kill_leftovers(process: subprocess.Popen, account: pwd.struct_passwd | None) -> None:
+    """Kill the process group, every descendant of the grader outside other runs, and the sandbox user's processes."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+    with _spawn_lock:
+        _in_flight.discard(process.pid)
+        _kill_processes(lambda table: _descendants(table, os.getpid(), spared=_in_flight))
+    if account is not None:
+        _kill_user_processes(account.pw_uid)
+
+
+def _kill_user_processes(uid: int) -> None:
+    """Kill every process with ``uid`` among its real, effective, saved or file-system uids."""
+    _kill_processes(lambda table: {pid for pid, process in table.items() if uid in process.uids})
+
+
+@dataclass(frozen=True)
+class _Process:
+    """A process as /proc shows it."""
+
+    ppid: int
+    state: str  # "Z": a zombie
+    start: int  # start time in clock ticks: with the pid, it names the process
+    uids: tuple[int, ...]  # real, effective, saved, file system
+
+
+def _read_process(pid: int) -> _Process | None:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # gone
+        return None
+    fields = stat_line[stat_line.rindex(b")") + 2 :].split()  # after "pid (name) "
+    uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+    return _Process(int(fields[1]), fields[0].decode(), int(fields[19]), tuple(map(int, uids)))
+
+
+def _process_table() -> dict[int, _Process]:
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (process := _read_process(int(name))) is not None:
+            table[int(name)] = process
+    return table
+
+
+def _descendants(table: dict[int, _Process], root: int, spared: Collection[int]) -> set[int]:
+    """The descendants of ``root``, except ``spared`` and theirs."""
+    children: dict[int, list[int]] = {}
+    for pid, process in table.items():
+        children.setdefault(process.ppid, []).append(pid)
+    found: set[int] = set()
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        if pid not in spared and pid not in found:
+            found.add(pid)
+            stack += children.get(pid, [])
+    return found
+
+
+def _kill_processes(select_victims: Callable[[dict[int, _Process]], set[int]], seconds: float = 10) -> None:
+    """SIGKILL the processes ``select_victims`` picks, again until none of them is alive; reap ours.
+
+    Each round reads /proc afresh: a process forked before its parent died is found next round.
+    Uids come from /proc/PID/status, not from the owner of /proc/PID (root's when not dumpable).
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        table = _process_table()
+        alive = False
+        for pid in select_victims(table):
+            if table[pid].state != "Z":
+                _kill(pid, table[pid].start)
+                alive = True
+            elif table[pid].ppid == os.getpid():  # an orphan re-parented to the grader
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        if not alive:
+            return
+        time.sleep(0.005)
+
+
+def _kill(pid: int, start: int) -> None:
+    """SIGKILL process ``pid`` if it is still the one that started at ``start``, not a new one with its pid."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        process = _read_process(pid)  # read after opening: the pidfd's process or a dead one
+        if process is not None and process.start == start:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+_world_writable_lock = threading.Lock()
+_world_writable: list[str] | None = None
+
+
+def _world_writable_dirs() -> list[str]:
+    """Where a sandbox user may leave files: the usual places, and every world-writable directory
+    of the root file system (found once per process; directories it cannot enter are skipped)."""
+    global _world_writable
+    with _world_writable_lock:
+        if _world_writable is None:
+            found = {os.path.realpath(path) for path in WORLD_WRITABLE_DIRS if os.path.isdir(path)}
+            root_device = os.stat("/").st_dev
+            stack = ["/"]
+            while stack:
+                for entry in _entries(stack.pop()):
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if not stat.S_ISDIR(info.st_mode) or info.st_dev != root_device or not info.st_mode & stat.S_IXOTH:
+                        continue  # not a directory; /proc, /sys, other file systems; closed to others
+                    if info.st_mode & stat.S_IWOTH:
+                        found.add(entry.path)
+                    stack.append(entry.path)
+            _world_writable = sorted(found)
+        return _world_writable
+
+
+def clean_sandbox_user_files(user: str, *, keep: Collection[Path] = ()) -> list[str]:
+    """Delete every file and directory of ``user`` in world-writable directories; return what was removed.
+
+    ``keep`` (the run's work and private directories) and any directory holding them are left.
+    Nothing is followed: directories go with ``shutil.rmtree`` (file-descriptor based, refuses
+    links), everything else with ``os.unlink``. Run it once every process of ``user`` is dead.
+    """
+    uid = pwd.getpwnam(user).pw_uid
+    kept = [os.path.realpath(path) for path in keep]
+    removed: list[str] = []
+    for directory in _world_writable_dirs():
+        _clean(directory, uid, kept, removed)
+    return removed
+
+
+def _entries(directory: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError:
+        return []
+
+
+def _clean(directory: str, uid: int, kept: list[str], removed: list[str]) -> None:
+    for entry in _entries(directory):
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if any(_within(path, entry.path) for path in kept):
+            continue
+        if info.st_uid == uid:
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+            if not os.path.lexists(entry.path):
+                removed.append(entry.path)
+        elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH:
+            _clean(entry.path, uid, kept, removed)  # someone else's world-writable directory
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+# ---------------------------------------------------------------------------------------------
+# The launcher: this file run as a script, by the grader, before any untrusted code
+# ---------------------------------------------------------------------------------------------
+
+
+def _launcher_command(config: dict) -> list[str]:
+    return [sys.executable, "-I", "-S", str(Path(__file__).resolve()), json.dumps(config)]
+
+
+@functools.cache
+def _namespace_problem(ids: tuple[int, int] | None) -> str | None:
+    """Why the namespaces cannot be set up here (probed once per sandbox user), or None if they can."""
+    with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as probe:
+        kept = Path(probe, "hidden", "kept")
+        kept.mkdir(parents=True)
+        config = {
+            "command": None,
+            "cwd": probe,
+            "namespaces": True,
+            "account": ids,
+            "grader_ids": (os.getuid(), os.getgid()),
+            "covers": [(str(kept.parent), "hidden")],
+            "keep": [str(kept)],
+            "memory_bytes": resource.RLIM_INFINITY,
+            "file_bytes": resource.RLIM_INFINITY,
+        }
+        status_read, status_write = os.pipe()
+        try:
+            try:
+                with _spawn_lock:  # no other run's sweep kills the probe
+                    result = subprocess.run(
+                        _launcher_command({**config, "status_fd": status_write}),
+                        cwd=probe,
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        pass_fds=(status_write,),
+                        timeout=60,
+                    )
+            finally:
+                os.close(status_write)
+            status = _read_status(status_read)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"the probe failed: {error}"
+        finally:
+            os.close(status_read)
+    if status.error is not None:
+        return status.error
+    if not status.ready:
+        return "the probe stopped early: " + result.stderr.decode(errors="replace").strip()[-300:]
+    return None
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _call(name: str, *args: object) -> None:
+    """Call a libc function that returns -1 and sets errno on failure."""
+    if getattr(_libc(), name)(*args) == -1:
+        number = ctypes.get_errno()
+        raise OSError(number, f"{name}: {os.strerror(number)}")
+
+
+def _prctl(option: int, value: int) -> None:
+    _call("prctl", ctypes.c_int(option), *(ctypes.c_ulong(argument) for argument in (value, 0, 0, 0)))
+
+
+def _unshare(flags: int) -> None:
+    _call("unshare", ctypes.c_int(flags))
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def encode(text: str | None) -> bytes | None:
+        return None if text is None else os.fsencode(text)
+
+    _call("mount", encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data))
+
+
+def _launch(config: dict) -> NoReturn:
+    """The launcher: isolate (where namespaces work), then exec pytest. Reports on ``status_fd``:
+    ``ok`` just before the exec, ``error ...`` if anything failed, and (init) ``exit N``."""
+    status = config["status_fd"]
+    os.set_inheritable(status, False)  # pytest never holds it: only the launcher's code reports
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # init must not die of a KeyboardInterrupt
+    try:
+        if config["namespaces"]:
+            _enter_namespaces(config)  # returns in the process that becomes pytest
+        _prepare_exec(config)
+        _report(status, "ok")
+        command = config["command"]
+        if command is None:  # a probe
+            os._exit(0)
+        os.execve(command[0], command, os.environ)
+    except BaseException as error:  # whatever it is, the grader must hear of it
+        _report(status, f"error {error}")
+        os._exit(126)
+
+
+def _report(fd: int, line: str) -> None:
+    os.write(fd, (line.replace("\n", " ") + "\n").encode())
+
+
+def _enter_namespaces(config: dict) -> None:
+    """Steps 1 to 3 of the module docstring; returns in pytest's process, which has dropped its powers."""
+    uid, gid = os.getuid(), os.getgid()
+    _unshare(_CLONE_NEWNS | _CLONE_NEWPID | (0 if uid == 0 else _CLONE_NEWUSER))
+    if uid != 0:
+        _map_ids(0, uid, 0, gid)  # root in the new user namespace: it may mount
+    _fork_and_wait(status_fd=None)  # the launcher waits outside; its child is the namespace's init
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(_PR_SET_DUMPABLE, 0)  # pytest (same uid without a sandbox user) must not trace init
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing propagates back to the grader
+    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    _cover(config["covers"], config["keep"], config["file_bytes"])
+    _fork_and_wait(status_fd=config["status_fd"])  # init waits; its child goes on to be pytest
+    _prctl(_PR_SET_DUMPABLE, 1)  # inherited from init; its /proc/self files would be root's
+    if config["account"] is None:
+        inner_uid, inner_gid = config["grader_ids"]
+        outer_uid, outer_gid = os.getuid(), os.getgid()
+        _unshare(_CLONE_NEWUSER | _CLONE_NEWNS)  # inherited mounts are now locked
+        _map_ids(inner_uid, outer_uid, inner_gid, outer_gid)  # the grader's own ids, as outside
+
+
+def _map_ids(inner_uid: int, outer_uid: int, inner_gid: int, outer_gid: int) -> None:
+    """Map one uid and one gid into the user namespace just entered."""
+    maps = (("setgroups", "deny"), ("uid_map", f"{inner_uid} {outer_uid} 1"), ("gid_map", f"{inner_gid} {outer_gid} 1"))
+    for name, text in maps:
+        with open(f"/proc/self/{name}", "w") as file:
+            file.write(text)
+
+
+def _fork_and_wait(status_fd: int | None) -> None:
+    """Fork. The child returns; the parent reaps every child of its until that one ends, reports
+    its exit status on ``status_fd`` if given, and exits."""
+    child = os.fork()
+    if child == 0:
+        return
+    while True:
+        pid, wait_status = os.waitpid(-1, 0)
+        if pid == child:
+            break
+    code = os.waitstatus_to_exitcode(wait_status)
+    if status_fd is not None:
+        _report(status_fd, f"exit {code}")
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _cover(covers: list[list[str]], keep: list[str], scratch_bytes: int) -> None:
+    """Mount a tmpfs over each cover, deepest first, then bind every kept directory back in place."""
+    originals = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in keep}  # before covering
+    umask = os.umask(0o022)  # mount points the sandbox user can pass
+    for path, kind in sorted(covers, key=lambda cover: -len(Path(cover[0]).parts)):
+        if not os.path.isdir(path):  # a hidden file
+            _mount("/dev/null", path, None, _MS_BIND)
+        else:
+            mode, size = ("1777", scratch_bytes) if kind == "scratch" else ("755", 1 << 20)
+            _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"mode={mode},size={size}")
+            for kept in keep:
+                if _within(kept, path):
+                    os.makedirs(kept, exist_ok=True)
+        if kind == "hidden":
+            _mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    for path in sorted(keep, key=lambda kept: len(Path(kept).parts)):
+        original = originals.pop(path)
+        if not os.path.samestat(os.stat(path), os.fstat(original)):  # not already back with a parent
+            _mount(f"/proc/self/fd/{original}", path, None, _MS_BIND | _MS_REC)
+        os.close(original)
+    os.umask(umask)
+
+
+def _prepare_exec(config: dict) -> None:
+    """The last steps before pytest: its directory, its user, its limits, default signals."""
+    os.chdir(config["cwd"])  # again, through the new mounts: ".." never reaches a hidden parent
+    if config["account"] is not None:
+        uid, gid = config["account"]
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    for limit, value in (
+        (resource.RLIMIT_AS, config["memory_bytes"]),
+        (resource.RLIMIT_FSIZE, config["file_bytes"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        # Soft limits only: the public memory test lifts its own limit to the hard one.
+        resource.setrlimit(limit, (value, resource.getrlimit(limit)[1]))
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by Python; what subprocess restores
+        signal.signal(signum, signal.SIG_DFL)
+
+
+if __name__ == "__main__":
+    _launch(json.loads(sys.argv[1]))
