@@ -22,7 +22,7 @@ from autograder.make_handout import REPO_ROOT
 
 AUTOGRADER = Path(__file__).resolve().parent
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
-EXECUTABLES = {"setup.sh", "run_autograder"}
+EXECUTABLES = {"setup.sh", "run_autograder", "create_sandbox_user.sh"}
 
 
 def zip_contents(bundle: Path) -> dict[str, bytes]:
@@ -51,9 +51,9 @@ def build_zip(out: Path, bundle: Path | None = None) -> None:
         if bundle is None:
             bundle = Path(temporary) / "bundle"
             build_bundle(bundle)
-        if not (bundle / "answers" / "test.json").is_file():
+        if not (bundle / "secret" / "answers" / "test.json").is_file():
             raise FileNotFoundError(
-                f"{bundle} has no answers/test.json (data/qa/test.json): Part 4 could not be graded"
+                f"{bundle} has no secret/answers/test.json (data/qa/test.json): Part 4 could not be graded"
             )
         write_zip(zip_contents(bundle), out)
 

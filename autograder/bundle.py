@@ -4,49 +4,61 @@
 
 Layout of the bundle directory (also the ``bundle/`` folder of the Gradescope zip)::
 
-    handout/              the clean handout (what students start from), as built by make_handout
-    hidden/               files added to the handout for the hidden tests: autograder/hidden_tests
-                          (with their snapshots) and the instructor-only data they read
-    answers/test.json     the QA test questions with answers (Part 4), when the repository has them
-    grading_config.json   points per part and test module, limits, penalties (autograder/grading_config.json)
-    manifest.json         the student modules and, per test module, its tests (JUnit ids) and
-                          the ones that already pass on the bare handout (checks of given code)
+    handout/              the clean handout (what students start from), as built by make_handout;
+                          its public snapshots are the grader's copy for the public tests
+    hidden/               the hidden test modules, laid over the handout to run them (no snapshots)
+    secret/               never given to a test process:
+      reference/<module>.jsonl   the reference solution's records for every test (the oracle)
+      snapshots/...              the hidden tests' snapshots
+      answers/test.json          the QA test questions with answers (Part 4)
+    grading_config.json   problems and their points, limits, penalties (autograder/grading_config.json)
+    manifest.json         the student modules; per test module its tests in order, the ones that
+                          already pass on the bare handout ("given") and the problem of each test
 
-The manifest comes from one pytest run of every test module on the bare handout: a test that
-passes there does not depend on student code and earns no points; every other test is expected
-to fail with NotImplementedError (``instructor_tests/test_handout.py`` checks it).
+Building runs every test module twice in grading mode (``tests/graded.py``): with the reference
+solution, whose records become the oracle (every test must pass and record at least one value),
+and on the bare handout, where a test that passes does not depend on student code and earns
+nothing (every other test must fail there: ``instructor_tests/test_handout.py`` checks it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.judge import Stream, TestRun, judge_stream, parse_stream, read_snapshot
 from autograder.make_handout import REPO_ROOT, handout_contents, handout_files, is_ignored, write_tree
 from autograder.markers import student_modules
-from autograder.sandbox import Limits, Outcome, run_pytest
+from autograder.sandbox import Limits, Record, run_pytest
+from autograder.strip_expected import sandbox_tree
 
 GRADING_CONFIG = Path(__file__).resolve().parent / "grading_config.json"
 HIDDEN_TESTS = "autograder/hidden_tests"
-# Instructor-only files (left out of the handout) that the hidden tests read.
-HIDDEN_DATA = ["data/tinystories/heldout.txt"]
 QA_ANSWERS = "data/qa/test.json"
 PUBLIC_TESTS = "tests"
-MANIFEST_LIMITS = Limits(seconds=1800, memory_bytes=16 << 30, file_bytes=4 << 30)
+SNAPSHOTS = "_snapshots"
+BUILD_LIMITS = Limits(seconds=1800, memory_bytes=16 << 30, file_bytes=4 << 30)
 
 
-def hidden_contents(root: Path = REPO_ROOT) -> dict[str, bytes]:
-    """The files laid over the handout for the hidden tests: relative path -> bytes."""
-    tests = sorted(p for p in (root / HIDDEN_TESTS).rglob("*") if p.is_file() and not p.is_symlink())
-    relatives = [p.relative_to(root).as_posix() for p in tests]
-    relatives = [r for r in relatives if not is_ignored(r)]
-    files = {"autograder/__init__.py": b"", **{r: (root / r).read_bytes() for r in relatives}}
-    files.update({r: (root / r).read_bytes() for r in HIDDEN_DATA if (root / r).is_file()})
-    return dict(sorted(files.items()))
+def hidden_contents(root: Path = REPO_ROOT) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """The hidden test files laid over the handout, and the hidden snapshots (kept secret)."""
+    files = sorted(p for p in (root / HIDDEN_TESTS).rglob("*") if p.is_file() and not p.is_symlink())
+    relatives = [r for r in (p.relative_to(root).as_posix() for p in files) if not is_ignored(r)]
+    tests = {"autograder/__init__.py": b""}
+    snapshots = {}
+    for relative in relatives:
+        (snapshots if f"/{SNAPSHOTS}/" in relative else tests)[relative] = (root / relative).read_bytes()
+    return dict(sorted(tests.items())), dict(sorted(snapshots.items()))
+
+
+def is_public(module: str) -> bool:
+    return module.startswith(f"{PUBLIC_TESTS}/")
 
 
 def find_test_modules(files: dict[str, bytes]) -> list[str]:
@@ -60,91 +72,168 @@ def find_test_modules(files: dict[str, bytes]) -> list[str]:
     )
 
 
-def module_of(test_id: str, modules: list[str]) -> str:
-    """The test module a JUnit id (``tests.test_model::test_x``) belongs to."""
-    classname = test_id.split("::", 1)[0]
-    for module in modules:
-        dotted = module.removesuffix(".py").replace("/", ".")
-        if classname == dotted or classname.startswith(dotted + "."):
-            return module
-    raise ValueError(f"test {test_id} belongs to none of the test modules")
+def snapshot_loader(module: str, snapshots: dict[str, bytes]):
+    """A loader of the snapshots of ``module`` by name, from trusted bytes (path -> .npz bytes)."""
+    folder = module.rsplit("/", 1)[0]
+
+    def load(name: str):
+        data = snapshots.get(f"{folder}/{SNAPSHOTS}/{name}.npz")
+        return None if data is None else read_snapshot(data)
+
+    return load
 
 
-def run_on_handout(handout: dict[str, bytes], hidden: dict[str, bytes], modules: list[str]) -> dict[str, Outcome]:
-    """Run every test module on the bare handout; outcomes by JUnit id.
+def record_modules(tree: dict[str, bytes], modules: list[str]) -> dict[str, Stream]:
+    """Run ``modules`` in grading mode on ``tree`` (public and hidden in two processes at once)."""
 
-    Two pytest processes, public and hidden tests, run at the same time.
-    """
-
-    def run(group: list[str]) -> dict[str, Outcome]:
-        with tempfile.TemporaryDirectory(prefix="handout-run-") as work:
-            write_tree({**handout, **hidden}, Path(work) / "repo")
-            result = run_pytest(Path(work) / "repo", group, MANIFEST_LIMITS, traceback="no")  # --tb=no: 2x faster
+    def run(group: list[str]) -> list[Record]:
+        with tempfile.TemporaryDirectory(prefix="bundle-run-") as work:
+            write_tree(sandbox_tree(tree), Path(work) / "repo")
+            result = run_pytest(Path(work) / "repo", group, BUILD_LIMITS, pytest_args=("-q", "--tb=no"))
         if result.problem is not None:
-            raise RuntimeError(f"the tests do not run on the bare handout: {result.problem}\n{result.output_tail}")
-        return result.outcomes
+            raise RuntimeError(f"the tests do not run: {result.problem}\n{result.output_tail}")
+        return result.records
 
-    groups = [
-        [m for m in modules if m.startswith(f"{PUBLIC_TESTS}/")],
-        [m for m in modules if m.startswith(f"{HIDDEN_TESTS}/")],
-    ]
+    groups = [g for g in ([m for m in modules if is_public(m)], [m for m in modules if not is_public(m)]) if g]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return {
-            test: outcome for outcomes in pool.map(run, [g for g in groups if g]) for test, outcome in outcomes.items()
-        }
-
-
-def module_manifest(outcomes: dict[str, Outcome], modules: list[str]) -> dict[str, dict[str, list[str]]]:
-    """Per module, its tests and the ones among them that pass on the bare handout ("given")."""
-    manifest: dict[str, dict[str, list[str]]] = {module: {"tests": [], "given": []} for module in modules}
-    for test_id, outcome in sorted(outcomes.items()):
-        entry = manifest[module_of(test_id, modules)]
-        entry["tests"].append(test_id)
-        if outcome.passed:
-            entry["given"].append(test_id)
-    empty = [module for module, entry in manifest.items() if not entry["tests"]]
+        records = [record for group_records in pool.map(run, groups) for record in group_records]
+    stream = parse_stream(records)
+    if stream.collect_errors:
+        raise RuntimeError("the tests cannot be collected: " + "; ".join(stream.collect_errors))
+    by_module: dict[str, Stream] = {module: Stream({}, []) for module in modules}
+    for nodeid, test in stream.tests.items():
+        module = nodeid.split("::", 1)[0]
+        if module not in by_module:
+            raise RuntimeError(f"test {nodeid} belongs to none of the test modules")
+        by_module[module].tests[nodeid] = test
+    empty = [module for module, module_stream in by_module.items() if not module_stream.tests]
     if empty:
-        raise RuntimeError(f"no tests were reported for {empty}")
+        raise RuntimeError(f"no tests were recorded for {empty}")
+    return by_module
+
+
+def test_name(nodeid: str) -> str:
+    """``tests/test_model.py::test_rope[500.0]`` -> ``test_rope``."""
+    return nodeid.split("::")[-1].split("[", 1)[0]
+
+
+def problem_of(nodeid: str, problems: list[dict]) -> str | None:
+    """The first problem whose modules include the test's and whose pattern matches its name."""
+    module = nodeid.split("::", 1)[0]
+    for problem in problems:
+        if module in problem["modules"] and re.search(problem.get("tests", ""), test_name(nodeid)):
+            return problem["name"]
+    return None
+
+
+def check_config(config: dict, rules: dict, modules: list[str]) -> None:
+    """Problems name existing modules and parts, and their points add up to each part's."""
+    problems = config["problems"]
+    unknown = sorted({m for problem in problems for m in problem["modules"]} - set(modules))
+    if unknown:
+        raise ValueError(f"grading_config.json names test modules that do not exist: {unknown}")
+    names = [problem["name"] for problem in problems]
+    if len(set(names)) != len(names):
+        raise ValueError("grading_config.json names a problem twice")
+    for part in sorted({problem["part"] for problem in problems}):
+        if part not in rules["parts"]:
+            raise ValueError(f"grading_config.json names a part that {config['rules']} does not have: {part}")
+        total = sum(p["public"] + p["hidden"] for p in problems if p["part"] == part)
+        if abs(total - rules["parts"][part]["points"]) > 1e-9:
+            raise ValueError(f"the problems of part {part} are worth {total:g} points, not {rules['parts'][part]['points']:g}")
+
+
+def build_manifest(
+    reference: dict[str, Stream], handout: dict[str, Stream], snapshots: dict[str, bytes], config: dict
+) -> dict[str, dict]:
+    """Per module: its tests in order, those passing on the bare handout, and each test's problem."""
+    graded = {module for problem in config["problems"] for module in problem["modules"]}
+    manifest, errors = {}, []
+    for module, stream in reference.items():
+        load = snapshot_loader(module, snapshots)
+        for nodeid, verdict in judge_stream(stream, stream, load).items():
+            if not verdict.passed:
+                errors.append(f"the reference solution fails {nodeid}: {verdict.reason}")
+        on_handout = judge_stream(handout[module], stream, load)
+        tests = list(stream.tests)
+        problems = {nodeid: problem_of(nodeid, config["problems"]) for nodeid in tests} if module in graded else {}
+        errors += [f"{nodeid} belongs to no problem of grading_config.json" for nodeid, p in problems.items() if p is None]
+        manifest[module] = {
+            "tests": tests,
+            "given": [nodeid for nodeid in tests if on_handout[nodeid].passed],
+            "problems": problems,
+        }
+    for problem in config["problems"]:
+        for side in ("public", "hidden"):
+            scored = [
+                nodeid
+                for module, entry in manifest.items()
+                if is_public(module) == (side == "public")
+                for nodeid in scored_tests(entry)
+                if entry["problems"].get(nodeid) == problem["name"]
+            ]
+            if problem[side] and not scored:
+                errors.append(f"problem {problem['name']} has {problem[side]:g} {side} points but no {side} test that fails on the bare handout")
+    if errors:
+        raise RuntimeError("the grading bundle cannot be built:\n  " + "\n  ".join(errors))
     return manifest
 
 
-def scored_tests(entry: dict[str, list[str]]) -> list[str]:
+def scored_tests(entry: dict) -> list[str]:
     """The tests of a manifest entry that earn points: those that fail on the bare handout."""
     return [test for test in entry["tests"] if test not in entry["given"]]
 
 
-def check_config(config: dict, rules: dict, modules: list[str]) -> None:
-    """The grading config must name existing test modules and parts of the rules."""
-    unknown = sorted({module for weights in config["parts"].values() for module in weights} - set(modules))
-    if unknown:
-        raise ValueError(f"grading_config.json names test modules that do not exist: {unknown}")
-    parts = sorted(set(config["parts"]) - set(rules["parts"]))
-    if parts:
-        raise ValueError(f"grading_config.json names parts that {config['rules']} does not have: {parts}")
+@dataclass(frozen=True)
+class BuiltBundle:
+    """What building a bundle found: the manifest's modules and every test's run on the bare handout."""
+
+    modules: dict[str, dict]
+    handout_runs: dict[str, TestRun]
 
 
-def build_bundle(out: Path, root: Path = REPO_ROOT) -> dict[str, Outcome]:
-    """Write the grading bundle to ``out`` (replacing it); returns the outcomes on the bare handout."""
-    handout, hidden = handout_contents(root), hidden_contents(root)
+def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
+    """Write the grading bundle to ``out`` (replacing it)."""
+    handout = handout_contents(root)
+    hidden, hidden_snapshots = hidden_contents(root)
     modules = find_test_modules({**handout, **hidden})
     config = json.loads(GRADING_CONFIG.read_text(encoding="utf-8"))
     check_config(config, json.loads(handout[config["rules"]]), modules)
-    outcomes = run_on_handout(handout, hidden, modules)
-    manifest = {
-        "student_modules": student_modules(root, handout_files(root)),
-        "modules": module_manifest(outcomes, modules),
-    }
-    pointless = [m for weights in config["parts"].values() for m in weights if not scored_tests(manifest["modules"][m])]
-    if pointless:
-        raise ValueError(f"these graded modules have no test that fails on the bare handout: {pointless}")
+    students = student_modules(root, handout_files(root))
+    solution = {module: (root / module).read_bytes() for module in students}
+    reference = record_modules({**handout, **hidden, **solution}, modules)
+    on_handout = record_modules({**handout, **hidden}, modules)
+    snapshots = {**{p: d for p, d in handout.items() if f"/{SNAPSHOTS}/" in p}, **hidden_snapshots}
+    manifest = {"student_modules": students, "modules": build_manifest(reference, on_handout, snapshots, config)}
     contents = {f"handout/{path}": data for path, data in handout.items()}
     contents.update({f"hidden/{path}": data for path, data in hidden.items()})
+    contents.update({f"secret/snapshots/{path}": data for path, data in hidden_snapshots.items()})
+    for module in modules:
+        lines = [record.line for record in reference_records(reference[module])]
+        contents[f"secret/reference/{module}.jsonl"] = b"".join(line + b"\n" for line in lines)
     if (root / QA_ANSWERS).is_file():
-        contents["answers/test.json"] = (root / QA_ANSWERS).read_bytes()
+        contents["secret/answers/test.json"] = (root / QA_ANSWERS).read_bytes()
     contents["grading_config.json"] = GRADING_CONFIG.read_bytes()
     contents["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     write_tree(dict(sorted(contents.items())), out)
-    return outcomes
+    (out / "secret").chmod(0o700)
+    runs = {nodeid: test for stream in on_handout.values() for nodeid, test in stream.tests.items()}
+    return BuiltBundle(manifest["modules"], runs)
+
+
+def reference_records(stream: Stream) -> list[Record]:
+    """A module's reference stream as records again (for the bundle's ``.jsonl`` files)."""
+    lines = []
+    for nodeid, test in stream.tests.items():
+        lines.append(json.dumps({"t": "start", "test": nodeid}))
+        lines += [json.dumps(check, separators=(",", ":")) for check in test.checks]
+        lines.append(json.dumps({"t": "end", "test": nodeid, "outcome": test.outcome, "message": test.message}))
+    return [Record(0.0, line.encode("utf-8")) for line in lines]
+
+
+def load_reference(data: bytes) -> Stream:
+    """A module's reference stream from the bundle."""
+    return parse_stream(Record(0.0, line) for line in data.splitlines() if line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,45 +2,54 @@
 
     python -m autograder.grade --submission DIR --out results.json [--bundle dist/grader]
 
-Without ``--bundle`` a grading bundle is built from this repository first (about half a minute;
-see :mod:`autograder.bundle`). Steps, in this order:
+Without ``--bundle`` a grading bundle is built from this repository first (a minute or two; see
+:mod:`autograder.bundle`). Steps, in this order:
 
-1. Read the bundle (handout, hidden tests, manifest, config) and the submission into memory.
-   The submission's student modules (the files with solution markers in the solution, found by
-   relative path or by file name anywhere in DIR) are checked statically: a file that is
-   missing, not UTF-8 or does not parse is replaced by its handout stub (its tests fail, the
-   others still count); imports outside requirements.txt and the standard library cost the
-   configured deduction per file.
-2. Part 4: the two predictions files are scored against the hidden answers with the instructor's
-   ``cs288_lm/predictions.py`` (from the bundle's handout), before any submitted code runs.
-3. Every test module runs in its own subprocess (:mod:`autograder.sandbox`) in a fresh copy of
-   the handout with the submission laid over it; afterwards every file the submission may not
-   change is compared with the bundle's bytes. A module's points are split evenly over its
-   tests that fail on the bare handout (tests that pass there check given code and earn nothing).
+1. Read the bundle (handout, hidden tests, the reference records, snapshots, answers) and the
+   submission into memory. The submission's student modules (the files with solution markers in
+   the solution, found by relative path or by file name anywhere in DIR) are checked statically:
+   a file that is missing, not UTF-8 or does not parse is replaced by its handout stub (its tests
+   fail, the others still count); imports outside requirements.txt and the standard library cost
+   the configured deduction per file; dynamic imports and tampering APIs are flagged for the
+   instructors (never a deduction).
+2. Part 4: the two predictions files are parsed defensively and scored against the hidden answers
+   with the instructor's ``cs288_lm/predictions.py`` (from the bundle), before any submitted code
+   runs. A bad file earns 0 for its own part.
+3. Every test module runs in its own sandboxed process (:mod:`autograder.sandbox`) in a fresh copy
+   of the handout with the submission laid over it. The process only records values
+   (``tests/graded.py``); this process judges them against the reference records
+   (:mod:`autograder.judge`). Points go to the problems of ``grading_config.json``, public and
+   hidden separately, each split evenly over its tests that fail on the bare handout.
+4. Every process of the submission is gone before results.json is written, atomically.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
 import json
 import os
+import re
+import stat
 import sys
 import tempfile
+import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from autograder.bundle import build_bundle, scored_tests
-from autograder.imports_check import ForbiddenImport, allowed_modules, forbidden_imports
-from autograder.make_handout import write_tree
-from autograder.sandbox import Limits, Outcome, PytestRun, run_pytest
+from autograder.bundle import build_bundle, is_public, load_reference, scored_tests, snapshot_loader, SNAPSHOTS
+from autograder.imports_check import ForbiddenImport, ReviewFlag, allowed_modules, forbidden_imports, review_flags
+from autograder.judge import Stream, Verdict, judge_stream, parse_stream
+from autograder.make_handout import REPO_ROOT, write_tree
+from autograder.sandbox import Limits, PytestRun, become_subreaper, run_pytest
+from autograder.strip_expected import sandbox_tree
 
 MAX_LISTED_FAILURES = 25
-PUBLIC, HIDDEN = "visible", "after_published"
+PUBLIC, HIDDEN, INSTRUCTORS = "visible", "after_published", "hidden"
 SKIPPED_DIRECTORIES = {"__MACOSX", "__pycache__", ".git", ".venv"}
 
 
@@ -56,25 +65,38 @@ class Bundle:
 
     handout: dict[str, bytes]
     hidden: dict[str, bytes]
+    secret: dict[str, bytes]
     manifest: dict
     config: dict
-    answers: bytes | None
 
     @classmethod
     def load(cls, root: Path) -> Bundle:
-        answers = root / "answers" / "test.json"
         return cls(
             handout=read_tree(root / "handout"),
             hidden=read_tree(root / "hidden"),
+            secret=read_tree(root / "secret"),
             manifest=json.loads((root / "manifest.json").read_text(encoding="utf-8")),
             config=json.loads((root / "grading_config.json").read_text(encoding="utf-8")),
-            answers=answers.read_bytes() if answers.is_file() else None,
         )
 
     @property
     def rules(self) -> dict:
         """The course's grading rules (points per part, Part 4 thresholds): the handout's copy."""
         return json.loads(self.handout[self.config["rules"]])
+
+    @property
+    def answers(self) -> bytes | None:
+        return self.secret.get("answers/test.json")
+
+    def reference(self, module: str) -> Stream:
+        """The reference solution's records for ``module``."""
+        return load_reference(self.secret[f"reference/{module}.jsonl"])
+
+    def snapshots(self, module: str):
+        """The grader's copy of ``module``'s snapshots, by name."""
+        trusted = {p: d for p, d in self.handout.items() if f"/{SNAPSHOTS}/" in p}
+        trusted.update({p.removeprefix("snapshots/"): d for p, d in self.secret.items() if p.startswith("snapshots/")})
+        return snapshot_loader(module, trusted)
 
 
 @dataclass
@@ -85,28 +107,16 @@ class Submission:
     predictions: dict[str, bytes | None]
     notes: list[str] = field(default_factory=list)
     forbidden: list[ForbiddenImport] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One Gradescope test: a test module and the points it is worth."""
-
-    name: str
-    module: str
-    max_score: float
-
-    @property
-    def hidden(self) -> bool:
-        return not self.module.startswith("tests/")
+    flags: list[ReviewFlag] = field(default_factory=list)
 
 
 def submitted_files(directory: Path) -> list[str]:
-    """The regular files of a submission (no symlinks, no caches), as sorted POSIX paths."""
+    """The regular files of a submission (no links, pipes or devices; no caches), as sorted POSIX paths."""
     found = []
     for folder, subfolders, files in os.walk(directory):
         subfolders[:] = [name for name in subfolders if name not in SKIPPED_DIRECTORIES]
         relative = Path(folder).relative_to(directory)
-        found += [(relative / name).as_posix() for name in files if not (Path(folder) / name).is_symlink()]
+        found += [(relative / name).as_posix() for name in files if stat.S_ISREG(os.lstat(Path(folder) / name).st_mode)]
     return sorted(found)
 
 
@@ -122,33 +132,37 @@ def find_submitted(target: str, files: list[str], by_name: bool) -> tuple[str | 
     return chosen, note
 
 
-def check_module(path: str, data: bytes, allowed: frozenset[str]) -> tuple[str | None, list[ForbiddenImport]]:
-    """Why a submitted module cannot be used (not UTF-8, does not parse), and its forbidden imports."""
+def check_module(
+    path: str, data: bytes, allowed: frozenset[str]
+) -> tuple[str | None, list[ForbiddenImport], list[ReviewFlag]]:
+    """Why a submitted module cannot be used (not UTF-8, does not parse), its forbidden imports, its review flags."""
     try:
         source = data.decode("utf-8")
         ast.parse(source, filename=path)
     except UnicodeDecodeError as error:
-        return f"{path} is not UTF-8 text ({error.reason} at byte {error.start})", []
-    except (SyntaxError, ValueError) as error:
+        return f"{path} is not UTF-8 text ({error.reason} at byte {error.start})", [], []
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
         where = f" at line {error.lineno}" if getattr(error, "lineno", None) else ""
-        return f"{path} does not parse: {type(error).__name__}{where}: {getattr(error, 'msg', error)}", []
-    return None, forbidden_imports(source, path, allowed)
+        return f"{path} does not parse: {type(error).__name__}{where}: {getattr(error, 'msg', error)}", [], []
+    return None, forbidden_imports(source, path, allowed), review_flags(source, path)
 
 
 def choose_module(
     module: str, directory: Path, found: str | None, bundle: Bundle, allowed: frozenset[str]
-) -> tuple[bytes, str, list[ForbiddenImport]]:
-    """The bytes graded for a student module (submitted, or the stub if unusable), a note, its forbidden imports."""
+) -> tuple[bytes, str, list[ForbiddenImport], list[ReviewFlag]]:
+    """The bytes graded for a student module (submitted, or the stub if unusable), a note, its imports and flags."""
     max_bytes = bundle.config["max_submitted_file_kb"] * 1024
+    forbidden: list[ForbiddenImport] = []
+    flags: list[ReviewFlag] = []
     if found is None:
-        problem, forbidden = f"{module} is missing", []
+        problem = f"{module} is missing"
     elif (directory / found).stat().st_size > max_bytes:
-        problem, forbidden = f"{module} is larger than {max_bytes // 1024} KB", []
+        problem = f"{module} is larger than {max_bytes // 1024} KB"
     else:
-        problem, forbidden = check_module(module, (directory / found).read_bytes(), allowed)
+        problem, forbidden, flags = check_module(module, (directory / found).read_bytes(), allowed)
     if problem:
-        return bundle.handout[module], f"{problem}: graded as the unimplemented handout stub", []
-    return (directory / found).read_bytes(), f"{module}: graded {found}", forbidden
+        return bundle.handout[module], f"{problem}: graded as the unimplemented handout stub", [], []
+    return (directory / found).read_bytes(), f"{module}: graded {found}", forbidden, flags
 
 
 def read_submission(directory: Path, bundle: Bundle) -> Submission:
@@ -158,89 +172,137 @@ def read_submission(directory: Path, bundle: Bundle) -> Submission:
     names = [module.split("/")[-1] for module in students]
     allowed = allowed_modules(bundle.handout["requirements.txt"].decode("utf-8"))
     submission = Submission(modules={}, predictions={})
+    max_bytes = bundle.config["max_submitted_file_kb"] * 1024
     for module in students:
         found, ambiguity = find_submitted(module, files, by_name=names.count(module.split("/")[-1]) == 1)
-        data, note, forbidden = choose_module(module, directory, found, bundle, allowed)
+        data, note, forbidden, flags = choose_module(module, directory, found, bundle, allowed)
         submission.modules[module] = data
         submission.notes += [ambiguity, note] if ambiguity else [note]
         submission.forbidden += forbidden
+        submission.flags += flags
     for key, spec in bundle.config["part4"]["predictions"].items():
         found, ambiguity = find_submitted(spec["file"], files, by_name=True)
         submission.notes += [ambiguity] if ambiguity else []
-        small = (
-            found is not None and (directory / found).stat().st_size <= bundle.config["max_submitted_file_kb"] * 1024
-        )
-        submission.predictions[key] = (directory / found).read_bytes() if small else None
+        if found is None:
+            submission.predictions[key] = None
+        else:  # a file larger than the cap is read only up to it: the parser names the problem
+            with open(directory / found, "rb") as file:
+                submission.predictions[key] = file.read(max_bytes + 1)
     return submission
 
 
-def problems(bundle: Bundle, only: list[str] | None) -> list[Problem]:
-    """The test modules to run, with their points; modules no part names are worth 0 (feedback)."""
-    listed: list[Problem] = []
-    for part, weights in bundle.config["parts"].items():
-        rule = bundle.rules["parts"][part]
-        for module, weight in weights.items():
-            label = module if module.startswith("tests/") else f"hidden tests ({module.split('/')[-1]})"
-            points = rule["points"] * weight / sum(weights.values())
-            listed.append(Problem(f"Part {part} ({rule['title']}): {label}", module, points))
-    if bundle.config["feedback_modules"]:
-        named = {problem.module for problem in listed}
-        listed += [Problem(f"Feedback, no points: {m}", m, 0.0) for m in bundle.manifest["modules"] if m not in named]
-    return [problem for problem in listed if only is None or problem.module in only]
+# ---------------------------------------------------------------------------------------------
+# Running and judging the test modules
+# ---------------------------------------------------------------------------------------------
 
 
-def changed_files(work_dir: Path, expected: dict[str, bytes]) -> list[str]:
-    """The files of ``expected`` that are missing or different in ``work_dir``."""
-    changed = []
-    for relative, data in expected.items():
-        path = work_dir / relative
-        if path.is_symlink() or not path.is_file() or path.read_bytes() != data:
-            changed.append(relative)
-    return changed
+@dataclass(frozen=True)
+class ModuleResult:
+    """One test module judged: a verdict per test of the reference run, and why the run stopped."""
+
+    module: str
+    verdicts: dict[str, Verdict]
+    stopped: str | None
+    isolation: str
 
 
-def run_module(problem: Problem, bundle: Bundle, submission: Submission, limits: Limits) -> tuple[PytestRun, list[str]]:
-    """Run one test module on the submission in a fresh directory; the run and the files it changed."""
-    protected = {**bundle.handout, **(bundle.hidden if problem.hidden else {})}
-    for module in submission.modules:
-        protected.pop(module)
+def run_module(
+    module: str, bundle: Bundle, submission: Submission, limits: Limits, hidden_paths: Sequence[Path]
+) -> ModuleResult:
+    """Run one test module on the submission in a fresh directory and judge what it recorded."""
+    files = {**bundle.handout, **({} if is_public(module) else bundle.hidden), **submission.modules}
     with tempfile.TemporaryDirectory(prefix="submission-") as work:
         os.chmod(work, 0o711)  # a sandbox user may enter it (run_pytest hands it the work directory)
         work_dir = Path(work) / "repo"
-        write_tree({**protected, **submission.modules}, work_dir)
-        run = run_pytest(work_dir, [problem.module], limits)
-        return run, changed_files(work_dir, protected)
+        write_tree(sandbox_tree(files), work_dir)
+        run = run_pytest(work_dir, [module], limits, hidden_paths=hidden_paths)
+    return judge_run(module, run, bundle)
 
 
-def module_entry(problem: Problem, bundle: Bundle, run: PytestRun, changed: list[str]) -> dict:
-    """The Gradescope test entry of one module."""
-    scored = scored_tests(bundle.manifest["modules"][problem.module])
-    if changed:
-        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        reason = f"No points: the submission changed or deleted files it may not touch ({shown})."
-    else:
-        reason = f"No test results: {run.problem}." if run.problem else None
-    outcomes = {} if reason else run.outcomes
-    passed = [test for test in scored if outcomes.get(test, Outcome(False)).passed]
-    failed = [test for test in scored if test not in passed]
-    lines = [f"{len(passed)}/{len(scored)} tests passed."]
-    if reason:
-        lines.append(reason)
-        if not problem.hidden and run.output_tail.strip():
-            lines.append("End of the test output:\n" + run.output_tail[-1500:])
-    elif failed:
+def judge_run(module: str, run: PytestRun, bundle: Bundle) -> ModuleResult:
+    """The verdicts on a module's run, and what stopped it early, if anything."""
+    stream = parse_stream(run.records)
+    verdicts = judge_stream(stream, bundle.reference(module), bundle.snapshots(module))
+    stopped = run.problem
+    if stopped is None and stream.collect_errors:
+        stopped = "the tests could not be collected: " + "; ".join(stream.collect_errors)[:600]
+    if stopped is None and not stream.tests and run.returncode not in (0, 1):
+        stopped = f"the test process exited with status {run.returncode} before any test ran"
+    if stopped and stream.unfinished:
+        stopped += f" (while {stream.unfinished.split('::', 1)[-1]} was running)"
+    return ModuleResult(module, verdicts, stopped, getattr(run, "isolation", ""))
+
+
+def pattern_label(pattern: str) -> str:
+    """A problem's test-name pattern for people: ``^test_(a|b)_`` -> ``test_a_* or test_b_*``."""
+    if not pattern:
+        return "all tests"
+    found = re.fullmatch(r"\^([\w]*)(?:\(([\w|]+)\))?([\w]*)", pattern)
+    if found is None:
+        return f"tests matching {pattern}"
+    head, group, tail = found.groups()
+    names = [f"{head}{choice}{tail}*" for choice in group.split("|")] if group else [f"{head}{tail}*"]
+    return " or ".join(names)
+
+
+def problem_tests(problem: dict, public: bool, module: str, bundle: Bundle) -> list[str]:
+    """The tests of ``module`` that belong to the public or hidden side of ``problem``."""
+    if module not in problem["modules"] or is_public(module) != public:
+        return []
+    entry = bundle.manifest["modules"][module]
+    return [t for t in entry["tests"] if entry["problems"].get(t) == problem["name"]]
+
+
+def problem_entry(problem: dict, public: bool, results: list[ModuleResult], bundle: Bundle) -> dict:
+    """The Gradescope entry of one problem's public or hidden tests."""
+    name = problem["name"]
+    modules = [m for m in problem["modules"] if is_public(m) == public]
+    tests, scored, stopped = [], [], []
+    for result in results:
+        mine = problem_tests(problem, public, result.module, bundle)
+        tests += [(t, result.verdicts[t]) for t in mine]
+        scored += [t for t in scored_tests(bundle.manifest["modules"][result.module]) if t in mine]
+        if result.stopped and mine:
+            stopped.append(f"The test process of {result.module} stopped: {result.stopped}.")
+    passed = {t for t, verdict in tests if verdict.passed}
+    points = problem["public" if public else "hidden"]
+    score = points * sum(t in passed for t in scored) / len(scored) if scored else 0.0
+    where = ", ".join(modules)
+    lines = [f"{len(passed)} of {len(tests)} tests passed ({where}: {pattern_label(problem.get('tests', ''))})."]
+    lines += stopped
+    failed = [(t, v) for t, v in tests if not v.passed]
+    if public and failed:
         lines.append("Failed:")
-        for test in failed[:MAX_LISTED_FAILURES]:
-            why = outcomes[test].message if test in outcomes else "not reported (the run crashed or skipped it)"
-            lines.append(f"  {test.split('::', 1)[1]}: {why[:300]}")
+        lines += [f"  {t.split('::', 1)[1]}: {v.reason}" for t, v in failed[:MAX_LISTED_FAILURES]]
         if len(failed) > MAX_LISTED_FAILURES:
             lines.append(f"  ... and {len(failed) - MAX_LISTED_FAILURES} more")
     return {
-        "name": problem.name,
-        "score": round(problem.max_score * len(passed) / len(scored), 2) if scored else 0.0,
-        "max_score": round(problem.max_score, 2),
+        "name": f"Part {problem['part']}: {name} ({'public' if public else 'hidden'} tests)",
+        "score": round(score, 2),
+        "max_score": round(points, 2),
         "output": "\n".join(lines),
-        "visibility": HIDDEN if problem.hidden else PUBLIC,
+        "visibility": PUBLIC if public else HIDDEN,
+    }
+
+
+def feedback_entry(result: ModuleResult, bundle: Bundle) -> dict:
+    """A test module no problem lists (the Part 4 code): feedback, no points."""
+    public = is_public(result.module)
+    tests = bundle.manifest["modules"][result.module]["tests"]
+    failed = [(t, result.verdicts[t]) for t in tests if not result.verdicts[t].passed]
+    lines = [f"{len(tests) - len(failed)} of {len(tests)} tests passed."]
+    if result.stopped:
+        lines.append(f"The test process stopped: {result.stopped}.")
+    if public and failed:
+        lines.append("Failed:")
+        lines += [f"  {t.split('::', 1)[1]}: {v.reason}" for t, v in failed[:MAX_LISTED_FAILURES]]
+    label = result.module if public else f"hidden tests ({result.module.split('/')[-1]})"
+    return {
+        "name": f"Feedback, no points: {label}",
+        "score": 0.0,
+        "max_score": 0.0,
+        "output": "\n".join(lines),
+        "visibility": PUBLIC if public else HIDDEN,
     }
 
 
@@ -274,26 +336,43 @@ def imports_entry(submission: Submission, deduction: float) -> dict:
     }
 
 
-def instructor_predictions(handout_root: Path) -> ModuleType:
-    """The instructor's ``cs288_lm/predictions.py``, loaded from the bundle's handout by path."""
-    spec = importlib.util.spec_from_file_location("grader_predictions", handout_root / "cs288_lm" / "predictions.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def review_entry(submission: Submission, isolation: set[str]) -> dict:
+    """For instructors only: what to read by hand (dynamic imports, tampering APIs) and the isolation used."""
+    lines = [f"Test processes ran with: {', '.join(sorted(isolation)) or 'no test process ran'}."]
+    if submission.flags:
+        lines.append("Review flags (never a deduction by themselves):")
+        lines += [f"  {flag}" for flag in submission.flags]
+    else:
+        lines.append("No dynamic import or tampering API found.")
+    return {"name": "Review flags (instructors only)", "score": 0, "max_score": 0, "output": "\n".join(lines), "visibility": INSTRUCTORS}
+
+
+def instructor_predictions(handout: dict[str, bytes]) -> ModuleType:
+    """The instructor's ``cs288_lm/predictions.py``, from the bundle's bytes (never the submission's)."""
+    name = f"grader_predictions_{uuid.uuid4().hex}"  # unique: grade_all and tests grade in threads
+    module = ModuleType(name)
+    module.__file__ = "bundle/handout/cs288_lm/predictions.py"
+    sys.modules[name] = module  # dataclasses look their module up while being built
+    try:
+        exec(compile(handout["cs288_lm/predictions.py"], module.__file__, "exec"), module.__dict__)
+    finally:
+        del sys.modules[name]
     return module
 
 
-def part4_entries(bundle: Bundle, submission: Submission, handout_root: Path) -> list[dict]:
-    """Parts 4A and 4B: the predictions files scored against the hidden answers.
+def part4_entries(bundle: Bundle, submission: Submission) -> tuple[list[dict], dict[str, float | None]]:
+    """Parts 4A and 4B: the predictions files scored against the hidden answers; and the accuracies.
 
     Whether each file is valid is said at once in the submitted-files notes; the accuracy and the
     points go to entries with the configured visibility (by default shown after publication, so
-    that the test set cannot be probed by resubmitting).
+    that the test set cannot be probed by resubmitting). A bad file earns 0 for its own part.
     """
     if bundle.answers is None:
-        return []
+        return [], {}
     config, rules = bundle.config["part4"], bundle.rules["part4"]
-    predictions = instructor_predictions(handout_root)
+    predictions = instructor_predictions(bundle.handout)
     questions = json.loads(bundle.answers)
+    max_bytes = bundle.config["max_submitted_file_kb"] * 1024
     accuracies: dict[str, float | None] = {}
     outputs: dict[str, str] = {}
     for key, spec in config["predictions"].items():
@@ -301,11 +380,7 @@ def part4_entries(bundle: Bundle, submission: Submission, handout_root: Path) ->
         try:
             if data is None:
                 raise predictions.PredictionsError(f"{name} is missing")
-            try:
-                records = json.loads(data.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise predictions.PredictionsError(f"{name}: not valid JSON ({error})") from None
-            graded = predictions.validate_predictions(records, questions, source=name)
+            graded = predictions.parse_predictions(data, questions, source=name, max_bytes=max_bytes)
         except predictions.PredictionsError as error:
             accuracies[key], outputs[key] = None, f"{error}: 0 points"
             submission.notes.append(f"{error}: Part {key} earns 0 points")
@@ -314,7 +389,7 @@ def part4_entries(bundle: Bundle, submission: Submission, handout_root: Path) ->
         outputs[key] = f"Accuracy on the {len(questions)} test questions: {accuracies[key]:.2%}"
         submission.notes.append(f"{name}: valid, {len(graded)} predictions")
     points = predictions.part4_points(accuracies["4A"], accuracies["4B"], bundle.rules)
-    return [
+    entries = [
         {
             "name": spec["name"],
             "score": round(points[key], 2),
@@ -323,6 +398,17 @@ def part4_entries(bundle: Bundle, submission: Submission, handout_root: Path) ->
             "visibility": config["visibility"],
         }
         for key, spec in config["predictions"].items()
+    ]
+    return entries, accuracies
+
+
+def leaderboard(bundle: Bundle, accuracies: dict[str, float | None]) -> list[dict]:
+    """Gradescope's leaderboard: the Part 4 test accuracies (0 for a missing or invalid file)."""
+    if not bundle.config["part4"].get("leaderboard") or not accuracies:
+        return []
+    return [
+        {"name": f"{key} test accuracy (%)", "value": round(100 * (accuracies.get(key) or 0.0), 2)}
+        for key in bundle.config["part4"]["predictions"]
     ]
 
 
@@ -337,39 +423,60 @@ def limits_from(config: dict, seconds: float | None, memory_mb: int | None, user
     )
 
 
-def grade(submission_dir: Path, bundle_dir: Path, limits: Limits, only: list[str] | None = None, jobs: int = 1) -> dict:
+def modules_to_run(bundle: Bundle, only: list[str] | None) -> list[str]:
+    """The graded test modules, then (if configured) the feedback modules; ``only`` narrows them."""
+    graded = sorted({m for problem in bundle.config["problems"] for m in problem["modules"]})
+    feedback = [m for m in bundle.manifest["modules"] if m not in graded] if bundle.config["feedback_modules"] else []
+    return [m for m in graded + feedback if only is None or m in only]
+
+
+def grade(
+    submission_dir: Path,
+    bundle_dir: Path,
+    limits: Limits,
+    only: list[str] | None = None,
+    hidden_paths: Sequence[Path] = (),
+) -> dict:
     """Grade ``submission_dir`` with the bundle at ``bundle_dir``; returns results.json's content.
 
-    ``jobs`` test modules run at the same time (each under ``limits``).
+    ``hidden_paths`` are covered (besides the bundle, this repository and the submission) while
+    submitted code runs: for example the folder with the other students' submissions.
     """
-    if limits.user and jobs > 1:
-        raise ValueError("a sandbox user's leftover processes are all killed after each module: use jobs=1")
+    become_subreaper()
+    started = time.monotonic()
     bundle = Bundle.load(bundle_dir)
     submission = read_submission(submission_dir, bundle)
-    part4 = part4_entries(bundle, submission, bundle_dir / "handout")  # before any submitted code runs
+    part4, accuracies = part4_entries(bundle, submission)  # before any submitted code runs
     checks = [
         files_entry(submission),
         imports_entry(submission, bundle.config["forbidden_imports"]["deduction_per_file"]),
     ]
-
-    def entry(problem: Problem) -> dict:
-        return module_entry(problem, bundle, *run_module(problem, bundle, submission, limits))
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        modules = list(pool.map(entry, problems(bundle, only)))
-    graded, feedback = [e for e in modules if e["max_score"] > 0], [e for e in modules if e["max_score"] == 0]
-    tests = [*checks, *graded, *part4, *feedback]
+    covered = [bundle_dir, REPO_ROOT, submission_dir, *hidden_paths]
+    results = [run_module(m, bundle, submission, limits, covered) for m in modules_to_run(bundle, only)]
+    problems = [
+        problem_entry(problem, public, results, bundle)
+        for problem in bundle.config["problems"]
+        for public in (True, False)
+        if any(problem_tests(problem, public, result.module, bundle) for result in results)
+    ]
+    graded_modules = {m for problem in bundle.config["problems"] for m in problem["modules"]}
+    feedback = [feedback_entry(result, bundle) for result in results if result.module not in graded_modules]
+    tests = [*checks, *problems, *part4, *feedback]
     score = round(max(0.0, sum(entry["score"] for entry in tests)), 2)
-    return {"score": score, "output": summary(tests, score), "tests": tests}
+    tests.append(review_entry(submission, {result.isolation for result in results if result.isolation}))
+    output = summary(tests, score)
+    outcome = {"score": score, "output": output, "execution_time": round(time.monotonic() - started, 1), "tests": tests}
+    board = leaderboard(bundle, accuracies)
+    if board:
+        outcome["leaderboard"] = board
+    return outcome
 
 
 def summary(tests: list[dict], score: float) -> str:
-    """The results page's header: the total and the points per entry that has any."""
+    """The results page's header: the total and the points per visible entry that has any."""
     lines = [f"Total: {score:g} points."]
     lines += [
-        f"  {t['name']}: {t['score']:g}/{t['max_score']:g}"
-        for t in tests
-        if t["max_score"] and t["visibility"] == PUBLIC
+        f"  {t['name']}: {t['score']:g}/{t['max_score']:g}" for t in tests if t["max_score"] and t["visibility"] == PUBLIC
     ]
     lines.append("Hidden tests and Part 4 are shown once grades are published.")
     return "\n".join(lines)
@@ -384,6 +491,19 @@ def failure_results(error: BaseException) -> dict:
     }
 
 
+def write_results(results: dict, out: Path) -> None:
+    """Write results.json atomically: a complete file appears under its name, or nothing changes."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".results-", dir=out.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(json.dumps(results, indent=2) + "\n")
+        os.replace(temporary, out)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--submission", type=Path, required=True, help="directory with the submitted files")
@@ -395,23 +515,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, help="seconds per test module (default: from the config)")
     parser.add_argument("--memory-mb", type=int, help="address-space limit per test process (default: from the config)")
     parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
-    parser.add_argument("--jobs", type=int, default=1, help="test modules run at the same time (default: 1)")
     args = parser.parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
             bundle_dir = args.bundle
             if bundle_dir is None:
-                print("building the grading bundle (runs every test on the bare handout) ...")
+                print("building the grading bundle (runs every test with the reference solution and on the bare handout) ...")
                 bundle_dir = Path(temporary) / "bundle"
                 build_bundle(bundle_dir)
             config = json.loads((bundle_dir / "grading_config.json").read_text(encoding="utf-8"))
             limits = limits_from(config, args.time_limit, args.memory_mb, args.sandbox_user)
-            results, status = grade(args.submission, bundle_dir, limits, args.only, args.jobs), 0
+            results, status = grade(args.submission, bundle_dir, limits, args.only), 0
     except Exception as error:  # never leave Gradescope without a results.json
         traceback.print_exc()
         results, status = failure_results(error), 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_results(results, args.out)
     print(results["output"])
     return status
 

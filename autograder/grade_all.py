@@ -1,6 +1,6 @@
 """Grade a folder of submissions locally: one results.json per student, a CSV summary, a similarity report.
 
-    python -m autograder.grade_all --submissions DIR --out DIR [--bundle dist/grader] [--jobs 2] [--no-similarity]
+    python -m autograder.grade_all --submissions DIR --out DIR [--bundle dist/grader] [--no-similarity] [--sandbox-user USER]
 
 Every subdirectory of ``--submissions`` is one student's submission (its name is the student's).
 ``--out`` receives ``<student>/results.json``, ``summary.csv`` (one row per student: the total,
@@ -20,25 +20,27 @@ import traceback
 from pathlib import Path
 
 from autograder.bundle import build_bundle
-from autograder.grade import failure_results, grade, limits_from
+from autograder.grade import failure_results, grade, limits_from, write_results
 from autograder.similarity import similarity_report
 
 
 def grade_folder(
-    submissions: Path, out: Path, bundle: Path, jobs: int = 1, only: list[str] | None = None
+    submissions: Path, out: Path, bundle: Path, only: list[str] | None = None, user: str | None = None
 ) -> list[dict]:
-    """Grade every subdirectory of ``submissions``; write the results and the summary; return the rows."""
+    """Grade every subdirectory of ``submissions``; write the results and the summary; return the rows.
+
+    While one student's code runs, the whole ``submissions`` folder (the others' work) is hidden from it.
+    """
     config = json.loads((bundle / "grading_config.json").read_text(encoding="utf-8"))
-    limits = limits_from(config, None, None, None)
+    limits = limits_from(config, None, None, user)
     rows = []
     for student in sorted(p for p in submissions.iterdir() if p.is_dir()):
         try:
-            results = grade(student, bundle, limits, only, jobs)
+            results = grade(student, bundle, limits, only, hidden_paths=[submissions, out])
         except Exception as error:  # one broken submission must not stop the others
             traceback.print_exc()
             results = failure_results(error)
-        (out / student.name).mkdir(parents=True, exist_ok=True)
-        (out / student.name / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_results(results, out / student.name / "results.json")
         rows.append(
             {"student": student.name, "total": results["score"]} | {t["name"]: t["score"] for t in results["tests"]}
         )
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=Path, required=True, help="one subdirectory per student")
     parser.add_argument("--out", type=Path, required=True, help="where the results and summary.csv go")
     parser.add_argument("--bundle", type=Path, help="grading bundle (default: build one from this repository)")
-    parser.add_argument("--jobs", type=int, default=1, help="test modules run at the same time (default: 1)")
+    parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
     parser.add_argument("--only", nargs="+", metavar="MODULE", help="run only these test modules")
     parser.add_argument("--no-similarity", action="store_true", help="skip the similarity report")
     args = parser.parse_args(argv)
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if bundle is None:
             bundle = Path(temporary) / "bundle"
             build_bundle(bundle)
-        grade_folder(args.submissions, args.out, bundle, args.jobs, args.only)
+        grade_folder(args.submissions, args.out, bundle, args.only, args.sandbox_user)
         print(f"summary written to {args.out / 'summary.csv'}")
         if not args.no_similarity:
             manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))

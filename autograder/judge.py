@@ -47,6 +47,7 @@ class TestRun:
     received: list[float] = field(default_factory=list)
     outcome: str | None = None  # passed / failed / skipped; None: it never ended
     message: str = ""
+    report: str = ""  # the end of pytest's report of a failure (shown to instructors, never judged)
     corrupt: str | None = None  # why its records cannot be read
 
 
@@ -110,6 +111,8 @@ def parse_stream(records: Iterable[Record]) -> Stream:
             current.outcome = outcome if outcome in ("passed", "failed", "skipped") else "failed"
             message = data.get("message")
             current.message = message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else ""
+            report = data.get("report")
+            current.report = report[-3000:] if isinstance(report, str) else ""
             current = None
         elif kind == "collect_error":
             message = data.get("message")
@@ -240,7 +243,7 @@ def _array_difference(actual: Array, reference: Array, rtol: float | None, atol:
     tolerance = "" if rtol is None else f" (atol {atol:g}, rtol {rtol:g})"
     return (
         f"{where}{int(bad.sum())} of {bad.size} values differ from the reference{tolerance}; "
-        f"first at index {index}: got {a[index]!r}, reference {r[index]!r}"
+        f"first at index {index}: got {a[index].item()!r}, reference {r[index].item()!r}"
     )
 
 

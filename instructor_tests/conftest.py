@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from autograder.bundle import build_bundle
-from autograder.sandbox import Outcome
+from autograder.judge import TestRun
 
 
 @dataclass(frozen=True)
 class BuiltBundle:
-    """A grading bundle built from this repository, and every test's outcome on the bare handout."""
+    """A grading bundle built from this repository, and every test's run on the bare handout."""
 
     path: Path
-    handout_outcomes: dict[str, Outcome]
+    handout_runs: dict[str, TestRun]
 
     @property
     def handout(self) -> Path:
@@ -25,6 +25,7 @@ class BuiltBundle:
 
 @pytest.fixture(scope="session")
 def grading_bundle(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
-    """Built once per session: it runs every public and hidden test on the bare handout."""
+    """Built once per session: it runs every public and hidden test with the reference solution and
+    on the bare handout."""
     path = tmp_path_factory.mktemp("grading") / "bundle"
-    return BuiltBundle(path, build_bundle(path))
+    return BuiltBundle(path, build_bundle(path).handout_runs)

@@ -1,10 +1,12 @@
-"""The autograder: the reference solution earns every point, the bare handout none, and a gallery
-of bad submissions earns nothing it did not earn, always with a valid results.json and a reason.
+"""The autograder: the reference solution earns every point, the bare handout none, and the gallery
+of bad submissions (``gallery.py``) earns exactly what it earned, always with a valid results.json,
+a reason, no secret in anything students see and no process left behind.
 
-Only the reference solution is graded on every test module. The gallery is graded on one small
-module (tests/test_nn_utils.py) with short limits, several submissions at a time, which is
-enough: every module runs through the same sandbox, and a module's points depend only on its
-own run.
+Only the reference solution is graded on every test module. The gallery is graded on two small
+modules with short limits, which is enough: every module runs through the same sandbox and
+judge, and a module's points depend only on its own run. Here the grader runs without a sandbox
+user (local mode); ``.ci/gradescope_e2e.py`` grades the same gallery as Gradescope does, as root
+with the sandbox user.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,29 +28,27 @@ from autograder.grade import Bundle, find_submitted, grade, read_submission, rea
 from autograder.grade_all import grade_folder
 from autograder.imports_check import allowed_modules, forbidden_imports
 from autograder.make_handout import REPO_ROOT
-from autograder.markers import strip_solutions
 from autograder.sandbox import Limits
-from cs288_lm import predictions
+from instructor_tests.gallery import (
+    CASES,
+    GALLERY_MODULES,
+    LEAK_MARKER,
+    NN_UTILS,
+    PART4_FILES,
+    PREDICTIONS,
+    alive_daemons,
+    case_problems,
+    part4_points,
+    problem_entries,
+    solution_files,
+    stub_files,
+    valid_results_problems,
+    visible_text,
+    write_files,
+)
 
-GALLERY_MODULE = "tests/test_nn_utils.py"
-NN_UTILS = "cs288_lm/nn_utils.py"
 LIMITS = Limits(seconds=120, memory_bytes=4 << 30, file_bytes=256 << 20)
-PREDICTIONS = ("finetuned_predictions.json", "prompting_predictions.json")
-
-
-def solution_files(bundle: Path) -> dict[str, bytes]:
-    """The reference solution's student modules (and shipped predictions, if any), by relative path."""
-    modules = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["student_modules"]
-    files = {module: (REPO_ROOT / module).read_bytes() for module in modules}
-    files.update({name: (REPO_ROOT / name).read_bytes() for name in PREDICTIONS if (REPO_ROOT / name).is_file()})
-    return files
-
-
-def write_files(directory: Path, files: dict[str, bytes]) -> Path:
-    for relative, data in files.items():
-        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
-        (directory / relative).write_bytes(data)
-    return directory
+CASE_NAMES = [case.name for case in CASES]
 
 
 def entry(results: dict, prefix: str) -> dict:
@@ -57,24 +56,8 @@ def entry(results: dict, prefix: str) -> dict:
     return found
 
 
-def module_entry(results: dict, module: str) -> dict:
-    (found,) = [
-        test
-        for test in results["tests"]
-        if test["name"].endswith(module) or f"({module.split('/')[-1]})" in test["name"]
-    ]
-    return found
-
-
 def assert_valid_results(results: dict) -> None:
-    """Gradescope's format: a score, and tests with name, score, max_score, output and visibility."""
-    json.dumps(results)
-    assert isinstance(results["score"], (int, float)) and results["score"] >= 0
-    assert isinstance(results["output"], str)
-    for test in results["tests"]:
-        assert set(test) == {"name", "score", "max_score", "output", "visibility"}
-        assert test["visibility"] in ("visible", "after_published")
-        assert test["score"] <= test["max_score"] + 1e-9
+    assert valid_results_problems(results) == []
 
 
 # --- the reference solution and the bare handout ------------------------------------------------
@@ -84,170 +67,131 @@ def assert_valid_results(results: dict) -> None:
 def solution_results(grading_bundle, tmp_path_factory) -> dict:
     """The reference solution, laid out like a cloned repository, graded on every module."""
     submission = write_files(tmp_path_factory.mktemp("solution") / "my-repo", solution_files(grading_bundle.path))
-    return grade(submission.parent, grading_bundle.path, LIMITS, jobs=2)
-
-
-def expected_part4_points() -> dict[str, float]:
-    """What the repository's predictions files (if any) earn, computed directly with cs288_lm.predictions."""
-    questions = json.loads((REPO_ROOT / "data/qa/test.json").read_text(encoding="utf-8"))
-    accuracies = [
-        predictions.accuracy(predictions.load_predictions(REPO_ROOT / name, questions), questions)
-        if (REPO_ROOT / name).is_file()
-        else None
-        for name in PREDICTIONS
-    ]
-    return predictions.part4_points(*accuracies, predictions.load_grading_rules())
+    return grade(submission.parent, grading_bundle.path, LIMITS)
 
 
 @pytest.mark.slow  # grades every test module in its own process: about a minute
 def test_solution_earns_every_point(solution_results):
     assert_valid_results(solution_results)
-    graded = [test for test in solution_results["tests"] if test["max_score"] > 0 and "Part 4" not in test["name"]]
+    graded = problem_entries(solution_results)
     assert [t["name"] for t in graded if t["score"] != t["max_score"]] == []
     assert sum(t["max_score"] for t in graded) == 100
-    part4 = expected_part4_points()
+    part4 = {key: round(points, 2) for key, points in part4_points(PART4_FILES).items()}
     assert (entry(solution_results, "Part 4A")["score"], entry(solution_results, "Part 4B")["score"]) == (
-        round(part4["4A"], 2),
-        round(part4["4B"], 2),
+        part4["4A"],
+        part4["4B"],
     )
+    assert part4["4A"] > 5 and part4["4B"] == 8
     assert solution_results["score"] == round(100 + part4["4A"] + part4["4B"], 2)
     assert "graded as the unimplemented handout stub" not in entry(solution_results, "Submitted files")["output"]
     assert entry(solution_results, "Allowed imports")["score"] == 0
     for test in solution_results["tests"]:  # the modules worth no points pass too
         if test["name"].startswith("Feedback"):
-            passed, total = re.match(r"(\d+)/(\d+) tests passed", test["output"]).groups()
+            passed, total = re.match(r"(\d+) of (\d+) tests passed", test["output"]).groups()
             assert passed == total, test["name"]
+    assert [round(row["value"]) for row in solution_results["leaderboard"]] == [40, 45]
 
 
 @pytest.mark.slow
-def test_hidden_tests_are_shown_after_publication_only(solution_results):
-    for test in solution_results["tests"]:
-        if "hidden tests" in test["name"] or "hidden_tests/" in test["name"]:
-            assert test["visibility"] == "after_published", test["name"]
-        elif "tests/" in test["name"]:
-            assert test["visibility"] == "visible", test["name"]
+def test_entries_are_one_per_problem_public_and_hidden(solution_results, grading_bundle):
+    config = json.loads((grading_bundle.path / "grading_config.json").read_text(encoding="utf-8"))
+    names = [t["name"] for t in problem_entries(solution_results)]
+    expected = [
+        f"Part {p['part']}: {p['name']} ({side} tests)" for p in config["problems"] for side in ("public", "hidden")
+    ]
+    assert names == expected
+    for test in problem_entries(solution_results):
+        assert test["visibility"] == ("visible" if "(public tests)" in test["name"] else "after_published")
+        assert test["max_score"] > 0
+    # The counts are those of the local public suite: `pytest tests/test_model.py -k test_rope_` runs as many.
+    rope = entry(solution_results, "Part 2: rope (public tests)")
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_model.py", "-k", "test_rope_"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    ).stdout
+    count = sum(line.startswith("tests/test_model.py::") for line in collected.splitlines())
+    assert rope["output"].startswith(f"{count} of {count} tests passed")
+    flags = entry(solution_results, "Review flags")
+    assert flags["visibility"] == "hidden" and flags["score"] == flags["max_score"] == 0
 
 
-def test_bare_handout_earns_nothing(grading_bundle):
-    # By construction a module's points go only to tests that fail on the bare handout (the
-    # manifest comes from a run on it); grading the handout checks it end to end on one module.
+def test_bare_handout_earns_nothing(grading_bundle, tmp_path):
     manifest = json.loads((grading_bundle.path / "manifest.json").read_text(encoding="utf-8"))
     for module, tests in manifest["modules"].items():
         scored = set(tests["tests"]) - set(tests["given"])
-        assert all(not grading_bundle.handout_outcomes[test].passed for test in scored), module
-    results = grade(grading_bundle.handout, grading_bundle.path, LIMITS, [GALLERY_MODULE])
+        assert all(grading_bundle.handout_runs[test].outcome != "passed" for test in scored), module
+    submission = write_files(tmp_path, stub_files(grading_bundle.path))
+    results = grade(submission, grading_bundle.path, LIMITS, GALLERY_MODULES)
     assert_valid_results(results)
     assert results["score"] == 0
     assert all(test["score"] == 0 for test in results["tests"])
+    assert problem_entries(results)
 
 
 # --- the gallery of bad submissions --------------------------------------------------------------
 
 
-def replace_nn_utils(text: str) -> Callable[[dict[str, bytes]], dict[str, bytes]]:
-    return lambda files: {**files, NN_UTILS: text.encode()}
+@pytest.fixture(scope="module")
+def gallery_results(grading_bundle, tmp_path_factory) -> dict[str, dict]:
+    """Every gallery submission graded on the gallery modules, two at a time."""
+    solution, stubs = solution_files(grading_bundle.path), stub_files(grading_bundle.path)
+
+    def grade_case(case) -> dict:
+        submission = write_files(tmp_path_factory.mktemp(case.name), case.make(solution, stubs))
+        limits = Limits(seconds=case.seconds, memory_bytes=4 << 30, file_bytes=64 << 20)
+        return grade(submission, grading_bundle.path, limits, GALLERY_MODULES)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(CASE_NAMES, pool.map(grade_case, CASES), strict=True))
+    results["alive_after_grading"] = alive_daemons()  # nothing of any submission outlives grading
+    return results
 
 
-def prepend_to_nn_utils(code: str) -> Callable[[dict[str, bytes]], dict[str, bytes]]:
-    """Put ``code`` right after the module docstring and ``from __future__`` import of nn_utils.py."""
-
-    def edit(files: dict[str, bytes]) -> dict[str, bytes]:
-        source = files[NN_UTILS].decode()
-        anchor = "from __future__ import annotations\n"
-        return {**files, NN_UTILS: source.replace(anchor, anchor + code + "\n", 1).encode()}
-
-    return edit
+def test_no_process_of_a_submission_outlives_grading(gallery_results):
+    assert gallery_results["alive_after_grading"] == []
 
 
-def without_nn_utils(files: dict[str, bytes]) -> dict[str, bytes]:
-    return {path: data for path, data in files.items() if path != NN_UTILS}
+@pytest.mark.parametrize("case", CASES, ids=CASE_NAMES)
+def test_bad_submission_earns_exactly_what_it_earned(gallery_results, grading_bundle, case):
+    assert case_problems(case, gallery_results[case.name], grading_bundle.path) == []
 
 
-def stub_printing(text: str) -> Callable[[dict[str, bytes]], dict[str, bytes]]:
-    """The unimplemented handout stub of nn_utils.py, printing ``text`` when imported."""
-    stub = strip_solutions((REPO_ROOT / NN_UTILS).read_text(encoding="utf-8"), NN_UTILS)
-    return replace_nn_utils(f"{stub}\nprint({text!r}, flush=True)\n")
+@pytest.mark.parametrize("case", ["huge_int_prediction", "deeply_nested_prediction"])
+def test_one_bad_predictions_file_costs_only_its_own_part(gallery_results, case):
+    results = gallery_results[case]
+    assert (entry(results, "Part 4A")["score"], entry(results, "Part 4B")["score"]) == (
+        round(part4_points(PART4_FILES)["4A"], 2),
+        0,
+    )
+    assert "The autograder failed" not in results["output"]
 
 
-FAKE_SUCCESS = "tests/test_nn_utils.py ........... [100%]\n============ 11 passed in 0.05s ============"
-# name -> (edit of the solution's files, time limit in seconds, what the module's output says)
-GALLERY: dict[str, tuple[Callable[[dict[str, bytes]], dict[str, bytes]], float, str]] = {
-    "infinite_loop_at_import": (prepend_to_nn_utils("while True:\n    pass"), 6, "time limit of 6 s was exceeded"),
-    "memory_bomb_at_import": (
-        prepend_to_nn_utils("_hoard = [bytearray(10**8) for _ in range(10**6)]"),
-        120,
-        "MemoryError",
-    ),
-    "sys_exit_0_at_import": (prepend_to_nn_utils("import sys\nsys.exit(0)"), 120, "internal error"),
-    "os_exit_0_at_import": (prepend_to_nn_utils("import os\nos._exit(0)"), 120, "exited without a report"),
-    "fake_pytest_output": (stub_printing(FAKE_SUCCESS), 120, "NotImplementedError: Implement"),
-    "fake_output_then_os_exit": (
-        prepend_to_nn_utils(f"import os\nprint({FAKE_SUCCESS!r}, flush=True)\nos._exit(0)"),
-        120,
-        "exited without a report",
-    ),
-    "deletes_tests_at_import": (
-        prepend_to_nn_utils(
-            "import shutil\nshutil.rmtree('tests/_snapshots')\nimport os\nos.remove('tests/common.py')"
-        ),
-        120,
-        "changed or deleted files it may not touch (tests/_snapshots/",
-    ),
-    "edits_tests_at_import": (
-        prepend_to_nn_utils("open('tests/test_nn_utils.py', 'w').write('def test_nothing():\\n    pass\\n')"),
-        120,
-        "changed or deleted files it may not touch (tests/test_nn_utils.py)",
-    ),
-}
+def test_exfiltrated_files_do_not_reach_a_later_module(gallery_results):
+    # The attack ran in both gallery modules; the second found nothing the first had kept.
+    shown = visible_text(gallery_results["exfiltrates_secrets"])
+    assert f"{LEAK_MARKER} {LEAK_MARKER}" not in shown
+    assert "cs288-loot" not in shown
 # Files that cannot be used are replaced by the handout stub, which earns nothing
-# (test_bare_handout_earns_nothing); these need no run. name -> (edit, what the files note says)
-UNUSABLE: dict[str, tuple[Callable[[dict[str, bytes]], dict[str, bytes]], str]] = {
-    "syntax_error": (replace_nn_utils("def softmax(x:\n    return x\n"), "does not parse: SyntaxError at line 1"),
-    "not_utf8": (lambda files: {**files, NN_UTILS: b"x = '\xff'\n"}, "is not UTF-8"),
-    "missing_file": (without_nn_utils, "is missing"),
+# (test_bare_handout_earns_nothing); these need no run. name -> (nn_utils.py's bytes or None, note)
+UNUSABLE = {
+    "syntax_error": (b"def softmax(x:\n    return x\n", "does not parse: SyntaxError at line 1"),
+    "not_utf8": (b"x = '\xff'\n", "is not UTF-8"),
+    "missing_file": (None, "is missing"),
 }
 
 
 def loose_solution_files(bundle: Path) -> dict[str, bytes]:
-    """The solution's Python files uploaded as loose files (by name), as on Gradescope."""
-    return {path.split("/")[-1]: data for path, data in solution_files(bundle).items() if path.endswith(".py")}
-
-
-def edited(files: dict[str, bytes], edit: Callable[[dict[str, bytes]], dict[str, bytes]]) -> dict[str, bytes]:
-    """Apply an edit written for ``cs288_lm/nn_utils.py`` to loose files."""
-    nested = {NN_UTILS if name == "nn_utils.py" else name: data for name, data in files.items()}
-    return {path.split("/")[-1]: data for path, data in edit(nested).items()}
-
-
-@pytest.fixture(scope="module")
-def gallery_results(grading_bundle, tmp_path_factory) -> dict[str, dict]:
-    """Every gallery submission graded on the gallery module, two at a time."""
-    solution = loose_solution_files(grading_bundle.path)
-
-    def grade_case(name: str) -> dict:
-        edit, seconds, _ = GALLERY[name]
-        submission = write_files(tmp_path_factory.mktemp(name), edited(solution, edit))
-        limits = Limits(seconds=seconds, memory_bytes=4 << 30, file_bytes=64 << 20)
-        return grade(submission, grading_bundle.path, limits, [GALLERY_MODULE])
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(GALLERY, pool.map(grade_case, GALLERY), strict=True))
-
-
-@pytest.mark.parametrize("case", GALLERY)
-def test_bad_submission_gets_zero_and_a_reason(gallery_results, case):
-    results = gallery_results[case]
-    assert_valid_results(results)
-    assert results["score"] == 0
-    module = module_entry(results, GALLERY_MODULE)
-    assert module["score"] == 0 and module["max_score"] > 0
-    assert GALLERY[case][2] in module["output"]
+    """The solution's files uploaded as loose files (by name), as on Gradescope."""
+    return {path.split("/")[-1]: data for path, data in solution_files(bundle).items()}
 
 
 @pytest.mark.parametrize("case", UNUSABLE)
 def test_unusable_file_is_graded_as_the_stub(grading_bundle, tmp_path, case):
-    edit, reason = UNUSABLE[case]
-    submission = write_files(tmp_path, edited(loose_solution_files(grading_bundle.path), edit))
+    data, reason = UNUSABLE[case]
+    files = {name: content for name, content in loose_solution_files(grading_bundle.path).items() if name != "nn_utils.py"}
+    if data is not None:
+        files["nn_utils.py"] = data
+    submission = write_files(tmp_path, files)
     results = grade(submission, grading_bundle.path, LIMITS, only=[])
     assert_valid_results(results)
     note = entry(results, "Submitted files")["output"]
@@ -265,12 +209,14 @@ def test_forbidden_import_is_reported_by_file_and_line_and_costs_points(grading_
     )
     files["nn_utils.py"] = source.encode()
     line = source.splitlines().index("import requests") + 1
-    results = grade(write_files(tmp_path, files), grading_bundle.path, LIMITS, [GALLERY_MODULE])
+    results = grade(write_files(tmp_path, files), grading_bundle.path, LIMITS, GALLERY_MODULES[:1])
     imports = entry(results, "Allowed imports")
     assert f"cs288_lm/nn_utils.py:{line}: import of 'requests'" in imports["output"]
     assert imports["score"] == -10
-    assert module_entry(results, GALLERY_MODULE)["score"] == 4  # the tests still ran (requests is never imported)
-    assert results["score"] == 0  # 4 - 10, and never below 0
+    earned = sum(t["score"] for t in problem_entries(results))  # the tests still ran (requests is never imported)
+    assert earned == sum(t["max_score"] for t in problem_entries(results)) > 0
+    part4 = part4_points(PART4_FILES)
+    assert results["score"] == max(0, round(earned + round(part4["4A"], 2) + round(part4["4B"], 2) - 10, 2))
 
 
 def test_import_check_allows_requirements_stdlib_and_the_package():
@@ -305,8 +251,7 @@ def part4_bundle(grading_bundle, tmp_path_factory) -> Path:
         {"id": f"q{k}", "context": "c", "question": "q", "choices": ["a", "b", "c", "d"], "answer": k % 4}
         for k in range(50)
     ]
-    (bundle / "answers").mkdir(exist_ok=True)
-    (bundle / "answers" / "test.json").write_text(json.dumps(questions), encoding="utf-8")
+    (bundle / "secret" / "answers" / "test.json").write_text(json.dumps(questions), encoding="utf-8")
     return bundle
 
 

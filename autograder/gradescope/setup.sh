@@ -9,4 +9,4 @@ python3 -m venv /autograder/venv
 # The CPU build of torch (the default Linux wheel pulls several GB of CUDA libraries).
 /autograder/venv/bin/pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
     -r /autograder/source/requirements.txt
-id -u grader-sandbox >/dev/null 2>&1 || useradd --no-create-home --shell /usr/sbin/nologin grader-sandbox
+bash /autograder/source/create_sandbox_user.sh

@@ -1,0 +1,376 @@
+"""The gallery of bad submissions: attacks on the autograder, and what each must earn.
+
+Shared by ``test_autograder.py`` (local mode: no sandbox user) and ``.ci/gradescope_e2e.py``
+(Gradescope emulated as root, tests run as the sandbox user). Every case is graded on the gallery
+modules only (fast); a case is a function of the reference solution's files and the handout's
+stubs, so each attack is written once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autograder.make_handout import REPO_ROOT
+from cs288_lm import predictions
+
+NN_UTILS = "cs288_lm/nn_utils.py"
+GALLERY_MODULES = ["tests/test_nn_utils.py", "tests/test_training_utils.py"]
+PREDICTIONS = ("finetuned_predictions.json", "prompting_predictions.json")
+DAEMON_MARKER = "cs288-gallery-daemon"
+LEAK_MARKER = "CS288-LEAKED"
+
+Files = dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One submission: how to make its files, its time limit, and what it must get.
+
+    ``full_points``: whether it earns every point of the gallery modules' problems (else none).
+    ``reason``: text that must appear in the output of one of its entries.
+    """
+
+    name: str
+    make: Callable[[Files, Files], Files]
+    seconds: float = 60
+    full_points: bool = False
+    reason: str = ""
+    flags: list[str] = field(default_factory=list)
+
+
+def with_code(code: str, base: str = "stub") -> Callable[[Files, Files], Files]:
+    """The solution (or the bare handout) with ``code`` run when nn_utils.py is imported."""
+
+    def make(solution: Files, stubs: Files) -> Files:
+        files = dict(solution) if base == "solution" else {**solution, **stubs}
+        source = files[NN_UTILS].decode()
+        anchor = "from __future__ import annotations\n"
+        files[NN_UTILS] = source.replace(anchor, anchor + textwrap.dedent(code) + "\n", 1).encode()
+        return files
+
+    return make
+
+
+def with_predictions(name: str, data: bytes) -> Callable[[Files, Files], Files]:
+    return lambda solution, stubs: {**solution, name: data}
+
+
+FORGE_REPORTS_THROUGH_GC = """
+import gc as _gc
+import pytest as _pytest
+
+class _Forge:
+    @_pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        report.outcome, report.longrepr = "passed", None
+
+for _obj in _gc.get_objects():
+    if type(_obj).__name__ == "Config" and hasattr(_obj, "pluginmanager"):
+        _obj.pluginmanager.register(_Forge(), "forge")
+        break
+"""
+
+FORGE_RECORDS_AT_EXIT = """
+import atexit as _atexit, os as _os, re as _re, sys as _sys
+
+def _forge():
+    # Whatever report a path in sys.argv names, and the record pipe: claim every test passed.
+    for _arg in _sys.argv:
+        if _arg.startswith("--junitxml="):
+            open(_arg.split("=", 1)[1], "w").write('<testsuite><testcase classname="x" name="y"/></testsuite>')
+    _fd = int(_os.environ.get("CS288_RECORD_FD", "-1"))
+    _names = _re.findall(r"^def (test_\\w+)", open("tests/test_nn_utils.py").read(), _re.M)
+    for _name in _names:
+        _id = "tests/test_nn_utils.py::" + _name
+        _os.write(_fd, ('{"t":"start","test":"%s"}\\n{"t":"end","test":"%s","outcome":"passed","message":""}\\n' % (_id, _id)).encode())
+
+_atexit.register(_forge)
+"""
+
+FORGE_STREAM_THEN_EXIT = """
+import json as _json, os as _os, re as _re
+_fd = int(_os.environ.get("CS288_RECORD_FD", "-1"))
+if _fd >= 0:
+    for _module in ("tests/test_nn_utils.py", "tests/test_training_utils.py"):
+        for _name in _re.findall(r"^def (test_\\w+)", open(_module).read(), _re.M):
+            _id = _module + "::" + _name
+            _lines = [{"t": "start", "test": _id},
+                      {"t": "check", "kind": "close", "site": "x", "actual": {"float": "0.0"}, "rtol": 1, "atol": 1e9, "against": "reference"},
+                      {"t": "end", "test": _id, "outcome": "passed", "message": ""}]
+            _os.write(_fd, "".join(_json.dumps(_l) + "\\n" for _l in _lines).encode())
+    _os._exit(0)
+"""
+
+# Every check records the test's own expected value as the answer (in tests.graded and in each
+# test module, through a plugin registered on pytest's live Config); the functions return 0.
+RECORD_EXPECTED_AS_ACTUAL = """
+import gc as _gc
+import tests.graded as _graded
+_close, _equal = _graded.check_close, _graded.check_equal
+
+def _forged_close(actual, expected, **kw):
+    return _close(expected, expected, **kw)
+
+def _forged_equal(actual, expected, **kw):
+    return _equal(expected, expected, **kw)
+
+class _Patch:
+    def pytest_runtest_setup(self, item):
+        for _module in (_graded, item.module):
+            if hasattr(_module, "check_close"):
+                _module.check_close, _module.check_equal = _forged_close, _forged_equal
+
+for _obj in _gc.get_objects():
+    if type(_obj).__name__ == "Config" and hasattr(_obj, "pluginmanager"):
+        _obj.pluginmanager.register(_Patch(), "patch")
+        break
+"""
+
+
+def returning_zero(make: Callable[[Files, Files], Files]) -> Callable[[Files, Files], Files]:
+    """The submission of ``make`` with every unimplemented function of nn_utils.py returning 0."""
+
+    def edit(solution: Files, stubs: Files) -> Files:
+        files = make(solution, stubs)
+        source = files[NN_UTILS].decode()
+        files[NN_UTILS] = re.sub(r"raise NotImplementedError\(.*\)", "return 0", source).encode()
+        return files
+
+    return edit
+
+DAEMON = f"""
+import os as _os, sys as _sys
+if _os.fork() == 0:
+    _os.setsid()
+    if _os.fork() == 0:
+        _os.execv(_sys.executable, [_sys.executable, "-c", "import time; time.sleep(120)", "{DAEMON_MARKER}"])
+    _os._exit(0)
+_os.wait()
+"""
+
+# Looks for the bundle, the answers, the reference records, the held-out stories and the hidden
+# tests' snapshots wherever it can read, keeps what it finds in /tmp, /var/tmp and /dev/shm for a
+# later test module, and fails at import with all of it in the message (shown to students).
+EXFILTRATE = f"""
+import os as _os, time as _time
+_found = []
+for _keep in ("/tmp", "/var/tmp", "/dev/shm"):
+    try:
+        _found.append(open(_os.path.join(_keep, "cs288-loot")).read())
+    except OSError:
+        pass
+_deadline = _time.monotonic() + 8
+_names = ("test.json", "heldout.txt", "manifest.json")
+for _top in ("/autograder", "/tmp", "/work", "/root", "/home", "/var/tmp", "/dev/shm", "/opt"):
+    for _dir, _subdirs, _files in _os.walk(_top):
+        _subdirs[:] = [d for d in _subdirs if d not in (".venv", "venv", "site-packages", ".git", "proc")]
+        for _file in _files:
+            if _file in _names or _file.endswith((".jsonl", ".npz")) and "hidden" in _dir or "secret" in _dir:
+                try:
+                    _found.append(_dir + "/" + _file + ": " + open(_os.path.join(_dir, _file), errors="replace").read(300))
+                except OSError:
+                    pass
+        if _time.monotonic() > _deadline:
+            break
+for _keep in ("/tmp", "/var/tmp", "/dev/shm"):
+    try:
+        with open(_os.path.join(_keep, "cs288-loot"), "w") as _out:
+            _out.write("{LEAK_MARKER} " + " | ".join(_found)[:5000])
+    except OSError:
+        pass
+raise RuntimeError("found: " + " | ".join(_found)[:5000] + " {LEAK_MARKER}")
+"""
+
+LINKS_AND_FIFOS = """
+import os as _os
+for _folder in {_os.getcwd(), _os.environ.get("HOME", "."), _os.environ.get("TMPDIR", "."), _os.path.dirname(_os.getcwd())}:
+    for _name in ("output.log", "log", "results.json", "report.xml"):
+        _path = _os.path.join(_folder, _name)
+        for _make in (lambda p: _os.symlink("/etc/shadow", p), lambda p: _os.mkfifo(p), lambda p: _os.symlink("/dev/zero", p + ".zero")):
+            try:
+                _make(_path)
+            except OSError:
+                pass
+"""
+
+DYNAMIC_IMPORTS = """
+_os = __import__("os")
+import importlib as _importlib
+_json = _importlib.import_module("json")
+exec("import math as _math")
+_getter = getattr(__builtins__, "get", None)
+"""
+
+def answers() -> list[dict]:
+    return json.loads((REPO_ROOT / "data/qa/test.json").read_text(encoding="utf-8"))
+
+
+def predictions_with_accuracy(accuracy: float) -> bytes:
+    """Predictions for the real QA test set, the first ``accuracy`` share of them right."""
+    questions = answers()
+    right = round(accuracy * len(questions))
+    return json.dumps(
+        [
+            {"id": q["id"], "prediction": q["answer"] if k < right else (q["answer"] + 1) % len(q["choices"])}
+            for k, q in enumerate(questions)
+        ]
+    ).encode()
+
+
+# About 40% for the fine-tuned model (about 6 of 12 points), 45% for prompting (+5: all 8 points).
+PART4_FILES = {PREDICTIONS[0]: predictions_with_accuracy(0.40), PREDICTIONS[1]: predictions_with_accuracy(0.45)}
+
+
+def solution_files(bundle: Path) -> dict[str, bytes]:
+    """The reference solution's student modules and predictions files of known accuracy, by relative path."""
+    modules = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["student_modules"]
+    return {**{module: (REPO_ROOT / module).read_bytes() for module in modules}, **PART4_FILES}
+
+
+def stub_files(bundle: Path) -> dict[str, bytes]:
+    modules = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["student_modules"]
+    return {module: (bundle / "handout" / module).read_bytes() for module in modules}
+
+
+def part4_points(files: dict[str, bytes]) -> dict[str, float]:
+    """What the predictions files earn, computed directly with cs288_lm.predictions."""
+    questions = answers()
+    accuracies = []
+    for name in PREDICTIONS:
+        try:
+            graded = predictions.parse_predictions(files[name], questions, source=name)
+            accuracies.append(predictions.accuracy(graded, questions))
+        except (KeyError, predictions.PredictionsError):
+            accuracies.append(None)
+    return predictions.part4_points(*accuracies, predictions.load_grading_rules())
+
+
+def write_files(directory: Path, files: dict[str, bytes]) -> Path:
+    for relative, data in files.items():
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        (directory / relative).write_bytes(data)
+    return directory
+
+
+def problem_entries(results: dict) -> list[dict]:
+    return [test for test in results["tests"] if re.match(r"Part [123]: ", test["name"])]
+
+
+def valid_results_problems(results: dict) -> list[str]:
+    """What is wrong with results.json for Gradescope (a score; tests with name, score, max_score,
+    output and visibility; no NaN)."""
+    problems = []
+    try:
+        json.dumps(results, allow_nan=False)
+    except ValueError as error:
+        problems.append(f"not JSON: {error}")
+    if not isinstance(results.get("score"), (int, float)) or results["score"] < 0:
+        problems.append(f"bad total {results.get('score')!r}")
+    if not isinstance(results.get("output"), str):
+        problems.append("no output")
+    for test in results.get("tests", []):
+        if set(test) != {"name", "score", "max_score", "output", "visibility"}:
+            problems.append(f"entry with keys {sorted(test)}")
+        elif test["visibility"] not in ("visible", "after_published", "hidden"):
+            problems.append(f"{test['name']}: visibility {test['visibility']!r}")
+        elif test["score"] > test["max_score"] + 1e-9:
+            problems.append(f"{test['name']}: {test['score']} > {test['max_score']}")
+    return problems
+
+
+def visible_text(results: dict) -> str:
+    """Everything a student sees now or once grades are published (not the instructors' entries)."""
+    shown = [results["output"]] + [t["name"] + "\n" + t["output"] for t in results["tests"] if t["visibility"] != "hidden"]
+    return "\n".join(shown)
+
+
+def secret_strings(bundle: Path) -> list[str]:
+    """Strings only secrets hold: held-out stories, reference records, hidden snapshots' bytes."""
+    heldout = (REPO_ROOT / "data/tinystories/heldout.txt").read_text(encoding="utf-8")
+    strings = [heldout[1000:1060], heldout[-200:-140]]
+    for path in sorted((bundle / "secret" / "reference").rglob("*.jsonl")):
+        text = path.read_text(encoding="utf-8")
+        start = text.find('"npy":"', len(text) // 2)
+        if start >= 0:
+            strings.append(text[start + 100 : start + 140])
+    return strings
+
+
+def alive_daemons() -> list[int]:
+    alive = []
+    for entry_ in Path("/proc").iterdir():
+        try:
+            if entry_.name.isdigit() and DAEMON_MARKER.encode() in (entry_ / "cmdline").read_bytes():
+                alive.append(int(entry_.name))
+        except OSError:
+            pass
+    return alive
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def huge_int_predictions(solution: Files) -> bytes:
+    """The solution's prompting predictions with one prediction a 5000-digit integer."""
+    records = json.loads(solution[PREDICTIONS[1]])
+    text = json.dumps(records)
+    first = json.dumps(records[0])
+    return text.replace(first, first.replace(f'"prediction": {records[0]["prediction"]}', '"prediction": ' + "9" * 5000), 1).encode()
+
+
+CASES = [
+    Case("infinite_loop_at_import", with_code("while True:\n    pass", "solution"), seconds=6, reason="time limit of 6 s was exceeded"),
+    Case("memory_bomb_at_import", with_code("_hoard = [bytearray(10**8) for _ in range(10**6)]", "solution"), reason="MemoryError"),
+    Case("sys_exit_0_at_import", with_code("import sys\nsys.exit(0)", "solution"), reason="did not run"),
+    Case("os_exit_0_at_import", with_code("import os\nos._exit(0)", "solution"), reason="did not run"),
+    Case("fake_pytest_output", with_code("print('tests/test_nn_utils.py ........... [100%]\\n== 11 passed ==', flush=True)"), reason="NotImplementedError: Implement"),
+    Case("deletes_and_edits_tests", with_code("import shutil\nshutil.rmtree('tests/_snapshots')\nopen('tests/test_nn_utils.py', 'w').write('def test_nothing():\\n    pass\\n')"), reason="NotImplementedError"),
+    Case("forges_reports_through_gc", with_code(FORGE_REPORTS_THROUGH_GC), reason="checks where the reference run records"),
+    Case("forges_reports_at_exit", with_code(FORGE_RECORDS_AT_EXIT)),
+    Case("forges_record_stream_then_exits", with_code(FORGE_STREAM_THEN_EXIT), reason="where the reference"),
+    Case("records_expected_as_actual", returning_zero(with_code(RECORD_EXPECTED_AS_ACTUAL)), reason="where the reference has"),
+    Case("daemon_outlives_the_tests", with_code(DAEMON), reason="NotImplementedError"),
+    Case("exfiltrates_secrets", with_code(EXFILTRATE), reason=LEAK_MARKER),
+    Case("links_and_fifos_where_logs_were", with_code(LINKS_AND_FIFOS), reason="NotImplementedError"),
+    Case("dynamic_imports", with_code(DYNAMIC_IMPORTS, "solution"), full_points=True, flags=["__import__", "importlib", "exec"]),
+    Case("huge_int_prediction", lambda solution, stubs: {**solution, PREDICTIONS[1]: huge_int_predictions(solution)}, full_points=True, reason="an integer of 5,000 digits"),
+    Case("deeply_nested_prediction", with_predictions(PREDICTIONS[1], DEEP), full_points=True, reason="nested more than"),
+]
+
+
+def entry_named(results: dict, prefix: str) -> dict | None:
+    found = [test for test in results["tests"] if test["name"].startswith(prefix)]
+    return found[0] if len(found) == 1 else None
+
+
+def case_problems(case: Case, results: dict, bundle: Path) -> list[str]:
+    """Everything about ``results`` that is not what ``case`` earned (empty when all is right)."""
+    problems = valid_results_problems(results)
+    graded = problem_entries(results)
+    if not graded:
+        problems.append("no problem entry")
+    wanted = (lambda t: t["score"] == t["max_score"]) if case.full_points else (lambda t: t["score"] == 0)
+    problems += [f"{t['name']}: {t['score']}/{t['max_score']}" for t in graded if not wanted(t)]
+    outputs = "\n".join(t["output"] for t in results["tests"])
+    if case.reason not in outputs:
+        problems.append(f"no entry says {case.reason!r}")
+    shown = visible_text(results)
+    problems += [f"a secret is shown: {secret!r}" for secret in secret_strings(bundle) if secret in shown]
+    if "cs288-loot" in shown or f"{LEAK_MARKER} {LEAK_MARKER}" in shown:
+        problems.append("a later module saw what an earlier one kept")
+    flags = entry_named(results, "Review flags")
+    for flag in case.flags:
+        if flags is None or flag not in flags["output"]:
+            problems.append(f"no review flag for {flag}")
+    if "huge_int" in case.name or "nested" in case.name:
+        part_4a, part_4b = entry_named(results, "Part 4A"), entry_named(results, "Part 4B")
+        if (part_4a and part_4a["score"], part_4b and part_4b["score"]) != (round(part4_points(PART4_FILES)["4A"], 2), 0):
+            problems.append("a bad prompting predictions file must cost only Part 4B")
+    return problems
