@@ -34,8 +34,8 @@ from instructor_tests.gallery import (  # noqa: E402 (needs the repository on th
     GALLERY_MODULES,
     PART4_FILES,
     alive_daemons,
-    part4_points,
     case_problems,
+    part4_points,
     problem_entries,
     solution_files,
     stub_files,
@@ -130,7 +130,9 @@ def main() -> int:
         short = [f"{t['name']}: {t['score']}/{t['max_score']}" for t in graded if t["score"] != t["max_score"]]
         problems += [f"solution: {s}" for s in short]
         part4 = {key: round(points, 2) for key, points in part4_points(PART4_FILES).items()}
-        if round(sum(t["max_score"] for t in graded), 2) != 100 or results["score"] != round(100 + sum(part4.values()), 2):
+        if round(sum(t["max_score"] for t in graded), 2) != 100 or results["score"] != round(
+            100 + sum(part4.values()), 2
+        ):
             problems.append(f"solution: total {results['score']} (expected 100 + {part4['4A']} + {part4['4B']})")
         step(f"solution: {results['score']} points in {seconds:.0f} s")
 

@@ -140,7 +140,9 @@ def check_config(config: dict, rules: dict, modules: list[str]) -> None:
             raise ValueError(f"grading_config.json names a part that {config['rules']} does not have: {part}")
         total = sum(p["public"] + p["hidden"] for p in problems if p["part"] == part)
         if abs(total - rules["parts"][part]["points"]) > 1e-9:
-            raise ValueError(f"the problems of part {part} are worth {total:g} points, not {rules['parts'][part]['points']:g}")
+            raise ValueError(
+                f"the problems of part {part} are worth {total:g} points, not {rules['parts'][part]['points']:g}"
+            )
 
 
 def build_manifest(
@@ -157,7 +159,9 @@ def build_manifest(
         on_handout = judge_stream(handout[module], stream, load)
         tests = list(stream.tests)
         problems = {nodeid: problem_of(nodeid, config["problems"]) for nodeid in tests} if module in graded else {}
-        errors += [f"{nodeid} belongs to no problem of grading_config.json" for nodeid, p in problems.items() if p is None]
+        errors += [
+            f"{nodeid} belongs to no problem of grading_config.json" for nodeid, p in problems.items() if p is None
+        ]
         manifest[module] = {
             "tests": tests,
             "given": [nodeid for nodeid in tests if on_handout[nodeid].passed],
@@ -173,7 +177,10 @@ def build_manifest(
                 if entry["problems"].get(nodeid) == problem["name"]
             ]
             if problem[side] and not scored:
-                errors.append(f"problem {problem['name']} has {problem[side]:g} {side} points but no {side} test that fails on the bare handout")
+                errors.append(
+                    f"problem {problem['name']} has {problem[side]:g} {side} points"
+                    f" but no {side} test that fails on the bare handout"
+                )
     if errors:
         raise RuntimeError("the grading bundle cannot be built:\n  " + "\n  ".join(errors))
     return manifest

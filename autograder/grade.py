@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from autograder.bundle import build_bundle, is_public, load_reference, scored_tests, snapshot_loader, SNAPSHOTS
+from autograder.bundle import SNAPSHOTS, build_bundle, is_public, load_reference, scored_tests, snapshot_loader
 from autograder.imports_check import ForbiddenImport, ReviewFlag, allowed_modules, forbidden_imports, review_flags
 from autograder.judge import Stream, Verdict, judge_stream, parse_stream
 from autograder.make_handout import REPO_ROOT, write_tree
@@ -203,7 +203,13 @@ class ModuleResult:
     module: str
     verdicts: dict[str, Verdict]
     stopped: str | None
+    running: str | None  # the test that was running when the process stopped
     isolation: str
+
+    def stop_note(self, public: bool) -> str:
+        """Why the module's process stopped early, naming the running test only for public tests."""
+        running = f" (while {self.running} was running)" if public and self.running else ""
+        return f"The test process of {self.module} stopped: {self.stopped}{running}."
 
 
 def run_module(
@@ -228,9 +234,8 @@ def judge_run(module: str, run: PytestRun, bundle: Bundle) -> ModuleResult:
         stopped = "the tests could not be collected: " + "; ".join(stream.collect_errors)[:600]
     if stopped is None and not stream.tests and run.returncode not in (0, 1):
         stopped = f"the test process exited with status {run.returncode} before any test ran"
-    if stopped and stream.unfinished:
-        stopped += f" (while {stream.unfinished.split('::', 1)[-1]} was running)"
-    return ModuleResult(module, verdicts, stopped, getattr(run, "isolation", ""))
+    running = stream.unfinished.split("::", 1)[-1] if stopped and stream.unfinished else None
+    return ModuleResult(module, verdicts, stopped, running, run.isolation)
 
 
 def pattern_label(pattern: str) -> str:
@@ -263,7 +268,7 @@ def problem_entry(problem: dict, public: bool, results: list[ModuleResult], bund
         tests += [(t, result.verdicts[t]) for t in mine]
         scored += [t for t in scored_tests(bundle.manifest["modules"][result.module]) if t in mine]
         if result.stopped and mine:
-            stopped.append(f"The test process of {result.module} stopped: {result.stopped}.")
+            stopped.append(result.stop_note(public))
     passed = {t for t, verdict in tests if verdict.passed}
     points = problem["public" if public else "hidden"]
     score = points * sum(t in passed for t in scored) / len(scored) if scored else 0.0
@@ -292,7 +297,7 @@ def feedback_entry(result: ModuleResult, bundle: Bundle) -> dict:
     failed = [(t, result.verdicts[t]) for t in tests if not result.verdicts[t].passed]
     lines = [f"{len(tests) - len(failed)} of {len(tests)} tests passed."]
     if result.stopped:
-        lines.append(f"The test process stopped: {result.stopped}.")
+        lines.append(result.stop_note(public))
     if public and failed:
         lines.append("Failed:")
         lines += [f"  {t.split('::', 1)[1]}: {v.reason}" for t, v in failed[:MAX_LISTED_FAILURES]]
@@ -344,7 +349,13 @@ def review_entry(submission: Submission, isolation: set[str]) -> dict:
         lines += [f"  {flag}" for flag in submission.flags]
     else:
         lines.append("No dynamic import or tampering API found.")
-    return {"name": "Review flags (instructors only)", "score": 0, "max_score": 0, "output": "\n".join(lines), "visibility": INSTRUCTORS}
+    return {
+        "name": "Review flags (instructors only)",
+        "score": 0,
+        "max_score": 0,
+        "output": "\n".join(lines),
+        "visibility": INSTRUCTORS,
+    }
 
 
 def instructor_predictions(handout: dict[str, bytes]) -> ModuleType:
@@ -476,7 +487,9 @@ def summary(tests: list[dict], score: float) -> str:
     """The results page's header: the total and the points per visible entry that has any."""
     lines = [f"Total: {score:g} points."]
     lines += [
-        f"  {t['name']}: {t['score']:g}/{t['max_score']:g}" for t in tests if t["max_score"] and t["visibility"] == PUBLIC
+        f"  {t['name']}: {t['score']:g}/{t['max_score']:g}"
+        for t in tests
+        if t["max_score"] and t["visibility"] == PUBLIC
     ]
     lines.append("Hidden tests and Part 4 are shown once grades are published.")
     return "\n".join(lines)
@@ -520,7 +533,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
             bundle_dir = args.bundle
             if bundle_dir is None:
-                print("building the grading bundle (runs every test with the reference solution and on the bare handout) ...")
+                print(
+                    "building the grading bundle (runs every test with the reference solution and on the bare"
+                    " handout) ..."
+                )
                 bundle_dir = Path(temporary) / "bundle"
                 build_bundle(bundle_dir)
             config = json.loads((bundle_dir / "grading_config.json").read_text(encoding="utf-8"))

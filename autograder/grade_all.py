@@ -1,6 +1,7 @@
 """Grade a folder of submissions locally: one results.json per student, a CSV summary, a similarity report.
 
-    python -m autograder.grade_all --submissions DIR --out DIR [--bundle dist/grader] [--no-similarity] [--sandbox-user USER]
+    python -m autograder.grade_all --submissions DIR --out DIR [--bundle dist/grader]
+                                   [--no-similarity] [--sandbox-user USER]
 
 Every subdirectory of ``--submissions`` is one student's submission (its name is the student's).
 ``--out`` receives ``<student>/results.json``, ``summary.csv`` (one row per student: the total,

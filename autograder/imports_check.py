@@ -91,13 +91,33 @@ WATCHED: dict[str, str] = {
     ),
     **{f"os.{name}": PROCESS_CONTROL for name in _OS_PROCESS_CALLS.split()},
     **dict.fromkeys(
-        ("builtins", "__builtins__", "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._getframe",
-         "sys._current_frames", "sys.modules", "inspect.stack", "inspect.currentframe", "inspect.trace"),
+        (
+            "builtins",
+            "__builtins__",
+            "gc.get_objects",
+            "gc.get_referrers",
+            "gc.get_referents",
+            "sys._getframe",
+            "sys._current_frames",
+            "sys.modules",
+            "inspect.stack",
+            "inspect.currentframe",
+            "inspect.trace",
+        ),
         INTROSPECTION,
     ),
     **dict.fromkeys(
-        ("sys.argv", "sys.orig_argv", "sys.settrace", "sys.setprofile", "sys.addaudithook", "threading.settrace",
-         "threading.setprofile", "pytest", "_pytest"),
+        (
+            "sys.argv",
+            "sys.orig_argv",
+            "sys.settrace",
+            "sys.setprofile",
+            "sys.addaudithook",
+            "threading.settrace",
+            "threading.setprofile",
+            "pytest",
+            "_pytest",
+        ),
         TAMPERING,
     ),
 }
@@ -108,8 +128,21 @@ BUILTIN_NAMES = frozenset(
 BUILTIN_NAMESPACES = ("builtins", "__builtins__")
 # Frames and functions lead to every module's globals, pytest's included.
 INTROSPECTION_ATTRIBUTES = frozenset(
-    {"__code__", "__globals__", "__subclasses__", "__builtins__", "f_back", "f_builtins", "f_code", "f_globals",
-     "f_locals", "f_trace", "tb_frame", "gi_frame", "cr_frame"}
+    {
+        "__code__",
+        "__globals__",
+        "__subclasses__",
+        "__builtins__",
+        "f_back",
+        "f_builtins",
+        "f_code",
+        "f_globals",
+        "f_locals",
+        "f_trace",
+        "tb_frame",
+        "gi_frame",
+        "cr_frame",
+    }
 )
 # Lower-case pieces of strings: the grader's files and processes, or names looked up by string.
 STRING_NEEDLES = {
@@ -296,8 +329,8 @@ def _import_aliases(nodes: list[ast.AST]) -> dict[str, str]:
             for alias in node.names:
                 if alias.name == "*":  # bind the watched members, so that `from os import *; system(...)` is seen
                     prefix = node.module + "."
-                    members = [name for name in WATCHED if name.startswith(prefix) and "." not in name[len(prefix):]]
-                    aliases.update({name[len(prefix):]: name for name in members})
+                    members = [name for name in WATCHED if name.startswith(prefix) and "." not in name[len(prefix) :]]
+                    aliases.update({name[len(prefix) :]: name for name in members})
                 else:
                     aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
     return aliases

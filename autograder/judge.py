@@ -141,7 +141,7 @@ def decode(value: Any, depth: int = 0) -> Any:
         return value
     if not isinstance(value, dict) or len(value) != 1:
         raise BadRecord("a value that is not tagged")
-    (tag, content), = value.items()
+    ((tag, content),) = value.items()
     if tag == "int" and isinstance(content, str) and len(content) <= 50:
         try:
             return int(content)
@@ -204,10 +204,16 @@ def difference(actual: Any, reference: Any, rtol: float | None, atol: float | No
             return f"{where}got {_shown(actual)} where the reference has {_shown(reference)}"
         return _array_difference(actual, reference, rtol, atol, where)
     if type(actual) is not type(reference):
-        return f"{where}got a {type(actual).__name__} ({_shown(actual)}) where the reference has a {type(reference).__name__} ({_shown(reference)})"
+        return (
+            f"{where}got a {type(actual).__name__} ({_shown(actual)})"
+            f" where the reference has a {type(reference).__name__} ({_shown(reference)})"
+        )
     if isinstance(reference, (list, tuple)):
         if len(actual) != len(reference):
-            return f"{where}got {len(actual)} items where the reference has {len(reference)}: {_shown(actual)} vs {_shown(reference)}"
+            return (
+                f"{where}got {len(actual)} items where the reference has {len(reference)}:"
+                f" {_shown(actual)} vs {_shown(reference)}"
+            )
         for index, (a, r) in enumerate(zip(actual, reference)):
             found = difference(a, r, rtol, atol, f"{where}[{index}] ")
             if found:
@@ -226,7 +232,9 @@ def difference(actual: Any, reference: Any, rtol: float | None, atol: float | No
     return None
 
 
-def _array_difference(actual: Array, reference: Array, rtol: float | None, atol: float | None, where: str) -> str | None:
+def _array_difference(
+    actual: Array, reference: Array, rtol: float | None, atol: float | None, where: str
+) -> str | None:
     if actual.dtype != reference.dtype:
         return f"{where}dtype {actual.dtype} where the reference has {reference.dtype}"
     if actual.values.shape != reference.values.shape:
@@ -236,7 +244,9 @@ def _array_difference(actual: Array, reference: Array, rtol: float | None, atol:
         bad = ~((a == r) | (np.isnan(a) & np.isnan(r)) if a.dtype.kind in "fc" else (a == r))
     else:
         with np.errstate(all="ignore"):
-            bad = ~np.isclose(a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), r, rtol=rtol, atol=atol, equal_nan=True)
+            bad = ~np.isclose(
+                a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), r, rtol=rtol, atol=atol, equal_nan=True
+            )
     if not bad.any():
         return None
     index = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -277,14 +287,18 @@ def judge_check(check: dict, reference: dict, snapshot: SnapshotLoader, elapsed:
         if not (isinstance(actual, tuple) and actual[:1] == ("dict",)):
             return "the snapshot check recorded no arrays"
         actual = ("dict", tuple(sorted(actual[1], key=lambda pair: str(pair[0]))))
-        return difference(actual, expected, _number(reference["rtol"], "rtol"), _number(reference["atol"], "atol"), "snapshot ")
+        return difference(
+            actual, expected, _number(reference["rtol"], "rtol"), _number(reference["atol"], "atol"), "snapshot "
+        )
     if kind == "raises":
         raised, message = check.get("raised"), check.get("message")
         wanted = " or ".join(name.rsplit(".", 1)[-1] for name in reference["expected"])
         if not isinstance(raised, list) or not raised:
             return f"expected {wanted} to be raised; nothing was raised"
         if not any(name in raised for name in reference["expected"]):
-            return f"expected {wanted}; got {str(raised[0]).rsplit('.', 1)[-1][:80]}: {str(message)[:MAX_MESSAGE_CHARS]}"
+            return (
+                f"expected {wanted}; got {str(raised[0]).rsplit('.', 1)[-1][:80]}: {str(message)[:MAX_MESSAGE_CHARS]}"
+            )
         pattern = reference.get("match")
         if pattern is not None and not (isinstance(message, str) and re.search(pattern, message)):
             return f"{wanted} raised, but its message {str(message)[:MAX_MESSAGE_CHARS]!r} does not match {pattern!r}"
@@ -312,12 +326,18 @@ def judge_test(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader
     if not reference.checks:
         return Verdict(False, "the reference run records no value for this test")
     if len(run.checks) != len(reference.checks):
-        return Verdict(False, f"recorded {len(run.checks)} checks where the reference run records {len(reference.checks)}")
+        return Verdict(
+            False, f"recorded {len(run.checks)} checks where the reference run records {len(reference.checks)}"
+        )
     timer_started: float | None = None
     for index, (check, expected) in enumerate(zip(run.checks, reference.checks)):
         where = expected.get("site", "?")
         if check.get("kind") != expected["kind"]:
-            return Verdict(False, f"check {index + 1} ({where}) is a {str(check.get('kind'))[:20]!r} check where the reference run makes a {expected['kind']!r} check")
+            return Verdict(
+                False,
+                f"check {index + 1} ({where}) is a {str(check.get('kind'))[:20]!r} check"
+                f" where the reference run makes a {expected['kind']!r} check",
+            )
         elapsed = None
         if expected["kind"] == "timer_start":
             timer_started = run.received[index]

@@ -77,7 +77,9 @@ def _dead_store(statement: ast.stmt, loaded: set[str]) -> bool:
     return isinstance(target, ast.Name) and target.id not in loaded
 
 
-def _drop_dead_stores(function: ast.FunctionDef | ast.AsyncFunctionDef, read_before: set[str], edits: list[Edit]) -> None:
+def _drop_dead_stores(
+    function: ast.FunctionDef | ast.AsyncFunctionDef, read_before: set[str], edits: list[Edit]
+) -> None:
     """Drop the stores that stripping made dead (names read before, no longer read)."""
     while True:
         loaded = _loaded_names(function)
@@ -100,7 +102,11 @@ def _drop_dead_stores(function: ast.FunctionDef | ast.AsyncFunctionDef, read_bef
 def _parametrized_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     names: set[str] = set()
     for decorator in function.decorator_list:
-        if isinstance(decorator, ast.Call) and getattr(decorator.func, "attr", None) == "parametrize" and decorator.args:
+        if (
+            isinstance(decorator, ast.Call)
+            and getattr(decorator.func, "attr", None) == "parametrize"
+            and decorator.args
+        ):
             first = decorator.args[0]
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 names |= {name.strip() for name in first.value.split(",")}
@@ -109,7 +115,9 @@ def _parametrized_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set
     return names
 
 
-def _drop_unused_fixtures(function: ast.FunctionDef | ast.AsyncFunctionDef, read_before: set[str], edits: list[Edit]) -> None:
+def _drop_unused_fixtures(
+    function: ast.FunctionDef | ast.AsyncFunctionDef, read_before: set[str], edits: list[Edit]
+) -> None:
     """Stop requesting the fixtures that only fed expected values (read before, no longer read)."""
     unused = (read_before - _loaded_names(function)) - _parametrized_names(function)
     edits += [(argument, "") for argument in function.args.args if argument.arg in unused]

@@ -145,6 +145,7 @@ def returning_zero(make: Callable[[Files, Files], Files]) -> Callable[[Files, Fi
 
     return edit
 
+
 DAEMON = f"""
 import os as _os, sys as _sys
 if _os.fork() == 0:
@@ -207,6 +208,7 @@ _json = _importlib.import_module("json")
 exec("import math as _math")
 _getter = getattr(__builtins__, "get", None)
 """
+
 
 def answers() -> list[dict]:
     return json.loads((REPO_ROOT / "data/qa/test.json").read_text(encoding="utf-8"))
@@ -287,7 +289,9 @@ def valid_results_problems(results: dict) -> list[str]:
 
 def visible_text(results: dict) -> str:
     """Everything a student sees now or once grades are published (not the instructors' entries)."""
-    shown = [results["output"]] + [t["name"] + "\n" + t["output"] for t in results["tests"] if t["visibility"] != "hidden"]
+    shown = [results["output"]] + [
+        t["name"] + "\n" + t["output"] for t in results["tests"] if t["visibility"] != "hidden"
+    ]
     return "\n".join(shown)
 
 
@@ -322,26 +326,67 @@ def huge_int_predictions(solution: Files) -> bytes:
     records = json.loads(solution[PREDICTIONS[1]])
     text = json.dumps(records)
     first = json.dumps(records[0])
-    return text.replace(first, first.replace(f'"prediction": {records[0]["prediction"]}', '"prediction": ' + "9" * 5000), 1).encode()
+    return text.replace(
+        first, first.replace(f'"prediction": {records[0]["prediction"]}', '"prediction": ' + "9" * 5000), 1
+    ).encode()
 
 
 CASES = [
-    Case("infinite_loop_at_import", with_code("while True:\n    pass", "solution"), seconds=6, reason="time limit of 6 s was exceeded"),
-    Case("memory_bomb_at_import", with_code("_hoard = [bytearray(10**8) for _ in range(10**6)]", "solution"), reason="MemoryError"),
+    Case(
+        "infinite_loop_at_import",
+        with_code("while True:\n    pass", "solution"),
+        seconds=6,
+        reason="time limit of 6 s was exceeded",
+    ),
+    Case(
+        "memory_bomb_at_import",
+        with_code("_hoard = [bytearray(10**8) for _ in range(10**6)]", "solution"),
+        reason="MemoryError",
+    ),
     Case("sys_exit_0_at_import", with_code("import sys\nsys.exit(0)", "solution"), reason="did not run"),
     Case("os_exit_0_at_import", with_code("import os\nos._exit(0)", "solution"), reason="did not run"),
-    Case("fake_pytest_output", with_code("print('tests/test_nn_utils.py ........... [100%]\\n== 11 passed ==', flush=True)"), reason="NotImplementedError: Implement"),
-    Case("deletes_and_edits_tests", with_code("import shutil\nshutil.rmtree('tests/_snapshots')\nopen('tests/test_nn_utils.py', 'w').write('def test_nothing():\\n    pass\\n')"), reason="NotImplementedError"),
-    Case("forges_reports_through_gc", with_code(FORGE_REPORTS_THROUGH_GC), reason="checks where the reference run records"),
+    Case(
+        "fake_pytest_output",
+        with_code("print('tests/test_nn_utils.py ........... [100%]\\n== 11 passed ==', flush=True)"),
+        reason="NotImplementedError: Implement",
+    ),
+    Case(
+        "deletes_and_edits_tests",
+        with_code(
+            "import shutil\nshutil.rmtree('tests/_snapshots')\nopen('tests/test_nn_utils.py', 'w').write('def test_nothing():\\n    pass\\n')"
+        ),
+        reason="NotImplementedError",
+    ),
+    Case(
+        "forges_reports_through_gc",
+        with_code(FORGE_REPORTS_THROUGH_GC),
+        reason="checks where the reference run records",
+    ),
     Case("forges_reports_at_exit", with_code(FORGE_RECORDS_AT_EXIT)),
     Case("forges_record_stream_then_exits", with_code(FORGE_STREAM_THEN_EXIT), reason="where the reference"),
-    Case("records_expected_as_actual", returning_zero(with_code(RECORD_EXPECTED_AS_ACTUAL)), reason="where the reference has"),
+    Case(
+        "records_expected_as_actual",
+        returning_zero(with_code(RECORD_EXPECTED_AS_ACTUAL)),
+        reason="where the reference has",
+    ),
     Case("daemon_outlives_the_tests", with_code(DAEMON), reason="NotImplementedError"),
     Case("exfiltrates_secrets", with_code(EXFILTRATE), reason=LEAK_MARKER),
     Case("links_and_fifos_where_logs_were", with_code(LINKS_AND_FIFOS), reason="NotImplementedError"),
-    Case("dynamic_imports", with_code(DYNAMIC_IMPORTS, "solution"), full_points=True, flags=["__import__", "importlib", "exec"]),
-    Case("huge_int_prediction", lambda solution, stubs: {**solution, PREDICTIONS[1]: huge_int_predictions(solution)}, full_points=True, reason="an integer of 5,000 digits"),
-    Case("deeply_nested_prediction", with_predictions(PREDICTIONS[1], DEEP), full_points=True, reason="nested more than"),
+    Case(
+        "dynamic_imports",
+        with_code(DYNAMIC_IMPORTS, "solution"),
+        full_points=True,
+        flags=["__import__", "importlib", "exec"],
+    ),
+    Case(
+        "huge_int_prediction",
+        lambda solution, stubs: {**solution, PREDICTIONS[1]: huge_int_predictions(solution)},
+        full_points=True,
+        reason="an integer of 5,000 digits",
+    ),
+    Case(
+        "deeply_nested_prediction", with_predictions(PREDICTIONS[1], DEEP), full_points=True, reason="nested more than"
+    ),
 ]
 
 
@@ -371,6 +416,9 @@ def case_problems(case: Case, results: dict, bundle: Path) -> list[str]:
             problems.append(f"no review flag for {flag}")
     if "huge_int" in case.name or "nested" in case.name:
         part_4a, part_4b = entry_named(results, "Part 4A"), entry_named(results, "Part 4B")
-        if (part_4a and part_4a["score"], part_4b and part_4b["score"]) != (round(part4_points(PART4_FILES)["4A"], 2), 0):
+        if (part_4a and part_4a["score"], part_4b and part_4b["score"]) != (
+            round(part4_points(PART4_FILES)["4A"], 2),
+            0,
+        ):
             problems.append("a bad prompting predictions file must cost only Part 4B")
     return problems

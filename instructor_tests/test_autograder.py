@@ -107,7 +107,10 @@ def test_entries_are_one_per_problem_public_and_hidden(solution_results, grading
     rope = entry(solution_results, "Part 2: rope (public tests)")
     collected = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_model.py", "-k", "test_rope_"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     count = sum(line.startswith("tests/test_model.py::") for line in collected.splitlines())
     assert rope["output"].startswith(f"{count} of {count} tests passed")
@@ -171,6 +174,8 @@ def test_exfiltrated_files_do_not_reach_a_later_module(gallery_results):
     shown = visible_text(gallery_results["exfiltrates_secrets"])
     assert f"{LEAK_MARKER} {LEAK_MARKER}" not in shown
     assert "cs288-loot" not in shown
+
+
 # Files that cannot be used are replaced by the handout stub, which earns nothing
 # (test_bare_handout_earns_nothing); these need no run. name -> (nn_utils.py's bytes or None, note)
 UNUSABLE = {
@@ -188,7 +193,9 @@ def loose_solution_files(bundle: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("case", UNUSABLE)
 def test_unusable_file_is_graded_as_the_stub(grading_bundle, tmp_path, case):
     data, reason = UNUSABLE[case]
-    files = {name: content for name, content in loose_solution_files(grading_bundle.path).items() if name != "nn_utils.py"}
+    files = {
+        name: content for name, content in loose_solution_files(grading_bundle.path).items() if name != "nn_utils.py"
+    }
     if data is not None:
         files["nn_utils.py"] = data
     submission = write_files(tmp_path, files)

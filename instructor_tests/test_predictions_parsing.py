@@ -90,7 +90,7 @@ HOSTILE = {
     "entry without prediction": (entries('{"id": "q0"}'), ["entry 0 must be an object"]),
     "out of range": (q0_predicts("4"), ["entry 0", "prediction 4 is outside 0..3"]),
     "negative": (q0_predicts("-1"), ["prediction -1 is outside 0..3"]),
-    "out of range, two choices": (VALID.replace(b'0\n }\n]', b'2}]'), ["entry 2", "'q2'", "outside 0..1"]),
+    "out of range, two choices": (VALID.replace(b"0\n }\n]", b"2}]"), ["entry 2", "'q2'", "outside 0..1"]),
     "duplicated id": (entries(*['{"id": "q0", "prediction": 1}'] * 2), ["entry 1", "'q0' appears more than once"]),
     "missing id": (b'[{"id": "q0", "prediction": 1}]', ["2 question(s) have no prediction: 'q1', 'q2'"]),
     "extra id": (VALID[:-1] + b', {"id": "q9", "prediction": 0}]', ["entry 3", "id 'q9' is not a test question"]),

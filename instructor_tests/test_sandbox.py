@@ -119,8 +119,17 @@ def sandbox_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SANDBOX_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", SANDBOX_USER],
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SANDBOX_USER,
+            ],
             check=True,
         )
         return pwd.getpwnam(SANDBOX_USER)
@@ -309,9 +318,11 @@ def escape_attempts(
     targets = [str(hidden_dir / "key"), str(REPO_ROOT / "pyproject.toml")]
     left = [f"/tmp/{token}", f"/dev/shm/{token}", f"/var/tmp/{token}"]
     limits = Limits(60, 4 << 30, 1 << 30, user=user and user.pw_name)
-    result = within(60, lambda: run(
-        tmp_path,
-        f"""
+    result = within(
+        60,
+        lambda: run(
+            tmp_path,
+            f"""
         TARGETS, LEFT, TOKEN, ROOT_ONLY = {targets!r}, {left!r}, {token!r}, {str(root_only)!r}
         UNMOUNT_AND_READ = {UNMOUNT_AND_READ!r}
 
@@ -335,9 +346,10 @@ def escape_attempts(
                 file.write("ok")
             record(uid=os.getuid(), seen=seen, unmounted=unmounted, root_only=read(ROOT_ONLY))
         """,
-        limits,
-        hidden_paths=[REPO_ROOT, hidden_dir],
-    ))
+            limits,
+            hidden_paths=[REPO_ROOT, hidden_dir],
+        ),
+    )
     assert (result.problem, result.returncode) == (None, 0), result.output_tail
     report = recorded(result)[0]
     assert report["unmounted"] == [-1, -1]

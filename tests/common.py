@@ -59,7 +59,9 @@ def gpt2_tiktoken() -> tiktoken.Encoding:
     """tiktoken's ``gpt2`` encoding, built offline from the fixture files."""
     vocab, _ = gpt2_vocab_and_merges()
     ranks = {token: token_id for token_id, token in vocab.items() if token != EOT.encode()}
-    return tiktoken.Encoding(name="gpt2_offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256})
+    return tiktoken.Encoding(
+        name="gpt2_offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256}
+    )
 
 
 def tiktoken_from_vocab(vocab: dict[int, bytes], special_tokens: list[str], name: str = "trained") -> tiktoken.Encoding:

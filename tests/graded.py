@@ -197,7 +197,9 @@ def _local_values(value: Any) -> Any:
     return value
 
 
-def check_close(actual: Any, expected: Any, *, rtol: float = 1e-5, atol: float = 1e-5, against: str = "reference") -> None:
+def check_close(
+    actual: Any, expected: Any, *, rtol: float = 1e-5, atol: float = 1e-5, against: str = "reference"
+) -> None:
     """``actual`` equals ``expected`` within ``atol + rtol * |expected|``, with the same shapes and dtypes.
 
     ``against="expected"``: the grader compares ``actual`` with the reference run's ``expected``
@@ -240,7 +242,9 @@ def check_equal(actual: Any, expected: Any, *, message: str = "", against: str =
     number = (bool, int, float)
     if isinstance(actual, number) and isinstance(expected, number) and type(actual) is not type(expected):
         # The grader compares Python scalars by type too: 24.0 is not the count 24.
-        raise AssertionError(message or f"{_short(actual)} is a {type(actual).__name__}, expected a {type(expected).__name__}")
+        raise AssertionError(
+            message or f"{_short(actual)} is a {type(actual).__name__}, expected a {type(expected).__name__}"
+        )
     assert actual == expected, message or f"{_short(actual)} != {_short(expected)}"
 
 

@@ -46,7 +46,11 @@ class NumpySnapshot:
         rtol: float | None = None,
         atol: float | None = None,
     ) -> None:
-        arrays = {k: _to_numpy(v) for k, v in actual.items()} if isinstance(actual, Mapping) else {"array": _to_numpy(actual)}
+        arrays = (
+            {k: _to_numpy(v) for k, v in actual.items()}
+            if isinstance(actual, Mapping)
+            else {"array": _to_numpy(actual)}
+        )
         rtol, atol = self.rtol if rtol is None else rtol, self.atol if atol is None else atol
         if graded.grading():  # the grader compares with its own copy of the snapshot
             graded.record_check("snapshot", name=name, arrays=graded.encode(arrays), rtol=rtol, atol=atol)
@@ -57,11 +61,15 @@ class NumpySnapshot:
             np.savez_compressed(path, **arrays)
             return
         if not path.is_file():
-            pytest.fail(f"snapshot {path} is missing; write it from the reference solution with pytest --snapshot-update")
+            pytest.fail(
+                f"snapshot {path} is missing; write it from the reference solution with pytest --snapshot-update"
+            )
         with np.load(path) as expected:
             assert sorted(expected.files) == sorted(arrays), f"snapshot {name}: keys {expected.files} vs {list(arrays)}"
             for key, value in arrays.items():
-                assert value.shape == expected[key].shape, f"snapshot {name}[{key}]: shape {value.shape} vs {expected[key].shape}"
+                assert value.shape == expected[key].shape, (
+                    f"snapshot {name}[{key}]: shape {value.shape} vs {expected[key].shape}"
+                )
                 np.testing.assert_allclose(
                     value,
                     expected[key],

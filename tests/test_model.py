@@ -635,7 +635,12 @@ def test_multihead_self_attention_with_rope_is_shift_invariant(features):
 def test_multihead_self_attention_with_rope_positions_out_of_range_raise(features):
     with pytest.raises(ValueError, match="16"):
         adapters.run_multihead_self_attention_with_rope(
-            D_MODEL, NUM_HEADS, CONTEXT_LENGTH, THETA, **attention_weights(91), in_features=features,
+            D_MODEL,
+            NUM_HEADS,
+            CONTEXT_LENGTH,
+            THETA,
+            **attention_weights(91),
+            in_features=features,
             token_positions=torch.arange(SEQ) + 5,
         )
 

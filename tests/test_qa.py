@@ -44,9 +44,20 @@ RECORD_2 = {
     "answer": 2,
 }
 DEMOS = [
-    {"id": "d1", "context": "Ann saw a cat.", "question": "The ___ was black.",
-     "choices": ["hat", "mat", "cat", "bat"], "answer": 2},
-    {"id": "d2", "context": "Ben had a cup.", "question": "He drank from the ___.", "choices": ["cup", "box"], "answer": 0},
+    {
+        "id": "d1",
+        "context": "Ann saw a cat.",
+        "question": "The ___ was black.",
+        "choices": ["hat", "mat", "cat", "bat"],
+        "answer": 2,
+    },
+    {
+        "id": "d2",
+        "context": "Ben had a cup.",
+        "question": "He drank from the ___.",
+        "choices": ["cup", "box"],
+        "answer": 0,
+    },
 ]
 RECORD_CHOICE_LINES = "A. ball\nB. dog\nC. tree\nD. cake"
 
@@ -399,10 +410,13 @@ def test_template_basic_and_choice_formats():
     """basic: context, question, the choices one per line ("A. ball" or "1. ball"), then "Answer:"."""
     letter = adapters.PromptTemplate("basic")
     check_equal(letter.format_choices(["ball", "dog"]), "A. ball\nB. dog")
-    check_equal(letter.format(RECORD), (
-        "Tom had a red ball. He threw the ball to Sue.\n\nQuestion: Sue caught the ___ with both hands.\n\n"
-        f"Choices:\n{RECORD_CHOICE_LINES}\n\nAnswer:"
-    ))
+    check_equal(
+        letter.format(RECORD),
+        (
+            "Tom had a red ball. He threw the ball to Sue.\n\nQuestion: Sue caught the ___ with both hands.\n\n"
+            f"Choices:\n{RECORD_CHOICE_LINES}\n\nAnswer:"
+        ),
+    )
     number = adapters.PromptTemplate("basic", choice_format="number")
     check_equal(number.format_choices(RECORD["choices"]), "1. ball\n2. dog\n3. tree\n4. cake")
     check_endswith(number.format(RECORD), "Choices:\n1. ball\n2. dog\n3. tree\n4. cake\n\nAnswer:")
@@ -411,12 +425,15 @@ def test_template_basic_and_choice_formats():
 def test_template_instruction_and_cloze():
     """instruction wraps the question in a task description; cloze stops at the blank."""
     instruction = adapters.PromptTemplate("instruction")
-    check_equal(instruction.format(RECORD), (
-        "Read the story and choose the word that fills the blank.\n\n"
-        "Story: Tom had a red ball. He threw the ball to Sue.\n\n"
-        "Sentence: Sue caught the ___ with both hands.\n\n"
-        f"Options:\n{RECORD_CHOICE_LINES}\n\nThe missing word is"
-    ))
+    check_equal(
+        instruction.format(RECORD),
+        (
+            "Read the story and choose the word that fills the blank.\n\n"
+            "Story: Tom had a red ball. He threw the ball to Sue.\n\n"
+            "Sentence: Sue caught the ___ with both hands.\n\n"
+            f"Options:\n{RECORD_CHOICE_LINES}\n\nThe missing word is"
+        ),
+    )
     cloze = adapters.PromptTemplate("cloze")
     check_equal(cloze.format(RECORD), "Tom had a red ball. He threw the ball to Sue. Sue caught the")
     check_equal(cloze.format(RECORD_2), "Lily went to the park with her dog. The dog ran after a stick. Lily threw the")
@@ -426,13 +443,16 @@ def test_template_few_shot_demonstrations():
     """few_shot: each demonstration in the basic layout followed by " {label}. {answer}" and a
     blank line, then the question in the basic layout."""
     template = adapters.PromptTemplate("few_shot", demonstrations=DEMOS)
-    check_equal(template.format(RECORD), (
-        "Ann saw a cat.\n\nQuestion: The ___ was black.\n\n"
-        "Choices:\nA. hat\nB. mat\nC. cat\nD. bat\n\nAnswer: C. cat\n\n"
-        "Ben had a cup.\n\nQuestion: He drank from the ___.\n\nChoices:\nA. cup\nB. box\n\nAnswer: A. cup\n\n"
-        "Tom had a red ball. He threw the ball to Sue.\n\nQuestion: Sue caught the ___ with both hands.\n\n"
-        f"Choices:\n{RECORD_CHOICE_LINES}\n\nAnswer:"
-    ))
+    check_equal(
+        template.format(RECORD),
+        (
+            "Ann saw a cat.\n\nQuestion: The ___ was black.\n\n"
+            "Choices:\nA. hat\nB. mat\nC. cat\nD. bat\n\nAnswer: C. cat\n\n"
+            "Ben had a cup.\n\nQuestion: He drank from the ___.\n\nChoices:\nA. cup\nB. box\n\nAnswer: A. cup\n\n"
+            "Tom had a red ball. He threw the ball to Sue.\n\nQuestion: Sue caught the ___ with both hands.\n\n"
+            f"Choices:\n{RECORD_CHOICE_LINES}\n\nAnswer:"
+        ),
+    )
     check_equal(adapters.PromptTemplate("few_shot").format(RECORD), adapters.PromptTemplate("basic").format(RECORD))
 
 
@@ -440,9 +460,10 @@ def test_template_custom_and_unknown():
     """custom_template fills any of the fields; a custom cloze template scores the rest of the
     sentence; an unknown template name is a ValueError."""
     custom = adapters.PromptTemplate(custom_template="[{context}] {question_before_blank}|{choices}|{question}")
-    check_equal(custom.format(RECORD), (
-        f"[{RECORD['context']}] Sue caught the|{RECORD_CHOICE_LINES}|Sue caught the ___ with both hands."
-    ))
+    check_equal(
+        custom.format(RECORD),
+        (f"[{RECORD['context']}] Sue caught the|{RECORD_CHOICE_LINES}|Sue caught the ___ with both hands."),
+    )
     check_equal(custom.continuation(RECORD, 1), " dog with both hands.")
     plain = adapters.PromptTemplate(custom_template="Q: {question}\n{choices}\nA:", choice_format="number")
     check_equal(plain.format(RECORD_2), "Q: Lily threw the ___.\n1. park\n2. dog\n3. stick\n4. tree\nA:")

@@ -311,11 +311,14 @@ def test_saved_predictions_round_trip_and_score(tmp_path):
     """save_predictions writes a file load_predictions accepts; accuracy counts right answers."""
     path = tmp_path / "out" / "prompting_predictions.json"
     save_predictions(path, ["q0", "q1", "q2"], [1, 3, 1])
-    check_equal(json.loads(path.read_text(encoding="utf-8")), [
-        {"id": "q0", "prediction": 1},
-        {"id": "q1", "prediction": 3},
-        {"id": "q2", "prediction": 1},
-    ])
+    check_equal(
+        json.loads(path.read_text(encoding="utf-8")),
+        [
+            {"id": "q0", "prediction": 1},
+            {"id": "q1", "prediction": 3},
+            {"id": "q2", "prediction": 1},
+        ],
+    )
     predictions = load_predictions(path, QUESTIONS)
     check_equal(predictions, {"q0": 1, "q1": 3, "q2": 1})
     check_close(accuracy(predictions, QUESTIONS), 2 / 3, rtol=1e-6, atol=1e-12)
@@ -333,12 +336,22 @@ def test_part4_points_at_the_boundaries():
     points over 4A (0.52 vs 0.50 exactly, despite float error), linear down to 0 at no margin."""
     rules = load_grading_rules()
     check_equal(load_grading_rules(REPO_ROOT / "configs" / "grading.json"), rules)
-    check_equal(rules["part4"], {
-        "finetuned": {"points": 12, "zero_at_accuracy": 0.30, "full_at_accuracy": 0.50},
-        "prompting": {"points": 8, "full_at_margin": 0.02},
-    })
+    check_equal(
+        rules["part4"],
+        {
+            "finetuned": {"points": 12, "zero_at_accuracy": 0.30, "full_at_accuracy": 0.50},
+            "prompting": {"points": 8, "full_at_margin": 0.02},
+        },
+    )
     for finetuned, points in (
-        (0.0, 0.0), (0.2, 0.0), (0.3, 0.0), (0.35, 3.0), (0.4, 6.0), (0.5, 12.0), (0.6, 12.0), (1.0, 12.0)
+        (0.0, 0.0),
+        (0.2, 0.0),
+        (0.3, 0.0),
+        (0.35, 3.0),
+        (0.4, 6.0),
+        (0.5, 12.0),
+        (0.6, 12.0),
+        (1.0, 12.0),
     ):
         check_equal(part4_points(finetuned, None)["4A"], points, message=f"finetuned accuracy {finetuned}")
     for finetuned, prompting, points in (
@@ -360,6 +373,10 @@ def test_part4_points_missing_accuracies_and_other_rules():
     check_equal(part4_points(None, None), {"4A": 0.0, "4B": 0.0, "total": 0.0})
     check_equal(part4_points(None, 0.9), {"4A": 0.0, "4B": 0.0, "total": 0.0})
     check_equal(part4_points(0.6, None), {"4A": 12.0, "4B": 0.0, "total": 12.0})
-    rules = {"part4": {"finetuned": {"points": 10, "zero_at_accuracy": 0.25, "full_at_accuracy": 0.75},
-                       "prompting": {"points": 5, "full_at_margin": 0.1}}}
+    rules = {
+        "part4": {
+            "finetuned": {"points": 10, "zero_at_accuracy": 0.25, "full_at_accuracy": 0.75},
+            "prompting": {"points": 5, "full_at_margin": 0.1},
+        }
+    }
     check_equal(part4_points(0.5, 0.55, rules), {"4A": 5.0, "4B": 2.5, "total": 7.5})

@@ -12,7 +12,6 @@ times from fixed logits are graded against the test's own expectation. Select a 
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -160,6 +159,7 @@ def test_top_k_never_samples_outside_the_k_best():
 def test_top_p_filter_keeps_the_smallest_nucleus():
     probabilities = torch.tensor([0.05, 0.5, 0.1, 0.3, 0.05])
     logits = probabilities.log()[None]
+
     def kept(p: float) -> list[int]:
         return torch.isfinite(adapters.run_top_p_filter(logits, p))[0].nonzero().flatten().tolist()
 

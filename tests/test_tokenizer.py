@@ -269,7 +269,9 @@ def test_encode_iterable_memory_stays_within_one_megabyte(tmp_path):
     script.write_text(_MEMORY_SCRIPT.format(root=str(REPO_ROOT)), encoding="utf-8")
 
     def run(mode: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), str(corpus), mode], capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, str(script), str(corpus), mode], capture_output=True, text=True, timeout=300
+        )
 
     streamed = run("stream")
     check_equal(streamed.returncode, 0, message=streamed.stdout + streamed.stderr)

@@ -571,7 +571,9 @@ def test_rope_dot_products_depend_only_on_relative_position():
         return float((rq * rk).sum())
 
     def reference_score(m, n):
-        return float((reference_rope(q, torch.tensor([m]), 10000.0) * reference_rope(k, torch.tensor([n]), 10000.0)).sum())
+        return float(
+            (reference_rope(q, torch.tensor([m]), 10000.0) * reference_rope(k, torch.tensor([n]), 10000.0)).sum()
+        )
 
     base = score(5, 2)
     for shift in (1, 17, 50):

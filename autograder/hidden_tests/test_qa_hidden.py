@@ -132,7 +132,9 @@ def test_multiple_choice_items_for_other_sizes(tokenizer, num_choices, max_lengt
         row = records[longest[0]]["choices"].index(longest[1])
         check_equal(dataset[longest[0]]["input_ids"][row].tolist(), rests[longest[0]][longest[1]])
         with pytest.raises(ValueError):
-            too_short = adapters.MultipleChoiceQADataset(records, tokenizer, max_length=length - 1, num_choices=num_choices)
+            too_short = adapters.MultipleChoiceQADataset(
+                records, tokenizer, max_length=length - 1, num_choices=num_choices
+            )
             too_short[longest[0]]
 
 
@@ -279,21 +281,27 @@ RECORD = {
 def test_few_shot_demonstrations_with_numbered_choices():
     """Numbered choices in the demonstrations and the question; the answer line uses the number."""
     template = adapters.PromptTemplate("few_shot", choice_format="number", demonstrations=DEMOS)
-    check_equal(template.format(RECORD), (
-        "Max had a hat.\n\nQuestion: The ___ was blue.\n\nChoices:\n1. cup\n2. hat\n3. bed\n\nAnswer: 2. hat\n\n"
-        "Sue met Ann.\n\nQuestion: Then ___ smiled.\n\nChoices:\n1. Sue\n2. Ann\n3. Max\n\nAnswer: 3. Max\n\n"
-        "Mom baked a cake. Tim saw the cake and the pie.\n\nQuestion: Tim said, \"I want the ___!\"\n\n"
-        "Choices:\n1. cake\n2. pie\n3. Mom\n\nAnswer:"
-    ))
+    check_equal(
+        template.format(RECORD),
+        (
+            "Max had a hat.\n\nQuestion: The ___ was blue.\n\nChoices:\n1. cup\n2. hat\n3. bed\n\nAnswer: 2. hat\n\n"
+            "Sue met Ann.\n\nQuestion: Then ___ smiled.\n\nChoices:\n1. Sue\n2. Ann\n3. Max\n\nAnswer: 3. Max\n\n"
+            'Mom baked a cake. Tim saw the cake and the pie.\n\nQuestion: Tim said, "I want the ___!"\n\n'
+            "Choices:\n1. cake\n2. pie\n3. Mom\n\nAnswer:"
+        ),
+    )
     letters = adapters.PromptTemplate("instruction", demonstrations=DEMOS)
     five = {**RECORD, "choices": ["a", "b", "c", "d", "e"]}
     check_equal(letters.format_choices(five["choices"]), "A. a\nB. b\nC. c\nD. d\nE. e")
     prompt = letters.format(five)
-    check_equal(prompt, (  # the instruction layout of the public tests, with five options
-        "Read the story and choose the word that fills the blank.\n\n"
-        f"Story: {RECORD['context']}\n\nSentence: {RECORD['question']}\n\n"
-        "Options:\nA. a\nB. b\nC. c\nD. d\nE. e\n\nThe missing word is"
-    ))
+    check_equal(
+        prompt,
+        (  # the instruction layout of the public tests, with five options
+            "Read the story and choose the word that fills the blank.\n\n"
+            f"Story: {RECORD['context']}\n\nSentence: {RECORD['question']}\n\n"
+            "Options:\nA. a\nB. b\nC. c\nD. d\nE. e\n\nThe missing word is"
+        ),
+    )
     # About the prompt recorded just above:
     check_equal("Options:\nA. a\nB. b\nC. c\nD. d\nE. e\n\nThe missing word is" in prompt, True)
     check_equal(prompt.startswith("Max had a hat."), False)  # only few_shot shows demonstrations

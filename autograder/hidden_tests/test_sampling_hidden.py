@@ -11,7 +11,6 @@ not against the reference's draws). The models' weight matrices are set by param
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 

@@ -1,0 +1,265 @@
+"""The trusted side of grading: values recorded as data, judged against the reference, and test
+modules stripped of their expected values before they run next to submitted code."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from autograder.judge import Array, BadRecord, decode, judge_test, parse_stream
+from autograder.sandbox import Record
+from autograder.strip_expected import strip_expected
+from tests.graded import UnrecordableValue, encode
+
+
+def stream(*records: dict | bytes, received: float = 0.0):
+    lines = [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records]
+    return parse_stream(Record(received + i, line) for i, line in enumerate(lines))
+
+
+def check(kind: str, **fields) -> dict:
+    return {"t": "check", "kind": kind, "site": "test_x.py:1", **fields}
+
+
+def one_test(*checks: dict, outcome: str = "passed", nodeid: str = "tests/test_x.py::test_a"):
+    return stream(
+        {"t": "start", "test": nodeid}, *checks, {"t": "end", "test": nodeid, "outcome": outcome, "message": "boom"}
+    )
+
+
+def close(value, rtol=1e-5, atol=1e-5, **extra) -> dict:
+    return check("close", actual=encode(value), rtol=rtol, atol=atol, against="reference", **extra)
+
+
+def no_snapshot(name: str):
+    return None
+
+
+def verdict(run_stream, reference_stream, snapshot=no_snapshot):
+    (nodeid,) = reference_stream.tests
+    return judge_test(run_stream.tests.get(nodeid), reference_stream.tests[nodeid], snapshot)
+
+
+# --- values as data -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        torch.arange(6, dtype=torch.float32).reshape(2, 3),
+        torch.tensor([1.5, -2.25], dtype=torch.bfloat16),
+        torch.tensor([True, False]),
+        np.arange(4, dtype=np.int64),
+        (1, 2.5, "x", b"\x00\xff", None, True),
+        [1, [2, 3]],
+        {"a": 1, 2: "b"},
+        {3, 1, 2},
+        float("nan"),
+        torch.Size([2, 3]),
+        torch.float16,
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_values_survive_the_trip_through_json(value):
+    decoded = decode(json.loads(json.dumps(encode(value))))
+    again = decode(json.loads(json.dumps(encode(value))))
+    if isinstance(decoded, Array):
+        reference = (
+            value.float().numpy()
+            if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16
+            else np.asarray(value)
+        )
+        np.testing.assert_array_equal(decoded.values, reference)
+        assert decoded.dtype == str(value.dtype)
+    elif isinstance(value, float):
+        assert np.isnan(decoded)
+    else:
+        assert decoded == again
+
+
+def test_tuple_list_int_float_and_bool_stay_apart():
+    values = [decode(encode(v)) for v in ((1,), [1], 1, 1.0, True)]
+    assert [type(v) for v in values] == [tuple, list, int, float, bool]
+
+
+def test_objects_cannot_be_recorded():
+    with pytest.raises(UnrecordableValue, match="cannot be recorded"):
+        encode(torch.nn.Linear(2, 2))
+    with pytest.raises(UnrecordableValue, match="digits"):
+        encode(10**100)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"array": {"dtype": "float32", "npy": "!!!"}},
+        {"array": {"dtype": "float32", "npy": base64.b64encode(b"not npy").decode()}},
+        {"int": "1" * 60},
+        {"pickle": "x"},
+        [1, 2],
+        {"list": [{"int": "1"}] * 2, "extra": 1},
+    ],
+)
+def test_malformed_values_are_refused_as_data(bad):
+    with pytest.raises(BadRecord):
+        decode(bad)
+
+
+def test_a_pickled_array_is_refused():
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([object()], dtype=object), allow_pickle=True)
+    with pytest.raises(BadRecord):
+        decode({"array": {"dtype": "object", "npy": base64.b64encode(buffer.getvalue()).decode()}})
+
+
+# --- judging ---------------------------------------------------------------------------------------
+
+
+def test_values_close_to_the_reference_pass_and_others_fail_with_a_reason():
+    reference = one_test(close(torch.tensor([1.0, 2.0])))
+    assert verdict(one_test(close(torch.tensor([1.0, 2.0 + 1e-6]))), reference).passed
+    far = verdict(one_test(close(torch.tensor([1.0, 2.1]))), reference)
+    assert not far.passed and "1 of 2 values differ" in far.reason and "index (1,)" in far.reason
+    dtype = verdict(one_test(close(torch.tensor([1.0, 2.0], dtype=torch.float64))), reference)
+    assert "dtype torch.float64 where the reference has torch.float32" in dtype.reason
+    shape = verdict(one_test(close(torch.tensor([[1.0, 2.0]]))), reference)
+    assert "shape (1, 2) where the reference has (2,)" in shape.reason
+
+
+def test_the_tolerance_is_the_reference_runs():
+    reference = one_test(close(1.0, rtol=0, atol=1e-6))
+    assert not verdict(one_test(close(1.1, rtol=1, atol=1)), reference).passed
+
+
+def test_against_expected_uses_the_reference_runs_expected_value():
+    reference = one_test(
+        check("close", actual=encode(0.95), rtol=0.1, atol=0, against="expected", expected=encode(1.0))
+    )
+    assert verdict(one_test(close(1.05)), reference).passed
+    assert not verdict(one_test(close(1.2)), reference).passed
+
+
+def test_a_test_passes_only_if_it_finished_and_recorded_the_same_checks():
+    reference = one_test(close(1.0), check("equal", actual=encode([1, 2])))
+    passing = one_test(close(1.0), check("equal", actual=encode([1, 2])))
+    assert verdict(passing, reference).passed
+    assert (
+        "boom"
+        in verdict(one_test(close(1.0), check("equal", actual=encode([1, 2])), outcome="failed"), reference).reason
+    )
+    assert "recorded 1 checks where the reference run records 2" in verdict(one_test(close(1.0)), reference).reason
+    assert "is a 'equal' check" in verdict(one_test(check("equal", actual=encode(1.0)), close(1.0)), reference).reason
+    nodeid = "tests/test_x.py::test_a"
+    unfinished = stream({"t": "start", "test": nodeid}, close(1.0), check("equal", actual=encode([1, 2])))
+    assert "did not finish" in verdict(unfinished, reference).reason
+    assert "did not run" in verdict(stream(), reference).reason
+
+
+def test_a_forged_stream_gains_nothing():
+    nodeid = "tests/test_x.py::test_a"
+    reference = one_test(close(1.0))
+    forged_twice = stream(
+        {"t": "start", "test": nodeid},
+        {"t": "end", "test": nodeid, "outcome": "failed", "message": "NotImplementedError"},
+        {"t": "start", "test": nodeid},
+        close(1.0),
+        {"t": "end", "test": nodeid, "outcome": "passed", "message": ""},
+    )
+    assert "reported twice" in verdict(forged_twice, reference).reason
+    assert not verdict(one_test(), reference).passed  # an ended test with no value
+    garbage = stream(
+        {"t": "start", "test": nodeid}, b"{not json", close(1.0), {"t": "end", "test": nodeid, "outcome": "passed"}
+    )
+    assert "damaged" in verdict(garbage, reference).reason
+    deep = stream({"t": "start", "test": nodeid}, b"[" * 100_000, {"t": "end", "test": nodeid, "outcome": "passed"})
+    assert not verdict(deep, reference).passed
+    assert "records no value" in verdict(one_test(), one_test()).reason
+
+
+def test_raises_is_judged_by_the_reference_runs_class_and_pattern():
+    def raises(raised, message):
+        return check("raises", expected=["builtins.ValueError"], match="vocab", raised=raised, message=message)
+
+    reference = one_test(raises(["builtins.ValueError", "builtins.Exception"], "vocab too small"))
+    assert verdict(one_test(raises(["x.VocabError", "builtins.ValueError"], "vocab of 3")), reference).passed
+    assert "does not match 'vocab'" in verdict(one_test(raises(["builtins.ValueError"], "bad")), reference).reason
+    assert "got TypeError" in verdict(one_test(raises(["builtins.TypeError"], "vocab")), reference).reason
+    assert "nothing was raised" in verdict(one_test(raises(None, None)), reference).reason
+
+
+def test_timed_blocks_use_the_graders_clock():
+    reference = one_test(check("timer_start"), check("timer_stop", limit=1.5))
+    nodeid = "tests/test_x.py::test_a"
+    lines = [
+        {"t": "start", "test": nodeid},
+        check("timer_start"),
+        check("timer_stop", limit=1e9),
+        {"t": "end", "test": nodeid, "outcome": "passed"},
+    ]
+    slow = parse_stream(Record(t, json.dumps(line).encode()) for t, line in zip((0, 0, 3.0, 3.0), lines))
+    fast = parse_stream(Record(t, json.dumps(line).encode()) for t, line in zip((0, 0, 1.0, 1.0), lines))
+    assert "took 3.00 s by the grader's clock; the limit is 1.5 s" in verdict(slow, reference).reason
+    assert verdict(fast, reference).passed
+
+
+def test_snapshots_are_the_graders_copy():
+    arrays = {"array": np.array([1.0, 2.0], dtype=np.float32)}
+    snapshot = check("snapshot", name="s", arrays=encode(arrays), rtol=1e-4, atol=1e-5)
+    reference = one_test(snapshot)
+    stored = {"s": {"array": np.array([1.0, 2.0], dtype=np.float32)}}
+    assert verdict(one_test(snapshot), reference, stored.get).passed
+    wrong = check(
+        "snapshot", name="s", arrays=encode({"array": np.array([1.0, 3.0], dtype=np.float32)}), rtol=1, atol=1
+    )
+    assert "snapshot" in verdict(one_test(wrong), reference, stored.get).reason
+    assert "no snapshot" in verdict(one_test(snapshot), reference).reason
+
+
+# --- stripping expected values -----------------------------------------------------------------------
+
+
+SOURCE = """
+import pytest
+
+
+@pytest.mark.parametrize("eps", [1, 2])
+def test_x(eps, reference_output,
+           one_thread, features):
+    ref = F.linear(features,
+                   reference_output)  # a reference computed in the test
+    expected = ref * 2
+    out = adapters.run(features)
+    check_close(out, expected, atol=1e-5)
+    check_equal(out.shape, (2,
+                            3))
+    check_close(out.std(), 0.98, rtol=0.03, against="expected")
+    check_equal(actual=out.dtype, expected=torch.float32)
+
+
+def test_y(a, b):
+    check_equal(a, b)
+"""
+
+
+def test_stripping_drops_expected_values_and_keeps_line_numbers():
+    stripped = strip_expected(SOURCE)
+    assert len(stripped.splitlines()) == len(SOURCE.splitlines())
+    assert stripped.splitlines()[10] == SOURCE.splitlines()[10] == "    out = adapters.run(features)"
+    assert "F.linear" not in stripped and "ref * 2" not in stripped and "(2," not in stripped
+    assert "torch.float32" not in stripped
+    assert "check_close(out, None, atol=1e-5)" in stripped
+    assert 'check_close(out.std(), 0.98, rtol=0.03, against="expected")' in stripped  # the grader uses it
+    test_x = next(node for node in ast.parse(stripped).body if getattr(node, "name", "") == "test_x")
+    assert [a.arg for a in test_x.args.args] == [
+        "eps",
+        "one_thread",
+        "features",
+    ]  # reference_output no longer requested
+    test_y = next(node for node in ast.parse(stripped).body if getattr(node, "name", "") == "test_y")
+    assert [a.arg for a in test_y.args.args] == ["a"]
