@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from instructor_tests.gallery import (  # noqa: E402 (needs the repository on the path)
     CASES,
-    GALLERY_MODULES,
     PART4_FILES,
+    Case,
     alive_daemons,
     case_problems,
     part4_points,
@@ -88,7 +88,7 @@ def run_autograder(root: Path) -> dict:
     return read_results(root)
 
 
-def grade_case(root: Path, seconds: float) -> dict:
+def grade_case(root: Path, case: Case) -> dict:
     """The grader as run_autograder calls it, on the gallery modules only."""
     command = [
         str(root / "venv" / "bin" / "python"), "-m", "autograder.grade",
@@ -96,8 +96,8 @@ def grade_case(root: Path, seconds: float) -> dict:
         "--submission", str(root / "submission"),
         "--out", str(root / "results" / "results.json"),
         "--sandbox-user", SANDBOX_USER,
-        "--time-limit", str(seconds),
-        "--only", *GALLERY_MODULES,
+        "--time-limit", str(case.seconds),
+        "--only", *case.modules,
     ]  # fmt: skip
     subprocess.run(command, cwd=root / "source", check=False, stdout=subprocess.DEVNULL)
     return read_results(root)
@@ -131,7 +131,7 @@ def main() -> int:
         problems += [f"solution: {s}" for s in short]
         part4 = {key: round(points, 2) for key, points in part4_points(PART4_FILES).items()}
         if round(sum(t["max_score"] for t in graded), 2) != 100 or results["score"] != round(
-            100 + sum(part4.values()), 2
+            100 + part4["4A"] + part4["4B"], 2
         ):
             problems.append(f"solution: total {results['score']} (expected 100 + {part4['4A']} + {part4['4B']})")
         step(f"solution: {results['score']} points in {seconds:.0f} s")
@@ -146,7 +146,7 @@ def main() -> int:
         solution, stubs = solution_files(bundle), stub_files(bundle)
         for case in CASES:
             submit(root, case.make(solution, stubs))
-            results = grade_case(root, case.seconds)
+            results = grade_case(root, case)
             found = case_problems(case, results, bundle)
             found += [f"processes still run: {alive_daemons()}"] if alive_daemons() else []
             problems += [f"{case.name}: {p}" for p in found]

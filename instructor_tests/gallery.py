@@ -19,7 +19,8 @@ from autograder.make_handout import REPO_ROOT
 from cs288_lm import predictions
 
 NN_UTILS = "cs288_lm/nn_utils.py"
-GALLERY_MODULES = ["tests/test_nn_utils.py", "tests/test_training_utils.py"]
+GALLERY_MODULE = "tests/test_nn_utils.py"  # small and fast: every module runs through the same sandbox
+LATER_MODULE = "tests/test_model.py"  # for attacks that try to reach a later module
 PREDICTIONS = ("finetuned_predictions.json", "prompting_predictions.json")
 DAEMON_MARKER = "cs288-gallery-daemon"
 LEAK_MARKER = "CS288-LEAKED"
@@ -31,12 +32,13 @@ Files = dict[str, bytes]
 class Case:
     """One submission: how to make its files, its time limit, and what it must get.
 
-    ``full_points``: whether it earns every point of the gallery modules' problems (else none).
-    ``reason``: text that must appear in the output of one of its entries.
+    ``modules``: the test modules it is graded on. ``full_points``: whether it earns every point of
+    their problems (else none). ``reason``: text that must appear in the output of one of its entries.
     """
 
     name: str
     make: Callable[[Files, Files], Files]
+    modules: tuple[str, ...] = (GALLERY_MODULE,)
     seconds: float = 60
     full_points: bool = False
     reason: str = ""
@@ -98,7 +100,7 @@ FORGE_STREAM_THEN_EXIT = """
 import json as _json, os as _os, re as _re
 _fd = int(_os.environ.get("CS288_RECORD_FD", "-1"))
 if _fd >= 0:
-    for _module in ("tests/test_nn_utils.py", "tests/test_training_utils.py"):
+    for _module in ("tests/test_nn_utils.py",):
         for _name in _re.findall(r"^def (test_\\w+)", open(_module).read(), _re.M):
             _id = _module + "::" + _name
             _lines = [{"t": "start", "test": _id},
@@ -370,7 +372,7 @@ CASES = [
         reason="where the reference has",
     ),
     Case("daemon_outlives_the_tests", with_code(DAEMON), reason="NotImplementedError"),
-    Case("exfiltrates_secrets", with_code(EXFILTRATE), reason=LEAK_MARKER),
+    Case("exfiltrates_secrets", with_code(EXFILTRATE), (LATER_MODULE, GALLERY_MODULE), reason=LEAK_MARKER),
     Case("links_and_fifos_where_logs_were", with_code(LINKS_AND_FIFOS), reason="NotImplementedError"),
     Case(
         "dynamic_imports",

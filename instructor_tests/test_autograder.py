@@ -31,7 +31,7 @@ from autograder.make_handout import REPO_ROOT
 from autograder.sandbox import Limits
 from instructor_tests.gallery import (
     CASES,
-    GALLERY_MODULES,
+    GALLERY_MODULE,
     LEAK_MARKER,
     NN_UTILS,
     PART4_FILES,
@@ -124,7 +124,7 @@ def test_bare_handout_earns_nothing(grading_bundle, tmp_path):
         scored = set(tests["tests"]) - set(tests["given"])
         assert all(grading_bundle.handout_runs[test].outcome != "passed" for test in scored), module
     submission = write_files(tmp_path, stub_files(grading_bundle.path))
-    results = grade(submission, grading_bundle.path, LIMITS, GALLERY_MODULES)
+    results = grade(submission, grading_bundle.path, LIMITS, [GALLERY_MODULE])
     assert_valid_results(results)
     assert results["score"] == 0
     assert all(test["score"] == 0 for test in results["tests"])
@@ -142,7 +142,7 @@ def gallery_results(grading_bundle, tmp_path_factory) -> dict[str, dict]:
     def grade_case(case) -> dict:
         submission = write_files(tmp_path_factory.mktemp(case.name), case.make(solution, stubs))
         limits = Limits(seconds=case.seconds, memory_bytes=4 << 30, file_bytes=64 << 20)
-        return grade(submission, grading_bundle.path, limits, GALLERY_MODULES)
+        return grade(submission, grading_bundle.path, limits, list(case.modules))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip(CASE_NAMES, pool.map(grade_case, CASES), strict=True))
@@ -216,7 +216,7 @@ def test_forbidden_import_is_reported_by_file_and_line_and_costs_points(grading_
     )
     files["nn_utils.py"] = source.encode()
     line = source.splitlines().index("import requests") + 1
-    results = grade(write_files(tmp_path, files), grading_bundle.path, LIMITS, GALLERY_MODULES[:1])
+    results = grade(write_files(tmp_path, files), grading_bundle.path, LIMITS, [GALLERY_MODULE])
     imports = entry(results, "Allowed imports")
     assert f"cs288_lm/nn_utils.py:{line}: import of 'requests'" in imports["output"]
     assert imports["score"] == -10
