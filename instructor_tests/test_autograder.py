@@ -27,6 +27,7 @@ from autograder.build_zip import build_zip
 from autograder.grade import Bundle, find_submitted, grade, read_submission, read_tree
 from autograder.grade_all import grade_folder
 from autograder.imports_check import allowed_modules, forbidden_imports
+from autograder.judge import judge_test
 from autograder.make_handout import REPO_ROOT
 from autograder.sandbox import Limits
 from instructor_tests.gallery import (
@@ -119,10 +120,13 @@ def test_entries_are_one_per_problem_public_and_hidden(solution_results, grading
 
 
 def test_bare_handout_earns_nothing(grading_bundle, tmp_path):
-    manifest = json.loads((grading_bundle.path / "manifest.json").read_text(encoding="utf-8"))
-    for module, tests in manifest["modules"].items():
+    # Judged as the grader judges: every test that earns points fails on the bare handout.
+    bundle = Bundle.load(grading_bundle.path)
+    for module, tests in bundle.manifest["modules"].items():
+        reference, snapshots = bundle.reference(module).tests, bundle.snapshots(module)
         scored = set(tests["tests"]) - set(tests["given"])
-        assert all(grading_bundle.handout_runs[test].outcome != "passed" for test in scored), module
+        passing = [t for t in scored if judge_test(grading_bundle.handout_runs.get(t), reference[t], snapshots).passed]
+        assert passing == [], module
     submission = write_files(tmp_path, stub_files(grading_bundle.path))
     results = grade(submission, grading_bundle.path, LIMITS, [GALLERY_MODULE])
     assert_valid_results(results)
