@@ -8,8 +8,10 @@ answer. So every test module written into a sandbox (for the reference run and f
 alike, so that both run the same code) is rewritten first:
 
 * the ``expected`` argument of ``check_close`` / ``check_equal`` becomes ``None`` (except with
-  ``against="expected"``, whose expected values the grader does use);
-* assignments to a local name that nothing reads any more are dropped, repeatedly, so that
+  ``against="expected"``, whose expected values the grader does use), and so does the expected
+  argument of the test module's own helpers that only pass it on (``assert_close(actual,
+  expected)`` calling ``check_close``); local failure messages (``message=``) become empty;
+* assignments to local names that nothing reads any more are dropped, repeatedly, so that
   ``expected = reference(x)`` is not computed either;
 * test functions stop requesting fixtures they no longer use (a fixture computing a reference).
 
@@ -21,14 +23,18 @@ the original files.
 from __future__ import annotations
 
 import ast
+import copy
 import re
 
-CHECKS = {"check_close", "check_equal"}
+# Check name -> (position of its expected argument, keyword of its expected argument).
+CHECKS = {"check_close": (1, "expected"), "check_equal": (1, "expected")}
+Checks = dict[str, tuple[int, str]]
+Edit = tuple[ast.AST, str]  # a node of the original source, and the text that replaces it
+Function = ast.FunctionDef | ast.AsyncFunctionDef
 
 
-def _is_check(call: ast.Call) -> bool:
-    name = call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
-    return name in CHECKS
+def _called_name(call: ast.Call) -> str | None:
+    return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
 
 
 def _against_expected(call: ast.Call) -> bool:
@@ -37,23 +43,29 @@ def _against_expected(call: ast.Call) -> bool:
     )
 
 
-Edit = tuple[ast.AST, str]  # a node of the original source, and the text that replaces it
-
-
 class _DropExpected(ast.NodeTransformer):
-    def __init__(self, edits: list[Edit]) -> None:
-        self.edits = edits
+    """Replace the expected arguments (and local messages) of every check call."""
+
+    def __init__(self, checks: Checks, edits: list[Edit]) -> None:
+        self.checks, self.edits = checks, edits
+
+    def _replace(self, node: ast.expr, text: str) -> ast.expr:
+        self.edits.append((node, text))
+        return ast.Constant(None if text == "None" else "")
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
-        if _is_check(node) and not _against_expected(node):
-            if len(node.args) >= 2:
-                self.edits.append((node.args[1], "None"))
-                node.args[1] = ast.Constant(None)
-            for keyword in node.keywords:
-                if keyword.arg == "expected":
-                    self.edits.append((keyword.value, "None"))
-                    keyword.value = ast.Constant(None)
+        name = _called_name(node)
+        if name not in self.checks or _against_expected(node):
+            return node
+        position, keyword_name = self.checks[name]
+        if len(node.args) > position:
+            node.args[position] = self._replace(node.args[position], "None")
+        for keyword in node.keywords:
+            if keyword.arg == keyword_name:
+                keyword.value = self._replace(keyword.value, "None")
+            elif keyword.arg == "message" and name in CHECKS:
+                keyword.value = self._replace(keyword.value, '""')
         return node
 
 
@@ -61,26 +73,21 @@ def _loaded_names(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Load, ast.Del))}
 
 
-def _target(statement: ast.stmt) -> str | None:
-    target = statement.targets[0] if isinstance(statement, ast.Assign) else getattr(statement, "target", None)
-    return target.id if isinstance(target, ast.Name) else None
-
-
-def _dead_store(statement: ast.stmt, loaded: set[str]) -> bool:
-    """``name = ...`` (or annotated) whose name is never read in the function."""
+def _stored_names(statement: ast.stmt) -> list[str] | None:
+    """The names ``statement`` assigns, if it is a plain assignment to names (or a tuple of them)."""
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
         target = statement.targets[0]
     elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
         target = statement.target
     else:
-        return False
-    return isinstance(target, ast.Name) and target.id not in loaded
+        return None
+    targets = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+    return [t.id for t in targets] if all(isinstance(t, ast.Name) for t in targets) else None
 
 
-def _drop_dead_stores(
-    function: ast.FunctionDef | ast.AsyncFunctionDef, read_before: set[str], edits: list[Edit]
-) -> None:
-    """Drop the stores that stripping made dead (names read before, no longer read)."""
+def _drop_dead_stores(function: Function, read_before: set[str], edits: list[Edit]) -> None:
+    """Drop the assignments that stripping made dead: none of their names is read any more, and
+    one of them was read before."""
     while True:
         loaded = _loaded_names(function)
         dead = read_before - loaded
@@ -90,7 +97,11 @@ def _drop_dead_stores(
                 statements = getattr(node, field, None)
                 if not isinstance(statements, list) or not statements or not isinstance(statements[0], ast.stmt):
                     continue
-                dropped = [s for s in statements if _dead_store(s, loaded) and _target(s) in dead]
+                dropped = [
+                    s
+                    for s in statements
+                    if (names := _stored_names(s)) and not set(names) & loaded and set(names) & dead
+                ]
                 if dropped:
                     changed = True
                     edits += [(statement, "pass") for statement in dropped]
@@ -99,7 +110,7 @@ def _drop_dead_stores(
             return
 
 
-def _parametrized_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+def _parametrized_names(function: Function) -> set[str]:
     names: set[str] = set()
     for decorator in function.decorator_list:
         if (
@@ -115,23 +126,53 @@ def _parametrized_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set
     return names
 
 
-def _drop_unused_fixtures(
-    function: ast.FunctionDef | ast.AsyncFunctionDef, read_before: set[str], edits: list[Edit]
-) -> None:
-    """Stop requesting the fixtures that only fed expected values (read before, no longer read)."""
-    unused = (read_before - _loaded_names(function)) - _parametrized_names(function)
-    edits += [(argument, "") for argument in function.args.args if argument.arg in unused]
+def _strip_function(function: Function, checks: Checks, edits: list[Edit]) -> set[str]:
+    """Strip ``function`` in place; the names it read before and reads no more."""
+    read_before = _loaded_names(function)
+    _DropExpected(checks, edits).visit(function)
+    _drop_dead_stores(function, read_before, edits)
+    return read_before - _loaded_names(function)
+
+
+def _outer_functions(tree: ast.Module) -> list[Function]:
+    """The module's functions and methods (each strips the functions nested in it)."""
+    found = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found.append(node)
+        elif isinstance(node, ast.ClassDef):
+            found += [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return found
+
+
+def _wrappers(tree: ast.Module) -> Checks:
+    """The checks, and the module's functions whose parameter only feeds a check's expected value."""
+    checks = dict(CHECKS)
+    functions = _outer_functions(tree)
+    while True:
+        found = {}
+        for function in functions:
+            if function.name in checks or function.name.startswith("test_"):
+                continue
+            unread = _strip_function(copy.deepcopy(function), checks, [])
+            parameters = [a.arg for a in function.args.posonlyargs + function.args.args]
+            for position, parameter in enumerate(parameters[1:], start=1):
+                if parameter in unread:
+                    found[function.name] = (position, parameter)
+                    break
+        if not found:
+            return checks
+        checks.update(found)
 
 
 def _apply(source: str, edits: list[Edit]) -> str:
     """``source`` with each edited node's text replaced, keeping its newlines (line numbers stay)."""
-    lines = source.encode("utf-8").splitlines(keepends=True)
+    data = source.encode("utf-8")  # ast offsets count UTF-8 bytes
     starts = [0]
-    for line in lines:
+    for line in data.splitlines(keepends=True):
         starts.append(starts[-1] + len(line))
-    data = source.encode("utf-8")
     spans = []
-    for node, text in edits:  # ast offsets count UTF-8 bytes
+    for node, text in edits:
         start = starts[node.lineno - 1] + node.col_offset
         end = starts[node.end_lineno - 1] + node.end_col_offset
         if isinstance(node, ast.arg):  # a parameter: take its comma with it
@@ -146,9 +187,8 @@ def _apply(source: str, edits: list[Edit]) -> str:
     for start, end, text in sorted(spans, reverse=True):
         if end > last:  # inside a span already replaced (a dropped statement holding a check)
             continue
-        newlines = data[start:end].count(b"\n")
         result.append(data[end:last])
-        result.append(text.encode() + b"\n" * newlines if text or not newlines else b"\n" * newlines)
+        result.append(text.encode() + b"\n" * data[start:end].count(b"\n"))
         last = start
     result.append(data[:last])
     return b"".join(reversed(result)).decode("utf-8")
@@ -157,14 +197,13 @@ def _apply(source: str, edits: list[Edit]) -> str:
 def strip_expected(source: str, filename: str = "<test>") -> str:
     """The test module ``source`` without its expected values (see the module docstring)."""
     tree = ast.parse(source, filename=filename)
-    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    read_before = {id(function): _loaded_names(function) for function in functions}
+    checks = _wrappers(tree)
     edits: list[Edit] = []
-    tree = _DropExpected(edits).visit(tree)
-    for function in functions:
-        _drop_dead_stores(function, read_before[id(function)], edits)
+    for function in _outer_functions(tree):
+        unread = _strip_function(function, checks, edits)
         if function.name.startswith("test_") and not function.args.defaults:
-            _drop_unused_fixtures(function, read_before[id(function)], edits)
+            unused = unread - _parametrized_names(function)  # fixtures that only fed expected values
+            edits += [(argument, "") for argument in function.args.args if argument.arg in unused]
     stripped = _apply(source, edits)
     ast.parse(stripped, filename=filename)  # a broken edit must fail here, not in a sandbox
     return stripped

@@ -244,6 +244,27 @@ def test_x(eps, reference_output,
 
 def test_y(a, b):
     check_equal(a, b)
+
+
+def assert_close(actual, expected, atol=1e-5):
+    check_close(actual.double(), expected.double(), atol=atol)
+
+
+def assert_same(actual, expected):
+    check_close(actual - expected, torch.zeros_like(expected))
+
+
+def check_for(actual, expected, context):
+    message = "" if actual == expected else f"{context}: {expected}"
+    check_equal(actual, expected, message=message)
+
+
+def test_z(x):
+    assert_close(adapters.run(x), float64_reference(x), atol=1e-6)
+    assert_same(adapters.run(x), adapters.run(x + 0))
+    check_for(adapters.encode(x), [15496, 995], "hello")
+    vocab, merges = naive_train_bpe(x)
+    check_equal(adapters.train(x), merges, message=first_difference(merges))
 """
 
 
@@ -263,3 +284,12 @@ def test_stripping_drops_expected_values_and_keeps_line_numbers():
     ]  # reference_output no longer requested
     test_y = next(node for node in ast.parse(stripped).body if getattr(node, "name", "") == "test_y")
     assert [a.arg for a in test_y.args.args] == ["a"]
+
+
+def test_helpers_that_pass_an_expected_value_on_are_stripped_at_their_call_sites():
+    stripped = strip_expected(SOURCE)
+    for gone in ("float64_reference", "15496", "naive_train_bpe", "first_difference"):
+        assert gone not in stripped
+    assert "assert_close(adapters.run(x), None, atol=1e-6)" in stripped
+    # A helper that computes with both sides (a difference that must be zero) keeps both.
+    assert "assert_same(adapters.run(x), adapters.run(x + 0))" in stripped
