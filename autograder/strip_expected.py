@@ -13,7 +13,9 @@ alike, so that both run the same code) is rewritten first:
   expected)`` calling ``check_close``); local failure messages (``message=``) become empty;
 * assignments to local names that nothing reads any more are dropped, repeatedly, so that
   ``expected = reference(x)`` is not computed either;
-* test functions stop requesting fixtures they no longer use (a fixture computing a reference).
+* test functions stop requesting fixtures they no longer use (a fixture computing a reference);
+* module-level functions and constants that nothing uses any more go too (the independent
+  reference implementations and literal expected values of hidden tests).
 
 The edits are made on the text, keeping every other line where it was, so that the line numbers
 in the grader's messages are those of the students' copy. Only test modules change; students run
@@ -165,6 +167,29 @@ def _wrappers(tree: ast.Module) -> Checks:
         checks.update(found)
 
 
+def _unused_module_definitions(tree: ast.Module, read_before: set[str]) -> list[Edit]:
+    """Module-level functions (not tests or fixtures) and constants that the stripped module no
+    longer uses, and did before (so nothing that other modules import is touched)."""
+    edits: list[Edit] = []
+    while True:
+        loaded = _loaded_names(tree)
+        unused = [
+            node
+            for node in tree.body
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and not node.decorator_list
+                and not node.name.startswith("test_")
+                and node.name in read_before - loaded
+            )
+            or ((names := _stored_names(node)) and not set(names) & loaded and set(names) & read_before)
+        ]
+        if not unused:
+            return edits
+        edits += [(node, "pass") for node in unused]
+        tree.body = [node for node in tree.body if node not in unused] or [ast.Pass()]
+
+
 def _apply(source: str, edits: list[Edit]) -> str:
     """``source`` with each edited node's text replaced, keeping its newlines (line numbers stay)."""
     data = source.encode("utf-8")  # ast offsets count UTF-8 bytes
@@ -204,6 +229,7 @@ def strip_expected(source: str, filename: str = "<test>") -> str:
         if function.name.startswith("test_") and not function.args.defaults:
             unused = unread - _parametrized_names(function)  # fixtures that only fed expected values
             edits += [(argument, "") for argument in function.args.args if argument.arg in unused]
+    edits += _unused_module_definitions(tree, _loaded_names(ast.parse(source, filename=filename)))
     stripped = _apply(source, edits)
     ast.parse(stripped, filename=filename)  # a broken edit must fail here, not in a sandbox
     return stripped

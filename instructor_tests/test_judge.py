@@ -246,6 +246,18 @@ def test_y(a, b):
     check_equal(a, b)
 
 
+EXPECTED_IDS = [464, 3797]
+SIZES = [5, 7]
+
+
+def unused_reference(x):
+    return x * 2
+
+
+def used_helper(x):
+    return x + 1
+
+
 def assert_close(actual, expected, atol=1e-5):
     check_close(actual.double(), expected.double(), atol=atol)
 
@@ -263,6 +275,8 @@ def test_z(x):
     assert_close(adapters.run(x), float64_reference(x), atol=1e-6)
     assert_same(adapters.run(x), adapters.run(x + 0))
     check_for(adapters.encode(x), [15496, 995], "hello")
+    check_equal(adapters.encode(used_helper(x), SIZES), EXPECTED_IDS)
+    check_close(adapters.run(x), unused_reference(x))
     vocab, merges = naive_train_bpe(x)
     check_equal(adapters.train(x), merges, message=first_difference(merges))
 """
@@ -288,8 +302,10 @@ def test_stripping_drops_expected_values_and_keeps_line_numbers():
 
 def test_helpers_that_pass_an_expected_value_on_are_stripped_at_their_call_sites():
     stripped = strip_expected(SOURCE)
-    for gone in ("float64_reference", "15496", "naive_train_bpe", "first_difference"):
+    for gone in ("float64_reference(x)", "15496", "naive_train_bpe", "first_difference(merges)"):
         assert gone not in stripped
+    assert "def unused_reference" not in stripped and "def used_helper" in stripped
+    assert "EXPECTED_IDS" not in stripped and "SIZES = " in stripped
     assert "assert_close(adapters.run(x), None, atol=1e-6)" in stripped
     # A helper that computes with both sides (a difference that must be zero) keeps both.
     assert "assert_same(adapters.run(x), adapters.run(x + 0))" in stripped
