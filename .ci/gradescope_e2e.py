@@ -36,6 +36,7 @@ from instructor_tests.gallery import (  # noqa: E402 (needs the repository on th
     alive_daemons,
     case_problems,
     part4_points,
+    planted_canary,
     problem_entries,
     solution_files,
     stub_files,
@@ -146,8 +147,9 @@ def main() -> int:
         solution, stubs = solution_files(bundle), stub_files(bundle)
         for case in CASES:
             submit(root, case.make(solution, stubs))
-            results = grade_case(root, case)
-            found = case_problems(case, results, bundle)
+            with planted_canary() as canary:
+                results = grade_case(root, case)
+            found = case_problems(case, results, bundle, canary)
             found += [f"processes still run: {alive_daemons()}"] if alive_daemons() else []
             problems += [f"{case.name}: {p}" for p in found]
             step(f"gallery {case.name}: {results['score']} points, {'ok' if not found else 'WRONG'}")

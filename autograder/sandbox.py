@@ -63,6 +63,25 @@ RECORD_FD_ENV = "CS288_RECORD_FD"
 # millions of empty lines.
 RECORD_OVERHEAD_BYTES = 128
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # a fresh tmpfs each, inside the namespaces
+# Top-level directories the tests see; every other one (/home, /root, /opt, /srv, /mnt, /work,
+# /autograder, ...) is covered inside the namespaces, whatever secrets a machine keeps there.
+SYSTEM_DIRS = (
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "proc",
+    "run",
+    "sbin",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
+)
 WORLD_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 READER_GRACE_SECONDS = 1.0  # how long the readers wait for more after everything was killed
 
@@ -249,6 +268,9 @@ def _covers(hidden_paths: Sequence[Path], keep: list[str], ids: tuple[int, int] 
     """What init mounts a tmpfs over: ``scratch`` (fresh, writable) or ``hidden`` (empty, read-only)."""
     covers = {os.path.realpath(path): "scratch" for path in SCRATCH_DIRS if os.path.isdir(path)}
     covers.update({os.path.realpath(path): "hidden" for path in hidden_paths if os.path.exists(path)})
+    for entry in os.scandir("/"):
+        if entry.is_dir(follow_symlinks=False) and entry.name not in SYSTEM_DIRS:
+            covers.setdefault(entry.path, "hidden")
     if ids is not None:
         # A directory the sandbox user cannot enter (root's home, where pyenv puts Python) is
         # covered too, and the interpreter bound back inside it.

@@ -8,10 +8,13 @@ stubs, so each attack is written once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import secrets
+import shutil
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,32 +166,34 @@ _os.wait()
 # later test module, and fails at import with all of it in the message (shown to students).
 EXFILTRATE = f"""
 import os as _os, time as _time
-_found = []
+_kept, _found = [], []
 for _keep in ("/tmp", "/var/tmp", "/dev/shm"):
     try:
-        _found.append(open(_os.path.join(_keep, "cs288-loot")).read())
+        _kept.append(open(_os.path.join(_keep, "cs288-loot")).read())
     except OSError:
         pass
 _deadline = _time.monotonic() + 8
-_names = ("test.json", "heldout.txt", "manifest.json")
-for _top in ("/autograder", "/tmp", "/work", "/root", "/home", "/var/tmp", "/dev/shm", "/opt"):
+_skipped = (".venv", "venv", "site-packages", ".git", "proc", ".pyenv", "node_modules")
+for _top in ("/autograder", "/root", "/home", "/work", "/srv", "/opt", "/tmp", "/var/tmp", "/dev/shm"):
     for _dir, _subdirs, _files in _os.walk(_top):
-        _subdirs[:] = [d for d in _subdirs if d not in (".venv", "venv", "site-packages", ".git", "proc")]
+        _subdirs[:] = [d for d in _subdirs if d not in _skipped]
         for _file in _files:
-            if _file in _names or _file.endswith((".jsonl", ".npz")) and "hidden" in _dir or "secret" in _dir:
+            if _file in ("test.json", "heldout.txt") or _file.endswith(".jsonl") or "secret" in _dir.split("/"):
                 try:
-                    _found.append(_dir + "/" + _file + ": " + open(_os.path.join(_dir, _file), errors="replace").read(300))
+                    _found.append(_dir + "/" + _file + ": " + open(_os.path.join(_dir, _file), errors="replace").read(200))
                 except OSError:
                     pass
         if _time.monotonic() > _deadline:
             break
+_found.sort(key=lambda _item: "test.json" in _item)  # answers last: a failure shows the message's end
+_loot = " | ".join(_kept + _found[-5:])
 for _keep in ("/tmp", "/var/tmp", "/dev/shm"):
     try:
         with open(_os.path.join(_keep, "cs288-loot"), "w") as _out:
-            _out.write("{LEAK_MARKER} " + " | ".join(_found)[:5000])
+            _out.write("{LEAK_MARKER} " + _loot)
     except OSError:
         pass
-raise RuntimeError("found: " + " | ".join(_found)[:5000] + " {LEAK_MARKER}")
+raise RuntimeError("found: " + _loot[-1000:] + " {LEAK_MARKER}")
 """
 
 LINKS_AND_FIFOS = """
@@ -309,6 +314,22 @@ def secret_strings(bundle: Path) -> list[str]:
     return strings
 
 
+CANARY = Path.home() / ".cache" / "cs288-gallery-canary" / "test.json"
+
+
+@contextlib.contextmanager
+def planted_canary() -> Iterator[str]:
+    """A secret outside the repository and the bundle (in the grading user's home), for the
+    exfiltration attack to look for; removed afterwards."""
+    secret = f"canary-{secrets.token_hex(16)}"
+    CANARY.parent.mkdir(parents=True, exist_ok=True)
+    CANARY.write_text(json.dumps([{"id": "q0", "answer": secret}]), encoding="utf-8")
+    try:
+        yield secret
+    finally:
+        shutil.rmtree(CANARY.parent, ignore_errors=True)
+
+
 def alive_daemons() -> list[int]:
     alive = []
     for entry_ in Path("/proc").iterdir():
@@ -397,7 +418,7 @@ def entry_named(results: dict, prefix: str) -> dict | None:
     return found[0] if len(found) == 1 else None
 
 
-def case_problems(case: Case, results: dict, bundle: Path) -> list[str]:
+def case_problems(case: Case, results: dict, bundle: Path, canary: str) -> list[str]:
     """Everything about ``results`` that is not what ``case`` earned (empty when all is right)."""
     problems = valid_results_problems(results)
     graded = problem_entries(results)
@@ -409,7 +430,8 @@ def case_problems(case: Case, results: dict, bundle: Path) -> list[str]:
     if case.reason not in outputs:
         problems.append(f"no entry says {case.reason!r}")
     shown = visible_text(results)
-    problems += [f"a secret is shown: {secret!r}" for secret in secret_strings(bundle) if secret in shown]
+    secrets_ = [*secret_strings(bundle), canary]
+    problems += [f"a secret is shown: {secret!r}" for secret in secrets_ if secret in shown]
     if "cs288-loot" in shown or f"{LEAK_MARKER} {LEAK_MARKER}" in shown:
         problems.append("a later module saw what an earlier one kept")
     flags = entry_named(results, "Review flags")

@@ -40,6 +40,7 @@ from instructor_tests.gallery import (
     alive_daemons,
     case_problems,
     part4_points,
+    planted_canary,
     problem_entries,
     solution_files,
     stub_files,
@@ -148,9 +149,10 @@ def gallery_results(grading_bundle, tmp_path_factory) -> dict[str, dict]:
         limits = Limits(seconds=case.seconds, memory_bytes=4 << 30, file_bytes=64 << 20)
         return grade(submission, grading_bundle.path, limits, list(case.modules))
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with planted_canary() as canary, ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip(CASE_NAMES, pool.map(grade_case, CASES), strict=True))
     results["alive_after_grading"] = alive_daemons()  # nothing of any submission outlives grading
+    results["canary"] = canary
     return results
 
 
@@ -160,7 +162,7 @@ def test_no_process_of_a_submission_outlives_grading(gallery_results):
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_NAMES)
 def test_bad_submission_earns_exactly_what_it_earned(gallery_results, grading_bundle, case):
-    assert case_problems(case, gallery_results[case.name], grading_bundle.path) == []
+    assert case_problems(case, gallery_results[case.name], grading_bundle.path, gallery_results["canary"]) == []
 
 
 @pytest.mark.parametrize("case", ["huge_int_prediction", "deeply_nested_prediction"])
