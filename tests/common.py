@@ -154,3 +154,24 @@ def pin_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
             values = torch.nn.init.trunc_normal_(torch.empty(parameter.shape), 0.0, std, -3 * std, 3 * std, generator)
             parameter.copy_(values)
     return model
+
+
+def state_differences(state_a, state_b) -> dict:
+    """The entries in which two state dicts (or modules') differ: {name: how many values differ}.
+
+    ``{}`` when they are identical; "missing" for a name only one of them has, "shape" for a shape
+    that differs.
+    """
+    if isinstance(state_a, torch.nn.Module):
+        state_a = state_a.state_dict()
+    if isinstance(state_b, torch.nn.Module):
+        state_b = state_b.state_dict()
+    differences = {}
+    for name in sorted(state_a.keys() | state_b.keys()):
+        if name not in state_a or name not in state_b:
+            differences[name] = "missing"
+        elif state_a[name].shape != state_b[name].shape:
+            differences[name] = "shape"
+        elif not torch.equal(state_a[name], state_b[name]):
+            differences[name] = int((state_a[name] != state_b[name]).sum())
+    return differences

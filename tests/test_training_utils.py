@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import adapters
+from tests.common import state_differences
 from tests.graded import check_close, check_equal
 
 # --------------------------------------------------------------------------- log_softmax, cross_entropy
@@ -506,35 +507,14 @@ def _trained_lm(seed: int, steps: int):
     return model, optimizer, tokens
 
 
-def _state_differences(state_a, state_b) -> dict:
-    """The entries in which two state dicts (or modules') differ: {name: how many values differ}.
-
-    ``{}`` when they are identical; "missing" for a name only one of them has, "shape" for a shape
-    that differs.
-    """
-    if isinstance(state_a, torch.nn.Module):
-        state_a = state_a.state_dict()
-    if isinstance(state_b, torch.nn.Module):
-        state_b = state_b.state_dict()
-    differences = {}
-    for name in sorted(state_a.keys() | state_b.keys()):
-        if name not in state_a or name not in state_b:
-            differences[name] = "missing"
-        elif state_a[name].shape != state_b[name].shape:
-            differences[name] = "shape"
-        elif not torch.equal(state_a[name], state_b[name]):
-            differences[name] = int((state_a[name] != state_b[name]).sum())
-    return differences
-
-
 def _assert_restored(model, optimizer, tokens, restored, restored_optimizer):
-    check_equal(_state_differences(model, restored), {}, message="the restored weights differ")
+    check_equal(state_differences(model, restored), {}, message="the restored weights differ")
     check_equal(int((model(tokens[:, :-1]) != restored(tokens[:, :-1])).sum()), 0, message="the outputs differ")
     # the optimizer state came back too: the next steps are identical (loss differences 0)
     losses = [_lm_step(model, optimizer, tokens) - _lm_step(restored, restored_optimizer, tokens) for _ in range(2)]
     check_equal(losses, [0.0, 0.0], message="the losses of the next steps differ")
     check_equal(
-        _state_differences(dict(model.named_parameters()), dict(restored.named_parameters())), {},
+        state_differences(dict(model.named_parameters()), dict(restored.named_parameters())), {},
         message="the parameters differ after the next steps",
     )  # fmt: skip
 

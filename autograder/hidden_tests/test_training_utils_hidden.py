@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import adapters
+from tests.common import state_differences
 from tests.graded import check_close, check_equal
 
 # torch.testing.assert_close's own tolerances for float32, kept where these tests relied on them
@@ -664,27 +665,6 @@ def _batches(seed: int, count: int):
     return [torch.randint(0, 37, (3, 13), generator=generator) for _ in range(count)]
 
 
-def _state_differences(state_a, state_b) -> dict:
-    """The entries in which two state dicts (or modules') differ: {name: how many values differ}.
-
-    ``{}`` when they are identical; "missing" for a name only one of them has, "shape" for a shape
-    that differs.
-    """
-    if isinstance(state_a, torch.nn.Module):
-        state_a = state_a.state_dict()
-    if isinstance(state_b, torch.nn.Module):
-        state_b = state_b.state_dict()
-    differences = {}
-    for name in sorted(state_a.keys() | state_b.keys()):
-        if name not in state_a or name not in state_b:
-            differences[name] = "missing"
-        elif state_a[name].shape != state_b[name].shape:
-            differences[name] = "shape"
-        elif not torch.equal(state_a[name], state_b[name]):
-            differences[name] = int((state_a[name] != state_b[name]).sum())
-    return differences
-
-
 def test_checkpoint_hidden_resume_equals_uninterrupted_run(tmp_path):
     AdamW = adapters.get_adamw_cls()
     batches = _batches(60, 6)
@@ -709,7 +689,7 @@ def test_checkpoint_hidden_resume_equals_uninterrupted_run(tmp_path):
         [ours - straight for ours, straight in zip(losses, straight_losses)], [0.0] * 6,
         message="the losses differ from the uninterrupted run",
     )  # fmt: skip
-    check_equal(_state_differences(second, straight), {}, message="the weights differ from the uninterrupted run")
+    check_equal(state_differences(second, straight), {}, message="the weights differ from the uninterrupted run")
 
 
 def test_checkpoint_hidden_iteration_zero_and_restores_earlier_state():
@@ -726,13 +706,13 @@ def test_checkpoint_hidden_iteration_zero_and_restores_earlier_state():
 
     for batch in batches[1:]:  # training goes on after the save ...
         _step(model, optimizer, batch)
-    check_equal(_state_differences(model, reference) != {}, True, message="training after the save changed nothing")
+    check_equal(state_differences(model, reference) != {}, True, message="training after the save changed nothing")
     buffer.seek(0)
     check_equal(adapters.run_load_checkpoint(buffer, model, optimizer), 0)  # ... and loading rolls it back
-    check_equal(_state_differences(model.state_dict(), saved_state), {}, message="the saved weights did not come back")
+    check_equal(state_differences(model.state_dict(), saved_state), {}, message="the saved weights did not come back")
     losses = [_step(model, optimizer, batch) - _step(reference, reference_optimizer, batch) for batch in batches[1:]]
     check_equal(losses, [0.0] * 3, message="the losses after loading differ")
-    check_equal(_state_differences(model, reference), {})
+    check_equal(state_differences(model, reference), {})
 
 
 @pytest.mark.parametrize("optimizer_name", ["torch_adamw", "sgd_momentum"])
@@ -754,10 +734,10 @@ def test_checkpoint_hidden_any_optimizer(tmp_path, optimizer_name):
     restored = _lm(64)
     restored_optimizer = make(restored)
     check_equal(adapters.run_load_checkpoint(path, restored, restored_optimizer), 987_654)
-    check_equal(_state_differences(model, restored), {}, message="the restored weights differ")
+    check_equal(state_differences(model, restored), {}, message="the restored weights differ")
     losses = [_step(model, optimizer, batch) - _step(restored, restored_optimizer, batch) for batch in batches[2:]]
     check_equal(losses, [0.0] * 3, message="the losses after loading differ")
-    check_equal(_state_differences(model, restored), {})
+    check_equal(state_differences(model, restored), {})
 
 
 def test_cross_entropy_ignored_row_of_minus_infinity_stays_finite():
