@@ -63,24 +63,8 @@ def _tiny_checkpoint(path: Path) -> Path:
 
 def test_generate_cli_prints_reproducible_samples(tmp_path):
     checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
-    args = (
-        "-m",
-        "cs288_lm.generate",
-        "--checkpoint",
-        str(checkpoint),
-        "--strategy",
-        "top_k",
-        "--k",
-        "5",
-        "--num-samples",
-        "2",
-        "--max-new-tokens",
-        "40",
-        "--seed",
-        "3",
-        "--device",
-        "cpu",
-    )
+    args = ("-m", "cs288_lm.generate", "--checkpoint", str(checkpoint), "--strategy", "top_k", "--k", "5",
+            "--num-samples", "2", "--max-new-tokens", "40", "--seed", "3", "--device", "cpu")
     first, second = run(*args), run(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout  # seeded

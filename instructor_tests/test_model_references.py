@@ -84,16 +84,8 @@ def test_transformer_lm_equals_hugging_face_llama(backend):
 def test_gpt2_equals_hugging_face_gpt2(backend):
     torch.manual_seed(0)
     config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=CONTEXT,
-        n_embd=D_MODEL,
-        n_layer=LAYERS,
-        n_head=HEADS,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=0,
-        eos_token_id=0,
+        vocab_size=VOCAB, n_positions=CONTEXT, n_embd=D_MODEL, n_layer=LAYERS, n_head=HEADS,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
     )
     reference = GPT2LMHeadModel(config).eval()
     ours = build_model(ModelConfig("gpt2", VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, attention_backend=backend)).eval()

@@ -11,8 +11,8 @@ from cs288_lm.pretokenization import (
     find_range_boundaries,
     iter_text_blocks,
     pretokenize,
-    special_token_splitter,
     split_on_special_tokens,
+    special_token_splitter,
 )
 
 EOT = "<|endoftext|>"

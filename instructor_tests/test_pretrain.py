@@ -35,40 +35,13 @@ MAX_STEPS, BATCH, CONTEXT = 12, 8, 32
 
 # A tiny model: every step takes milliseconds; evaluation at 4, 8, 12; logs every 2 steps.
 TINY = [
-    "--d-model",
-    "32",
-    "--num-layers",
-    "2",
-    "--num-heads",
-    "2",
-    "--context-length",
-    str(CONTEXT),
-    "--batch-size",
-    str(BATCH),
-    "--max-steps",
-    str(MAX_STEPS),
-    "--eval-interval",
-    "4",
-    "--log-interval",
-    "2",
-    "--checkpoint-interval",
-    "4",
-    "--eval-batches",
-    "2",
-    "--num-samples",
-    "1",
-    "--sample-tokens",
-    "8",
-    "--final-eval-tokens",
-    "2048",
-    "--device",
-    "cpu",
-    "--train-data",
-    str(REPO_ROOT / "data" / "tinystories" / "train.txt"),
-    "--valid-data",
-    str(REPO_ROOT / "data" / "tinystories" / "valid.txt"),
-    "--tokenizer",
-    str(REPO_ROOT / "data" / "tokenizer"),
+    "--d-model", "32", "--num-layers", "2", "--num-heads", "2", "--context-length", str(CONTEXT),
+    "--batch-size", str(BATCH), "--max-steps", str(MAX_STEPS), "--eval-interval", "4", "--log-interval", "2",
+    "--checkpoint-interval", "4", "--eval-batches", "2", "--num-samples", "1", "--sample-tokens", "8",
+    "--final-eval-tokens", "2048", "--device", "cpu",
+    "--train-data", str(REPO_ROOT / "data" / "tinystories" / "train.txt"),
+    "--valid-data", str(REPO_ROOT / "data" / "tinystories" / "valid.txt"),
+    "--tokenizer", str(REPO_ROOT / "data" / "tokenizer"),
 ]
 
 
@@ -98,11 +71,8 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def subprocess_env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -147,9 +117,8 @@ def reference(one_thread, tmp_path_factory):
     second = run_main(tiny_args(root / "second", cache))
     assert first.code == 0, first.stderr
     assert second.code == 0, second.stderr
-    return SimpleNamespace(
-        cache=cache, first_dir=root / "first", second_dir=root / "second", first=first, second=second
-    )
+    return SimpleNamespace(cache=cache, first_dir=root / "first", second_dir=root / "second",
+                           first=first, second=second)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,26 +176,11 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(reference, tmp_path
 
 def test_sigint_saves_a_checkpoint_exits_cleanly_and_resume_finishes(reference, tmp_path):
     out = tmp_path / "interrupted"
-    long_run = tiny_args(
-        out,
-        reference.cache,
-        "--max-steps",
-        "100000",
-        "--log-interval",
-        "1",
-        "--eval-interval",
-        "50000",
-        "--checkpoint-interval",
-        "50000",
-    )
+    long_run = tiny_args(out, reference.cache, "--max-steps", "100000", "--log-interval", "1",
+                         "--eval-interval", "50000", "--checkpoint-interval", "50000")
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cs288_lm.pretrain", *long_run],
-            cwd=REPO_ROOT,
-            env=subprocess_env(),
-            stdout=stdout,
-            stderr=stderr,
-        )
+        process = subprocess.Popen([sys.executable, "-m", "cs288_lm.pretrain", *long_run], cwd=REPO_ROOT,
+                                   env=subprocess_env(), stdout=stdout, stderr=stderr)
         try:
             deadline = time.monotonic() + 120
             while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().strip()):
@@ -255,21 +209,8 @@ def test_sigint_saves_a_checkpoint_exits_cleanly_and_resume_finishes(reference, 
 
     # Resume and finish (two more steps than were done, instead of 100000).
     finish = stopped_step + 2
-    resumed = run_main(
-        tiny_args(
-            out,
-            reference.cache,
-            "--resume",
-            "--max-steps",
-            str(finish),
-            "--log-interval",
-            "1",
-            "--eval-interval",
-            "50000",
-            "--checkpoint-interval",
-            "50000",
-        )
-    )
+    resumed = run_main(tiny_args(out, reference.cache, "--resume", "--max-steps", str(finish), "--log-interval", "1",
+                                 "--eval-interval", "50000", "--checkpoint-interval", "50000"))
     assert resumed.code == 0, resumed.stderr
     assert f"at step {stopped_step}" in resumed.stderr
     assert "validation perplexity" in resumed.stdout
@@ -347,18 +288,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tm
 
 def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path):
     out = tmp_path / "ddp"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        "--monitor-interval",
-        "0.1",
-        "-m",
-        "cs288_lm.pretrain",
-        *tiny_args(out, reference.cache),
-    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+               "--monitor-interval", "0.1", "-m", "cs288_lm.pretrain", *tiny_args(out, reference.cache)]
     result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "on cpu x2" in result.stderr
@@ -373,8 +304,7 @@ def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path)
             assert (key in a) == (key in b)
             if key in a:
                 assert math.isclose(a[key], b[key], rel_tol=1e-4, abs_tol=1e-6), (
-                    f"step {a['step']}: {key} {b[key]} with 2 processes, {a[key]} with 1"
-                )
+                    f"step {a['step']}: {key} {b[key]} with 2 processes, {a[key]} with 1")
     a_model = load_checkpoint(reference.first_dir / "checkpoints" / "latest.pt")["model"]
     b_model = load_checkpoint(out / "checkpoints" / "latest.pt")["model"]
     assert a_model.keys() == b_model.keys()
@@ -390,18 +320,8 @@ def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path)
 
 def test_config_file_sets_values_and_flags_override_it(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(
-        json.dumps(
-            {
-                "d_model": 48,
-                "batch_size": 4,
-                "compile": True,
-                "token_budget": 1000,
-                "learning_rate": 0.01,
-                "architecture": "gpt2",
-            }
-        )
-    )
+    path.write_text(json.dumps({"d_model": 48, "batch_size": 4, "compile": True, "token_budget": 1000,
+                                "learning_rate": 0.01, "architecture": "gpt2"}))
     config = parse_config(["--config", str(path), "--batch-size", "16", "--no-compile", "--token-budget", "2000"])
     assert (config.d_model, config.learning_rate, config.architecture) == (48, 0.01, "gpt2")
     assert (config.batch_size, config.compile, config.token_budget) == (16, False, 2000)
@@ -434,7 +354,7 @@ def parse_error(argv: list[str], capsys) -> str:
     ("content", "argv", "message"),
     [
         ({"d_modle": 64}, [], "unknown settings ['d_modle']"),
-        ('{"d_model": 64,', [], "not valid JSON"),
+        ("{\"d_model\": 64,", [], "not valid JSON"),
         (None, ["--config", "{tmp}/missing.json"], "config file not found: {tmp}/missing.json"),
         (None, ["--batch-size", "0"], "batch_size must be at least 1, got 0"),
         (None, ["--precision", "fp8"], "precision must be auto, fp32 or bf16, got 'fp8'"),
@@ -443,17 +363,8 @@ def parse_error(argv: list[str], capsys) -> str:
         (None, ["--learning-rate", "1e-3", "--min-learning-rate", "1e-2"], "min_learning_rate <= learning_rate"),
         ({"eval_interval": 0}, [], "eval_interval must be at least 1, got 0"),
     ],
-    ids=[
-        "unknown-key",
-        "bad-json",
-        "missing-file",
-        "batch-size-0",
-        "precision-fp8",
-        "loss-backend",
-        "not-an-int",
-        "min-lr",
-        "json-0",
-    ],
+    ids=["unknown-key", "bad-json", "missing-file", "batch-size-0", "precision-fp8", "loss-backend", "not-an-int",
+         "min-lr", "json-0"],
 )
 def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, message):
     if content is not None:
@@ -469,14 +380,8 @@ def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, messa
 def test_bad_config_from_the_command_line_has_no_traceback(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{not json")
-    result = subprocess.run(
-        [sys.executable, "-m", "cs288_lm.pretrain", "--config", str(path)],
-        cwd=REPO_ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = subprocess.run([sys.executable, "-m", "cs288_lm.pretrain", "--config", str(path)], cwd=REPO_ROOT,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "not valid JSON" in result.stderr and str(path) in result.stderr
     assert "Traceback" not in result.stderr

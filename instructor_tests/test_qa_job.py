@@ -39,17 +39,8 @@ STORIES = REPO_ROOT / "data" / "tinystories"
 QA_FILES = ("train.json", "dev.json", "test.json", "test_questions.json")
 PREDICTED_BY = ("finetuned", "prompting")
 TINY_PRETRAIN = {
-    "max_steps": 4,
-    "d_model": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "context_length": 128,
-    "batch_size": 4,
-    "eval_interval": 2,
-    "eval_batches": 1,
-    "checkpoint_interval": 2,
-    "num_samples": 0,
-    "sample_tokens": 4,
+    "max_steps": 4, "d_model": 32, "num_layers": 1, "num_heads": 2, "context_length": 128, "batch_size": 4,
+    "eval_interval": 2, "eval_batches": 1, "checkpoint_interval": 2, "num_samples": 0, "sample_tokens": 4,
     "final_eval_tokens": 2000,
 }
 
@@ -165,9 +156,7 @@ def write_tiny_qa_dir(qa_dir: Path) -> None:
 
 
 def modification_times(root: Path, pretrain_only: bool = False) -> dict[str, int]:
-    paths = [*(root / "pretrain" / "checkpoints").glob("*.pt")] + (
-        [] if pretrain_only else [root / "out" / "finetuned.pt"]
-    )
+    paths = [*(root / "pretrain" / "checkpoints").glob("*.pt")] + ([] if pretrain_only else [root / "out" / "finetuned.pt"])
     return {str(path): path.stat().st_mtime_ns for path in paths}
 
 
