@@ -259,10 +259,12 @@ class MultiHeadSelfAttention(nn.Module):
     """Causal multi-head self-attention (Vaswani et al. 2017), optionally with RoPE.
 
     ``q_proj``, ``k_proj``, ``v_proj`` and ``output_proj`` are :class:`Linear` (d_model -> d_model,
-    no bias). The projections are split into ``num_heads`` heads of size ``d_model / num_heads``;
-    each head attends causally (:func:`causal_mask`, or :func:`attend` for the backend switch); the
-    heads are concatenated and projected by ``output_proj``. With ``rope`` given, queries and keys
-    (not values) are rotated per head before attending.
+    no bias). The projections are split into ``num_heads`` heads of ``d_head = d_model / num_heads``
+    contiguous features: head ``h`` takes features ``h * d_head : (h + 1) * d_head`` of each
+    projection. Each head attends causally (:func:`causal_mask`, or :func:`attend` for the backend
+    switch); the heads' outputs are concatenated in head order (head ``h`` back at those features)
+    and projected by ``output_proj``. With ``rope`` given, queries and keys (not values) are rotated
+    per head before attending.
     """
 
     def __init__(

@@ -138,10 +138,13 @@ class Tokenizer:
         a chunk may end inside a word, a run of spaces or a special token. Memory stays bounded by
         the chunk size, not the stream's length, so this can encode files larger than RAM.
 
-        Hint: after each chunk, encode only the part of the buffered text that cannot change when
-        more text arrives, and keep the rest. A suffix that could begin a special token, the last
-        pre-token (``" wor"`` may become ``" world"``) and a pre-token starting in the last two
-        characters (``"'l"`` may become ``"'ll"``) can all still change.
+        Hint: after each chunk, hold back a suffix of the buffered text that could begin a special
+        token, split the rest on special tokens and into pre-tokens, and emit the ids of all but
+        the pre-tokens that can still change when more text arrives: the last one (``" wor"`` may
+        become ``" world"``) and any starting in the last two characters (``"'l"`` may become
+        ``"'ll"``). Those and the held-back suffix are the new buffer. Emit the pre-tokens as split
+        here: re-encoding their joined text on its own can split whitespace differently
+        (``"\\n\\n"`` before ``"🙂"`` is two pre-tokens, at the end of a text one).
         """
         # BEGIN SOLUTION
         buffer = ""
@@ -189,7 +192,12 @@ class Tokenizer:
         # END SOLUTION
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Turn ids back into text. Byte sequences that are not valid UTF-8 become U+FFFD."""
+        """Turn ids back into text. Byte sequences that are not valid UTF-8 become U+FFFD.
+
+        Raises:
+            ValueError: for an id not in the vocabulary; the message contains
+                ``"unknown token id N"`` (N that id).
+        """
         # BEGIN SOLUTION
         try:
             data = b"".join(self.vocab[token_id] for token_id in ids)
