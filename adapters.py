@@ -27,8 +27,6 @@ from cs288_lm.nn_utils import softmax
 from cs288_lm.optimizer import AdamW
 from cs288_lm.tokenizer import Tokenizer
 
-__all__ = ["TransformerLM"]  # importable from here, as the course's tests expect
-
 
 def run_train_bpe(
     input_path: str | os.PathLike,
@@ -418,7 +416,51 @@ from cs288_lm.prompting import PromptingPipeline, PromptTemplate, ScoringSetup  
 from cs288_lm.qa_data import load_questions  # noqa: E402
 from cs288_lm.qa_model import TransformerForMultipleChoice, pool_hidden_states  # noqa: E402
 
-__all__ += [
+# What `from adapters import *` gives (the course's tests import that way): every adapter of this
+# file and the classes and helpers the tests take from here (a test in tests/test_qa.py checks it).
+__all__ = [
+    "run_train_bpe",
+    "get_tokenizer",
+    "get_tokenizer_from_files",
+    "get_tokenizer_from_directory",
+    "run_encode_file",
+    "run_linear",
+    "run_embedding",
+    "run_rmsnorm",
+    "run_silu",
+    "run_swiglu",
+    "run_rope",
+    "run_softmax",
+    "run_scaled_dot_product_attention",
+    "run_multihead_self_attention",
+    "run_multihead_self_attention_with_rope",
+    "run_transformer_block",
+    "run_transformer_lm",
+    "create_transformer_lm",
+    "run_count_parameters",
+    "run_count_flops_per_token",
+    "run_estimate_memory_bytes",
+    "run_cross_entropy",
+    "run_log_softmax",
+    "run_perplexity",
+    "run_token_accuracy",
+    "run_gradient_clipping",
+    "get_adamw_cls",
+    "run_get_lr_cosine_schedule",
+    "run_get_batch",
+    "run_save_checkpoint",
+    "run_load_checkpoint",
+    "create_gpt2_lm",
+    "run_top_k_filter",
+    "run_top_p_filter",
+    "run_sample_next_token",
+    "get_incremental_decoder",
+    "generate",
+    "greedy_decode",
+    "top_k_decode",
+    "nucleus_decode",
+    "run_pool_hidden_states",
+    "TransformerLM",
     "PretrainingDataset",
     "MultipleChoiceQADataset",
     "TransformerForMultipleChoice",

@@ -80,13 +80,18 @@ class MultipleChoiceQADataset(Dataset):
     * ``attention_mask``: (num_choices, max_length) int64, 1 on real tokens and 0 on padding;
     * ``labels``: a scalar int64, the index of the right choice (``NO_ANSWER`` = -1 if unknown).
 
-    Sequences longer than ``max_length`` lose tokens from the *start of the context*, so that the
-    question and the choice always survive; if the question and a choice alone do not fit, that is
-    a ValueError naming the question. ``data`` is a list of records ``{"id", "context", "question",
-    "choices", "answer"}`` (see :mod:`cs288_lm.qa_data`); every record needs ``num_choices`` choices.
+    Sequences longer than ``max_length`` lose tokens from the left: from the *start of the context*,
+    so that the question and the choice survive whole when they fit. If the question and a choice
+    alone are longer than ``max_length``, the whole context goes and the rest loses its first
+    tokens too, so that the row still ends with the choice (no error). ``max_length`` below 1 is a
+    ValueError. ``data`` is a list of records ``{"id", "context", "question", "choices", "answer"}``
+    (see :mod:`cs288_lm.qa_data`; ``id`` and ``answer`` are optional); every record needs
+    ``num_choices`` choices.
     """
 
     def __init__(self, data: Sequence[dict], tokenizer: Tokenizer, max_length: int = 256, num_choices: int = 4):
+        if max_length < 1:
+            raise ValueError(f"max_length must be positive, got {max_length}")
         for index, record in enumerate(data):
             if len(record["choices"]) != num_choices:
                 raise ValueError(
@@ -105,7 +110,7 @@ class MultipleChoiceQADataset(Dataset):
         return len(self.data)
 
     def encode_choice(self, record: dict, choice: str) -> list[int]:
-        """Token ids of one choice's sequence, at most ``max_length`` long, cut from the start of the context.
+        """Token ids of one choice's sequence: its last ``max_length`` tokens (see the class docstring).
 
         Encode the context and the rest (``"\\n\\nQuestion: ...\\n\\nAnswer: {choice}"``) separately and
         join the ids, so that cutting the context never changes how the rest is tokenized.
@@ -113,15 +118,8 @@ class MultipleChoiceQADataset(Dataset):
         # BEGIN SOLUTION
         full = CHOICE_TEMPLATE.format(context=record["context"], question=record["question"], choice=choice)
         rest_text = full[len(record["context"]) :]
-        rest = self.tokenizer.encode(rest_text)
-        room = self.max_length - len(rest)
-        if room < 0:
-            raise ValueError(
-                f"question {record.get('id')!r}: the question and choice {choice!r} take {len(rest)} tokens, "
-                f"more than max_length={self.max_length}"
-            )
-        context = self.tokenizer.encode(record["context"])
-        return context[max(0, len(context) - room) :] + rest
+        ids = self.tokenizer.encode(record["context"]) + self.tokenizer.encode(rest_text)
+        return ids[-self.max_length :]
         # END SOLUTION
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:

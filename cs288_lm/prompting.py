@@ -51,10 +51,11 @@ class PromptTemplate:
 
     ``template_name`` picks one of :data:`TEMPLATES` (``basic``, ``instruction``, ``cloze``,
     ``few_shot``), or ``custom_template`` gives a format string with any of the fields
-    ``{context}``, ``{question}``, ``{choices}``, ``{question_before_blank}`` and
-    ``{demonstrations}``. ``choice_format`` labels the listed choices with letters (A., B., ...)
-    or numbers (1., 2., ...). ``few_shot`` prompts start with ``demonstrations``: solved questions
-    (records with answers, from the training set) written in the basic layout.
+    ``{context}``, ``{question}``, ``{choices}`` (also named ``{choices_formatted}``),
+    ``{question_before_blank}`` and ``{demonstrations}``. ``choice_format`` labels the listed
+    choices with letters (A., B., ...) or numbers (1., 2., ...). ``few_shot`` prompts start with
+    ``demonstrations``: solved questions (records with answers, from the training set) written in
+    the basic layout.
     """
 
     def __init__(
@@ -88,18 +89,31 @@ class PromptTemplate:
         return "\n".join(f"{self.label(index)}. {choice}" for index, choice in enumerate(choices))
         # END SOLUTION
 
-    def format(self, record: dict) -> str:
-        """The prompt for ``record`` (``context``, ``question``, ``choices``): the template with its
-        fields filled in. ``question_before_blank`` is the question up to the blank, without the
-        space before it; ``demonstrations`` is each demonstration in the basic layout followed by
-        `` {label}. {answer}`` and a blank line. A cloze prompt never ends with whitespace (the
-        continuation brings its own space), even when the blank starts the question."""
+    def format(
+        self,
+        record: dict | None = None,
+        *,
+        context: str | None = None,
+        question: str | None = None,
+        choices: Sequence[str] | None = None,
+    ) -> str:
+        """The prompt for a question: the template with its fields filled in.
+
+        Give the question either as a record (``context``, ``question``, ``choices``) or as the
+        keywords ``format(context=..., question=..., choices=[...])``. ``choices`` and
+        ``choices_formatted`` are both :meth:`format_choices`' lines; ``question_before_blank`` is
+        the question up to the blank, without the whitespace before it; ``demonstrations`` is each
+        demonstration in the basic layout followed by `` {label}. {answer}`` and a blank line. A
+        cloze prompt never ends with whitespace, even when the blank starts the question (the space
+        goes to :meth:`continuation`)."""
+        record = _question_record(record, context, question, choices)
         # BEGIN SOLUTION
         before_blank = record["question"].split(BLANK, 1)[0].rstrip()
         fields = {
             "context": record["context"],
             "question": record["question"],
             "choices": self.format_choices(record["choices"]),
+            "choices_formatted": self.format_choices(record["choices"]),
             "question_before_blank": before_blank,
             "demonstrations": "".join(self._demonstration(example) for example in self.demonstrations),
         }
@@ -117,9 +131,12 @@ class PromptTemplate:
     def continuation(self, record: dict, index: int) -> str:
         """The text whose likelihood scores choice ``index`` after :meth:`format`'s prompt.
 
-        For a cloze template: the choice in the blank and the rest of the sentence (``" ball."``
-        for "... the ___."); otherwise a space and the choice (``" ball"``). The leading space
-        belongs to the continuation because a byte-level BPE tokenizer attaches it to the word.
+        For a cloze template: the choice in the blank and the rest of the question, after one
+        space if a space precedes the blank or the blank starts the question, and after nothing
+        otherwise: ``" ball."`` for "... the ___.", but ``'ball".'`` for 'a "___".'. So with the
+        ``cloze`` template, prompt and continuation together read "{context} {filled-in question}".
+        Other templates: a space and the choice (``" ball"``). The leading space belongs to the
+        continuation because a byte-level BPE tokenizer attaches it to the word.
         """
         # BEGIN SOLUTION
         choice = record["choices"][index]
@@ -140,6 +157,20 @@ class PromptTemplate:
             return self.name  # lists no choices, so no labels
         shots = f", {len(self.demonstrations)} shots" if self.demonstrations else ""
         return f"{self.name} ({self.choice_format}{shots})"
+
+
+def _question_record(
+    record: dict | None, context: str | None, question: str | None, choices: Sequence[str] | None
+) -> dict:
+    """The record :meth:`PromptTemplate.format` was given, or the one its keywords make."""
+    keywords = (context, question, choices)
+    if record is not None:
+        if any(value is not None for value in keywords):
+            raise TypeError("give either a record or the keywords context, question and choices, not both")
+        return record
+    if any(value is None for value in keywords):
+        raise TypeError("without a record, give all of context, question and choices")
+    return {"context": context, "question": question, "choices": list(choices)}
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ Select a part with ``pytest -k``: ``pretraining``, ``multiple_choice``, ``pool``
 
 from __future__ import annotations
 
+import inspect
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -215,13 +215,39 @@ def test_multiple_choice_truncation_cuts_the_context_from_the_left(tokenizer):
         check_equal(decoded, whole[max(0, len(whole) - len(decoded)) :], message=f"{whole!r} does not end with it")
 
 
-def test_multiple_choice_question_that_cannot_fit_is_a_value_error(tokenizer):
-    """If the question and a choice alone exceed max_length, the error names the question."""
-    rest = tokenizer.encode(choice_text(RECORD, "ball")[len(RECORD["context"]) :])
-    # The message names the record's id or its question.
-    with pytest.raises(ValueError, match=f"{re.escape(RECORD['id'])}|{re.escape(RECORD['question'])}"):
-        dataset = adapters.MultipleChoiceQADataset([RECORD], tokenizer, max_length=len(rest) - 1)
-        dataset[0]
+def test_multiple_choice_question_that_cannot_fit_is_cut_from_the_left(tokenizer):
+    """If the question and a choice alone exceed max_length, the context goes and the rest loses its
+    first tokens: the row is the last max_length tokens, ending with the choice."""
+    rests = {c: tokenizer.encode(choice_text(RECORD, c)[len(RECORD["context"]) :]) for c in RECORD["choices"]}
+    max_length = min(len(rest) for rest in rests.values()) - 3
+    item = adapters.MultipleChoiceQADataset([RECORD], tokenizer, max_length=max_length)[0]
+    check_equal(item["attention_mask"].tolist(), [[1] * max_length] * 4)
+    for row, choice in enumerate(RECORD["choices"]):
+        ids = item["input_ids"][row].tolist()
+        check_equal(ids, rests[choice][-max_length:])
+        check_endswith(tokenizer.decode(ids), f"Answer: {choice}")
+    with pytest.raises(ValueError, match="max_length"):
+        adapters.MultipleChoiceQADataset([RECORD], tokenizer, max_length=0)
+
+
+def test_multiple_choice_course_example_with_a_byte_tokenizer():
+    """The course's example: a byte-level tokenizer with no merges, max_length 32 and 4 choices give
+    input_ids and attention_mask of shape (4, 32) and labels 0; each row is the last 32 bytes."""
+    record = {
+        "context": "The cat sat on the mat.",
+        "question": "Where did the cat sit?",
+        "choices": ["On the mat", "On the chair", "On the bed", "On the floor"],
+        "answer": 0,
+    }
+    byte_tokenizer = adapters.get_tokenizer({i: bytes([i]) for i in range(256)}, [])
+    dataset = adapters.MultipleChoiceQADataset(data=[record], tokenizer=byte_tokenizer, max_length=32, num_choices=4)
+    item = dataset[0]
+    shapes = (tuple(item["input_ids"].shape), tuple(item["attention_mask"].shape))
+    check_equal(shapes, ((4, 32), (4, 32)))
+    check_equal(item["labels"].item(), 0)
+    check_equal(item["attention_mask"].tolist(), [[1] * 32] * 4)
+    for row, choice in enumerate(record["choices"]):
+        check_equal(item["input_ids"][row].tolist(), list(choice_text(record, choice).encode("utf-8"))[-32:])
 
 
 def test_multiple_choice_from_json_on_the_shipped_files(tokenizer):
@@ -456,6 +482,36 @@ def test_template_few_shot_demonstrations():
     check_equal(adapters.PromptTemplate("few_shot").format(RECORD), adapters.PromptTemplate("basic").format(RECORD))
 
 
+def test_template_format_takes_keywords():
+    """The course's form: format(context=..., question=..., choices=[...]) lists the choices as
+    "A. Red", ...; it gives what format(record) gives, and a record with keywords is a TypeError."""
+    template = adapters.PromptTemplate(template_name="basic")
+    prompt = template.format(
+        context="The sky is blue.", question="What color is the sky?", choices=["Red", "Blue", "Green", "Yellow"]
+    )
+    check_equal(
+        prompt,
+        (
+            "The sky is blue.\n\nQuestion: What color is the sky?\n\n"
+            "Choices:\nA. Red\nB. Blue\nC. Green\nD. Yellow\n\nAnswer:"
+        ),
+    )
+    lines = ["A. Red", "B. Blue", "C. Green", "D. Yellow"]
+    check_equal([line for line in lines if line in prompt.split("\n")], lines)
+    keywords = {key: RECORD[key] for key in ("context", "question", "choices")}
+    check_equal(template.format(**keywords), template.format(RECORD))
+    with pytest.raises(TypeError):
+        template.format(RECORD, context="The sky is blue.")
+
+
+def test_template_custom_choices_formatted():
+    """The course's field {choices_formatted} is the listed choices, like {choices}."""
+    template = adapters.PromptTemplate(custom_template="{context}\n{question}\n{choices_formatted}")
+    check_equal(template.format(RECORD), f"{RECORD['context']}\n{RECORD['question']}\n{RECORD_CHOICE_LINES}")
+    both = adapters.PromptTemplate(custom_template="{choices_formatted}|{choices}", choice_format="number")
+    check_equal(both.format(RECORD_2), "1. park\n2. dog\n3. stick\n4. tree|1. park\n2. dog\n3. stick\n4. tree")
+
+
 def test_template_custom_and_unknown():
     """custom_template fills any of the fields; a custom cloze template scores the rest of the
     sentence; an unknown template name is a ValueError."""
@@ -606,3 +662,23 @@ def test_select_picks_the_setup_with_the_best_dev_accuracy(tokenizer, language_m
     check_equal(len(set(accuracies)) > 1, True)
     chosen = next((index for index, setup in enumerate(setups) if setup is best), None)
     check_equal(chosen, accuracies.index(max(accuracies)))
+
+
+# ---------------------------------------------------------------------------------------------
+# adapters.py
+# ---------------------------------------------------------------------------------------------
+
+
+def test_star_import_of_adapters_gives_every_adapter():
+    """`from adapters import *` (the course's tests import that way) gives every public function of
+    adapters.py and the Part 4 classes."""
+    namespace: dict = {}
+    exec("from adapters import *", namespace)
+    public = sorted(
+        name
+        for name, value in vars(adapters).items()
+        if inspect.isfunction(value) and value.__module__ == "adapters" and not name.startswith("_")
+    )
+    check_equal(sorted(name for name in public if name in namespace), public)
+    classes = ["TransformerLM", "MultipleChoiceQADataset", "TransformerForMultipleChoice", "PromptTemplate"]
+    check_equal([name for name in classes if name in namespace], classes)

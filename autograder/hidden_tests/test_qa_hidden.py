@@ -109,7 +109,8 @@ def with_choices(record: dict, num_choices: int) -> dict:
 @pytest.mark.parametrize("max_length", [None, 48, 97, 300])
 def test_multiple_choice_items_for_other_sizes(tokenizer, num_choices, max_length):
     """Rows are the context ids cut from the left to fit, then the rest ids; padding to max_length.
-    ``None``: max_length = the longest rest, which leaves no room for that choice's context."""
+    ``None``: max_length = the longest rest, which leaves no room for that choice's context; one
+    less cuts the first token of that rest too."""
     records = [with_choices(record, num_choices) for record in dev_records(3)]
     rests = [{c: tokenizer.encode(rest_text(r, c)) for c in r["choices"]} for r in records]
     length = max_length or max(len(ids) for rest in rests for ids in rest.values())
@@ -131,11 +132,33 @@ def test_multiple_choice_items_for_other_sizes(tokenizer, num_choices, max_lengt
         longest = max(((i, c) for i, rest in enumerate(rests) for c in rest), key=lambda ic: len(rests[ic[0]][ic[1]]))
         row = records[longest[0]]["choices"].index(longest[1])
         check_equal(dataset[longest[0]]["input_ids"][row].tolist(), rests[longest[0]][longest[1]])
-        with pytest.raises(ValueError):
-            too_short = adapters.MultipleChoiceQADataset(
-                records, tokenizer, max_length=length - 1, num_choices=num_choices
-            )
-            too_short[longest[0]]
+        too_short = adapters.MultipleChoiceQADataset(records, tokenizer, max_length=length - 1, num_choices=num_choices)
+        check_equal(too_short[longest[0]]["input_ids"][row].tolist(), rests[longest[0]][longest[1]][1:])
+
+
+@pytest.mark.parametrize("num_choices, max_length", [(2, 6), (5, 19), (3, 64)])
+def test_multiple_choice_byte_tokenizer_keeps_the_last_tokens(num_choices, max_length):
+    """With a byte-level tokenizer (no merges) every row is the last max_length bytes of
+    "{context}\\n\\nQuestion: {question}\\n\\nAnswer: {choice}", even when that cuts into the
+    question or the choice; padding is the first special token; a record without an answer has
+    labels -1."""
+    byte_tokenizer = adapters.get_tokenizer({i: bytes([i]) for i in range(256)} | {256: EOT.encode()}, [], [EOT])
+    choices = ["a big red kite", "the old well", "Grandma's kitchen", "under the bed", "é"][:num_choices]
+    records = [
+        {"context": "Mia lost her kite.", "question": "Where did Mia find it?", "choices": choices, "answer": 1},
+        {"context": "", "question": "Which one? ___", "choices": choices[::-1]},
+    ]
+    dataset = adapters.MultipleChoiceQADataset(
+        data=records, tokenizer=byte_tokenizer, max_length=max_length, num_choices=num_choices
+    )
+    check_equal([dataset[i]["labels"].item() for i in range(2)], [1, -1])
+    for index, record in enumerate(records):
+        item = dataset[index]
+        for row, choice in enumerate(record["choices"]):
+            text = f"{record['context']}\n\nQuestion: {record['question']}\n\nAnswer: {choice}"
+            kept = list(text.encode("utf-8"))[-max_length:]
+            check_equal(item["input_ids"][row].tolist(), kept + [256] * (max_length - len(kept)))
+            check_equal(item["attention_mask"][row].tolist(), [1] * len(kept) + [0] * (max_length - len(kept)))
 
 
 def test_multiple_choice_batches_through_a_data_loader(tokenizer):
@@ -305,6 +328,38 @@ def test_few_shot_demonstrations_with_numbered_choices():
     # About the prompt recorded just above:
     check_equal("Options:\nA. a\nB. b\nC. c\nD. d\nE. e\n\nThe missing word is" in prompt, True)
     check_equal(prompt.startswith("Max had a hat."), False)  # only few_shot shows demonstrations
+
+
+def test_format_with_keywords_and_numbered_choices():
+    """format(context=..., question=..., choices=[...]) with other templates, labels and counts
+    gives what format(record) gives; keywords without a record need all three."""
+    for name, choice_format in (("instruction", "number"), ("few_shot", "letter"), ("cloze", "letter")):
+        template = adapters.PromptTemplate(name, choice_format=choice_format, demonstrations=DEMOS)
+        keywords = {key: RECORD[key] for key in ("context", "question", "choices")}
+        check_equal(template.format(**keywords), template.format(RECORD))
+    prompt = adapters.PromptTemplate(template_name="basic", choice_format="number").format(
+        context="Ann has two pets.", question="Which pet barks?", choices=("cat", "dog")
+    )
+    check_equal(prompt, "Ann has two pets.\n\nQuestion: Which pet barks?\n\nChoices:\n1. cat\n2. dog\n\nAnswer:")
+    with pytest.raises(TypeError):
+        adapters.PromptTemplate("basic").format(context="Ann has two pets.", question="Which pet barks?")
+
+
+def test_custom_template_with_choices_formatted_and_other_fields():
+    """{choices_formatted} next to the other fields, with numbered labels and five choices."""
+    five = {**RECORD, "choices": ["cake", "pie", "Mom", "tea", "bun"]}
+    template = adapters.PromptTemplate(
+        custom_template="Story: {context}\nQ: {question}\n{choices_formatted}\nBlank after: {question_before_blank}",
+        choice_format="number",
+    )
+    check_equal(
+        template.format(five),
+        (
+            f"Story: {RECORD['context']}\nQ: {RECORD['question']}\n1. cake\n2. pie\n3. Mom\n4. tea\n5. bun\n"
+            'Blank after: Tim said, "I want the'
+        ),
+    )
+    check_equal(template.continuation(five, 3), ' tea!"')
 
 
 def test_cloze_prompt_and_continuation_rebuild_the_sentence():
