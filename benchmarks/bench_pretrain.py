@@ -89,8 +89,8 @@ def train_hugging_face(config: TrainConfig) -> dict:
     start = time.perf_counter()
     for step in range(config.total_steps):
         for group in optimizer.param_groups:
-            group["lr"] = get_lr_cosine_schedule(
-                step, config.learning_rate, config.min_learning_rate, config.warmup_steps, config.total_steps
+            group["lr"] = get_lr_cosine_schedule(  # optimizer step k uses iteration k, as the Trainer does
+                step + 1, config.learning_rate, config.min_learning_rate, config.warmup_steps, config.total_steps
             )
         inputs, targets = get_batch(reference.train_tokens, config.batch_size, config.context_length, reference.device, rng)
         with autocast_context(reference.device, config.precision):

@@ -21,6 +21,7 @@ from cs288_lm.datasets import MultipleChoiceQADataset, collate_multiple_choice
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
 from cs288_lm.qa_model import TransformerForMultipleChoice
+from cs288_lm.sampling import eval_mode
 
 
 @dataclass
@@ -51,14 +52,12 @@ def predict_multiple_choice(
     model: TransformerForMultipleChoice, dataset: MultipleChoiceQADataset, batch_size: int = 16
 ) -> list[int]:
     """The predicted choice index of every question of ``dataset``, in order."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     predictions = []
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_multiple_choice):
-        batch = _to_device(batch, device)
-        predictions += model.predict(batch["input_ids"], batch["attention_mask"]).tolist()
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_multiple_choice):
+            batch = _to_device(batch, device)
+            predictions += model.predict(batch["input_ids"], batch["attention_mask"]).tolist()
     return predictions
 
 
@@ -100,7 +99,10 @@ def finetune_multiple_choice(
         epoch_loss, window_loss, window_steps = 0.0, 0.0, 0
         for batch in loader:
             batch = _to_device(batch, device)
-            lr = get_lr_cosine_schedule(step, config.learning_rate, config.min_learning_rate, warmup_steps, total_steps)
+            # Iterations 1..total_steps: iteration 0 would be a rate of 0, and the last step reaches the minimum.
+            lr = get_lr_cosine_schedule(
+                step + 1, config.learning_rate, config.min_learning_rate, warmup_steps, total_steps
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             logits = model(batch["input_ids"], batch["attention_mask"])

@@ -45,7 +45,7 @@ from cs288_lm.model import count_parameters
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
 from cs288_lm.plots import plot_runs, read_metrics
-from cs288_lm.sampling import generate
+from cs288_lm.sampling import eval_mode, generate
 from cs288_lm.tokenizer import Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -402,8 +402,10 @@ class Trainer:
     def train_step(self) -> tuple[float, float]:
         """One optimizer step over ``batch_size`` sequences; returns (mean loss, gradient norm)."""
         config = self.config
+        # The schedule's iterations count from 1 here: iteration 0 is a rate of 0 (a wasted step),
+        # and the last step must be iteration total_steps so that the minimum rate is reached.
         learning_rate = get_lr_cosine_schedule(
-            self.step, config.learning_rate, config.min_learning_rate, config.warmup_steps, self.config.total_steps
+            self.step + 1, config.learning_rate, config.min_learning_rate, config.warmup_steps, config.total_steps
         )
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
@@ -443,15 +445,14 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Mean loss, perplexity and token accuracy on the fixed validation batches."""
-        self.model.eval()
         losses, correct, count = [], 0, 0
-        for inputs, targets in self.val_batches:
-            with autocast_context(self.device, self.config.precision):
-                logits = self.model(inputs)
-            losses.append(float(self.loss_function(logits.float(), targets)))
-            correct += int((logits.argmax(-1) == targets).sum())
-            count += targets.numel()
-        self.model.train()
+        with eval_mode(self.model):
+            for inputs, targets in self.val_batches:
+                with autocast_context(self.device, self.config.precision):
+                    logits = self.model(inputs)
+                losses.append(float(self.loss_function(logits.float(), targets)))
+                correct += int((logits.argmax(-1) == targets).sum())
+                count += targets.numel()
         loss = sum(losses) / len(losses)
         return {"val_loss": loss, "val_perplexity": math.exp(loss), "val_accuracy": correct / count}
 

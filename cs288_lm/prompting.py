@@ -276,7 +276,7 @@ class PromptingPipeline:
         cache = {} if cache is None else cache
 
         def raw(content_free: bool) -> Tensor:
-            key = (id(setup.template), setup.method, content_free)
+            key = (_template_key(setup.template), setup.method, content_free)
             if key not in cache:
                 batch = [setup.template.content_free(r) for r in records] if content_free else records
                 if setup.method == "letter":
@@ -319,6 +319,12 @@ class PromptingPipeline:
         if len(counts) != 1:
             raise ValueError(f"every question must have the same number of choices, got {sorted(counts)}")
         return counts.pop()
+
+
+def _template_key(template: PromptTemplate) -> tuple[str, str, str]:
+    """What makes a template's prompts and continuations: a cache key that, unlike ``id()`` (reused
+    once a template is freed), never matches a different template."""
+    return template.template, template.choice_format, repr(template.demonstrations)
 
 
 def _reduce(log_probs: list[list[Tensor]], normalize: str) -> Float[Tensor, "questions choices"]:

@@ -17,11 +17,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,19 +211,32 @@ def run_prompting(
 # ---- the whole job -------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """Run the block with ``torch.use_deterministic_algorithms(True, warn_only=True)``, then restore
+    the previous setting, so that callers in the same process (tests, notebooks) keep their own."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 def run_qa_job(config: QAJobConfig) -> dict:
     """Run every stage (module docstring); returns the dev accuracies, setups and file paths."""
     start = time.perf_counter()
     # The same command twice gives the same numbers: with several CPU threads, the embedding
     # gradient's scatter-add over the many repeated padding ids otherwise sums in varying order.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    tokenizer = ensure_tokenizer(config)
-    splits = load_splits(config)
-    checkpoint = ensure_pretrained_lm(config)
-    finetuned = run_finetuning(config, checkpoint, tokenizer, splits, device)
-    prompting = run_prompting(config, checkpoint, tokenizer, splits, device)
+    with deterministic_algorithms():
+        torch.manual_seed(config.seed)
+        device = resolve_device(config.device)
+        tokenizer = ensure_tokenizer(config)
+        splits = load_splits(config)
+        checkpoint = ensure_pretrained_lm(config)
+        finetuned = run_finetuning(config, checkpoint, tokenizer, splits, device)
+        prompting = run_prompting(config, checkpoint, tokenizer, splits, device)
     predictions_dir = Path(config.predictions_dir)
     files = {}
     for name, result in (("finetuned", finetuned), ("prompting", prompting)):

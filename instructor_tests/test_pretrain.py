@@ -25,6 +25,7 @@ import pytest
 import torch
 
 import cs288_lm.pretrain as pretrain
+from cs288_lm.nn_utils import get_lr_cosine_schedule
 from cs288_lm.pretrain import TrainConfig, main, parse_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -429,7 +430,7 @@ def test_run_writes_metrics_plots_checkpoints_and_a_report(reference):
         if evaluated:
             assert math.isclose(record["val_perplexity"], math.exp(record["val_loss"]), rel_tol=1e-9)
             assert 0 <= record["val_accuracy"] <= 1
-    # warmup (40 steps by default) ramps the learning rate up over these 12 steps
+    # warmup (20 steps by default) ramps the learning rate up over these 12 steps
     assert [r["lr"] for r in records] == sorted(r["lr"] for r in records)
 
     for name in ("loss.png", "perplexity.png"):
@@ -457,6 +458,19 @@ def test_run_writes_metrics_plots_checkpoints_and_a_report(reference):
     assert reference.second.stderr.count("[data] reusing") == 2
     assert "[data] encoded" not in reference.second.stderr
     assert len(list(reference.cache.glob("*.npy"))) == 2
+
+
+def test_learning_rate_schedule_runs_from_iteration_1_to_the_last(reference, tmp_path):
+    """Optimizer step k uses the schedule at iteration k: the first step does not waste itself at a
+    rate of 0, and the last one reaches the minimum rate (a 4-step run, 2 of them warmup)."""
+    out = tmp_path / "schedule"
+    result = run_main(tiny_args(out, reference.cache, "--max-steps", "4", "--warmup-steps", "2", "--log-interval", "1",
+                                "--num-samples", "0", "--final-eval-tokens", "64"))
+    assert result.code == 0, result.stderr
+    high, low = TrainConfig().learning_rate, TrainConfig().min_learning_rate
+    expected = [get_lr_cosine_schedule(k, high, low, 2, 4) for k in (1, 2, 3, 4)]
+    assert [r["lr"] for r in metrics(out)] == expected
+    assert expected[0] == high / 2 and expected[-1] == low
 
 
 # ---------------------------------------------------------------------------------------------

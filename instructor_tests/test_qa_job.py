@@ -29,6 +29,7 @@ import torch
 
 import make_qa_data
 import run_finetune_qa
+from cs288_lm import qa_job
 from cs288_lm.predictions import load_predictions
 from cs288_lm.qa_data import BLANK, build_lexicon, load_questions, split_sentences, split_stories
 from cs288_lm.qa_job import QAJobConfig, ensure_pretrained_lm, run_qa_job
@@ -155,6 +156,11 @@ def write_tiny_qa_dir(qa_dir: Path) -> None:
     (qa_dir / "test_questions.json").write_text(json.dumps(students), encoding="utf-8")
 
 
+def determinism() -> tuple[bool, bool]:
+    """torch's deterministic-algorithms setting: (enabled, warn_only)."""
+    return torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+
+
 def modification_times(root: Path, pretrain_only: bool = False) -> dict[str, int]:
     paths = [*(root / "pretrain" / "checkpoints").glob("*.pt")] + ([] if pretrain_only else [root / "out" / "finetuned.pt"])
     return {str(path): path.stat().st_mtime_ns for path in paths}
@@ -181,8 +187,10 @@ def tiny_job(tmp_path_factory) -> SimpleNamespace:
     settings = tiny_settings(root)
     config_path = root / "config.json"
     config_path.write_text(json.dumps(settings), encoding="utf-8")
+    determinism_before = determinism()
     first = captured(run_qa_job, QAJobConfig(**settings))
     after_first = outputs(root)
+    determinism_after_first = determinism()
     argv = ["--config", str(config_path), "--write-baseline", str(root / "written.json")]
     second = captured(run_finetune_qa.main, argv)
     after_second = outputs(root)
@@ -194,7 +202,8 @@ def tiny_job(tmp_path_factory) -> SimpleNamespace:
     changed = {**settings, "predictions_dir": str(root / "predictions_changed_dev")}
     third = captured(run_qa_job, QAJobConfig(**changed))
     return SimpleNamespace(
-        root=root, first=first, second=second, third=third, after_first=after_first, after_second=after_second
+        root=root, first=first, second=second, third=third, after_first=after_first, after_second=after_second,
+        determinism_before=determinism_before, determinism_after_first=determinism_after_first,
     )
 
 
@@ -266,6 +275,30 @@ def test_changed_questions_are_not_answered_with_stale_results(tiny_job):
     for name in PREDICTED_BY:
         path = tiny_job.root / "predictions_changed_dev" / f"{name}_predictions.json"
         load_predictions(path, load_questions(tiny_job.root / "qa" / "test_questions.json"))
+
+
+def test_job_restores_the_deterministic_algorithms_setting(tiny_job):
+    """The job runs with deterministic algorithms but leaves the process's setting as it found it."""
+    assert tiny_job.determinism_after_first == tiny_job.determinism_before
+
+
+@pytest.mark.parametrize("previous", [(False, False), (True, False)], ids=["off", "on-erroring"])
+def test_job_restores_the_deterministic_algorithms_setting_when_it_raises(tmp_path, monkeypatch, previous):
+    seen = []
+
+    def failing(config: QAJobConfig) -> None:
+        seen.append(determinism())
+        raise OSError("disk full")
+
+    monkeypatch.setattr(qa_job, "ensure_tokenizer", failing)
+    original = determinism()
+    torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            run_qa_job(QAJobConfig(**tiny_settings(tmp_path)))
+        assert seen == [(True, True)] and determinism() == previous
+    finally:
+        torch.use_deterministic_algorithms(original[0], warn_only=original[1])
 
 
 def test_pretraining_dir_trained_with_other_settings_is_a_clear_error(tiny_job, tmp_path):

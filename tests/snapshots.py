@@ -2,8 +2,9 @@
 
 A test calls ``numpy_snapshot.assert_match(actual, name)`` (``actual`` a tensor, an array or a
 dict of them). The snapshot is ``_snapshots/<name>.npz`` beside the test file. It is written only
-by the reference solution, on an explicit ``pytest --snapshot-update``; a missing snapshot is a
-failure, never a skip.
+by the reference solution, on an explicit ``pytest --update-numpy-snapshots``; a missing snapshot
+is a failure, never a skip. (The option is not ``--snapshot-update``: that is syrupy's, and pytest
+refuses two plugins adding the same option.)
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ ArrayLike = torch.Tensor | np.ndarray
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--snapshot-update",
+        "--update-numpy-snapshots",
         action="store_true",
+        dest="update_numpy_snapshots",
         default=False,
         help="(re)write the .npz snapshots from the current code; use only with the reference solution",
     )
@@ -62,7 +64,7 @@ class NumpySnapshot:
             return
         if not path.is_file():
             pytest.fail(
-                f"snapshot {path} is missing; write it from the reference solution with pytest --snapshot-update"
+                f"snapshot {path} is missing; write it from the reference solution with pytest --update-numpy-snapshots"
             )
         with np.load(path) as expected:
             assert sorted(expected.files) == sorted(arrays), f"snapshot {name}: keys {expected.files} vs {list(arrays)}"
@@ -82,4 +84,4 @@ class NumpySnapshot:
 @pytest.fixture
 def numpy_snapshot(request: pytest.FixtureRequest) -> NumpySnapshot:
     directory = Path(request.node.path).parent / "_snapshots"
-    return NumpySnapshot(directory, request.config.getoption("--snapshot-update"))
+    return NumpySnapshot(directory, request.config.getoption("update_numpy_snapshots"))
