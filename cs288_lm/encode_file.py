@@ -2,9 +2,11 @@
 
 The file is cut into ranges at safe boundaries (see :mod:`cs288_lm.pretokenization`); worker
 processes encode the ranges, streaming each in blocks and appending ids to a part file, and the
-parts are joined into one ``.npy`` file (``uint16`` when the vocabulary fits, else ``uint32``).
-The result equals ``tokenizer.encode(whole_text)`` for any number of workers, and memory stays
-bounded by the block size, so the 2.1 GB TinyStories training file works on a laptop.
+parts are copied chunk by chunk behind a ``.npy`` header (``uint16`` when the vocabulary fits,
+else ``uint32``). The result equals ``tokenizer.encode(whole_text)`` for any number of workers,
+and memory stays bounded by the block size and the copy chunk, not the file size, so the 2.1 GB
+TinyStories training file works on a laptop. Part files and the temporary output are removed
+whether or not the run succeeds; the output appears only when complete (atomic rename).
 
     python -m cs288_lm.encode_file --tokenizer out/tokenizer --input data/tinystories/train.txt --out train.npy
 """
@@ -13,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -51,27 +55,42 @@ def encode_file(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     parts = [output_path.with_name(f"{output_path.name}.part{index}") for index in range(len(boundaries) - 1)]
     tasks = [(str(input_path), start, end, str(part), dtype.str) for start, end, part in zip(boundaries, boundaries[1:], parts)]
+    temporary = output_path.with_name(output_path.name + ".tmp")
     try:
         counts = []
-        results = map_in_workers(_encode_range, tasks, workers, _set_worker_tokenizer, (tokenizer,))
-        for (_, _, end, _, _), count in zip(tasks, results):
-            counts.append(count)
-            if progress:
-                progress(end, size)
-        temporary = output_path.with_name(output_path.name + ".tmp")
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(sum(counts),))
-        position = 0
-        for part, count in zip(parts, counts):
-            array[position : position + count] = np.fromfile(part, dtype=dtype)
-            position += count
-        array.flush()
-        del array
+        # closing(): on an error here the pool must stop (and its workers stop writing parts)
+        # before the parts are deleted below, not whenever the generator is collected.
+        with closing(map_in_workers(_encode_range, tasks, workers, _set_worker_tokenizer, (tokenizer,))) as results:
+            for (_, _, end, _, _), count in zip(tasks, results):
+                counts.append(count)
+                if progress:
+                    progress(end, size)
+        _join_parts(parts, sum(counts), dtype, temporary)
         os.replace(temporary, output_path)
     finally:
         _set_worker_tokenizer(None)
-        for part in parts:
-            part.unlink(missing_ok=True)
+        for path in (*parts, temporary):
+            path.unlink(missing_ok=True)
     return output_path
+
+
+# Bytes copied at a time when joining the parts: the join's memory, whatever the file size.
+COPY_CHUNK_BYTES = 1 << 20
+
+
+def _join_parts(parts: Sequence[Path], count: int, dtype: np.dtype, destination: Path) -> None:
+    """Write the ``.npy`` file ``destination`` holding the raw ids of ``parts`` (``count`` in all).
+
+    Writes the header np.save would write, then streams each part's bytes after it, deleting
+    each part once copied so that the disk holds the ids about once, not twice.
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (count,)}
+    with open(destination, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, header)
+        for part in parts:
+            with open(part, "rb") as source:
+                shutil.copyfileobj(source, out, COPY_CHUNK_BYTES)
+            part.unlink()
 
 
 _worker_tokenizer: Tokenizer | None = None
