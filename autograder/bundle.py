@@ -72,6 +72,11 @@ def find_test_modules(files: dict[str, bytes]) -> list[str]:
     )
 
 
+def trusted_snapshots(handout: dict[str, bytes], hidden_snapshots: dict[str, bytes]) -> dict[str, bytes]:
+    """Every snapshot the grader compares with: the handout's public ones and the hidden ones."""
+    return {**{path: data for path, data in handout.items() if f"/{SNAPSHOTS}/" in path}, **hidden_snapshots}
+
+
 def snapshot_loader(module: str, snapshots: dict[str, bytes]):
     """A loader of the snapshots of ``module`` by name, from trusted bytes (path -> .npz bytes)."""
     folder = module.rsplit("/", 1)[0]
@@ -210,7 +215,7 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
     solution = {module: (root / module).read_bytes() for module in students}
     reference = record_modules({**handout, **hidden, **solution}, modules)
     on_handout = record_modules({**handout, **hidden}, modules)
-    snapshots = {**{p: d for p, d in handout.items() if f"/{SNAPSHOTS}/" in p}, **hidden_snapshots}
+    snapshots = trusted_snapshots(handout, hidden_snapshots)
     manifest = {"student_modules": students, "modules": build_manifest(reference, on_handout, snapshots, config)}
     contents = {f"handout/{path}": data for path, data in handout.items()}
     contents.update({f"hidden/{path}": data for path, data in hidden.items()})

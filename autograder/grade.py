@@ -41,7 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from autograder.bundle import SNAPSHOTS, build_bundle, is_public, load_reference, scored_tests, snapshot_loader
+from autograder.bundle import (
+    build_bundle,
+    is_public,
+    load_reference,
+    scored_tests,
+    snapshot_loader,
+    trusted_snapshots,
+)
 from autograder.imports_check import ForbiddenImport, ReviewFlag, allowed_modules, forbidden_imports, review_flags
 from autograder.judge import Stream, Verdict, judge_stream, parse_stream
 from autograder.make_handout import REPO_ROOT, write_tree
@@ -94,9 +101,8 @@ class Bundle:
 
     def snapshots(self, module: str):
         """The grader's copy of ``module``'s snapshots, by name."""
-        trusted = {p: d for p, d in self.handout.items() if f"/{SNAPSHOTS}/" in p}
-        trusted.update({p.removeprefix("snapshots/"): d for p, d in self.secret.items() if p.startswith("snapshots/")})
-        return snapshot_loader(module, trusted)
+        hidden = {p.removeprefix("snapshots/"): d for p, d in self.secret.items() if p.startswith("snapshots/")}
+        return snapshot_loader(module, trusted_snapshots(self.handout, hidden))
 
 
 @dataclass

@@ -14,6 +14,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import regex
 import tiktoken
 import torch
@@ -175,3 +176,25 @@ def state_differences(state_a, state_b) -> dict:
         elif not torch.equal(state_a[name], state_b[name]):
             differences[name] = int((state_a[name] != state_b[name]).sum())
     return differences
+
+
+def window_mismatches(dataset, context_length: int, inputs, targets) -> list[int]:
+    """For get_batch's rows: 0 for a valid window of ``dataset``, else how many of its tokens differ.
+
+    A valid window starts at ``s`` in ``0 .. len(dataset) - context_length - 1``: inputs
+    ``dataset[s : s + context_length]``, targets ``dataset[s + 1 : s + context_length + 1]``. A
+    row is compared with the valid windows that start with its first token (with all of them if
+    none does); -1 for a row of the wrong length.
+    """
+    data = np.asarray(dataset, dtype=np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(data, context_length + 1)  # one row per valid start
+    mismatches = []
+    for row_in, row_out in zip(inputs.numpy(), targets.numpy()):
+        if row_in.shape != (context_length,) or row_out.shape != (context_length,):
+            mismatches.append(-1)
+            continue
+        candidates = np.flatnonzero(windows[:, 0] == row_in[0])
+        near = windows[candidates] if len(candidates) else windows
+        differing = (near[:, :-1] != row_in).sum(axis=1) + (near[:, 1:] != row_out).sum(axis=1)
+        mismatches.append(int(differing.min()))
+    return mismatches

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import adapters
-from tests.common import state_differences
+from tests.common import state_differences, window_mismatches
 from tests.graded import check_close, check_equal
 
 # --------------------------------------------------------------------------- log_softmax, cross_entropy
@@ -378,25 +378,6 @@ def test_cosine_schedule_without_warmup():
 # against bounds the tests compute themselves (against="expected").
 
 
-def _window_mismatches(dataset, context_length: int, inputs, targets) -> list[int]:
-    """For each row: how many of its input and target tokens differ from the closest valid window.
-
-    A valid window starts at ``s`` in ``0 .. len(dataset) - context_length - 1``: inputs
-    ``dataset[s : s + context_length]``, targets ``dataset[s + 1 : s + context_length + 1]``. 0 for
-    a row that is such a window; -1 for a row of the wrong length.
-    """
-    data = np.asarray(dataset, dtype=np.int64)
-    windows = np.lib.stride_tricks.sliding_window_view(data, context_length + 1)  # one row per valid start
-    mismatches = []
-    for row_in, row_out in zip(inputs.numpy(), targets.numpy()):
-        if row_in.shape != (context_length,) or row_out.shape != (context_length,):
-            mismatches.append(-1)
-            continue
-        differing = (windows[:, :-1] != row_in).sum(axis=1) + (windows[:, 1:] != row_out).sum(axis=1)
-        mismatches.append(int(differing.min()))
-    return mismatches
-
-
 def test_get_batch_shapes_dtype_and_shift():
     dataset = np.arange(100)
     inputs, targets = adapters.run_get_batch(dataset, 8, 12, "cpu", rng=np.random.default_rng(0))
@@ -412,7 +393,7 @@ def test_get_batch_windows_come_from_the_data():
     dataset = rng.integers(0, 5000, size=300).astype(np.int32)
     inputs, targets = adapters.run_get_batch(dataset, 16, 20, "cpu", rng=np.random.default_rng(2))
     check_equal(
-        _window_mismatches(dataset, 20, inputs, targets), [0] * 16,
+        window_mismatches(dataset, 20, inputs, targets), [0] * 16,
         message="a row is not a window of the dataset (inputs) followed by the next tokens (targets)",
     )  # fmt: skip
 
@@ -456,7 +437,7 @@ def test_get_batch_memmap(tmp_path):
     dataset = np.memmap(path, dtype=np.uint16, mode="r", shape=(5000,))
     inputs, targets = adapters.run_get_batch(dataset, 4, 32, "cpu", rng=np.random.default_rng(5))
     check_equal((inputs.dtype, tuple(inputs.shape)), (torch.int64, (4, 32)))
-    check_equal(_window_mismatches(dataset, 32, inputs, targets), [0] * 4, message="a row is not a window of the data")
+    check_equal(window_mismatches(dataset, 32, inputs, targets), [0] * 4, message="a row is not a window of the data")
 
 
 def test_get_batch_rng_reproducible():

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import adapters
-from tests.common import state_differences
+from tests.common import state_differences, window_mismatches
 from tests.graded import check_close, check_equal
 
 # torch.testing.assert_close's own tolerances for float32, kept where these tests relied on them
@@ -513,28 +513,6 @@ def test_cosine_schedule_hidden_edge_cases():
 # against bounds the tests compute themselves (against="expected").
 
 
-def _window_mismatches(dataset, context_length: int, inputs, targets) -> list[int]:
-    """For each row: 0 if it is a valid window of ``dataset``, else how many of its tokens differ.
-
-    A valid window starts at ``s`` in ``0 .. len(dataset) - context_length - 1``: inputs
-    ``dataset[s : s + context_length]``, targets ``dataset[s + 1 : s + context_length + 1]``. A
-    row is compared with the valid windows that start with its first token (with all of them if
-    none does); -1 for a row of the wrong length.
-    """
-    data = np.asarray(dataset, dtype=np.int64)
-    windows = np.lib.stride_tricks.sliding_window_view(data, context_length + 1)  # one row per valid start
-    mismatches = []
-    for row_in, row_out in zip(inputs.numpy(), targets.numpy()):
-        if row_in.shape != (context_length,) or row_out.shape != (context_length,):
-            mismatches.append(-1)
-            continue
-        candidates = np.flatnonzero(windows[:, 0] == row_in[0])
-        near = windows[candidates] if len(candidates) else windows
-        differing = (near[:, :-1] != row_in).sum(axis=1) + (near[:, 1:] != row_out).sum(axis=1)
-        mismatches.append(int(differing.min()))
-    return mismatches
-
-
 def test_get_batch_hidden_single_position():
     dataset = np.array([41, 7], dtype=np.int64)
     inputs, targets = adapters.run_get_batch(dataset, 5, 1, "cpu", rng=np.random.default_rng(50))
@@ -563,7 +541,7 @@ def test_get_batch_hidden_batch_of_one_and_large_token_ids():
     for _ in range(60):
         inputs, targets = adapters.run_get_batch(dataset, 1, 3, "cpu", rng=rng)
         kinds.append((tuple(inputs.shape), inputs.dtype))
-        mismatches += _window_mismatches(dataset, 3, inputs, targets)
+        mismatches += window_mismatches(dataset, 3, inputs, targets)
         found = (s for s in range(5) if np.array_equal(dataset[s : s + 3].astype(np.int64), inputs[0].numpy()))
         seen.add(next(found, None))
     check_equal(kinds, [((1, 3), torch.int64)] * 60)
@@ -580,7 +558,7 @@ def test_get_batch_hidden_npy_memmap(tmp_path):
     inputs, targets = adapters.run_get_batch(dataset, 32, 48, "cpu", rng=np.random.default_rng(53))
     check_equal((tuple(inputs.shape), inputs.dtype), ((32, 48), torch.int64))
     assert len(set(values.tolist())) == len(values)  # every value occurs once, so each window's start is known
-    check_equal(_window_mismatches(dataset, 48, inputs, targets), [0] * 32, message="a row is not a window of the data")
+    check_equal(window_mismatches(dataset, 48, inputs, targets), [0] * 32, message="a row is not a window of the data")
 
 
 def test_get_batch_hidden_uniform_chi_square_and_independent_rows():
