@@ -2,20 +2,35 @@
 
 The Children's Book Test (Hill et al., 2016) shows a passage of consecutive sentences from a
 story, blanks out one word of the sentence that follows, and asks which of several candidate
-words fills the blank; the candidates are words of the same kind (names, nouns, verbs) taken from
-the passage. This module builds such questions from TinyStories:
+words fills the blank; the candidates are words of the same kind (names, nouns, verbs). This
+module builds such questions from TinyStories:
 
-* the context is up to ``context_sentences`` consecutive sentences of one story;
+* the context is up to ``context_sentences`` consecutive sentences of one story (a sentence keeps
+  a quotation whole, see :func:`split_sentences`);
 * the question is the next sentence with one word replaced by ``___``;
-* the four choices are the right word and three distractors of the same kind that occur in the
-  context (and not in the question sentence), so every choice is a word the reader just saw;
-* the right word also occurs in the context, so the answer can be found by reading.
+* the four choices are the right word and three distractors of the same kind from the same story,
+  none of them an inflection of another (friend/friends, play/played).
+
+Questions must be answered by reading, not by tricks, so the generator guarantees:
+
+* **no lookup**: the question sentences of one story are more than ``context_sentences`` apart, so
+  no question's sentence is inside another's context; and no choice, right or wrong, filled into
+  the clause around the blank (:func:`leak_pattern`) occurs in any context or question sentence of
+  the same split. A file never gives its own answers away.
+* **no frequency or position rule**: among the acceptable (answer, distractors), each question
+  takes the one that keeps the shallow rules of :mod:`cs288_lm.qa_rules` (most or least frequent
+  choice in the context, its last or first occurrence, bigram fit) closest to their targets over
+  the split: chance for frequency and position, a little above chance for bigram fit.
+* whole, clean sentences: no question cut inside a quotation, no markup or stray symbols.
+
+``python make_qa_data.py --audit`` measures all of this on the files (:mod:`cs288_lm.qa_audit`).
 
 Word kinds come from simple corpus statistics instead of a tagger (students may not install one):
-a *name* is a capitalised word seen in the middle of sentences and never in lower case; a *noun*
-is a word seen after a determiner ("the", "a", "his", ...) but rarely after words that introduce
-adjectives ("very", "was", "felt", ...); a *verb* is a past-tense form ending in "-ed" whose stem is
-also a word ("played" / "play", "liked" / "like") or one of a list of common irregular past forms.
+a *name* is a capitalised word seen in the middle of sentences and (almost) never in lower case; a
+*noun* is a word seen after a determiner ("the", "a", "his", ...) but rarely after words that
+introduce adjectives ("very", "was", "felt", ...); a *verb* is a past-tense form: a word in "-ed"
+whose stem is also a word ("played" / "play", "liked" / "like") and that is not used after
+determiners ("the bed") or as an adjective ("was scared"), or one of a list of irregular forms.
 
 A record is ``{"id", "context", "question", "choices", "answer"}`` with ``answer`` the 0-based
 index of the right choice. Generation is deterministic for a seed, and answer positions are
@@ -26,6 +41,7 @@ balanced (each index is the answer for a quarter of the questions, up to roundin
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import random
@@ -34,33 +50,186 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-BLANK = "___"
+from cs288_lm.qa_rules import BLANK, RULES, WORD, BigramModel, blank_neighbours, choice_stats, rule_share
+
 NUM_CHOICES = 4
-MIN_QUESTION_WORDS = 5
+MIN_QUESTIONWORDS = 5
+MAX_QUESTIONWORDS = 40
+MIN_CLAUSEWORDS = 3
+MAX_POOL = 8
+# What the generator steers each shallow rule's accuracy to (chance is 1 / NUM_CHOICES). The
+# bigram rules keep some of their signal: distractors that never fit the words around the blank
+# would make the questions unnatural, and a language model should beat bigram counts by reading.
+RULE_TARGETS = {rule: 1 / 4 for rule in RULES} | {"bigram left": 0.35, "bigram right": 0.35, "bigram both": 0.35}
+COMMON_NAMES = 20  # name distractors beyond the story's own: the split's most frequent names  # distractor candidates per answer: C(8, 3) = 56 sets to choose from  # words besides the blank that a lookup needs (see leak_pattern)
 STORY_SEPARATOR = "<|endoftext|>"
 
-_WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
-# A sentence ends at . ! or ? (optionally followed by a closing quote) before whitespace.
-_SENTENCE_END = re.compile(r"""(?<=[.!?])\s+|(?<=[.!?]["'])\s+""")
+# A sentence may end at . ! or ? (with closing quotes) before whitespace; see split_sentences.
+_SENTENCE_END = re.compile(r"""[.!?]+["”']*\s+""")
+# What a question may contain: letters, digits, spaces and ordinary punctuation (no markup, no
+# stray symbols left by broken text).
+_CLEAN_TEXT = re.compile(r"""[A-Za-z0-9 .,!?;:'"“”’\-]+""")
+# Where a clause around the blank ends (see leak_pattern).
+_CLAUSE_BOUNDARY = re.compile(r"""[.,!?;:"“”]""")
 _DETERMINERS = {"the", "a", "an", "his", "her", "my", "their", "your", "its", "our"}
 _ADJECTIVE_CUES = {"very", "so", "too", "was", "were", "is", "are", "be", "felt", "feel", "looked", "seemed", "got"}
 _VERB_CUES = {"to", "will", "can", "could", "would", "should", "must", "didn't", "don't", "let's", "not"}
-_NOT_NOUNS = {"lot", "bit", "way", "while", "end", "top", "few", "time", "day", "one", "other", "same", "next", "last"}
+_NOT_NOUNS = {
+    "lot",
+    "bit",
+    "way",
+    "while",
+    "end",
+    "top",
+    "few",
+    "time",
+    "day",
+    "one",
+    "other",
+    "same",
+    "next",
+    "last",
+    "sudden",
+    "rest",
+    "kind",
+    "lots",
+    "whole",
+    "moment",
+    "little",
+    "big",
+}
 _IRREGULAR_PAST = {
-    "ate", "became", "began", "bit", "blew", "bought", "brought", "built", "caught", "came", "dug",
-    "drank", "drew", "drove", "fell", "felt", "flew", "forgot", "found", "gave", "got", "grew",
-    "heard", "held", "hid", "hit", "kept", "knew", "left", "lost", "made", "met", "ran", "rode",
-    "sang", "sat", "saw", "shook", "slept", "spun", "stood", "swam", "took", "taught", "thought",
-    "threw", "told", "went", "woke", "won", "wore", "wrote",
+    "ate",
+    "became",
+    "began",
+    "bit",
+    "blew",
+    "bought",
+    "brought",
+    "built",
+    "caught",
+    "came",
+    "dug",
+    "drank",
+    "drew",
+    "drove",
+    "fell",
+    "felt",
+    "flew",
+    "forgot",
+    "found",
+    "gave",
+    "got",
+    "grew",
+    "heard",
+    "held",
+    "hid",
+    "hit",
+    "kept",
+    "knew",
+    "left",
+    "lost",
+    "made",
+    "met",
+    "ran",
+    "rode",
+    "sang",
+    "sat",
+    "saw",
+    "shook",
+    "slept",
+    "spun",
+    "stood",
+    "swam",
+    "took",
+    "taught",
+    "thought",
+    "threw",
+    "told",
+    "went",
+    "woke",
+    "won",
+    "wore",
+    "wrote",
 }
 # Too frequent or too vague to make a good question.
-_FUNCTION_WORDS = {
-    "and", "or", "but", "so", "to", "of", "in", "on", "at", "for", "with", "from", "into", "up", "down", "out",
-    "was", "were", "is", "are", "had", "has", "he", "she", "it", "they", "we", "you", "i", "that", "this",
-    "then", "when", "because", "too", "very", "all", "again", "there", "her", "his", "their", "the", "a", "an",
+_FUNCTIONWORDS = {
+    "and",
+    "or",
+    "but",
+    "so",
+    "to",
+    "of",
+    "in",
+    "on",
+    "at",
+    "for",
+    "with",
+    "from",
+    "into",
+    "up",
+    "down",
+    "out",
+    "was",
+    "were",
+    "is",
+    "are",
+    "had",
+    "has",
+    "he",
+    "she",
+    "it",
+    "they",
+    "we",
+    "you",
+    "i",
+    "that",
+    "this",
+    "then",
+    "when",
+    "because",
+    "too",
+    "very",
+    "all",
+    "again",
+    "there",
+    "her",
+    "his",
+    "their",
+    "the",
+    "a",
+    "an",
 }
-_NOT_NAMES = {"I", "The", "A", "Hey", "Hi", "Hello", "Yes", "No", "Oh", "Wow", "Please", "Thank", "Meow", "Woof"}
-_SKIP_WORDS = {"said", "asked", "was", "were", "had", "did", "wanted", "named", "called", "looked", "started"}
+_NOT_NAMES = {
+    "I",
+    "The",
+    "A",
+    "Hey",
+    "Hi",
+    "Hello",
+    "Yes",
+    "No",
+    "Oh",
+    "Wow",
+    "Please",
+    "Thank",
+    "Meow",
+    "Woof",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Dr",
+    "Ouch",
+    "Yay",
+    "Bye",
+    "Okay",
+    "Ok",
+    "North",
+    "South",
+    "East",
+    "West",
+}
+_SKIPWORDS = {"said", "asked", "was", "were", "had", "did", "wanted", "named", "called", "looked", "started"}
 WORD_KINDS = ("name", "noun", "verb")
 
 
@@ -79,19 +248,65 @@ def split_stories(text: str) -> list[str]:
     return [story.strip() for story in text.split(STORY_SEPARATOR) if story.strip()]
 
 
+def _quote_open_after(text: str, is_open: bool) -> bool:
+    """Whether a quotation is open after ``text``, given whether one was open before it: a straight
+    ``"`` toggles, a curly ``“`` opens and ``”`` closes."""
+    for char in text:
+        if char == '"':
+            is_open = not is_open
+        elif char == "“":
+            is_open = True
+        elif char == "”":
+            is_open = False
+    return is_open
+
+
 def split_sentences(story: str) -> list[str]:
-    """Sentences of a story: text up to ``.``, ``!`` or ``?`` (and a closing quote), whitespace-separated."""
-    return [sentence.strip() for sentence in _SENTENCE_END.split(story.replace("\n", " ")) if sentence.strip()]
+    """Sentences of a story, whitespace-normalised: text up to ``.``, ``!`` or ``?`` (with any closing
+    quotes) before whitespace, but never inside an open quotation, so that an utterance stays whole
+    (``Tom said, "I like it. Can I keep it?"`` is one sentence). A paragraph (a line)
+    always ends a sentence and closes any quotation left open."""
+    sentences = []
+    for paragraph in story.split("\n"):
+        is_open, start, scanned = False, 0, 0
+        for match in _SENTENCE_END.finditer(paragraph + " "):
+            is_open, scanned = _quote_open_after(paragraph[scanned : match.end()], is_open), match.end()
+            if not is_open:
+                sentence = " ".join(paragraph[start : match.end()].split())
+                if sentence:
+                    sentences.append(sentence)
+                start = match.end()
+        rest = " ".join(paragraph[start:].split())
+        if rest:
+            sentences.append(rest)
+    return sentences
+
+
+def word_stem(word: str) -> str:
+    """A crude stem that maps the inflections of one word together: friend/friends, play/played/
+    plays, like/liked/liking, hop/hopped, try/tried/tries, box/boxes."""
+    word = word.lower()
+    for suffix, replacement in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("e", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 2:
+            word = word[: -len(suffix)] + replacement
+            break
+    if len(word) >= 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+        word = word[:-1]  # hopp -> hop
+    return word
 
 
 def build_lexicon(stories: Iterable[str], min_count: int = 2) -> Lexicon:
     """Assign names, nouns and verbs from corpus statistics (see the module docstring)."""
     lower, capitalised_inside = collections.Counter(), collections.Counter()
-    after_determiner, after_adjective_cue, after_verb_cue = collections.Counter(), collections.Counter(), collections.Counter()
+    after_determiner, after_adjective_cue, after_verb_cue = (
+        collections.Counter(),
+        collections.Counter(),
+        collections.Counter(),
+    )
     determiner_bigrams = []  # (word after a determiner, the word after it or "")
     for story in stories:
         for sentence in split_sentences(story):
-            words = _WORD.findall(sentence)
+            words = WORD.findall(sentence)
             for index, word in enumerate(words):
                 if word[0].islower():
                     lower[word] += 1
@@ -110,16 +325,21 @@ def build_lexicon(stories: Iterable[str], min_count: int = 2) -> Lexicon:
     before_noun = collections.Counter(
         word
         for word, following in determiner_bigrams
-        if after_determiner[following] >= min_count and following.lower() not in _FUNCTION_WORDS
+        if after_determiner[following] >= min_count and following.lower() not in _FUNCTIONWORDS
     )
     kinds: dict[str, str] = {}
     for word, count in capitalised_inside.items():
-        if count >= min_count and word.lower() not in lower and word not in _NOT_NAMES and "'" not in word:
+        # Never (or hardly ever) in lower case: "Lily" is a name though "a lily" occurs once.
+        if count >= min_count and lower[word.lower()] <= 0.05 * count and word not in _NOT_NAMES and "'" not in word:
             kinds[word] = "name"
     for word, count in lower.items():
-        if word in _SKIP_WORDS or word in _DETERMINERS or len(word) < 3 or "'" in word:
+        if word in _SKIPWORDS or word in _DETERMINERS or len(word) < 3 or "'" in word:
             continue
-        if word in _IRREGULAR_PAST or (word.endswith("ed") and _past_tense_stem(word, lower)):
+        if word in _IRREGULAR_PAST or (
+            _is_regular_past(word, lower)
+            and after_determiner[word] <= 0.1 * count  # not a noun ("the bed", "a red ball")
+            and after_adjective_cue[word] <= 0.2 * count  # not an adjective ("was scared", "felt tired")
+        ):
             kinds[word] = "verb"
         elif (
             after_determiner[word] >= min_count
@@ -132,51 +352,170 @@ def build_lexicon(stories: Iterable[str], min_count: int = 2) -> Lexicon:
     return Lexicon(kinds)
 
 
-def _past_tense_stem(word: str, known: collections.Counter) -> bool:
-    """Whether ``word`` (ending in "ed") is a past tense of a known word: played/play, liked/like, hopped/hop."""
-    candidates = {word[:-2], word[:-1]}
-    if len(word) > 4 and word[-3] == word[-4]:
+def _is_regular_past(word: str, known: collections.Counter) -> bool:
+    """Whether ``word`` looks like the past tense of a known word: played/play, liked/like,
+    hopped/hop, tried/try. Short words (bed, red, fed) and words in "-eed" (need, seed) are not."""
+    if len(word) < 5 or not word.endswith("ed") or word.endswith("eed"):
+        return False
+    candidates = {word[:-2], word[:-1]}  # played -> play, liked -> like
+    if word[-3] == word[-4]:
         candidates.add(word[:-3])  # hopped -> hop
     if word.endswith("ied"):
         candidates.add(word[:-3] + "y")  # tried -> try
-    return any(candidate in known for candidate in candidates if len(candidate) >= 2)
+    return any(candidate in known for candidate in candidates if len(candidate) >= 3)
+
+
+def _is_clean_question(sentence: str) -> bool:
+    """A sentence fit to become a question: a whole sentence (capitalised, closed quotations), of a
+    reasonable length, with nothing but ordinary text in it."""
+    words = WORD.findall(sentence)
+    return (
+        MIN_QUESTIONWORDS <= len(words) <= MAX_QUESTIONWORDS
+        and (sentence[0].isupper() or sentence[0] in '"“')
+        and not _quote_open_after(sentence, False)
+        and sentence.count("“") == sentence.count("”")
+        and _CLEAN_TEXT.fullmatch(sentence) is not None
+        and BLANK not in sentence
+    )
+
+
+def _blank_span(sentence: str, word: str) -> tuple[int, int]:
+    """Where ``word`` first occurs in ``sentence`` as a word-token (as :data:`WORD` splits it)."""
+    for match in WORD.finditer(sentence):
+        if match.group() == word:
+            return match.span()
+    raise ValueError(f"{word!r} is not a word of {sentence!r}")
+
+
+def _blank_out(sentence: str, word: str) -> str:
+    """``sentence`` with its first word-token ``word`` replaced by the blank."""
+    start, end = _blank_span(sentence, word)
+    return sentence[:start] + BLANK + sentence[end:]
+
+
+def leak_pattern(question: str) -> tuple[str, str]:
+    """The text on either side of the blank that a lookup would search for: the clause around the
+    blank (up to the nearest punctuation or quotation mark), or the whole question when that clause
+    has fewer than ``MIN_CLAUSEWORDS`` other words. Returns ``(left, right)``: "left + word + right"
+    found in another text of the same file would give the answer away."""
+    index = question.index(BLANK)
+    left, right = question[:index], question[index + len(BLANK) :]
+    boundaries = [m.end() for m in _CLAUSE_BOUNDARY.finditer(left)]
+    clause_left = left[boundaries[-1] if boundaries else 0 :]
+    following = _CLAUSE_BOUNDARY.search(right)
+    clause_right = right[: following.start() if following else len(right)]
+    if len(WORD.findall(clause_left + " " + clause_right)) < MIN_CLAUSEWORDS:
+        clause_left, clause_right = left, right
+    return clause_left.lstrip(), clause_right.rstrip()
+
+
+class _TextIndex:
+    """The texts of one split (lower case), with the texts each word occurs in, to count quickly how
+    often a phrase occurs in them: only texts that contain all of its words are searched."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.texts = [text.lower() for text in texts]
+        self.postings: dict[str, set[int]] = collections.defaultdict(set)
+        for index, text in enumerate(self.texts):
+            for word in WORD.findall(text):
+                self.postings[word].add(index)
+
+    def count(self, phrase: str) -> int:
+        """Occurrences of ``phrase`` (any case) as a substring of the texts."""
+        phrase = phrase.lower()
+        words = sorted(set(WORD.findall(phrase)), key=lambda word: len(self.postings.get(word, ())))
+        if not words:
+            return sum(text.count(phrase) for text in self.texts)
+        candidates = set(self.postings.get(words[0], ()))
+        for word in words[1:]:
+            candidates &= self.postings.get(word, set())
+        return sum(self.texts[index].count(phrase) for index in candidates)
 
 
 def _words_of_kind(text: str, kind: str, lexicon: Lexicon) -> list[str]:
     """Distinct words of one kind in ``text``, in order of first appearance."""
-    return list(dict.fromkeys(word for word in _WORD.findall(text) if lexicon.kind(word) == kind))
+    return list(dict.fromkeys(word for word in WORD.findall(text) if lexicon.kind(word) == kind))
 
 
-def _blank_candidates(question: str, context: str, lexicon: Lexicon) -> list[tuple[str, str]]:
-    """``(word, kind)`` pairs that could be blanked in ``question``: the word occurs exactly once
-    there, also occurs in the context, and the context holds three other words of its kind that the
-    question does not contain. Nouns must follow a determiner in the question (a noun slot).
-    Sentences shorter than ``MIN_QUESTION_WORDS`` words or not starting with a capital (fragments
-    left by quotations, such as 'said the fish.') are not used."""
-    question_words = _WORD.findall(question)
-    if len(question_words) < MIN_QUESTION_WORDS or not question[0].isupper():
-        return []  # a fragment such as 'said the fish.' left by a quotation
-    counts = collections.Counter(question_words)
-    candidates = []
-    for index, word in enumerate(question_words):
+@dataclass
+class _Draft:
+    """A question position before its answer and distractors are chosen."""
+
+    id: str
+    context: str
+    sentence: str
+    story_rest: str  # the story without the question sentence: where distractors come from
+
+
+@dataclass
+class _Option:
+    """One way to make a question of a draft: the word to blank, and one set of distractors."""
+
+    answer: str
+    distractors: tuple[str, ...]
+    rule_hits: tuple[float, ...]  # how much of it each shallow rule (qa_rules.RULES) gets right
+
+
+def _choose_positions(
+    sentences: list[str], rng: random.Random, context_sentences: int, min_context_sentences: int, limit: int | None
+) -> list[int]:
+    """Question positions of one story, in a random order, at least ``context_sentences + 1`` apart:
+    no question sentence is then inside another question's context."""
+    positions = [p for p in range(min_context_sentences, len(sentences)) if _is_clean_question(sentences[p])]
+    rng.shuffle(positions)
+    chosen: list[int] = []
+    for position in positions:
+        if limit is not None and len(chosen) == limit:
+            break
+        if all(abs(position - other) > context_sentences for other in chosen):
+            chosen.append(position)
+    return sorted(chosen)
+
+
+def _in_noun_slot(words: Sequence[str], index: int, lexicon: Lexicon) -> bool:
+    """Whether ``words[index]`` follows a determiner, directly or after one adjective ("the red ___")."""
+    before = [word.lower() for word in words[max(0, index - 2) : index]]
+    if before and before[-1] in _DETERMINERS:
+        return True
+    return len(before) == 2 and before[0] in _DETERMINERS and lexicon.kind(words[index - 1]) is None
+
+
+def _options(
+    draft: _Draft, lexicon: Lexicon, split_texts: _TextIndex, common_names: list[str], bigrams: BigramModel
+) -> list[_Option]:
+    """Every acceptable (answer, distractors) for a draft. The answer occurs once in the sentence, is
+    not a function word, and its clause is not found anywhere else in the split (``split_texts``);
+    nouns sit in a noun slot. Distractors are words of the same kind from the rest of the story (the
+    first ``MAX_POOL`` of them; for names also ``common_names``), absent from the sentence, no inflection of another choice, and their clause is not found in the
+    split either, so that a lookup tells nothing either way."""
+    sentence, context = draft.sentence, draft.context
+    words = WORD.findall(sentence)
+    counts = collections.Counter(words)
+    context_words = WORD.findall(context)
+    options = []
+    for index, word in enumerate(words):
         kind = lexicon.kind(word)
-        if kind is None or counts[word] != 1 or word not in _WORD.findall(context):
+        if kind is None or counts[word] != 1 or word.lower() in _FUNCTIONWORDS:
             continue
-        if kind == "noun" and (index == 0 or question_words[index - 1].lower() not in _DETERMINERS):
+        if kind == "noun" and not _in_noun_slot(words, index, lexicon):
             continue
-        distractors = [w for w in _words_of_kind(context, kind, lexicon) if w != word and w not in counts]
-        if len(distractors) >= NUM_CHOICES - 1:
-            candidates.append((word, kind))
-    return candidates
-
-
-def _blank_out(sentence: str, word: str) -> str:
-    """``sentence`` with its first word-token ``word`` (as :data:`_WORD` splits it, so also before a
-    closing quote, as in "the point'.") replaced by the blank."""
-    for match in _WORD.finditer(sentence):
-        if match.group() == word:
-            return sentence[: match.start()] + BLANK + sentence[match.end() :]
-    raise ValueError(f"{word!r} is not a word of {sentence!r}")
+        left, right = leak_pattern(_blank_out(sentence, word))
+        if split_texts.count(left + word + right) > sentence.lower().count((left + word + right).lower()):
+            continue  # the answer can be looked up elsewhere in the split
+        pool = [
+            w
+            for w in _words_of_kind(draft.story_rest, kind, lexicon) + (common_names if kind == "name" else [])
+            if w not in counts and word_stem(w) != word_stem(word) and split_texts.count(left + w + right) == 0
+        ]
+        pool = list(dict.fromkeys(pool))[:MAX_POOL]
+        neighbours = blank_neighbours(_blank_out(sentence, word))
+        stats = {w: choice_stats(context_words, neighbours, w, bigrams) for w in [word, *pool]}
+        for distractors in itertools.combinations(pool, NUM_CHOICES - 1):
+            if len({word_stem(w) for w in distractors}) < len(distractors):
+                continue  # two inflections of one word
+            choice_set = [stats[word]] + [stats[w] for w in distractors]
+            options.append(_Option(word, distractors, tuple(rule_share(rule, choice_set, 0) for rule in RULES)))
+    return options
 
 
 def make_questions(
@@ -185,52 +524,64 @@ def make_questions(
     split: str,
     seed: int = 0,
     context_sentences: int = 5,
-    min_context_sentences: int = 3,
-    questions_per_story: int = 6,
+    min_context_sentences: int = 2,
+    questions_per_story: int | None = None,
+    bigrams: BigramModel | None = None,
+    rule_targets: dict[str, float] | None = None,
 ) -> list[dict]:
     """Cloze questions from ``stories`` (see the module docstring); ids are ``{split}-{story}-{sentence}``.
 
-    Up to ``questions_per_story`` question sentences are drawn per story (distinct sentences, at
-    least ``min_context_sentences`` into the story). The word to blank is drawn among the
-    candidates of the sentence; the distractors among the context's words of the same kind.
+    Question sentences of one story are at least ``context_sentences + 1`` sentences apart (at most
+    ``questions_per_story`` of them if given), each at least ``min_context_sentences`` into its story.
+    Among the acceptable (answer, distractors) of a question, the one chosen keeps the shallow rules
+    of :mod:`cs288_lm.qa_rules` closest to their ``rule_targets`` (default :data:`RULE_TARGETS`)
+    over the questions made so far; ties are broken by the seeded generator. The bigram rules use
+    ``bigrams`` (default: counts from ``stories``).
     """
+    bigrams = bigrams or BigramModel("\n".join(stories))
+    targets = [{**RULE_TARGETS, **(rule_targets or {})}[rule] for rule in RULES]
     rng = random.Random(f"{split}-{seed}")
     drafts = []
     for story_index, story in enumerate(stories):
         sentences = split_sentences(story)
-        positions = list(range(min_context_sentences, len(sentences)))
-        rng.shuffle(positions)
-        made = 0
-        for position in positions:
-            if made == questions_per_story:
-                break
+        for position in _choose_positions(
+            sentences, rng, context_sentences, min_context_sentences, questions_per_story
+        ):
             context = " ".join(sentences[max(0, position - context_sentences) : position])
-            candidates = _blank_candidates(sentences[position], context, lexicon)
-            if not candidates:
-                continue
-            answer, kind = rng.choice(candidates)
-            question_words = set(_WORD.findall(sentences[position]))
-            pool = [w for w in _words_of_kind(context, kind, lexicon) if w != answer and w not in question_words]
-            drafts.append(
-                {
-                    "id": f"{split}-{story_index:04d}-{position:02d}",
-                    "context": context,
-                    "question": _blank_out(sentences[position], answer),
-                    "answer_word": answer,
-                    "distractors": rng.sample(pool, NUM_CHOICES - 1),
-                    "position": position,
-                }
-            )
-            made += 1
+            rest = " ".join(sentences[:position] + sentences[position + 1 :])
+            drafts.append(_Draft(f"{split}-{story_index:04d}-{position:02d}", context, sentences[position], rest))
+    # Every text a student's copy of this split shows: contexts and question sentences.
+    names = collections.Counter(w for story in stories for w in WORD.findall(story) if lexicon.kind(w) == "name")
+    common_names = [name for name, _ in names.most_common(COMMON_NAMES)]
+    split_texts = _TextIndex(text for draft in drafts for text in (draft.context, draft.sentence))
+    rule_totals = [0.0] * len(RULES)
+    made = []
+    for draft in drafts:
+        options = _options(draft, lexicon, split_texts, common_names, bigrams)
+        if not options:
+            continue
+        expected = [target * (len(made) + 1) for target in targets]
+        imbalances = [sum((t + h - e) ** 2 for t, h, e in zip(rule_totals, o.rule_hits, expected)) for o in options]
+        best = min(imbalances)
+        option = rng.choice([o for o, imbalance in zip(options, imbalances) if imbalance == best])
+        rule_totals = [total + hit for total, hit in zip(rule_totals, option.rule_hits)]
+        made.append((draft, option))
     # Balanced answer positions: each index the same number of times, in a shuffled order.
-    answer_indices = [index % NUM_CHOICES for index in range(len(drafts))]
+    answer_indices = [index % NUM_CHOICES for index in range(len(made))]
     rng.shuffle(answer_indices)
     questions = []
-    for draft, answer_index in zip(sorted(drafts, key=lambda d: d["id"]), answer_indices):
-        choices = list(draft["distractors"])
-        choices.insert(answer_index, draft["answer_word"])
+    for (draft, option), answer_index in zip(made, answer_indices):
+        choices = list(option.distractors)
+        rng.shuffle(choices)
+        choices.insert(answer_index, option.answer)
         questions.append(
-            {"id": draft["id"], "context": draft["context"], "question": draft["question"], "choices": choices, "answer": answer_index}
+            {
+                "id": draft.id,
+                "context": draft.context,
+                "question": _blank_out(draft.sentence, option.answer),
+                "choices": choices,
+                "answer": answer_index,
+            }
         )
     return questions
 
@@ -285,7 +636,9 @@ def _normalise_record(record: object, index: int, path: Path, require_answers: b
         elif len(answer) == 1 and 0 <= ord(answer.upper()) - ord("A") < len(choices):
             answer = ord(answer.upper()) - ord("A")
         else:
-            raise QuestionFileError(f"{where}: answer {answer!r} is neither a choice nor a letter A-{chr(64 + len(choices))}")
+            raise QuestionFileError(
+                f"{where}: answer {answer!r} is neither a choice nor a letter A-{chr(64 + len(choices))}"
+            )
     elif answer is None:
         if require_answers:
             raise QuestionFileError(f"{where}: 'answer' is missing")
@@ -310,7 +663,11 @@ def save_questions(questions: Sequence[dict], path: str | os.PathLike, with_answ
 
 
 def build_qa_splits(
-    train_text: str, heldout_text: str, seed: int = 0, questions_per_story: int = 6, context_sentences: int = 5
+    train_text: str,
+    heldout_text: str,
+    seed: int = 0,
+    questions_per_story: int | None = None,
+    context_sentences: int = 5,
 ) -> dict[str, list[dict]]:
     """``train`` from the training stories; ``dev`` and ``test`` from disjoint halves of the held-out
     stories (a seeded shuffle of whole stories, so no story feeds both)."""
@@ -321,7 +678,9 @@ def build_qa_splits(
     half = len(order) // 2
     dev_stories = [heldout_stories[i] for i in sorted(order[:half])]
     test_stories = [heldout_stories[i] for i in sorted(order[half:])]
-    settings = dict(seed=seed, questions_per_story=questions_per_story, context_sentences=context_sentences)
+    bigrams = BigramModel("\n".join(train_stories))
+    settings = {"seed": seed, "questions_per_story": questions_per_story, "context_sentences": context_sentences}
+    settings["bigrams"] = bigrams
     return {
         "train": make_questions(train_stories, lexicon, "train", **settings),
         "dev": make_questions(dev_stories, lexicon, "dev", **settings),

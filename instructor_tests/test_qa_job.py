@@ -10,8 +10,10 @@ settings is a clear ValueError.
 
 The shipped-data checks need the instructor-only files (``data/tinystories/heldout.txt``,
 ``data/qa/test.json``, ``make_qa_data.py``), so they live here rather than in the public tests:
-``make_qa_data.py`` regenerates the shipped files byte for byte, dev and test come from disjoint
-halves of the held-out stories, and the students' test file is the test split without answers.
+``make_qa_data.py`` regenerates the shipped files byte for byte, its audit passes on them (no
+lookup, no frequency or position rule above 35% on dev and test) and fails on a file that gives
+answers away, dev and test come from disjoint halves of the held-out stories, and the students'
+test file is the test split without answers.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def regenerated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("qa_data") / "qa"
     run = captured(make_qa_data.main, ["--out", str(out)])
     assert run.result == 0, run.stderr
-    assert "train: 2455 questions" in run.stdout
+    assert "train: 5331 questions" in run.stdout and "dev: 436 questions" in run.stdout and "test: 417 questions" in run.stdout
+    assert run.result == 0 and "| lookup | 0.0% | 0.0% | 0.0% |" in run.stdout, run.stdout + run.stderr  # the audit
     return out
 
 
@@ -84,6 +87,27 @@ def test_make_qa_data_regenerates_the_shipped_files_byte_for_byte(regenerated):
     """make_qa_data.py with its defaults rebuilds data/qa exactly (generation is reproducible)."""
     for name in QA_FILES:
         assert (regenerated / name).read_bytes() == (QA_DIR / name).read_bytes(), name
+
+
+def test_audit_fails_on_questions_that_give_answers_away(tmp_path):
+    """The audit exits with 1 and names the problem when a dev question's sentence is copied into
+    another question's context (a lookup finds it), and when the answer is always the most
+    frequent choice in the context."""
+    for name in ("train", "test"):
+        (tmp_path / f"{name}.json").write_bytes((QA_DIR / f"{name}.json").read_bytes())
+    dev = json.loads((QA_DIR / "dev.json").read_text(encoding="utf-8"))
+    leaked = [dict(q) for q in dev]
+    first = leaked[0]
+    leaked[1]["context"] += " " + first["question"].replace(BLANK, first["choices"][first["answer"]])
+    (tmp_path / "dev.json").write_text(json.dumps(leaked), encoding="utf-8")
+    run = captured(make_qa_data.main, ["--out", str(tmp_path), "--audit"])
+    assert run.result == 1 and "dev: a lookup finds" in run.stderr, run.stderr
+    frequent = [dict(q) for q in dev]
+    for q in frequent:
+        q["context"] += " " + " ".join([q["choices"][q["answer"]]] * 5)
+    (tmp_path / "dev.json").write_text(json.dumps(frequent), encoding="utf-8")
+    run = captured(make_qa_data.main, ["--out", str(tmp_path), "--audit"])
+    assert run.result == 1 and "dev: the rule 'most frequent' scores 100.0%" in run.stderr, run.stderr
 
 
 def test_students_test_file_is_the_test_split_without_answers():
@@ -334,12 +358,13 @@ def test_checkpoint_setting_takes_a_file_or_a_run_directory(tiny_job):
     [
         (None, "config file not found: {path}"),
         ('{"epochs": 2,', "{path}: not valid JSON"),
-        ('["out_dir"]', "{path}: expected an object with settings among"),
-        ('{"out_dir": "x", "learning_rate": 0.1}', "{path}: expected an object with settings among"),
+        ('["out_dir"]', "{path}: expected a JSON object of settings, got a list"),
+        ('{"out_dir": "x", "learning_rate": 0.1}', "{path}: unknown settings ['learning_rate']"),
         ('{"pretrain": {"max_steps": 0}}', "max_steps must be at least 1"),
         ('{"pretrain": {"d_modle": 64}}', "d_modle"),
         ('{"finetune": {"epochs": 0}}', "epochs and batch_size must be at least 1"),
-        ('{"pretrain": null}', "{path}: 'pretrain' must be an object of settings"),
+        ('{"pretrain": null}', "{path}: 'pretrain' must be an object, got null"),
+        ('{"finetune": {"epochs": "2"}}', "'finetune': 'epochs' must be an integer, got a string '2'"),
         ("DIRECTORY", "{path}: cannot be read"),
     ],
 )
