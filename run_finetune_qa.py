@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from cs288_lm.qa_job import QAJobConfig, run_qa_job
+from cs288_lm.settings import config_from_settings, read_settings_file
 
 FULL_TINYSTORIES = ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt")
 
@@ -35,36 +36,25 @@ def parse_config(argv: list[str] | None = None) -> tuple[QAJobConfig, argparse.N
     parser.add_argument("--predictions-dir", help="where the two predictions files go (default: the current directory)")
     parser.add_argument("--write-baseline", type=Path, metavar="PATH", help="also write the dev (and test) accuracies to this JSON file")
     args = parser.parse_args(argv)
-    settings: dict = {}
-    if args.config is not None:
-        try:
-            settings = json.loads(args.config.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            parser.error(f"config file not found: {args.config}")
-        except json.JSONDecodeError as error:
-            parser.error(f"{args.config}: not valid JSON ({error.msg} at line {error.lineno})")
-        except (OSError, UnicodeDecodeError) as error:
-            parser.error(f"{args.config}: cannot be read ({error})")
-        known = {f.name for f in dataclasses.fields(QAJobConfig)}
-        if not isinstance(settings, dict) or set(settings) - known:
-            parser.error(f"{args.config}: expected an object with settings among {sorted(known)}")
-        for nested in ("pretrain", "finetune"):
-            if not isinstance(settings.get(nested, {}), dict):
-                parser.error(f"{args.config}: {nested!r} must be an object of settings")
-    pretrain, finetune = dict(settings.pop("pretrain", {})), dict(settings.pop("finetune", {}))
+    try:
+        settings = read_settings_file(args.config) if args.config is not None else {}
+        config = config_from_settings(QAJobConfig, settings, str(args.config))  # names and types of the file's settings
+    except ValueError as error:
+        parser.error(str(error))
+    pretrain, finetune = dict(config.pretrain), dict(config.finetune)
     if args.tinystories_dir is not None:
         pretrain["train_data"], pretrain["valid_data"] = (str(args.tinystories_dir / name) for name in FULL_TINYSTORIES)
     if args.pretrain_out is not None:
         pretrain["out_dir"] = args.pretrain_out
     if args.epochs is not None:
         finetune["epochs"] = args.epochs
-    for name in ("checkpoint", "device", "out_dir", "predictions_dir"):
-        if getattr(args, name) is not None:
-            settings[name] = getattr(args, name)
+    flags = {name: getattr(args, name) for name in ("checkpoint", "device", "out_dir", "predictions_dir")}
     try:
-        config = QAJobConfig(**settings, pretrain=pretrain, finetune=finetune)
+        config = dataclasses.replace(
+            config, **{name: value for name, value in flags.items() if value is not None}, pretrain=pretrain, finetune=finetune
+        )
         config.pretrain_config(), config.finetune_config()  # check the nested settings now
-    except (TypeError, ValueError) as error:
+    except ValueError as error:
         parser.error(str(error))
     return config, args
 

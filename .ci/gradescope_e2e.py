@@ -5,7 +5,8 @@
 1. Build the autograder zip, unpack it under a temporary root laid out like ``/autograder``
    (``source/``, ``submission/``, ``results/``).
 2. Make ``venv/`` from the system Python (one the sandbox user can execute: CI's own Python lives
-   under /root) and install ``requirements.txt`` into it, as ``setup.sh`` does; create the
+   under /root) and install ``requirements.txt`` with ``constraints.txt`` into it, as ``setup.sh``
+   does (without its extra index: CI reaches only the package index); create the
    sandbox user with ``setup.sh``'s own script.
 3. ``run_autograder`` (with ``AUTOGRADER_ROOT`` pointing at the temporary root) on the reference
    solution and on the bare handout; read ``results/results.json``.
@@ -67,8 +68,9 @@ def unpack(root: Path) -> None:
 def make_venv(root: Path) -> None:
     """setup.sh's environment, from the system Python (apt's python3 on Gradescope)."""
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / "venv")], check=True)
-    pip = [str(root / "venv" / "bin" / "pip"), "install", "--quiet", "-r", str(root / "source" / "requirements.txt")]
-    subprocess.run(pip, check=True)
+    source = root / "source"
+    requirements = ["-r", str(source / "requirements.txt"), "-c", str(source / "constraints.txt")]
+    subprocess.run([str(root / "venv" / "bin" / "pip"), "install", "--quiet", *requirements], check=True)
 
 
 def submit(root: Path, files: dict[str, bytes]) -> None:

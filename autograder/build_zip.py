@@ -2,10 +2,11 @@
 
     python -m autograder.build_zip --out dist/autograder.zip [--bundle dist/grader]
 
-Layout: ``setup.sh`` and ``run_autograder`` (from ``autograder/gradescope``), ``requirements.txt``,
-the grader's code (``autograder/*.py``) and the grading bundle (``bundle/``, see
-:mod:`autograder.bundle`; built from this repository unless ``--bundle`` names one). Entries are
-sorted and carry a fixed date and fixed permissions, so the same inputs give identical bytes.
+Layout: ``setup.sh`` and ``run_autograder`` (from ``autograder/gradescope``), ``requirements.txt``
+and ``constraints.txt`` (what ``setup.sh`` installs, at the exact versions CI tests), the grader's
+code (``autograder/*.py``) and the grading bundle (``bundle/``, see :mod:`autograder.bundle`;
+built from this repository unless ``--bundle`` names one). Entries are sorted and carry a fixed
+date and fixed permissions, so the same inputs give identical bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ EXECUTABLES = {"setup.sh", "run_autograder", "create_sandbox_user.sh"}
 def zip_contents(bundle: Path) -> dict[str, bytes]:
     """Every entry of the zip: path -> bytes."""
     contents = {name: (AUTOGRADER / "gradescope" / name).read_bytes() for name in sorted(EXECUTABLES)}
-    contents["requirements.txt"] = (REPO_ROOT / "requirements.txt").read_bytes()
+    for name in ("requirements.txt", "constraints.txt"):
+        contents[name] = (REPO_ROOT / name).read_bytes()
     contents.update({f"autograder/{p.name}": p.read_bytes() for p in sorted(AUTOGRADER.glob("*.py"))})
     contents.update({f"bundle/{path}": data for path, data in read_tree(bundle).items()})
     return dict(sorted(contents.items()))

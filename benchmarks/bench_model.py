@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -75,7 +74,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from cs288_lm.architectures import ModelConfig, build_model  # noqa: E402
+from cs288_lm.architectures import ModelConfig, build_model, default_d_ff  # noqa: E402
 
 WORKER_FLAG = "--worker"  # internal: serve one model in this process (see serve)
 SEED = 0
@@ -129,8 +128,9 @@ PARAMETER_CHECKS = (("ours-llama-torch", "hf-llama"), ("ours-gpt2", "hf-gpt2"))
 # transformers is imported only in the children that build a Hugging Face model.
 
 
-def build_ours(sizes: Sizes, architecture: str, backend: str) -> tuple[nn.Module, Forward]:
-    config = ModelConfig(
+def model_config(sizes: Sizes, architecture: str, backend: str = "torch") -> ModelConfig:
+    """Our configuration of ``architecture`` at ``sizes`` (GPT-2's MLP is always 4 x d_model)."""
+    return ModelConfig(
         architecture=architecture,
         vocab_size=sizes.vocab_size,
         context_length=sizes.context_length,
@@ -140,67 +140,34 @@ def build_ours(sizes: Sizes, architecture: str, backend: str) -> tuple[nn.Module
         d_ff=sizes.d_ff if architecture == "llama" else None,
         attention_backend=backend,
     )
-    model = build_model(config)
+
+
+def build_ours(sizes: Sizes, architecture: str, backend: str) -> tuple[nn.Module, Forward]:
+    model = build_model(model_config(sizes, architecture, backend))
     return model, model
 
 
-def build_hf_llama(sizes: Sizes) -> tuple[nn.Module, Forward]:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def build_hugging_face(sizes: Sizes, architecture: str) -> tuple[nn.Module, Forward]:
+    """The Hugging Face model of the same configuration (:mod:`hf_models`), returning ``.logits``."""
+    import hf_models  # imports transformers: only in the children that build a Hugging Face model
 
-    config = LlamaConfig(
-        vocab_size=sizes.vocab_size,
-        hidden_size=sizes.d_model,
-        intermediate_size=sizes.d_ff,
-        num_hidden_layers=sizes.num_layers,
-        num_attention_heads=sizes.num_heads,
-        num_key_value_heads=sizes.num_heads,
-        max_position_embeddings=sizes.context_length,
-        rms_norm_eps=1e-5,  # as our RMSNorm
-        tie_word_embeddings=False,
-        attn_implementation="sdpa",
-        use_cache=False,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=0,
-    )
-    model = LlamaForCausalLM(config)
-    return model, lambda ids: model(input_ids=ids).logits
-
-
-def build_hf_gpt2(sizes: Sizes) -> tuple[nn.Module, Forward]:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    config = GPT2Config(
-        vocab_size=sizes.vocab_size,
-        n_positions=sizes.context_length,
-        n_embd=sizes.d_model,
-        n_layer=sizes.num_layers,
-        n_head=sizes.num_heads,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        attn_implementation="sdpa",
-        use_cache=False,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    model = GPT2LMHeadModel(config)
+    model = hf_models.hf_model(model_config(sizes, architecture))
     return model, lambda ids: model(input_ids=ids).logits
 
 
 BUILDERS: dict[str, Callable[[Sizes], tuple[nn.Module, Forward]]] = {
     "ours-llama-reference": lambda sizes: build_ours(sizes, "llama", "reference"),
     "ours-llama-torch": lambda sizes: build_ours(sizes, "llama", "torch"),
-    "hf-llama": build_hf_llama,
+    "hf-llama": lambda sizes: build_hugging_face(sizes, "llama"),
     "ours-gpt2": lambda sizes: build_ours(sizes, "gpt2", "torch"),
-    "hf-gpt2": build_hf_gpt2,
+    "hf-gpt2": lambda sizes: build_hugging_face(sizes, "gpt2"),
 }
 
 
 def import_model_library(name: str) -> None:
     """Import ``transformers`` for a Hugging Face model, before the memory baseline is taken."""
     if name.startswith("hf-"):
-        import transformers  # noqa: F401
+        import hf_models  # noqa: F401
 
 
 def random_batch(sizes: Sizes, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -393,11 +360,6 @@ def bench_interleaved(names: list[str], args: argparse.Namespace, tokens_per_ste
             worker.close()
 
 
-def default_llama_d_ff(d_model: int) -> int:
-    """About 8/3 d_model (a SwiGLU with the parameters of a 4 x d_model MLP), a multiple of 16."""
-    return 16 * math.ceil(8 * d_model / 3 / 16)
-
-
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -534,8 +496,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sizes.add_argument("--num-layers", type=positive_int, default=4, help="(default: %(default)s)")
     sizes.add_argument("--num-heads", type=positive_int, default=8, help="(default: %(default)s)")
     sizes.add_argument("--d-ff", type=positive_int,
-                       help="SwiGLU width of the Llama models (default: 8/3 d_model rounded up to a multiple of 16, "
-                       "688 for d_model 256); GPT-2's MLP is always 4 x d_model")
+                       help="SwiGLU width of the Llama models (default: the trainer's, cs288_lm.architectures.default_d_ff: "
+                       "8/3 d_model rounded to a multiple of 64, 704 for d_model 256); GPT-2's MLP is always 4 x d_model")
     sizes.add_argument("--batch-size", type=positive_int, default=8, help="(default: %(default)s)")
     parser.add_argument("--steps", type=positive_int, default=10, help="timed steps per model (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)")
@@ -554,7 +516,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     elif args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no GPU is available to torch")
     if args.d_ff is None:
-        args.d_ff = default_llama_d_ff(args.d_model)
+        args.d_ff = default_d_ff(args.d_model)
     return args
 
 

@@ -30,7 +30,7 @@ if str(REPO_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+from hf_models import hf_llama  # noqa: E402
 
 from cs288_lm.data import get_batch  # noqa: E402
 from cs288_lm.model import count_parameters  # noqa: E402
@@ -53,33 +53,11 @@ def train_ours(config: TrainConfig) -> dict:
     }
 
 
-def hugging_face_llama(trainer: Trainer) -> LlamaForCausalLM:
-    model_config = trainer.model_config
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=model_config.vocab_size,
-            hidden_size=model_config.d_model,
-            intermediate_size=model_config.resolved_d_ff,
-            num_hidden_layers=model_config.num_layers,
-            num_attention_heads=model_config.num_heads,
-            num_key_value_heads=model_config.num_heads,
-            max_position_embeddings=model_config.context_length,
-            rope_theta=model_config.rope_theta,
-            rms_norm_eps=1e-5,
-            tie_word_embeddings=False,
-            attn_implementation="sdpa",
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-        )
-    )
-
-
 def train_hugging_face(config: TrainConfig) -> dict:
     """A plain loop over Hugging Face Llama with the batches, schedule and settings ours uses."""
     reference = Trainer(config)  # for the data, the fixed validation batches and the device only
     torch.manual_seed(config.seed)
-    model = hugging_face_llama(reference).to(reference.device)
+    model = hf_llama(reference.model_config).to(reference.device)
     optimizer = torch.optim.AdamW(
         parameter_groups(model, config.weight_decay), lr=config.learning_rate, betas=(config.beta1, config.beta2),
         eps=config.eps,

@@ -20,7 +20,7 @@ run takes longer than ``--long-run`` seconds, 20 by default, runs once). The met
   cache, SDPA attention), the library one would otherwise use.
 
 The models (random weights, nothing downloaded): our :class:`TransformerLM` and a Hugging Face
-``LlamaForCausalLM`` of the same sizes (``bench_model.build_hf_llama``); ours is loaded with the
+``LlamaForCausalLM`` of the same sizes (``hf_models.hf_llama``); ours is loaded with the
 Hugging Face weights, so the two compute the same function and the greedy tokens are compared
 (rows that agree are printed; float rounding can flip a near-tie after many steps). Context length
 512 >= prompt + new tokens, so nothing slides out of the window. Sizes: ``small`` is the default
@@ -45,7 +45,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
-from bench_model import Sizes, build_hf_llama, machine_info  # noqa: E402
+from bench_model import machine_info  # noqa: E402
+from hf_models import hf_llama  # noqa: E402
 
 from cs288_lm.architectures import ModelConfig, build_model  # noqa: E402
 from cs288_lm.sampling import generate  # noqa: E402
@@ -62,9 +63,8 @@ def build_models(size: str) -> tuple[Generate, Generate, Generate, Generate, int
     """Our model with the cache and without, and Hugging Face's, sharing one set of weights."""
     d_model, num_layers, num_heads = SIZES[size]
     config = ModelConfig("llama", VOCAB_SIZE, CONTEXT_LENGTH, d_model, num_layers, num_heads)
-    sizes = Sizes(VOCAB_SIZE, CONTEXT_LENGTH, d_model, num_layers, num_heads, config.resolved_d_ff, batch_size=1)
     torch.manual_seed(0)
-    theirs, _ = build_hf_llama(sizes)
+    theirs = hf_llama(config)
     theirs.eval()
     theirs.generation_config.eos_token_id = None  # run every row to the end, as ours does
     ours = build_model(config).eval()

@@ -58,11 +58,11 @@ import tiktoken  # noqa: E402
 from cs288_lm.bpe import train_bpe  # noqa: E402
 from cs288_lm.encode_file import encode_file  # noqa: E402
 from cs288_lm.gpt2_format import token_to_string  # noqa: E402
+from cs288_lm.pretokenization import EOT  # noqa: E402
 from cs288_lm.tokenizer import Tokenizer  # noqa: E402
 from tests.common import GPT2_MERGES, GPT2_VOCAB, gpt2_tiktoken  # noqa: E402
 
 DEFAULT_INPUT = REPO_ROOT / "data" / "tinystories" / "train.txt"
-EOT = "<|endoftext|>"
 HF_WORKER_FLAG = "--hf-worker"  # internal: train with Hugging Face only and print one JSON line
 
 T = TypeVar("T")

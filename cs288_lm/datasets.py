@@ -15,10 +15,12 @@ from jaxtyping import Int
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cs288_lm.qa_data import load_questions
+from cs288_lm.qa_data import BLANK, load_questions
 from cs288_lm.tokenizer import Tokenizer
 
 CHOICE_TEMPLATE = "{context}\n\nQuestion: {question}\n\nAnswer: {choice}"
+# A cloze question read as plain text: the context, then the question with the choice in its blank.
+CLOZE_TEMPLATE = "{context} {filled}"
 NO_ANSWER = -1  # the label of a question without an answer (the test split given to students)
 
 
@@ -39,7 +41,9 @@ class PretrainingDataset(Dataset):
     window is a ValueError.
     """
 
-    def __init__(self, file_path: str | os.PathLike, tokenizer: Tokenizer, max_length: int = 256, stride: int | None = None):
+    def __init__(
+        self, file_path: str | os.PathLike, tokenizer: Tokenizer, max_length: int = 256, stride: int | None = None
+    ):
         if max_length < 1 or (stride is not None and stride < 1):
             raise ValueError(f"max_length and stride must be positive, got {max_length} and {stride}")
         path = Path(file_path)
@@ -48,7 +52,9 @@ class PretrainingDataset(Dataset):
         self.max_length, self.stride = max_length, stride or max_length
         # BEGIN SOLUTION
         self.tokens = torch.tensor(tokenizer.encode(path.read_text(encoding="utf-8")), dtype=torch.long)
-        self.num_windows = (len(self.tokens) - max_length - 1) // self.stride + 1 if len(self.tokens) > max_length else 0
+        self.num_windows = (
+            (len(self.tokens) - max_length - 1) // self.stride + 1 if len(self.tokens) > max_length else 0
+        )
         # END SOLUTION
         if len(self) == 0:
             raise ValueError(f"{path} has fewer than max_length + 1 = {max_length + 1} tokens")
@@ -72,8 +78,12 @@ class PretrainingDataset(Dataset):
 class MultipleChoiceQADataset(Dataset):
     """Multiple-choice questions, each choice written out as one sequence for the model to read.
 
-    Choice ``j`` of a question becomes ``"{context}\\n\\nQuestion: {question}\\n\\nAnswer: {choice_j}"``
-    (:data:`CHOICE_TEMPLATE`). An item is a dictionary of tensors:
+    Choice ``j`` of a question becomes ``template`` with its fields filled in: ``{context}``,
+    ``{question}``, ``{choice}`` (choice ``j``) and ``{filled}`` (the question with its blank ``___``
+    replaced by choice ``j``). The default, :data:`CHOICE_TEMPLATE`, is
+    ``"{context}\\n\\nQuestion: {question}\\n\\nAnswer: {choice}"``; :data:`CLOZE_TEMPLATE`,
+    ``"{context} {filled}"``, reads a cloze question as the story itself. A template must start with
+    ``{context}`` (anything else is a ValueError). An item is a dictionary of tensors:
 
     * ``input_ids``: (num_choices, max_length) int64, each row right-padded with
       ``pad_token_id`` (:func:`padding_token_id`);
@@ -81,24 +91,33 @@ class MultipleChoiceQADataset(Dataset):
     * ``labels``: a scalar int64, the index of the right choice (``NO_ANSWER`` = -1 if unknown).
 
     Sequences longer than ``max_length`` lose tokens from the left: from the *start of the context*,
-    so that the question and the choice survive whole when they fit. If the question and a choice
-    alone are longer than ``max_length``, the whole context goes and the rest loses its first
-    tokens too, so that the row still ends with the choice (no error). ``max_length`` below 1 is a
+    so that what follows the context (question and choice) survives whole when it fits. If it alone
+    is longer than ``max_length``, the whole context goes and the rest loses its first tokens too,
+    so that the row still ends as the template does (no error). ``max_length`` below 1 is a
     ValueError. ``data`` is a list of records ``{"id", "context", "question", "choices", "answer"}``
     (see :mod:`cs288_lm.qa_data`; ``id`` and ``answer`` are optional); every record needs
     ``num_choices`` choices.
     """
 
-    def __init__(self, data: Sequence[dict], tokenizer: Tokenizer, max_length: int = 256, num_choices: int = 4):
+    def __init__(
+        self,
+        data: Sequence[dict],
+        tokenizer: Tokenizer,
+        max_length: int = 256,
+        num_choices: int = 4,
+        template: str = CHOICE_TEMPLATE,
+    ):
         if max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
+        if not template.startswith("{context}"):
+            raise ValueError(f"a choice template must start with '{{context}}', got {template!r}")
         for index, record in enumerate(data):
             if len(record["choices"]) != num_choices:
                 raise ValueError(
                     f"question {record.get('id', index)!r} has {len(record['choices'])} choices, expected {num_choices}"
                 )
         self.data, self.tokenizer = list(data), tokenizer
-        self.max_length, self.num_choices = max_length, num_choices
+        self.max_length, self.num_choices, self.template = max_length, num_choices, template
         self.pad_token_id = padding_token_id(tokenizer)
 
     @classmethod
@@ -112,11 +131,15 @@ class MultipleChoiceQADataset(Dataset):
     def encode_choice(self, record: dict, choice: str) -> list[int]:
         """Token ids of one choice's sequence: its last ``max_length`` tokens (see the class docstring).
 
-        Encode the context and the rest (``"\\n\\nQuestion: ...\\n\\nAnswer: {choice}"``) separately and
-        join the ids, so that cutting the context never changes how the rest is tokenized.
+        Encode the context and the rest (with the default template ``"\\n\\nQuestion: ...\\n\\nAnswer:
+        {choice}"``) separately and join the ids, so that cutting the context never changes how the rest
+        is tokenized.
         """
         # BEGIN SOLUTION
-        full = CHOICE_TEMPLATE.format(context=record["context"], question=record["question"], choice=choice)
+        filled = record["question"].replace(BLANK, choice)
+        full = self.template.format(
+            context=record["context"], question=record["question"], choice=choice, filled=filled
+        )
         rest_text = full[len(record["context"]) :]
         ids = self.tokenizer.encode(record["context"]) + self.tokenizer.encode(rest_text)
         return ids[-self.max_length :]

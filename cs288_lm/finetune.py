@@ -26,7 +26,7 @@ from cs288_lm.sampling import eval_mode
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = 2
+    epochs: int = 4
     batch_size: int = 16  # questions per step (each has num_choices sequences)
     learning_rate: float = 1e-3
     min_learning_rate: float = 1e-4
@@ -44,7 +44,9 @@ class FinetuneConfig:
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {key: value.to(device) for key, value in batch.items()}
+    # Non-blocking from pinned memory (the training loader pins on CUDA): a blocking copy to the GPU
+    # would wait for the previous step to finish.
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
 @torch.no_grad()
@@ -86,7 +88,8 @@ def finetune_multiple_choice(
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
-        train_dataset, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_multiple_choice
+        train_dataset, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_multiple_choice,
+        pin_memory=device.type == "cuda",
     )
     optimizer = AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     total_steps = config.epochs * len(loader)
@@ -96,7 +99,10 @@ def finetune_multiple_choice(
     step, start = 0, time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
-        epoch_loss, window_loss, window_steps = 0.0, 0.0, 0
+        # The losses stay on the device and are read at the log interval: reading one every step
+        # would wait for the device to finish that step.
+        epoch_losses: list[torch.Tensor] = []
+        window_steps = 0
         for batch in loader:
             batch = _to_device(batch, device)
             # Iterations 1..total_steps: iteration 0 would be a rate of 0, and the last step reaches the minimum.
@@ -112,9 +118,10 @@ def finetune_multiple_choice(
             gradient_clipping(trainable, config.grad_clip)
             optimizer.step()
             step += 1
-            epoch_loss += loss.item()
-            window_loss, window_steps = window_loss + loss.item(), window_steps + 1
+            epoch_losses.append(loss.detach())
+            window_steps += 1
             if step % config.log_interval == 0 or step == total_steps:
+                window_loss = sum(torch.stack(epoch_losses[-window_steps:]).tolist())
                 elapsed = time.perf_counter() - start
                 eta = elapsed / step * (total_steps - step)
                 print(
@@ -122,8 +129,9 @@ def finetune_multiple_choice(
                     f"lr {lr:.2e} {step * config.batch_size / elapsed:.1f} questions/s ETA {eta:.0f}s",
                     file=sys.stderr,
                 )
-                window_loss, window_steps = 0.0, 0
+                window_steps = 0
         accuracy = multiple_choice_accuracy(model, dev_dataset)
+        epoch_loss = sum(torch.stack(epoch_losses).tolist()) if epoch_losses else 0.0
         history.append({"epoch": epoch, "train_loss": epoch_loss / len(loader), "dev_accuracy": accuracy})
         print(f"[finetune] epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, dev accuracy {accuracy:.2%}", file=sys.stderr)
         if accuracy > best_accuracy:

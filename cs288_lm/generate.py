@@ -22,7 +22,8 @@ from torch import nn
 from cs288_lm.architectures import ModelConfig, build_model
 from cs288_lm.data import tokenizer_fingerprint
 from cs288_lm.model import load_state_dict_strictly
-from cs288_lm.pretrain import EOT, REPO_ROOT, resolve_device
+from cs288_lm.pretokenization import EOT
+from cs288_lm.pretrain import REPO_ROOT, resolve_device
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
 

@@ -23,7 +23,9 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("[plots] matplotlib is not installed (pip install -r requirements-dev.txt): no PNG plots", file=sys.stderr)
+        print(
+            "[plots] matplotlib is not installed: no PNG plots (pip install -r requirements-tools.txt)", file=sys.stderr
+        )
         return None
     return plt
 

@@ -25,6 +25,9 @@ import regex
 T = TypeVar("T")
 R = TypeVar("R")
 
+# The special token that ends each document of the TinyStories files (and of GPT-2's training text).
+EOT = "<|endoftext|>"
+
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 _UNICODE_SPLITTER = regex.compile(GPT2_SPLIT_PATTERN)

@@ -41,15 +41,16 @@ from torch import nn
 
 from cs288_lm.architectures import ModelConfig, build_model
 from cs288_lm.data import get_batch, load_tokens, prepare_token_file, tokenizer_fingerprint
-from cs288_lm.model import count_parameters
+from cs288_lm.model import count_flops_per_token, count_parameters
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
 from cs288_lm.plots import plot_runs, read_metrics
+from cs288_lm.pretokenization import EOT
 from cs288_lm.sampling import eval_mode, generate
+from cs288_lm.settings import add_config_flags, config_from_settings, flags_given, read_settings_file
 from cs288_lm.tokenizer import Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EOT = "<|endoftext|>"
 
 # Dense bf16 peak FLOP/s by GPU name, for model FLOPs utilisation (MFU).
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
@@ -93,7 +94,6 @@ class TrainConfig:
     checkpoint_interval: int = 200
     out_dir: str = "out/pretrain"
     resume: bool = False
-    stop_after: int | None = None  # stop (as if interrupted) after this many steps; for tests
     final_eval_tokens: int = 1_000_000  # validation perplexity at the end, over up to this many tokens
     num_samples: int = 2
     sample_tokens: int = 80
@@ -143,49 +143,23 @@ class TrainingDiverged(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 
-def _field_type(field: dataclasses.Field) -> type:
-    annotation = str(field.type)
-    for name, kind in (("bool", bool), ("int", int), ("float", float)):
-        if annotation.startswith(name):
-            return kind
-    return str
+def train_config(settings: dict[str, Any], source: str) -> TrainConfig:
+    """A :class:`TrainConfig` from settings by field name (a JSON object's, or flags'); ``source``
+    names them in errors. Unknown names and values of the wrong type raise a ValueError."""
+    return config_from_settings(TrainConfig, settings, source)
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """The settings of a run: :class:`TrainConfig`'s defaults, then ``--config FILE``, then flags.
+    Bad settings exit with an argparse error (code 2)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None, help="JSON file of settings (flags override it)")
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        kind = _field_type(field)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
-        else:
-            optional = "None" in str(field.type)
-            parser.add_argument(flag, type=(lambda k: lambda v: None if v == "none" else k(v))(kind) if optional else kind,
-                                default=argparse.SUPPRESS, metavar=kind.__name__.upper())
+    add_config_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
-    settings: dict[str, Any] = {}
-    if args.config is not None:
-        try:
-            settings = json.loads(args.config.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            parser.error(f"config file not found: {args.config}")
-        except (OSError, UnicodeDecodeError) as error:
-            parser.error(f"cannot read config file {args.config}: {error}")
-        except json.JSONDecodeError as error:
-            parser.error(f"{args.config}: not valid JSON ({error.msg} at line {error.lineno})")
-        if not isinstance(settings, dict):
-            parser.error(f"{args.config}: expected a JSON object of settings, got {type(settings).__name__}")
-        known = {field.name for field in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            parser.error(f"{args.config}: unknown settings {unknown}")
-    for field in dataclasses.fields(TrainConfig):
-        if hasattr(args, field.name):  # given on the command line (None for "none")
-            settings[field.name] = getattr(args, field.name)
     try:
-        return TrainConfig(**settings)
-    except (TypeError, ValueError) as error:
+        settings = read_settings_file(args.config) if args.config is not None else {}
+        return train_config({**settings, **flags_given(args, TrainConfig)}, str(args.config or "command line"))
+    except ValueError as error:
         parser.error(str(error))
 
 
@@ -242,12 +216,30 @@ def peak_flops(device: torch.device) -> float | None:
     return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
-def training_flops_per_token(config: ModelConfig) -> int:
-    """Forward + backward FLOPs per token (3x the forward pass), attention over the full context."""
-    d, context = config.d_model, config.context_length
-    mlp = 2 * 3 * d * config.resolved_d_ff if config.architecture == "llama" else 2 * 2 * d * config.resolved_d_ff
-    per_layer = 2 * 4 * d * d + 2 * 2 * context * d + mlp
-    return 3 * (config.num_layers * per_layer + 2 * d * config.vocab_size)
+def training_flops_per_token(config: ModelConfig) -> int | None:
+    """Forward + backward FLOPs per token of ``config``'s model, for model FLOPs utilisation (MFU).
+
+    Three times the forward pass, counted by Part 2's
+    :func:`~cs288_lm.model.count_flops_per_token`; None while that function is not written yet
+    (the MFU is then reported as unavailable, and training runs all the same).
+    """
+
+    def forward_flops(d_ff: int) -> int:
+        return count_flops_per_token(
+            config.vocab_size, config.context_length, config.d_model, config.num_layers, config.num_heads, d_ff
+        )
+
+    try:
+        if config.architecture == "llama":
+            forward = forward_flops(config.resolved_d_ff)
+        else:
+            # GPT-2's MLP multiplies by two d_model x d_ff matrices where a SwiGLU of the same width
+            # multiplies by three: 2/3 of the SwiGLU's FLOPs; the rest of the model counts the same.
+            without_mlp = forward_flops(0)
+            forward = without_mlp + (forward_flops(config.resolved_d_ff) - without_mlp) * 2 // 3
+    except NotImplementedError:
+        return None
+    return 3 * forward
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,6 +309,7 @@ class Trainer:
         )
         self.step, self.tokens_seen, self.best_val_loss = 0, 0, math.inf
         self.unlogged_losses: list[float] = []  # losses since the last log record, averaged into it
+        self.pending_losses: list[torch.Tensor] = []  # the latest steps' losses, still on the device
         if config.resume:
             self._load_checkpoint(self.checkpoint_dir / "latest.pt")
         self.forward_model: nn.Module = self.model
@@ -370,6 +363,7 @@ class Trainer:
         }
 
     def save_checkpoint(self, name: str) -> Path:
+        self._read_losses()  # a stop request may come after train() read them
         path = self.checkpoint_dir / f"{name}.pt"
         if self.processes.is_main:
             atomic_torch_save(self._checkpoint(), path)
@@ -399,8 +393,12 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
 
-    def train_step(self) -> tuple[float, float]:
-        """One optimizer step over ``batch_size`` sequences; returns (mean loss, gradient norm)."""
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over ``batch_size`` sequences; returns (mean loss, gradient norm).
+
+        Both stay on the device, unread: reading a value waits for the device to finish the step.
+        ``train`` reads the losses (and checks them for NaN) only when a record, an evaluation or a
+        checkpoint needs them (:meth:`_read_losses`)."""
         config = self.config
         # The schedule's iterations count from 1 here: iteration 0 is a rate of 0 (a wasted step),
         # and the last step must be iteration total_steps so that the minimum rate is reached.
@@ -427,20 +425,33 @@ class Trainer:
             total_loss += loss.detach()
         if self.processes.world_size > 1:
             dist.all_reduce(total_loss, op=dist.ReduceOp.AVG)
-        mean_loss = float(total_loss)
-        if not math.isfinite(mean_loss):
-            latest = self.checkpoint_dir / "latest.pt"
-            kept = f"the last good checkpoint is {latest}" if latest.is_file() else "no checkpoint was saved yet"
-            raise TrainingDiverged(
-                f"the training loss became {mean_loss} at step {self.step + 1}; {kept}. "
-                "Lower --learning-rate, raise --warmup-steps or check the data."
-            )
-        norm = float(gradient_clipping(self.model.parameters(), config.grad_clip))
+        norm = gradient_clipping(self.model.parameters(), config.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += config.batch_size * config.context_length
-        return mean_loss, norm
+        return total_loss, norm
+
+    def _read_losses(self) -> None:
+        """Move the pending device losses into ``unlogged_losses`` with one host sync.
+
+        A NaN or infinite loss raises TrainingDiverged naming its step. Every record, evaluation and
+        checkpoint reads the losses first, so nothing after a bad step is logged or saved: the last
+        checkpoint is the last good one."""
+        if not self.pending_losses:
+            return
+        values = torch.stack(self.pending_losses).tolist()
+        first_step = self.step - len(values) + 1
+        self.pending_losses = []
+        for offset, value in enumerate(values):
+            if not math.isfinite(value):
+                latest = self.checkpoint_dir / "latest.pt"
+                kept = f"the last good checkpoint is {latest}" if latest.is_file() else "no checkpoint was saved yet"
+                raise TrainingDiverged(
+                    f"the training loss became {value} at step {first_step + offset}; {kept}. "
+                    "Lower --learning-rate, raise --warmup-steps or check the data."
+                )
+        self.unlogged_losses.extend(values)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -463,60 +474,91 @@ class Trainer:
                 file.write(json.dumps(record) + "\n")
 
     def train(self) -> dict[str, float]:
-        config, total = self.config, self.config.total_steps
-        if self.processes.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-            print(
-                f"[train] {self.model_config.architecture} model, {count_parameters(self.model):,} parameters, on "
-                f"{self.device} x{self.processes.world_size}; {len(self.train_tokens):,} training tokens; "
-                f"{total} steps of {config.batch_size} x {config.context_length} tokens",
-                file=sys.stderr,
-            )
-        window_start, window_tokens = time.perf_counter(), 0
-        run_start, start_step = time.perf_counter(), self.step
-        while self.step < total:
+        """Run the remaining steps; after each, log, evaluate and save a checkpoint when they are due,
+        and stop early (with a checkpoint) when asked to. Returns the step reached and the best
+        validation loss."""
+        self._start_run()
+        while self.step < self.config.total_steps:
             loss, norm = self.train_step()
-            self.unlogged_losses.append(loss)
-            window_tokens += config.batch_size * config.context_length
-            record: dict[str, Any] = {}
-            if self.step % config.log_interval == 0 or self.step == total:
-                elapsed = time.perf_counter() - window_start
-                tokens_per_second = window_tokens / max(elapsed, 1e-9)
-                record = {
-                    "step": self.step, "tokens": self.tokens_seen, "lr": self.optimizer.param_groups[0]["lr"],
-                    "train_loss": sum(self.unlogged_losses) / len(self.unlogged_losses), "grad_norm": norm,
-                    "tokens_per_second": tokens_per_second,
-                }
-                if self.peak_flops:
-                    record["mfu"] = tokens_per_second * self.flops_per_token / (self.peak_flops * self.processes.world_size)
-                done = (self.step - start_step) / max(total - start_step, 1)
-                eta = (time.perf_counter() - run_start) * (1 - done) / max(done, 1e-9)
-                if self.processes.is_main:
-                    print(f"step {self.step}/{total} | loss {record['train_loss']:.4f} | lr {record['lr']:.2e} | "
-                          f"grad norm {norm:.2f} | {tokens_per_second:,.0f} tok/s | ETA {_duration(eta)}", file=sys.stderr)
-                window_start, window_tokens, self.unlogged_losses = time.perf_counter(), 0, []
-            if self.step % config.eval_interval == 0 or self.step == total:
-                record = {"step": self.step, "tokens": self.tokens_seen, **record, **self.evaluate()}
-                if self.processes.is_main:
-                    print(f"step {self.step}/{total} | val loss {record['val_loss']:.4f} | "
-                          f"val perplexity {record['val_perplexity']:.2f}", file=sys.stderr)
-                if record["val_loss"] < self.best_val_loss:
-                    self.best_val_loss = record["val_loss"]
-                    self.save_checkpoint("best")
+            self.pending_losses.append(loss)
+            intervals = (self.config.log_interval, self.config.eval_interval, self.config.checkpoint_interval)
+            if self.stop_requested or any(self._due(interval) for interval in intervals):
+                self._read_losses()  # the one host sync of the steps since the last read
+            self.window_tokens += self.config.batch_size * self.config.context_length
+            record = self._log_progress(float(norm)) if self._due(self.config.log_interval) else {}
+            if self._due(self.config.eval_interval):
+                record = {"step": self.step, "tokens": self.tokens_seen, **record, **self._evaluate_and_keep_best()}
             if record:
                 self._log(record)
-            stopping = self.stop_requested or (config.stop_after is not None and self.step >= config.stop_after)
-            if self.step % config.checkpoint_interval == 0 or self.step == total or stopping:
+            stopping = self.stop_requested
+            if self._due(self.config.checkpoint_interval) or stopping:
                 self.save_checkpoint("latest")
             if stopping:
-                if self.processes.is_main:
-                    print(f"[train] stopped at step {self.step}; saved {self.checkpoint_dir / 'latest.pt'}; "
-                          "continue with --resume", file=sys.stderr)
+                self._say(f"[train] stopped at step {self.step}; saved {self.checkpoint_dir / 'latest.pt'}; "
+                          "continue with --resume")
                 break
         if self.processes.is_main:
             plot_runs({"train": read_metrics(self.metrics_path)}, self.out_dir)
         return {"step": self.step, "best_val_loss": self.best_val_loss}
+
+    def _say(self, message: str) -> None:
+        """Print a progress message (main process only: the others would repeat it)."""
+        if self.processes.is_main:
+            print(message, file=sys.stderr)
+
+    def _due(self, interval: int) -> bool:
+        """Whether something done every ``interval`` steps is due now (it always is at the last step)."""
+        return self.step % interval == 0 or self.step == self.config.total_steps
+
+    def _start_run(self) -> None:
+        """Write the run's settings, describe it, and start the clocks of the progress reports."""
+        config = self.config
+        if self.processes.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        self._say(
+            f"[train] {self.model_config.architecture} model, {count_parameters(self.model):,} parameters, on "
+            f"{self.device} x{self.processes.world_size}; {len(self.train_tokens):,} training tokens; "
+            f"{config.total_steps} steps of {config.batch_size} x {config.context_length} tokens"
+        )
+        if self.peak_flops is not None and self.flops_per_token is None:
+            self._say("[train] MFU n/a: implement count_flops_per_token (cs288_lm/model.py, Part 2) to see it")
+        self.window_start = self.run_start = time.perf_counter()
+        self.window_tokens, self.start_step = 0, self.step
+
+    def _log_progress(self, norm: float) -> dict[str, Any]:
+        """The training record of the steps since the last one (mean loss, speed, MFU); printed."""
+        total = self.config.total_steps
+        elapsed = time.perf_counter() - self.window_start
+        tokens_per_second = self.window_tokens / max(elapsed, 1e-9)
+        record: dict[str, Any] = {
+            "step": self.step, "tokens": self.tokens_seen, "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": sum(self.unlogged_losses) / len(self.unlogged_losses), "grad_norm": norm,
+            "tokens_per_second": tokens_per_second,
+        }
+        utilisation = ""
+        if self.peak_flops is not None:
+            if self.flops_per_token is None:
+                utilisation = " | MFU n/a"
+            else:
+                record["mfu"] = tokens_per_second * self.flops_per_token / (self.peak_flops * self.processes.world_size)
+                utilisation = f" | MFU {record['mfu']:.1%}"
+        done = (self.step - self.start_step) / max(total - self.start_step, 1)
+        eta = (time.perf_counter() - self.run_start) * (1 - done) / max(done, 1e-9)
+        self._say(f"step {self.step}/{total} | loss {record['train_loss']:.4f} | lr {record['lr']:.2e} | "
+                  f"grad norm {norm:.2f} | {tokens_per_second:,.0f} tok/s{utilisation} | ETA {_duration(eta)}")
+        self.window_start, self.window_tokens, self.unlogged_losses = time.perf_counter(), 0, []
+        return record
+
+    def _evaluate_and_keep_best(self) -> dict[str, float]:
+        """Validation metrics now; a new best validation loss saves ``best.pt``."""
+        metrics = self.evaluate()
+        self._say(f"step {self.step}/{self.config.total_steps} | val loss {metrics['val_loss']:.4f} | "
+                  f"val perplexity {metrics['val_perplexity']:.2f}")
+        if metrics["val_loss"] < self.best_val_loss:
+            self.best_val_loss = metrics["val_loss"]
+            self.save_checkpoint("best")
+        return metrics
 
     def request_stop(self, signum: int, frame: types.FrameType | None) -> None:
         if self.processes.is_main:
@@ -534,16 +576,16 @@ class Trainer:
         if windows == 0:
             raise ValueError(f"the validation data has fewer than {context + 1} tokens")
         tokens = torch.from_numpy(np.asarray(self.valid_tokens[: windows * context + 1], dtype=np.int64))
-        self.model.eval()
         total, count = 0.0, 0
-        for start in range(0, windows, self.config.batch_size):
-            rows = range(start, min(start + self.config.batch_size, windows))
-            inputs = torch.stack([tokens[r * context : (r + 1) * context] for r in rows]).to(self.device)
-            targets = torch.stack([tokens[r * context + 1 : (r + 1) * context + 1] for r in rows]).to(self.device)
-            with autocast_context(self.device, self.config.precision):
-                logits = self.model(inputs)
-            total += float(self.loss_function(logits.float(), targets)) * targets.numel()
-            count += targets.numel()
+        with eval_mode(self.model):
+            for start in range(0, windows, self.config.batch_size):
+                rows = range(start, min(start + self.config.batch_size, windows))
+                inputs = torch.stack([tokens[r * context : (r + 1) * context] for r in rows]).to(self.device)
+                targets = torch.stack([tokens[r * context + 1 : (r + 1) * context + 1] for r in rows]).to(self.device)
+                with autocast_context(self.device, self.config.precision):
+                    logits = self.model(inputs)
+                total += float(self.loss_function(logits.float(), targets)) * targets.numel()
+                count += targets.numel()
         return math.exp(total / count)
 
     def samples(self, prompt: str = "Once upon a time") -> list[tuple[str, str]]:

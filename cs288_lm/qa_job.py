@@ -11,7 +11,8 @@
 4. prompting: every setup of :func:`~cs288_lm.prompting.default_setups` scored on dev, the best one
    kept (``out/qa/prompting.json``, reused likewise);
 5. predictions for the test questions (``finetuned_predictions.json``,
-   ``prompting_predictions.json``) and a table of dev accuracies next to the shipped baselines with
+   ``prompting_predictions.json``; kept with the head and the prompting choice, so that a second
+   run only reads them) and a table of dev accuracies next to the shipped baselines with
    the points each would earn under the course's rule.
 """
 
@@ -31,21 +32,23 @@ from typing import Any
 import torch
 
 from cs288_lm.bpe import train_bpe
-from cs288_lm.datasets import MultipleChoiceQADataset
+from cs288_lm.data import tokenizer_fingerprint
+from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset
 from cs288_lm.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
 from cs288_lm.generate import load_pretrained_model, read_checkpoint
 from cs288_lm.predictions import accuracy, load_grading_rules, part4_points, save_predictions
-from cs288_lm.pretrain import TrainConfig, resolve_device
+from cs288_lm.pretokenization import EOT
+from cs288_lm.pretrain import TrainConfig, resolve_device, train_config
 from cs288_lm.pretrain import run as pretrain
 from cs288_lm.prompting import PromptingPipeline, default_setups
-from cs288_lm.qa_data import load_questions
+from cs288_lm.qa_data import BLANK, load_questions
 from cs288_lm.qa_model import TransformerForMultipleChoice
+from cs288_lm.settings import config_from_settings
 from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EOT = "<|endoftext|>"
 # Settings of the pretraining run that do not change the model it produces.
-_RUN_ONLY_SETTINGS = {"resume", "stop_after", "device", "out_dir", "cache_dir", "log_interval", "num_samples", "sample_tokens"}
+_RUN_ONLY_SETTINGS = {"resume", "device", "out_dir", "cache_dir", "log_interval", "num_samples", "sample_tokens"}
 
 
 @dataclass
@@ -56,9 +59,14 @@ class QAJobConfig:
     checkpoint: str | None = None  # an existing pretrained LM; None: reuse or train out/pretrain
     pretrain: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings for that LM
     finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig settings
-    pooling: str = "mean"  # chosen on dev: 43.1% against 41.6% for "last" (2 epochs, lr 1e-3)
+    pooling: str = "mean"  # dev 39.9% after 2 epochs, as "last" (cloze template, 128 tokens)
+    # "auto": CLOZE_TEMPLATE when every question has a blank (dev 39.9% against 33.0% for
+    # CHOICE_TEMPLATE, 2 epochs), else CHOICE_TEMPLATE; or a template of MultipleChoiceQADataset.
+    choice_template: str = "auto"
     freeze_backbone: bool = False
-    max_length: int | None = None  # of a question's sequences; default: the LM's context length
+    # Tokens of a question's sequences (None: the LM's context length). 64 keeps about two sentences
+    # of context and makes an epoch half as long as 128 does: 4 epochs fit the time of 2.
+    max_length: int | None = 64
     prompting_shots: int = 2  # demonstrations in the few-shot template
     out_dir: str = "out/qa"
     predictions_dir: str = "."
@@ -67,10 +75,11 @@ class QAJobConfig:
     seed: int = 0
 
     def pretrain_config(self) -> TrainConfig:
-        return TrainConfig(**{"tokenizer": self.tokenizer, "device": self.device, **self.pretrain})
+        """The LM's pretraining settings (checked as the pretraining's own command line checks them)."""
+        return train_config({"tokenizer": self.tokenizer, "device": self.device, **self.pretrain}, "'pretrain'")
 
     def finetune_config(self) -> FinetuneConfig:
-        return FinetuneConfig(**{"seed": self.seed, **self.finetune})
+        return config_from_settings(FinetuneConfig, {"seed": self.seed, **self.finetune}, "'finetune'")
 
 
 def log(message: str) -> None:
@@ -110,6 +119,8 @@ def ensure_pretrained_lm(config: QAJobConfig) -> Path:
         differences = sorted(
             key for key in wanted.keys() - _RUN_ONLY_SETTINGS if saved.get("config", {}).get(key) != wanted[key]
         )
+        if saved.get("tokenizer", {}).get("fingerprint") != tokenizer_fingerprint(train_config.tokenizer):
+            differences.append(f"another tokenizer than the one now in {train_config.tokenizer}")
         if differences:
             raise ValueError(
                 f"{latest} was trained with other settings ({', '.join(differences)}); pass --checkpoint "
@@ -140,6 +151,14 @@ def load_splits(config: QAJobConfig) -> dict[str, list[dict]]:
     return splits
 
 
+def choice_template(config: QAJobConfig, splits: dict[str, list[dict]]) -> str:
+    """The template the QA head reads choices with (see ``QAJobConfig.choice_template``)."""
+    if config.choice_template != "auto":
+        return config.choice_template
+    questions = [q for name in ("train", "dev", "test") for q in splits[name]]
+    return CLOZE_TEMPLATE if all(BLANK in q["question"] for q in questions) else CHOICE_TEMPLATE
+
+
 def run_finetuning(
     config: QAJobConfig, checkpoint: Path, tokenizer: Tokenizer, splits: dict[str, list[dict]], device: torch.device
 ) -> dict:
@@ -148,14 +167,28 @@ def run_finetuning(
     max_length = config.max_length or model_config.context_length
     settings = dataclasses.asdict(config.finetune_config())
     key = fingerprint(
-        str(checkpoint), checkpoint.stat().st_mtime_ns, settings, config.pooling, config.freeze_backbone, max_length,
-        splits["train"], splits["dev"],  # other questions (a regenerated data/qa) must not reuse the head
+        str(checkpoint),
+        checkpoint.stat().st_mtime_ns,
+        settings,
+        config.pooling,
+        config.freeze_backbone,
+        max_length,
+        choice_template(config, splits),
+        splits["train"],
+        splits["dev"],  # other questions (a regenerated data/qa) must not reuse the head
     )
     torch.manual_seed(config.seed)  # the head's initialisation, whatever ran before in this process
-    model = TransformerForMultipleChoice(backbone, model_config.d_model, pooling=config.pooling, freeze_backbone=config.freeze_backbone).to(device)
-    datasets = {name: MultipleChoiceQADataset(splits[name], tokenizer, max_length=max_length) for name in ("train", "dev", "test")}
+    model = TransformerForMultipleChoice(
+        backbone, model_config.d_model, pooling=config.pooling, freeze_backbone=config.freeze_backbone
+    ).to(device)
+    template = choice_template(config, splits)
+    datasets = {
+        name: MultipleChoiceQADataset(splits[name], tokenizer, max_length=max_length, template=template)
+        for name in ("train", "dev", "test")
+    }
     saved_path = Path(config.out_dir) / "finetuned.pt"
     saved = torch.load(saved_path, map_location=device, weights_only=True) if saved_path.is_file() else None
+    test_key = fingerprint(key, splits["test"])
     if saved is not None and saved.get("key") == key:
         log(f"reusing the fine-tuned model in {saved_path} (dev accuracy {saved['best_dev_accuracy']:.2%})")
         model.load_state_dict(saved["model"])
@@ -163,13 +196,15 @@ def run_finetuning(
     else:
         log(f"fine-tuning a {config.pooling}-pooled head on {len(splits['train'])} questions")
         result = finetune_multiple_choice(model, datasets["train"], datasets["dev"], config.finetune_config())
+        saved = None
+    if saved is not None and saved.get("test_key") == test_key:
+        test_predictions = list(saved["test_predictions"])
+    else:  # new head or new test questions: predict, and keep the predictions with the head
+        test_predictions = predict_multiple_choice(model, datasets["test"])
         saved_path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"key": key, "model": model.state_dict(), **result}, saved_path)
-    return {
-        "dev_accuracy": result["best_dev_accuracy"],
-        "best_epoch": result["best_epoch"],
-        "test_predictions": predict_multiple_choice(model, datasets["test"]),
-    }
+        state = {"key": key, "model": model.state_dict(), **result}
+        torch.save({**state, "test_key": test_key, "test_predictions": test_predictions}, saved_path)
+    return {"dev_accuracy": result["best_dev_accuracy"], "best_epoch": result["best_epoch"], "test_predictions": test_predictions}
 
 
 def run_prompting(
@@ -180,8 +215,11 @@ def run_prompting(
     pipeline = PromptingPipeline(model, tokenizer, device=device)
     setups = default_setups(splits["train"], shots=config.prompting_shots, seed=config.seed)
     key = fingerprint(
-        str(checkpoint), checkpoint.stat().st_mtime_ns, [s.describe() for s in setups],
-        [s.template.demonstrations for s in setups], splits["dev"],  # the shots depend on the seed and train
+        str(checkpoint),
+        checkpoint.stat().st_mtime_ns,
+        [s.describe() for s in setups],
+        [s.template.demonstrations for s in setups],
+        splits["dev"],  # the shots depend on the seed and train
     )
     saved_path = Path(config.out_dir) / "prompting.json"
     saved = json.loads(saved_path.read_text()) if saved_path.is_file() else None
@@ -189,6 +227,7 @@ def run_prompting(
         table = saved["table"]
         log(f"reusing the prompting results in {saved_path}")
     else:
+        saved = None
         log(f"scoring {len(setups)} prompting setups on {len(splits['dev'])} dev questions")
         start = time.perf_counter()
         _, results = pipeline.select(splits["dev"], setups)
@@ -196,15 +235,21 @@ def run_prompting(
         for row in sorted(table, key=lambda row: -row["dev_accuracy"]):
             log(f"  {row['dev_accuracy']:6.1%}  {row['setup']}")
         log(f"prompting selection took {time.perf_counter() - start:.0f}s")
-        saved_path.parent.mkdir(parents=True, exist_ok=True)
-        saved_path.write_text(json.dumps({"key": key, "table": table}, indent=1) + "\n")
     best_index = max(range(len(table)), key=lambda i: table[i]["dev_accuracy"])  # the first on ties
     best = setups[best_index]
+    test_key = fingerprint(key, best.describe(), splits["test"])
+    if saved is not None and saved.get("test_key") == test_key:
+        test_predictions = saved["test_predictions"]
+    else:  # new choice or new test questions: predict, and keep the predictions with the choice
+        test_predictions = pipeline.predict(splits["test"], best)
+        saved_path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"key": key, "table": table, "test_key": test_key, "test_predictions": test_predictions}
+        saved_path.write_text(json.dumps(record, indent=1) + "\n")
     return {
         "dev_accuracy": table[best_index]["dev_accuracy"],
         "setup": best.describe(),
         "table": table,
-        "test_predictions": pipeline.predict(splits["test"], best),
+        "test_predictions": test_predictions,
     }
 
 
@@ -254,7 +299,9 @@ def run_qa_job(config: QAJobConfig) -> dict:
     if "test_answers" in splits:
         test_ids = [q["id"] for q in splits["test"]]
         for name, result in (("finetuned", finetuned), ("prompting", prompting)):
-            summary[f"{name}_test_accuracy"] = accuracy(dict(zip(test_ids, result["test_predictions"])), splits["test_answers"])
+            summary[f"{name}_test_accuracy"] = accuracy(
+                dict(zip(test_ids, result["test_predictions"])), splits["test_answers"]
+            )
     print(format_report(summary, load_baseline(config.baseline_metrics)))
     return summary
 
@@ -279,7 +326,9 @@ def format_report(summary: dict, baseline: dict | None) -> str:
         points = rules["part4"][method]["points"]
         reference = baseline.get(f"{method}_dev_accuracy") if baseline else None
         reference = f"{reference:.1%}" if isinstance(reference, (int, float)) else "n/a"
-        lines.append(f"| {method} ({part}) | {summary[f'{method}_dev_accuracy']:.1%} | {reference} | {ours[part]:.1f} / {points} |")
+        lines.append(
+            f"| {method} ({part}) | {summary[f'{method}_dev_accuracy']:.1%} | {reference} | {ours[part]:.1f} / {points} |"
+        )
     lines += [
         "",
         f"Predictions for the test questions: {summary['predictions']['finetuned']}, {summary['predictions']['prompting']}",

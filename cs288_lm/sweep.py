@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import itertools
 import math
 import sys
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from cs288_lm.plots import plot_runs, read_metrics
-from cs288_lm.pretrain import TrainingDiverged, parse_config, run
+from cs288_lm.pretrain import TrainConfig, TrainingDiverged, parse_config, run
 
 COLUMNS = ["run", "best_val_loss", "final_val_loss", "final_val_perplexity", "tokens_per_second", "seconds", "status"]
 
@@ -40,9 +41,14 @@ def run_name(assignment: dict[str, str]) -> str:
     return "_".join(f"{name}={value}" for name, value in assignment.items()) or "base"
 
 
-def run_one(name: str, assignment: dict[str, str], shared: list[str], out_dir: Path) -> dict:
+def run_config(assignment: dict[str, str], shared: list[str], out_dir: Path) -> TrainConfig:
+    """The settings of one run: the shared flags, then the run's grid values, in its own folder
+    (parsed as ``python -m cs288_lm.pretrain`` parses them; bad settings exit with code 2)."""
     flags = [item for key, value in assignment.items() for item in (f"--{key.replace('_', '-')}", value)]
-    config = parse_config([*shared, *flags, "--out-dir", str(out_dir / name)])
+    return parse_config([*shared, *flags, "--out-dir", str(out_dir / run_name(assignment))])
+
+
+def run_one(name: str, assignment: dict[str, str], config: TrainConfig, out_dir: Path) -> dict:
     start = time.perf_counter()
     row: dict = {"run": name, **assignment}
     try:
@@ -95,13 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     names = [name for name, _ in grid]
+    unknown = sorted(set(names) - {field.name for field in dataclasses.fields(TrainConfig)})
+    if unknown:
+        parser.error(f"--grid: unknown settings {unknown}; see python -m cs288_lm.pretrain --help")
     combinations = [dict(zip(names, values)) for values in itertools.product(*(values for _, values in grid))]
+    # Every run's settings are checked before the first one starts.
+    configs = [run_config(assignment, shared, args.out_dir) for assignment in combinations]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for index, assignment in enumerate(combinations, start=1):
+    for index, (assignment, config) in enumerate(zip(combinations, configs), start=1):
         name = run_name(assignment)
         print(f"[sweep] run {index}/{len(combinations)}: {name}", file=sys.stderr)
-        rows.append(run_one(name, assignment, shared, args.out_dir))
+        rows.append(run_one(name, assignment, config, args.out_dir))
     write_tables(rows, names, args.out_dir)
     plot_runs({row["run"]: row["metrics"] for row in rows}, args.out_dir, prefix="sweep_")
     print((args.out_dir / "results.md").read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ configuration errors, the run's outputs and determinism. The trainer runs in-pro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -23,8 +24,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import cs288_lm.pretrain as pretrain
+from cs288_lm.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import get_lr_cosine_schedule
 from cs288_lm.pretrain import TrainConfig, main, parse_config
 
@@ -127,13 +130,29 @@ def reference(one_thread, tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop_after", [6, 5], ids=["stop_after=6", "stop_after=5"])
-def test_stopped_and_resumed_run_equals_an_uninterrupted_one(reference, tmp_path, stop_after):
+def stop_after_steps(monkeypatch, steps: int) -> None:
+    """Ask the trainer to stop after ``steps`` steps, as a SIGINT arriving during that step would."""
+    real_train_step = pretrain.Trainer.train_step
+
+    def train_step(self):
+        result = real_train_step(self)
+        if self.step == steps:
+            self.stop_requested = True
+        return result
+
+    monkeypatch.setattr(pretrain.Trainer, "train_step", train_step)
+
+
+@pytest.mark.parametrize("steps", [6, 5], ids=["stop_after=6", "stop_after=5"])
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(reference, tmp_path, monkeypatch, steps):
     """Stop after k steps (not a checkpoint multiple; k=5 is not a log multiple either), resume to
     the end: every record logged after k and the final weights and optimizer state are bit-for-bit
     those of the uninterrupted run."""
     out = tmp_path / "resumed"
-    stopped = run_main(tiny_args(out, reference.cache, "--stop-after", str(stop_after)))
+    with monkeypatch.context() as patch:
+        stop_after_steps(patch, steps)
+        stopped = run_main(tiny_args(out, reference.cache))
+    stop_after = steps
     assert stopped.code == 0, stopped.stderr
     assert "--resume" in stopped.stderr
     assert "validation perplexity" not in stopped.stdout  # not finished: no final report
@@ -363,9 +382,13 @@ def parse_error(argv: list[str], capsys) -> str:
         (None, ["--batch-size", "abc"], "--batch-size: invalid"),
         (None, ["--learning-rate", "1e-3", "--min-learning-rate", "1e-2"], "min_learning_rate <= learning_rate"),
         ({"eval_interval": 0}, [], "eval_interval must be at least 1, got 0"),
+        ({"batch_size": "8"}, [], "'batch_size' must be an integer, got a string '8'"),
+        ({"d_ff": 1.5}, [], "'d_ff' must be an integer or null, got a number 1.5"),
+        ("[1, 2]", [], "expected a JSON object of settings, got a list"),
+        (None, ["--d-ff", "abc"], "--d-ff: invalid int value: 'abc'"),
     ],
     ids=["unknown-key", "bad-json", "missing-file", "batch-size-0", "precision-fp8", "loss-backend", "not-an-int",
-         "min-lr", "json-0"],
+         "min-lr", "json-0", "json-string-for-int", "json-float-for-optional-int", "json-list", "optional-not-an-int"],
 )
 def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, message):
     if content is not None:
@@ -408,8 +431,65 @@ def test_runtime_errors_exit_with_code_1(reference, tmp_path):
     assert result.code == 1 and "different model" in result.stderr
 
 
+def test_json_integers_are_accepted_for_float_settings(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"learning_rate": 1, "min_learning_rate": 0}))
+    config = parse_config(["--config", str(path)])
+    assert (config.learning_rate, config.min_learning_rate) == (1.0, 0.0)
+    assert isinstance(config.learning_rate, float) and isinstance(config.min_learning_rate, float)
+
+
+def test_every_setting_has_a_flag_of_its_type():
+    """Flags are typed from the annotations (typing.get_type_hints), so each field round-trips."""
+    default = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(default, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv = [flag] if not value else ["--no-" + field.name.replace("_", "-")]
+            assert getattr(parse_config(argv), field.name) is (not value), field.name
+        elif value is not None:
+            assert getattr(parse_config([flag, str(value)]), field.name) == value, field.name
+            assert type(getattr(parse_config([flag, str(value)]), field.name)) is type(value), field.name
+
+
 # ---------------------------------------------------------------------------------------------
-# 6. Outputs
+# 6. Model FLOPs utilisation
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_training_flops_per_token_equal_the_flops_torch_counts(architecture):
+    """The MFU's FLOPs (from Part 2's count_flops_per_token) are those of a forward and backward
+    pass as torch's FLOP counter measures them (matrix multiplications; attention over the full
+    context, as the reference backend computes it)."""
+    config = ModelConfig(architecture, 100, 16, 32, 2, 4, attention_backend="reference")
+    tokens = torch.zeros(2, config.context_length, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        build_model(config)(tokens).sum().backward()
+    assert pretrain.training_flops_per_token(config) == counter.get_total_flops() / tokens.numel()
+
+
+def test_mfu_is_logged_and_is_n_a_before_count_flops_per_token_is_written(reference, tmp_path, monkeypatch):
+    """On a GPU of known peak the records have an MFU; with the handout's count_flops_per_token
+    (NotImplementedError) training runs all the same and the MFU is reported as unavailable."""
+    monkeypatch.setattr(pretrain, "peak_flops", lambda device: 1e12)
+    result = run_main(tiny_args(tmp_path / "mfu", reference.cache, "--max-steps", "2"))
+    assert result.code == 0, result.stderr
+    assert all(0 < r["mfu"] < 1 for r in metrics(tmp_path / "mfu")) and "| MFU " in result.stderr
+
+    def not_written(*args: int) -> int:
+        raise NotImplementedError("Implement count_flops_per_token (cs288_lm/model.py)")
+
+    monkeypatch.setattr(pretrain, "count_flops_per_token", not_written)
+    result = run_main(tiny_args(tmp_path / "no_mfu", reference.cache, "--max-steps", "2"))
+    assert result.code == 0, result.stderr
+    assert all("mfu" not in r for r in metrics(tmp_path / "no_mfu"))
+    assert "MFU n/a: implement count_flops_per_token" in result.stderr and "| MFU n/a |" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Outputs
 # ---------------------------------------------------------------------------------------------
 
 
@@ -474,7 +554,7 @@ def test_learning_rate_schedule_runs_from_iteration_1_to_the_last(reference, tmp
 
 
 # ---------------------------------------------------------------------------------------------
-# 7. Determinism
+# 8. Determinism
 # ---------------------------------------------------------------------------------------------
 
 

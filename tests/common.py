@@ -2,7 +2,9 @@
 
 The references here are deliberately simple and independent of ``cs288_lm``: a naive BPE trainer
 that recounts every pair after each merge, and tiktoken's ``gpt2`` encoding built from the GPT-2
-files in ``tests/fixtures/gpt2`` (tiktoken cannot download them offline).
+files in ``tests/fixtures/gpt2`` (tiktoken cannot download them offline). The objects the tests
+build from the package (tokenizers, tiny models) are built here through ``adapters.py``, once for
+the public and the hidden tests (which the grader lays over the handout, next to ``tests/``).
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ import numpy as np
 import regex
 import tiktoken
 import torch
+import torch.nn.functional as F
+
+import adapters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DATA = REPO_ROOT / "data" / "tinystories"
 GPT2_VOCAB = FIXTURES / "gpt2" / "gpt2_vocab.json"
 GPT2_MERGES = FIXTURES / "gpt2" / "gpt2_merges.txt"
-EOT = "<|endoftext|>"
+TOKENIZER_DIR = REPO_ROOT / "data" / "tokenizer"  # the bundled tokenizer (4,096 tokens, trained on TinyStories)
+EOT = adapters.EOT  # "<|endoftext|>": ends each story of the data files and is GPT-2's special token
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
@@ -198,3 +204,106 @@ def window_mismatches(dataset, context_length: int, inputs, targets) -> list[int
         differing = (near[:, :-1] != row_in).sum(axis=1) + (near[:, 1:] != row_out).sum(axis=1)
         mismatches.append(int(differing.min()))
     return mismatches
+
+
+def write_utf8(path: Path, text: str) -> Path:
+    """Write ``text`` byte for byte (no newline translation, so "\\r\\n" stays as it is)."""
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Objects built through the adapters
+# ---------------------------------------------------------------------------------------------
+
+
+def gpt2_tokenizer():
+    """The student's tokenizer with GPT-2's vocabulary and merges and ``<|endoftext|>`` special."""
+    vocab, merges = gpt2_vocab_and_merges()
+    return adapters.get_tokenizer(vocab, merges, [EOT])
+
+
+def bundled_tokenizer():
+    """The student's tokenizer loaded from the bundled ``data/tokenizer`` directory."""
+    return adapters.get_tokenizer_from_directory(TOKENIZER_DIR)
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU random number generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
+
+
+def pinned_lm(
+    architecture: str,
+    vocab_size: int,
+    context_length: int,
+    d_model: int,
+    num_layers: int,
+    num_heads: int,
+    d_ff: int | None = None,
+    seed: int = 0,
+) -> torch.nn.Module:
+    """A tiny language model in eval mode: ``"llama"`` (TransformerLM, SwiGLU of width ``d_ff``) or
+    ``"gpt2"`` (GPT2LM), with every weight matrix drawn by :func:`pin_weights` from ``seed``."""
+    torch.manual_seed(seed)
+    if architecture == "llama":
+        model = adapters.create_transformer_lm(vocab_size, context_length, d_model, num_layers, num_heads, d_ff)
+    elif architecture == "gpt2":
+        model = adapters.create_gpt2_lm(vocab_size, context_length, d_model, num_layers, num_heads)
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}")
+    return pin_weights(model, seed).eval()
+
+
+def lm_training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokens: torch.Tensor) -> float:
+    """One optimizer step of next-token cross-entropy on ``tokens`` (batch, seq + 1); the loss."""
+    optimizer.zero_grad()
+    logits = model(tokens[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def flat_parameters(parameters) -> torch.Tensor:
+    """Every value of ``parameters`` (an iterable of tensors), detached, in one vector."""
+    return torch.cat([parameter.detach().reshape(-1) for parameter in parameters])
+
+
+def max_parameter_difference(parameters_a, parameters_b) -> float:
+    """The largest absolute difference between corresponding tensors of two iterables."""
+    return max((a - b).abs().max().item() for a, b in zip(parameters_a, parameters_b))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks and references shared by the public and hidden tests
+# ---------------------------------------------------------------------------------------------
+
+
+def distinct_allowed(values: list[int], allowed: set[int]) -> list[int]:
+    """The distinct ``values`` that are in ``allowed``, sorted: the expected value of
+    ``check_equal(sorted(set(values)), distinct_allowed(values, allowed))``, which checks that every
+    value is allowed. (A test passes it to ``check_equal`` itself, so that the grader's sandbox,
+    which drops the expected values of a test module's checks, drops ``allowed`` too.)"""
+    return sorted(set(values) & set(allowed))
+
+
+def reference_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pooling of right-padded hidden states (batch, seq, d) over each row's real positions, in
+    float64: the last real position, their mean or their element-wise maximum."""
+    rows = []
+    for states, row_mask in zip(hidden.double(), mask):
+        real = states[: int(row_mask.sum())]
+        rows.append({"last": real[-1], "mean": real.sum(0) / len(real), "max": real.max(0).values}[pooling])
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def reference_log_probs(model, tokenizer, prompt: str, continuation: str) -> torch.Tensor:
+    """log p(continuation token t | everything before it) in float64, from ``model.forward`` on the
+    joined ids cropped from the left to the context length."""
+    continuation_ids = tokenizer.encode(continuation)
+    ids = (tokenizer.encode(prompt) + continuation_ids)[-model.context_length :]
+    log_probs = torch.log_softmax(model(torch.tensor([ids]))[0].double(), dim=-1)
+    start = len(ids) - len(continuation_ids)
+    return log_probs[torch.arange(start - 1, len(ids) - 1), torch.tensor(continuation_ids)]

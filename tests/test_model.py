@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import adapters
+from tests.common import generator
 from tests.graded import check_close, check_equal
 
 # The small model every test uses (vocab_size differs from d_model and d_ff from d_model, so a
@@ -51,10 +52,6 @@ ATTENTION_KEYS = ("q_proj", "k_proj", "v_proj", "output_proj")
 # ---------------------------------------------------------------------------------------------
 # Seeded data
 # ---------------------------------------------------------------------------------------------
-
-
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:

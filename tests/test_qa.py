@@ -19,10 +19,18 @@ import pytest
 import torch
 
 import adapters
-from tests.common import DATA, EOT, REPO_ROOT, pin_weights
+from tests.common import (
+    DATA,
+    EOT,
+    REPO_ROOT,
+    bundled_tokenizer,
+    pin_weights,
+    pinned_lm,
+    reference_log_probs,
+    reference_pool,
+)
 from tests.graded import check_close, check_equal
 
-TOKENIZER_DIR = REPO_ROOT / "data" / "tokenizer"
 QA_DIR = REPO_ROOT / "data" / "qa"
 POOLINGS = ("last", "mean", "max")
 
@@ -67,13 +75,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/torch_threads.py
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return adapters.get_tokenizer_from_directory(TOKENIZER_DIR)
+    return bundled_tokenizer()
 
 
 def tiny_backbone(seed: int = 0, vocab_size: int = VOCAB, context_length: int = CONTEXT) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = adapters.create_transformer_lm(vocab_size, context_length, D_MODEL, NUM_LAYERS, NUM_HEADS, D_FF)
-    return pin_weights(model, seed).eval()
+    return pinned_lm("llama", vocab_size, context_length, D_MODEL, NUM_LAYERS, NUM_HEADS, D_FF, seed)
 
 
 def multiple_choice_model(pooling: str = "last", seed: int = 0, freeze_backbone: bool = False) -> torch.nn.Module:
@@ -215,6 +221,36 @@ def test_multiple_choice_truncation_cuts_the_context_from_the_left(tokenizer):
         check_equal(decoded, whole[max(0, len(whole) - len(decoded)) :], message=f"{whole!r} does not end with it")
 
 
+def test_multiple_choice_cloze_template_fills_the_blank(tokenizer):
+    """With template=CLOZE_TEMPLATE ("{context} {filled}") each row is the context and the question
+    with the choice in its blank, cut from the left of the context like any template; a template
+    that does not start with {context} is a ValueError."""
+    dataset = adapters.MultipleChoiceQADataset([RECORD], tokenizer, max_length=64, template=adapters.CLOZE_TEMPLATE)
+    item = dataset[0]
+    for row, choice in enumerate(RECORD["choices"]):
+        length = int(item["attention_mask"][row].sum())
+        rest = " " + RECORD["question"].replace("___", choice)
+        check_equal(
+            item["input_ids"][row, :length].tolist(), tokenizer.encode(RECORD["context"]) + tokenizer.encode(rest)
+        )
+    rest_length = len(tokenizer.encode(" " + RECORD["question"].replace("___", RECORD["choices"][0])))
+    short = adapters.MultipleChoiceQADataset(
+        [RECORD], tokenizer, max_length=rest_length + 2, template=adapters.CLOZE_TEMPLATE
+    )
+    kept = short[0]["input_ids"][0].tolist()
+    check_equal(tokenizer.decode(kept).endswith(RECORD["question"].replace("___", RECORD["choices"][0])), True)
+    custom = adapters.MultipleChoiceQADataset(
+        [RECORD], tokenizer, max_length=64, template="{context}|{choice}|{question}"
+    )
+    length = int(custom[0]["attention_mask"][1].sum())
+    check_equal(
+        tokenizer.decode(custom[0]["input_ids"][1, :length].tolist()),
+        f"{RECORD['context']}|{RECORD['choices'][1]}|{RECORD['question']}",
+    )
+    with pytest.raises(ValueError, match="must start with"):
+        adapters.MultipleChoiceQADataset([RECORD], tokenizer, template="Question: {question} {context}")
+
+
 def test_multiple_choice_question_that_cannot_fit_is_cut_from_the_left(tokenizer):
     """If the question and a choice alone exceed max_length, the context goes and the rest loses its
     first tokens: the row is the last max_length tokens, ending with the choice."""
@@ -324,14 +360,6 @@ def test_pool_hidden_states_unknown_pooling_is_a_value_error():
         adapters.run_pool_hidden_states(HIDDEN, MASK, "median")
 
 
-def reference_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    rows = []
-    for states, row_mask in zip(hidden, mask):
-        real = states[: int(row_mask.sum())]
-        rows.append({"last": real[-1], "mean": real.mean(0), "max": real.max(0).values}[pooling])
-    return torch.stack(rows)
-
-
 def example(lengths: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One question: ``len(lengths)`` choices of random tokens, padded to ``max(lengths)``."""
     generator = torch.Generator().manual_seed(seed)
@@ -362,11 +390,12 @@ def test_multiple_choice_logits_are_the_head_on_pooled_hidden_states(pooling):
     logits = model(ids, mask)
     check_equal(tuple(logits.shape), (2, 4))
     hidden = model.transformer_lm.hidden_states(ids.reshape(8, 7))
-    expected = model.classifier(reference_pool(hidden, mask.reshape(8, 7), pooling)).reshape(2, 4)
+    expected = model.classifier(reference_pool(hidden, mask.reshape(8, 7), pooling).float()).reshape(2, 4)
     check_close(logits, expected, atol=1e-5, rtol=1e-5)
     # Without a mask every position is real.
     full = model(ids)
-    expected_full = model.classifier(reference_pool(hidden, torch.ones(8, 7, dtype=torch.long), pooling)).reshape(2, 4)
+    every_position = torch.ones(8, 7, dtype=torch.long)
+    expected_full = model.classifier(reference_pool(hidden, every_position, pooling).float()).reshape(2, 4)
     check_close(full, expected_full, atol=1e-5, rtol=1e-5)
 
 
@@ -543,17 +572,6 @@ def test_continuation_puts_the_choice_in_the_blank():
 # ---------------------------------------------------------------------------------------------
 # The prompting pipeline
 # ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def reference_log_probs(model, tokenizer, prompt: str, continuation: str) -> torch.Tensor:
-    """log p(continuation token t | everything before it), from ``model.forward`` on the joined ids
-    cropped from the left to the context length."""
-    continuation_ids = tokenizer.encode(continuation)
-    ids = (tokenizer.encode(prompt) + continuation_ids)[-model.context_length :]
-    log_probs = torch.log_softmax(model(torch.tensor([ids]))[0].double(), dim=-1)
-    start = len(ids) - len(continuation_ids)
-    return torch.stack([log_probs[start - 1 + i, token] for i, token in enumerate(continuation_ids)])
 
 
 def test_continuation_log_probs_equal_the_model_forward(tokenizer, language_model):

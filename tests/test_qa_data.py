@@ -3,9 +3,9 @@
 ``cs288_lm/qa_data.py`` makes Children's-Book-Test-style questions from TinyStories and reads
 question files (ours and the cs288 starter's); ``cs288_lm/predictions.py`` checks a predictions
 file and turns accuracies into points. Students do not write these modules: the tests show what
-the data promises (determinism, four distinct choices of one kind found in the context, balanced
-answer positions, dev and test stories never seen in training) and what a valid predictions file
-looks like. The checks that need the instructor-only files (the held-out stories, the test answers)
+the data promises (determinism, four distinct choices of one kind from the story, balanced answer
+positions, dev and test stories never seen in training, no answer that a lookup or a frequency
+rule gives away) and what a valid predictions file looks like. The checks that need the instructor-only files (the held-out stories, the test answers)
 are in ``instructor_tests/test_qa_job.py``.
 
 Properties of many questions at once are recorded as the list of what is wrong (empty when all is
@@ -22,24 +22,31 @@ from pathlib import Path
 
 import pytest
 
-from cs288_lm.predictions import (
+from adapters import (
+    BLANK,
+    FREQUENCY_RULES,
+    BigramModel,
+    FileTexts,
     PredictionsError,
+    QuestionFileError,
     accuracy,
+    audit_split,
+    build_lexicon,
+    feature_matrix,
+    fit_conditional_logit,
+    leak_pattern,
     load_grading_rules,
     load_predictions,
-    part4_points,
-    save_predictions,
-    validate_predictions,
-)
-from cs288_lm.qa_data import (
-    BLANK,
-    QuestionFileError,
-    build_lexicon,
     load_questions,
     make_questions,
+    part4_points,
+    question_stats,
+    save_predictions,
     save_questions,
     split_sentences,
     split_stories,
+    validate_predictions,
+    word_stem,
 )
 from tests.common import DATA, REPO_ROOT
 from tests.graded import check_close, check_equal
@@ -71,31 +78,63 @@ def balance_problems(questions: list[dict], name: str = "questions") -> list[str
     return [f"{name}: unbalanced answer positions {dict(sorted(counts.items(), key=str))}"]
 
 
-def question_problems(question: dict, lexicon=None) -> list[str]:
-    """What every question promises: 4 distinct choices (of one kind), one blank, the answer and the
-    distractors in the context, the distractors absent from the question sentence. Returns what
-    this question breaks (nothing for a good question)."""
+def question_problems(question: dict, lexicon=None, story: str | None = None) -> list[str]:
+    """What every question promises: 4 distinct choices (of one kind; from its ``story`` when given,
+    except names),
+    none an inflection of another, absent from the question sentence; one blank; a whole sentence
+    (no quotation left open). Returns what this question breaks (nothing for a good question)."""
     choices, answer, name = question["choices"], question["answer"], question.get("id")
     problems = []
     if set(question) != {"id", "context", "question", "choices", "answer"}:
         problems.append(f"{name}: keys {sorted(question)}")
-    if len(choices) != 4 or len(set(choices)) != 4:
-        problems.append(f"{name}: choices {choices} are not 4 distinct words")
+    if len(choices) != 4 or len({word_stem(choice) for choice in choices}) != 4:
+        problems.append(f"{name}: choices {choices} are not 4 different words")
     if question["question"].count(BLANK) != 1:
         problems.append(f"{name}: {question['question'].count(BLANK)} blanks")
     if not (isinstance(answer, int) and 0 <= answer < 4):
         problems.append(f"{name}: answer {answer!r}")
-    missing = set(choices) - words(question["context"])
-    if missing:
-        problems.append(f"{name}: choices {sorted(missing)} are not in the context")
+    # Name distractors may also be frequent names of the split; every other choice is from the story.
+    elsewhere = set(choices) - words(story or "")
+    if story is not None and lexicon is not None and {lexicon.kind(choice) for choice in elsewhere} - {"name"}:
+        problems.append(f"{name}: choices {sorted(elsewhere)} are not in the story")
     in_question = set(choices) & words(question["question"])
     if in_question:  # the answer occurs once, blanked
         problems.append(f"{name}: choices {sorted(in_question)} are in the question sentence")
+    if question["question"].count('"') % 2 or question["question"].count("“") != question["question"].count("”"):
+        problems.append(f"{name}: the question leaves a quotation open")
     if lexicon is not None:
         kinds = {lexicon.kind(choice) for choice in choices}
         if len(kinds) != 1 or None in kinds:
             problems.append(f"{name}: choices of kinds {sorted(map(str, kinds))}")
     return problems
+
+
+def window_problems(questions: list[dict], context_sentences: int = 5) -> list[str]:
+    """Question sentences of one story that sit inside another question's context (ids are
+    ``{split}-{story}-{sentence}``)."""
+    positions = collections.defaultdict(list)
+    for question in questions:
+        _, story, sentence = question["id"].split("-")
+        positions[story].append(int(sentence))
+    return [
+        f"story {story}: sentences {a} and {b}"
+        for story, sentences in positions.items()
+        for a in sentences
+        for b in sentences
+        if a < b <= a + context_sentences
+    ]
+
+
+def lookup_hits(questions: list[dict]) -> list[str]:
+    """The choices that, filled into the clause around the blank, occur anywhere in the file."""
+    texts = FileTexts(questions)
+    hits = []
+    for question in questions:
+        left, right = leak_pattern(question["question"])
+        hits += [
+            f"{question['id']}: {choice}" for choice in question["choices"] if texts.contains(left + choice + right)
+        ]
+    return hits
 
 
 def check_mentions(message: str, *fragments: str) -> None:
@@ -119,10 +158,15 @@ def test_generation_is_deterministic_for_a_seed(stories, generated):
     check_equal([q["id"] for q in questions if not q["id"].startswith("train-")], [])
 
 
-def test_generated_questions_are_well_formed_and_balanced(generated):
-    """Four distinct choices of one kind from the context, one blank, balanced answer positions."""
+def test_generated_questions_are_well_formed_and_balanced(stories, generated):
+    """Four different choices of one kind from the story, one blank, balanced answer positions."""
     lexicon, questions = generated
-    check_equal([problem for question in questions for problem in question_problems(question, lexicon)], [])
+    problems = [
+        problem
+        for question in questions
+        for problem in question_problems(question, lexicon, stories[int(question["id"].split("-")[1])])
+    ]
+    check_equal(problems, [])
     check_equal(balance_problems(questions), [])
     kinds = collections.Counter(lexicon.kind(q["choices"][0]) for q in questions)
     check_equal(len(kinds) >= 2, True, message=f"kinds {dict(kinds)}")  # nouns and verbs at least
@@ -140,6 +184,57 @@ def test_context_is_the_passage_just_before_the_question(stories, generated):
         check_equal(filled, sentences[position], message=question["id"])
 
 
+def test_generated_questions_cannot_be_looked_up(generated):
+    """No question sentence is inside another question's context, and no choice filled into the
+    clause around its blank occurs anywhere else in the generated questions."""
+    _, questions = generated
+    check_equal(window_problems(questions), [])
+    check_equal(lookup_hits(questions), [])
+
+
+def test_sentences_keep_quotations_whole():
+    """A sentence ends at . ! or ? outside quotations only; a new line ends one in any case."""
+    story = """Tom said, "I like it. Can I keep it?" Mom smiled. "Yes!" she said.\n"Wait. I am not done\nThe end."""
+    check_equal(
+        split_sentences(story),
+        ['Tom said, "I like it. Can I keep it?"', "Mom smiled.", '"Yes!"', "she said.", '"Wait. I am not done', "The end."],
+    )
+
+
+def test_word_kinds_and_inflections():
+    """The lexicon of the training stories: short words in "-ed" and adjectives in "-ed" are not
+    verbs, "sudden" is not a noun; inflections of one word share a stem."""
+    lexicon = build_lexicon(split_stories((DATA / "train.txt").read_text(encoding="utf-8")))
+    kinds = {
+        word: lexicon.kind(word)
+        for word in ("bed", "red", "scared", "tired", "sudden", "played", "liked", "ball", "Lily")
+    }
+    check_equal(
+        kinds,
+        {
+            "bed": None,
+            "red": None,
+            "scared": None,
+            "tired": None,
+            "sudden": None,
+            "played": "verb",
+            "liked": "verb",
+            "ball": "noun",
+            "Lily": "name",
+        },
+    )
+    pairs = [
+        ("friend", "friends"),
+        ("play", "played"),
+        ("like", "liked"),
+        ("hop", "hopped"),
+        ("try", "tries"),
+        ("box", "boxes"),
+    ]
+    check_equal([pair for pair in pairs if word_stem(pair[0]) != word_stem(pair[1])], [])
+    check_equal(len({word_stem(word) for word in ("cat", "car", "cart", "bed", "be")}), 5)
+
+
 # ---------------------------------------------------------------------------------------------
 # The shipped files (data/qa)
 # ---------------------------------------------------------------------------------------------
@@ -150,9 +245,10 @@ def test_shipped_files_are_well_formed_and_balanced():
     train = json.loads((QA_DIR / "train.json").read_text(encoding="utf-8"))
     dev = json.loads((QA_DIR / "dev.json").read_text(encoding="utf-8"))
     test = json.loads((QA_DIR / "test_questions.json").read_text(encoding="utf-8"))
-    check_equal((len(train) > 2000, len(dev) > 200, len(test) > 200), (True, True, True))
+    check_equal((len(train) > 5000, len(dev) >= 400, len(test) >= 400), (True, True, True))
     for name, questions in (("train", train), ("dev", dev)):
         check_equal([problem for question in questions for problem in question_problems(question)], [])
+        check_equal(window_problems(questions), [])
         check_equal(balance_problems(questions, name), [])
         check_equal([q["id"] for q in questions if not q["id"].startswith(f"{name}-")], [])
     malformed = [q["id"] for q in test if set(q) != {"id", "context", "question", "choices"} or len(q["choices"]) != 4]
@@ -162,6 +258,25 @@ def test_shipped_files_are_well_formed_and_balanced():
     check_equal(len(set(ids)), len(ids))
     check_equal(load_questions(QA_DIR / "dev.json", require_answers=True), dev)
     check_equal([q["answer"] for q in load_questions(QA_DIR / "test_questions.json")], [None] * len(test))
+
+
+def test_shipped_files_give_no_answer_away():
+    """Nothing in dev.json or in the students' test_questions.json can be looked up: no choice, filled
+    into the clause around its blank, occurs elsewhere in the same file. On dev, no frequency or
+    position rule (most or least frequent choice in the context, last or first occurrence) gets
+    more than 35% right (chance is 25%), nor does their combination with bigram fit (a conditional
+    logit fit on train) get more than 45%."""
+    dev = load_questions(QA_DIR / "dev.json", require_answers=True)
+    test = load_questions(QA_DIR / "test_questions.json")
+    check_equal((lookup_hits(dev), lookup_hits(test)), ([], []))
+    train = load_questions(QA_DIR / "train.json", require_answers=True)[:2000]
+    bigrams = BigramModel((DATA / "train.txt").read_text(encoding="utf-8"))
+    combined = fit_conditional_logit(
+        [feature_matrix(question_stats(q, bigrams)) for q in train], [q["answer"] for q in train]
+    )
+    scores = audit_split(dev, bigrams, combined)["scores"]
+    limits = {rule: 0.35 for rule in FREQUENCY_RULES} | {"combined": 0.45}
+    check_equal({rule: round(scores[rule], 3) for rule, limit in limits.items() if scores[rule] > limit}, {})
 
 
 def test_dev_and_test_passages_are_not_in_the_training_stories():

@@ -24,6 +24,7 @@ from tests.common import (
     GPT2_VOCAB,
     REPO_ROOT,
     gpt2_tiktoken,
+    gpt2_tokenizer,
     gpt2_vocab_and_merges,
     read_stories,
     tiktoken_from_vocab,
@@ -34,10 +35,9 @@ from tests.graded import check_equal
 FIXTURE_TEXTS = sorted((FIXTURES / "text").glob("*.txt"))
 
 
-@pytest.fixture(scope="module")
-def gpt2_tokenizer():
-    vocab, merges = gpt2_vocab_and_merges()
-    return adapters.get_tokenizer(vocab, merges, [EOT])
+@pytest.fixture(scope="module", name="gpt2_tokenizer")
+def gpt2_tokenizer_fixture():
+    return gpt2_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 
 import adapters
-from tests.common import state_differences, window_mismatches
+from tests.common import (
+    flat_parameters,
+    lm_training_step,
+    max_parameter_difference,
+    state_differences,
+    window_mismatches,
+)
 from tests.graded import check_close, check_equal
 
 # --------------------------------------------------------------------------- log_softmax, cross_entropy
@@ -220,10 +226,6 @@ def _model(seed: int, d_in: int = 8, d_out: int = 3) -> torch.nn.Module:
     return _TwoHeads(d_in, d_out)
 
 
-def _flat(model) -> torch.Tensor:
-    return torch.cat([parameter.detach().reshape(-1) for parameter in model.parameters()])
-
-
 def _lockstep(ours, our_optimizer, theirs, their_optimizer, steps: int, seed: int, lr_at=None):
     """Train both models on the same batches; the parameters of each after every step (one row a step)."""
     generator = torch.Generator().manual_seed(seed)
@@ -238,13 +240,9 @@ def _lockstep(ours, our_optimizer, theirs, their_optimizer, steps: int, seed: in
             optimizer.zero_grad()
             ((model(inputs) - outputs) ** 2).mean().backward()
             optimizer.step()
-        our_path.append(_flat(ours))
-        their_path.append(_flat(theirs))
+        our_path.append(flat_parameters(ours.parameters()))
+        their_path.append(flat_parameters(theirs.parameters()))
     return torch.stack(our_path), torch.stack(their_path)
-
-
-def _max_difference(model_a, model_b) -> float:
-    return max((a - b).abs().max().item() for a, b in zip(model_a.parameters(), model_b.parameters()))
 
 
 def test_adamw_matches_torch_1000_steps():
@@ -256,7 +254,7 @@ def test_adamw_matches_torch_1000_steps():
         theirs, torch.optim.AdamW(theirs.parameters(), **hyper), 1000, seed=0,
     )  # fmt: skip
     check_close(our_path, their_path, atol=1e-6, rtol=0)
-    assert _max_difference(theirs, start) > 0.5  # the parameters really moved (ours too: they follow torch's)
+    assert max_parameter_difference(theirs.parameters(), start.parameters()) > 0.5  # the parameters really moved (ours too: they follow torch's)
 
 
 def test_adamw_default_hyperparameters_match_torch():
@@ -469,22 +467,13 @@ def _small_lm():
     )
 
 
-def _lm_step(model, optimizer, tokens):
-    optimizer.zero_grad()
-    logits = model(tokens[:, :-1])
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
 def _trained_lm(seed: int, steps: int):
     torch.manual_seed(seed)
     model = _small_lm()
     optimizer = adapters.get_adamw_cls()(model.parameters(), lr=3e-3, weight_decay=0.1)
     tokens = torch.randint(0, 50, (4, 17), generator=torch.Generator().manual_seed(seed))
     for _ in range(steps):
-        _lm_step(model, optimizer, tokens)
+        lm_training_step(model, optimizer, tokens)
     return model, optimizer, tokens
 
 
@@ -492,7 +481,7 @@ def _assert_restored(model, optimizer, tokens, restored, restored_optimizer):
     check_equal(state_differences(model, restored), {}, message="the restored weights differ")
     check_equal(int((model(tokens[:, :-1]) != restored(tokens[:, :-1])).sum()), 0, message="the outputs differ")
     # the optimizer state came back too: the next steps are identical (loss differences 0)
-    losses = [_lm_step(model, optimizer, tokens) - _lm_step(restored, restored_optimizer, tokens) for _ in range(2)]
+    losses = [lm_training_step(model, optimizer, tokens) - lm_training_step(restored, restored_optimizer, tokens) for _ in range(2)]
     check_equal(losses, [0.0, 0.0], message="the losses of the next steps differ")
     check_equal(
         state_differences(dict(model.named_parameters()), dict(restored.named_parameters())), {},

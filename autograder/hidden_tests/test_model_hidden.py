@@ -23,16 +23,13 @@ import torch
 import torch.nn.functional as F
 
 import adapters
+from tests.common import generator
 from tests.graded import check_close, check_equal
 
 # Configuration used by the block and LM tests (the public tests use other sizes).
 D_MODEL, D_FF = 48, 80
 VOCAB = 37  # odd, prime
 CONTEXT = 10
-
-
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def randn(g: torch.Generator, *shape: int, scale: float = 1.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

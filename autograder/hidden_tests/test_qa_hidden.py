@@ -19,10 +19,18 @@ import pytest
 import torch
 
 import adapters
-from tests.common import DATA, EOT, REPO_ROOT, pin_weights
+from tests.common import (
+    DATA,
+    EOT,
+    REPO_ROOT,
+    bundled_tokenizer,
+    pin_weights,
+    pinned_lm,
+    reference_log_probs,
+    reference_pool,
+)
 from tests.graded import check_close, check_equal
 
-TOKENIZER_DIR = REPO_ROOT / "data" / "tokenizer"
 QA_DIR = REPO_ROOT / "data" / "qa"
 POOLINGS = ("last", "mean", "max")
 ARCHITECTURES = ("llama", "gpt2")
@@ -34,16 +42,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/torch_threads.py
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return adapters.get_tokenizer_from_directory(TOKENIZER_DIR)
+    return bundled_tokenizer()
 
 
 def backbone(architecture: str, seed: int = 0, vocab_size: int = VOCAB, context_length: int = CONTEXT):
-    torch.manual_seed(seed)
-    if architecture == "llama":
-        model = adapters.create_transformer_lm(vocab_size, context_length, D_MODEL, 2, 3, 40)
-    else:
-        model = adapters.create_gpt2_lm(vocab_size, context_length, D_MODEL, 2, 3)
-    return pin_weights(model, seed).eval()
+    return pinned_lm(
+        architecture, vocab_size, context_length, D_MODEL, 2, 3, 40 if architecture == "llama" else None, seed
+    )
 
 
 def multiple_choice_model(architecture: str, pooling: str, num_choices: int, seed: int = 0, **kwargs):
@@ -161,6 +166,27 @@ def test_multiple_choice_byte_tokenizer_keeps_the_last_tokens(num_choices, max_l
             check_equal(item["attention_mask"][row].tolist(), [1] * len(kept) + [0] * (max_length - len(kept)))
 
 
+@pytest.mark.parametrize("max_length", [7, 30, 80])
+def test_multiple_choice_cloze_and_custom_templates_keep_the_last_tokens(max_length):
+    """With CLOZE_TEMPLATE a row is the last max_length bytes of "{context} {question with the choice
+    in its blank}"; a custom template gets every field; the context is cut first."""
+    byte_tokenizer = adapters.get_tokenizer({i: bytes([i]) for i in range(256)} | {256: EOT.encode()}, [], [EOT])
+    record = {
+        "context": "Mia lost her kite. She looked everywhere.",
+        "question": "She found it under the ___.",
+        "choices": ["bed", "old well", "é", "sofa"],
+        "answer": 0,
+    }
+    templates = (adapters.CLOZE_TEMPLATE, "{context}\n[{choice}] {question} => {filled}")
+    for template in templates:
+        item = adapters.MultipleChoiceQADataset([record], byte_tokenizer, max_length=max_length, template=template)[0]
+        for row, choice in enumerate(record["choices"]):
+            filled = record["question"].replace("___", choice)
+            text = template.format(context=record["context"], question=record["question"], choice=choice, filled=filled)
+            kept = list(text.encode("utf-8"))[-max_length:]
+            check_equal(item["input_ids"][row].tolist(), kept + [256] * (max_length - len(kept)))
+
+
 def test_multiple_choice_batches_through_a_data_loader(tokenizer):
     """Items of 5 choices batch with a DataLoader (and collate_multiple_choice) into model inputs."""
     records = [with_choices(record, 5) for record in dev_records(5)]
@@ -176,14 +202,6 @@ def test_multiple_choice_batches_through_a_data_loader(tokenizer):
 # ---------------------------------------------------------------------------------------------
 # Pooling
 # ---------------------------------------------------------------------------------------------
-
-
-def reference_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    rows = []
-    for states, row_mask in zip(hidden.double(), mask):
-        real = states[: int(row_mask.sum())]
-        rows.append({"last": real[-1], "mean": real.sum(0) / len(real), "max": real.max(0).values}[pooling])
-    return torch.stack(rows)
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -375,15 +393,6 @@ def test_cloze_prompt_and_continuation_rebuild_the_sentence():
     records = dev_records(40) + [RECORD, quoted]
     rebuilt = [cloze.format(r) + cloze.continuation(r, index) for r in records for index in range(len(r["choices"]))]
     check_equal(rebuilt, [f"{r['context']} {r['question'].replace('___', c)}" for r in records for c in r["choices"]])
-
-
-@torch.no_grad()
-def reference_log_probs(model, tokenizer, prompt: str, continuation: str) -> torch.Tensor:
-    continuation_ids = tokenizer.encode(continuation)
-    ids = (tokenizer.encode(prompt) + continuation_ids)[-model.context_length :]
-    log_probs = torch.log_softmax(model(torch.tensor([ids]))[0].double(), dim=-1)
-    start = len(ids) - len(continuation_ids)
-    return log_probs[torch.arange(start - 1, len(ids) - 1), torch.tensor(continuation_ids)]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

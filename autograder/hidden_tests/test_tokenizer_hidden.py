@@ -19,7 +19,16 @@ import pytest
 
 import adapters
 from autograder.hidden_tests.textgen import random_code, random_text, unseen_stories, unseen_stories_text
-from tests.common import DATA, EOT, gpt2_tiktoken, gpt2_vocab_and_merges, read_stories, tiktoken_from_vocab
+from tests.common import (
+    DATA,
+    EOT,
+    gpt2_tiktoken,
+    gpt2_tokenizer,
+    gpt2_vocab_and_merges,
+    read_stories,
+    tiktoken_from_vocab,
+    write_utf8,
+)
 from tests.graded import check_close, check_equal
 
 GPT2_MAX_ID = 50256
@@ -30,8 +39,7 @@ GPT2_MAX_ID = 50256
 
 @pytest.fixture(scope="module")
 def gpt2():
-    vocab, merges = gpt2_vocab_and_merges()
-    return adapters.get_tokenizer(vocab, merges, [EOT])
+    return gpt2_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +80,6 @@ def reference_encode(text: str, special_ids: dict[str, int], ordinary=None) -> l
 
 def read_utf8(path: Path) -> str:
     return path.read_bytes().decode("utf-8")
-
-
-def write_utf8(path: Path, text: str) -> Path:
-    path.write_bytes(text.encode("utf-8"))
-    return path
 
 
 def check_equal_for(actual, expected, context) -> None:

@@ -18,14 +18,8 @@ import pytest
 
 import adapters
 from autograder.hidden_tests.textgen import random_code, random_text, unseen_stories, unseen_stories_text
-from tests.common import DATA, EOT, naive_train_bpe, read_stories, write_story_corpus
+from tests.common import DATA, EOT, naive_train_bpe, read_stories, write_story_corpus, write_utf8
 from tests.graded import check_equal
-
-
-def write_utf8(path: Path, text: str) -> Path:
-    """Write ``text`` byte for byte (no newline translation, so "\\r\\n" stays as it is)."""
-    path.write_bytes(text.encode("utf-8"))
-    return path
 
 
 def train(path: Path, vocab_size: int, special_tokens: list[str], **kwargs):

@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 
 import adapters
-from tests.common import state_differences, window_mismatches
+from tests.common import (
+    flat_parameters,
+    lm_training_step,
+    max_parameter_difference,
+    state_differences,
+    window_mismatches,
+)
 from tests.graded import check_close, check_equal
 
 # torch.testing.assert_close's own tolerances for float32, kept where these tests relied on them
@@ -323,14 +329,6 @@ def test_gradient_clipping_hidden_no_gradients_at_all():
 # --------------------------------------------------------------------------- AdamW
 
 
-def _max_difference(parameters_a, parameters_b) -> float:
-    return max((a - b).abs().max().item() for a, b in zip(parameters_a, parameters_b))
-
-
-def _flat(parameters) -> torch.Tensor:
-    return torch.cat([parameter.detach().reshape(-1) for parameter in parameters])
-
-
 class _Problem:
     """Least squares on linear maps, fresh data every step (stable, so float rounding does not grow)."""
 
@@ -361,8 +359,8 @@ def _lockstep(ours, our_optimizer, theirs, their_optimizer, steps, seed, before_
             optimizer.zero_grad(set_to_none=True)
             problem.loss(inputs, outputs, None if used_at is None else used_at(step)).backward()
             optimizer.step()
-        our_path.append(_flat(ours.heads.parameters()))
-        their_path.append(_flat(theirs.heads.parameters()))
+        our_path.append(flat_parameters(ours.heads.parameters()))
+        their_path.append(flat_parameters(theirs.heads.parameters()))
     return torch.stack(our_path), torch.stack(their_path)
 
 
@@ -376,7 +374,7 @@ def test_adamw_hidden_1000_steps_other_hyperparameters():
     )  # fmt: skip
     check_close(our_path, their_path, atol=1e-6, rtol=0)
     # the parameters really moved (ours too: they follow torch's)
-    assert _max_difference(theirs.heads.parameters(), start.heads.parameters()) > 0.3
+    assert max_parameter_difference(theirs.heads.parameters(), start.heads.parameters()) > 0.3
 
 
 def test_adamw_hidden_large_epsilon_small_gradients():
@@ -418,7 +416,7 @@ def test_adamw_hidden_parameters_without_gradient_on_some_steps():
         theirs, torch.optim.AdamW(theirs.heads.parameters(), **hyper), 101, seed=43, used_at=used_at,
     )  # fmt: skip
     check_close(our_path, their_path, atol=1e-6, rtol=0)
-    check_equal(_flat(ours.heads[2].parameters()), _flat(start.heads[2].parameters()))
+    check_equal(flat_parameters(ours.heads[2].parameters()), flat_parameters(start.heads[2].parameters()))
 
 
 def test_adamw_hidden_every_hyperparameter_changed_mid_run():
@@ -457,7 +455,7 @@ def test_adamw_hidden_zero_learning_rate_changes_nothing():
         optimizer.zero_grad()
         problem.loss(inputs, outputs).backward()
         optimizer.step()
-    check_equal(_flat(problem.heads.parameters()), _flat(start.heads.parameters()))
+    check_equal(flat_parameters(problem.heads.parameters()), flat_parameters(start.heads.parameters()))
 
 
 # --------------------------------------------------------------------------- cosine schedule
@@ -629,15 +627,6 @@ def _lm(seed: int):
     )
 
 
-def _step(model, optimizer, tokens):
-    optimizer.zero_grad()
-    logits = model(tokens[:, :-1])
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
 def _batches(seed: int, count: int):
     generator = torch.Generator().manual_seed(seed)
     return [torch.randint(0, 37, (3, 13), generator=generator) for _ in range(count)]
@@ -648,11 +637,11 @@ def test_checkpoint_hidden_resume_equals_uninterrupted_run(tmp_path):
     batches = _batches(60, 6)
     straight = _lm(60)
     straight_optimizer = AdamW(straight.parameters(), lr=5e-3, betas=(0.9, 0.95), weight_decay=0.1)
-    straight_losses = [_step(straight, straight_optimizer, b) for b in batches]
+    straight_losses = [lm_training_step(straight, straight_optimizer, b) for b in batches]
 
     first = _lm(60)
     first_optimizer = AdamW(first.parameters(), lr=5e-3, betas=(0.9, 0.95), weight_decay=0.1)
-    losses = [_step(first, first_optimizer, b) for b in batches[:3]]
+    losses = [lm_training_step(first, first_optimizer, b) for b in batches[:3]]
     with open(tmp_path / "run.ckpt", "wb") as file:  # a file object, not a path
         adapters.run_save_checkpoint(first, first_optimizer, 3, file)
     del first, first_optimizer
@@ -662,7 +651,7 @@ def test_checkpoint_hidden_resume_equals_uninterrupted_run(tmp_path):
     with open(tmp_path / "run.ckpt", "rb") as file:
         iteration = adapters.run_load_checkpoint(file, second, second_optimizer)
     check_equal(iteration, 3)
-    losses += [_step(second, second_optimizer, b) for b in batches[iteration:]]
+    losses += [lm_training_step(second, second_optimizer, b) for b in batches[iteration:]]
     check_equal(
         [ours - straight for ours, straight in zip(losses, straight_losses)], [0.0] * 6,
         message="the losses differ from the uninterrupted run",
@@ -674,7 +663,7 @@ def test_checkpoint_hidden_iteration_zero_and_restores_earlier_state():
     model = _lm(62)
     optimizer = adapters.get_adamw_cls()(model.parameters(), lr=1e-2)
     batches = _batches(62, 4)
-    _step(model, optimizer, batches[0])
+    lm_training_step(model, optimizer, batches[0])
     saved_state = copy.deepcopy(model.state_dict())
     buffer = io.BytesIO()
     adapters.run_save_checkpoint(model, optimizer, 0, buffer)
@@ -683,12 +672,12 @@ def test_checkpoint_hidden_iteration_zero_and_restores_earlier_state():
     reference_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
 
     for batch in batches[1:]:  # training goes on after the save ...
-        _step(model, optimizer, batch)
+        lm_training_step(model, optimizer, batch)
     check_equal(state_differences(model, reference) != {}, True, message="training after the save changed nothing")
     buffer.seek(0)
     check_equal(adapters.run_load_checkpoint(buffer, model, optimizer), 0)  # ... and loading rolls it back
     check_equal(state_differences(model.state_dict(), saved_state), {}, message="the saved weights did not come back")
-    losses = [_step(model, optimizer, batch) - _step(reference, reference_optimizer, batch) for batch in batches[1:]]
+    losses = [lm_training_step(model, optimizer, batch) - lm_training_step(reference, reference_optimizer, batch) for batch in batches[1:]]
     check_equal(losses, [0.0] * 3, message="the losses after loading differ")
     check_equal(state_differences(model, reference), {})
 
@@ -704,7 +693,7 @@ def test_checkpoint_hidden_any_optimizer(tmp_path, optimizer_name):
     model = _lm(63)
     optimizer = make(model)
     for batch in batches[:2]:
-        _step(model, optimizer, batch)
+        lm_training_step(model, optimizer, batch)
     path = tmp_path / "nested" / f"{optimizer_name}.pt"
     path.parent.mkdir()
     adapters.run_save_checkpoint(model, optimizer, 987_654, path)
@@ -713,7 +702,7 @@ def test_checkpoint_hidden_any_optimizer(tmp_path, optimizer_name):
     restored_optimizer = make(restored)
     check_equal(adapters.run_load_checkpoint(path, restored, restored_optimizer), 987_654)
     check_equal(state_differences(model, restored), {}, message="the restored weights differ")
-    losses = [_step(model, optimizer, batch) - _step(restored, restored_optimizer, batch) for batch in batches[2:]]
+    losses = [lm_training_step(model, optimizer, batch) - lm_training_step(restored, restored_optimizer, batch) for batch in batches[2:]]
     check_equal(losses, [0.0] * 3, message="the losses after loading differ")
     check_equal(state_differences(model, restored), {})
 

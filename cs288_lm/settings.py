@@ -1,0 +1,185 @@
+"""Settings of the given programs: dataclass configurations from JSON files and flags (given).
+
+One place for what the pretraining (:mod:`cs288_lm.pretrain`, and the sweep that runs it) and the
+Part 4 main job (``run_finetune_qa.py``, :mod:`cs288_lm.qa_job`) do with their settings:
+
+* :func:`read_settings_file`: a JSON file holding one object, with an error that names the file
+  (missing, unreadable, invalid JSON with its line and column, not an object);
+* :func:`config_from_settings`: a dataclass from a mapping of settings, listing unknown names (with
+  the closest known one) and values of the wrong JSON type;
+* :func:`add_config_flags` and :func:`flags_given`: one command-line flag per dataclass field
+  (``--learning-rate`` for ``learning_rate``), typed from the field's annotation
+  (``typing.get_type_hints``); an optional field takes ``none``.
+
+Errors are :class:`SettingsError` (a ``ValueError``); the command lines turn them into argparse
+errors (exit code 2, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A settings file or a setting is wrong; the message says which and why."""
+
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"{path}: cannot be read ({error})") from None
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SettingsError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    if not isinstance(settings, dict):
+        raise SettingsError(f"{path}: expected a JSON object of settings, got {_json_kind(settings)}")
+    return settings
+
+
+def field_types(config_class: type) -> dict[str, Any]:
+    """Each field's type, resolved from its annotation (``int | None``, ``Literal[...]``, ...)."""
+    hints = typing.get_type_hints(config_class)
+    return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
+
+
+def config_from_settings(config_class: type[T], settings: Mapping[str, Any], source: str) -> T:
+    """``config_class(**settings)`` after checking the names and the JSON types of ``settings``.
+
+    ``source`` names where the settings come from in error messages (a file, ``'pretrain'``).
+    An integer is accepted for a float field (and converted). The dataclass's own checks
+    (``__post_init__``) raise their ValueErrors unchanged.
+    """
+    types_by_name = field_types(config_class)
+    unknown = sorted(set(settings) - set(types_by_name))
+    if unknown:
+        hints = [
+            f"{close[0]!r} for {name!r}"
+            for name in unknown
+            if (close := difflib.get_close_matches(name, types_by_name, 1))
+        ]
+        suggestion = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        raise SettingsError(f"{source}: unknown settings {unknown}{suggestion}; known: {', '.join(types_by_name)}")
+    values = {}
+    for name, value in settings.items():
+        kind = types_by_name[name]
+        if not _matches(value, kind):
+            raise SettingsError(f"{source}: {name!r} must be {_describe(kind)}, got {_json_kind(value)} {value!r}")
+        values[name] = float(value) if _base(kind) is float and isinstance(value, int) else value
+    return config_class(**values)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type, exclude: tuple[str, ...] = ()) -> None:
+    """One flag per field of ``config_class`` (not in ``exclude``), absent from the namespace unless given."""
+    for name, kind in field_types(config_class).items():
+        if name in exclude:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if _base(kind) is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        else:
+            parse = _flag_parser(kind)
+            parser.add_argument(flag, type=parse, default=argparse.SUPPRESS, metavar=parse.__name__.upper())
+
+
+def flags_given(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The fields of ``config_class`` that were given as flags (``None`` for ``none``)."""
+    return {
+        field.name: getattr(args, field.name) for field in dataclasses.fields(config_class) if hasattr(args, field.name)
+    }
+
+
+# ---- types ---------------------------------------------------------------------------------------
+
+
+def _optional(kind: Any) -> bool:
+    return _is_union(kind) and type(None) in typing.get_args(kind)
+
+
+def _is_union(kind: Any) -> bool:
+    return typing.get_origin(kind) in (typing.Union, types.UnionType)
+
+
+def _base(kind: Any) -> Any:
+    """``int`` for ``int | None``; ``dict`` for ``dict[str, Any]``; ``str`` for ``Literal["a", "b"]``."""
+    if _is_union(kind):
+        others = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _base(others[0]) if len(others) == 1 else Any
+    if typing.get_origin(kind) is typing.Literal:
+        return type(typing.get_args(kind)[0])
+    return typing.get_origin(kind) or kind
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if value is None:
+        return _optional(kind) or kind is Any
+    if typing.get_origin(kind) is typing.Literal:
+        return value in typing.get_args(kind)
+    base = _base(kind)
+    if base is Any:
+        return True
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, base)
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is typing.Literal:
+        text = "one of " + ", ".join(repr(v) for v in typing.get_args(kind))
+    else:
+        text = {
+            bool: "true or false",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            dict: "an object",
+            list: "a list",
+        }.get(_base(kind), str(kind))
+    return text + " or null" if _optional(kind) else text
+
+
+def _json_kind(value: Any) -> str:
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _flag_parser(kind: Any) -> Callable[[str], Any]:
+    """argparse's ``type=`` for a field: the base type, or None for ``none`` if the field is optional."""
+    base = _base(kind)
+    if base not in (int, float, str):
+        raise TypeError(f"no command-line flag for a field of type {kind}")
+    if not _optional(kind):
+        return base
+
+    def parse(text: str) -> Any:
+        return None if text == "none" else base(text)
+
+    parse.__name__ = base.__name__  # argparse's "invalid int value" and the metavar use it
+    return parse
