@@ -133,24 +133,22 @@ class ReportWriter:
         for row in rows:
             self.add("| " + " | ".join(_cell(row.get(column, "")) for column in columns) + " |")
         if csv_name:
-            path = self.out_dir / csv_name
-            with open(path, "w", newline="", encoding="utf-8") as file:
-                writer = csv.writer(file)
-                writer.writerow(columns)
-                writer.writerows([row.get(column, "") for column in columns] for row in rows)
-            self.files.append(path)
+            self._write_csv(rows, columns, csv_name)
             self.add()
             self.add(f"Table as CSV: [{csv_name}]({csv_name})")
         self.add()
 
-    def csv_only(self, rows: Sequence[dict], columns: Sequence[str], csv_name: str, what: str) -> None:
-        """Write ``rows`` as CSV beside the report and link it (for tables too long to show)."""
+    def _write_csv(self, rows: Sequence[dict], columns: Sequence[str], csv_name: str) -> None:
         path = self.out_dir / csv_name
         with open(path, "w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
             writer.writerow(columns)
             writer.writerows([row.get(column, "") for column in columns] for row in rows)
         self.files.append(path)
+
+    def csv_only(self, rows: Sequence[dict], columns: Sequence[str], csv_name: str, what: str) -> None:
+        """Write ``rows`` as CSV beside the report and link it (for tables too long to show)."""
+        self._write_csv(rows, columns, csv_name)
         self.add(f"{what}: [{csv_name}]({csv_name})")
         self.add()
 

@@ -58,10 +58,7 @@ def load_hf_gpt2(directory: str | os.PathLike, device: torch.device | str = "cpu
             f"{directory} is not a Hugging Face model directory (no config.json); write one with "
             "GPT2LMHeadModel.save_pretrained(DIR) and GPT2Tokenizer.save_pretrained(DIR)"
         )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{config_path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    config = _read_json(config_path)
     _check_config(config, config_path)
     state = _read_weights(directory)
     embeddings = state.get("transformer.wte.weight", state.get("wte.weight"))
@@ -87,6 +84,13 @@ def load_hf_gpt2(directory: str | os.PathLike, device: torch.device | str = "cpu
             module.eps = float(config.get("layer_norm_epsilon", 1e-5))
     name = config.get("_name_or_path") or directory.name
     return PretrainedGPT2(str(name) or directory.name, model.to(device).eval(), tokenizer, eos, config)
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
 def _check_config(config: dict, path: Path) -> None:
@@ -133,10 +137,7 @@ def _read_tokenizer(directory: Path) -> tuple[Tokenizer, int | None]:
             f"{directory}: no vocab.json and merges.txt; save the tokenizer beside the model "
             "(GPT2Tokenizer.from_pretrained(...).save_pretrained(DIR))"
         )
-    try:
-        encoder = json.loads(vocab_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{vocab_path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    encoder = _read_json(vocab_path)
     specials = [EOT] if isinstance(encoder, dict) and EOT in encoder else []
     tokenizer = Tokenizer.from_files(vocab_path, merges_path, specials)
     return tokenizer, tokenizer.special_token_ids.get(EOT)
