@@ -8,6 +8,7 @@ scores to another, even when CPython gives the second template the first one's f
 
 from __future__ import annotations
 
+import builtins
 import json
 from pathlib import Path
 
@@ -80,22 +81,19 @@ def test_prediction_restores_the_mode_even_when_it_raises(tokenizer, questions, 
     assert model.training == training
 
 
-def test_score_cache_never_serves_another_templates_scores(tokenizer, questions):
-    """A template made after another was freed, at the same address (so with the same ``id()``),
-    gets its own scores from the shared cache: the ones an empty cache gives."""
+def test_score_cache_never_serves_another_templates_scores(tokenizer, questions, monkeypatch):
+    """Two templates with the same ``id()`` (CPython reuses a freed object's address, so a template
+    made after another was freed may get its id; forced here by making ``id`` constant) get their
+    own scores from a shared cache: the ones an empty cache gives."""
     pipeline = PromptingPipeline(tiny_lm(tokenizer), tokenizer)
+    first = ScoringSetup(PromptTemplate("basic", choice_format="letter"), method="letter")
+    second = ScoringSetup(PromptTemplate("instruction", choice_format="number"), method="letter")
+    fresh = pipeline.scores(questions, second)
     cache: dict = {}
-    template = PromptTemplate("basic", choice_format="letter")
-    freed_id = id(template)
-    pipeline.scores(questions, ScoringSetup(template, method="letter"), cache)
-    del template
-    others = []  # kept alive, so that the allocator eventually hands out the freed address
-    template = PromptTemplate("instruction", choice_format="number")
-    while id(template) != freed_id:
-        others.append(template)
-        assert len(others) < 100_000, "CPython never reused the freed template's address"
-        template = PromptTemplate("instruction", choice_format="number")
-    setup = ScoringSetup(template, method="letter")
-    fresh = pipeline.scores(questions, setup)
-    torch.testing.assert_close(pipeline.scores(questions, setup, cache), fresh, rtol=0, atol=0)
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "id", lambda obj: 0)  # every object at one address
+        first_scores = pipeline.scores(questions, first, cache)
+        shared = pipeline.scores(questions, second, cache)
+    assert not torch.equal(first_scores, fresh)  # a cache keyed by id() would serve these
+    torch.testing.assert_close(shared, fresh, rtol=0, atol=0)
     assert len(cache) == 2
