@@ -19,18 +19,9 @@ from torch import Tensor
 from cs288_lm import model as _model
 from cs288_lm import nn_utils
 from cs288_lm import sampling as _sampling
-from cs288_lm.architectures import ModelConfig as _ModelConfig
-from cs288_lm.architectures import build_model as _build_model
 from cs288_lm.bpe import train_bpe
 from cs288_lm.checkpointing import load_checkpoint, save_checkpoint
-from cs288_lm.data import get_batch
-from cs288_lm.datasets import CLOZE_TEMPLATE, MultipleChoiceQADataset, PretrainingDataset, collate_multiple_choice
-from cs288_lm.encode_file import encode_file
-from cs288_lm.kv_cache import IncrementalDecoder
-from cs288_lm.model import TransformerLM
-from cs288_lm.nn_utils import softmax
-from cs288_lm.optimizer import AdamW
-from cs288_lm.predictions import (
+from cs288_lm.common.predictions import (
     PredictionsError,
     accuracy,
     load_grading_rules,
@@ -39,10 +30,9 @@ from cs288_lm.predictions import (
     save_predictions,
     validate_predictions,
 )
-from cs288_lm.pretokenization import EOT
-from cs288_lm.prompting import PromptingPipeline, PromptTemplate, ScoringSetup
-from cs288_lm.qa_audit import FileTexts, audit_split, feature_matrix, fit_conditional_logit
-from cs288_lm.qa_data import (
+from cs288_lm.common.pretokenization import EOT
+from cs288_lm.common.qa_audit import FileTexts, audit_split, feature_matrix, fit_conditional_logit
+from cs288_lm.common.qa_data import (
     BLANK,
     QuestionFileError,
     build_lexicon,
@@ -54,8 +44,18 @@ from cs288_lm.qa_data import (
     split_stories,
     word_stem,
 )
+from cs288_lm.common.qa_rules import FREQUENCY_RULES, BigramModel, question_stats
+from cs288_lm.data import get_batch
+from cs288_lm.datasets import CLOZE_TEMPLATE, MultipleChoiceQADataset, PretrainingDataset, collate_multiple_choice
+from cs288_lm.model import TransformerLM
+from cs288_lm.models.architectures import ModelConfig as _ModelConfig
+from cs288_lm.models.architectures import build_model as _build_model
+from cs288_lm.models.kv_cache import IncrementalDecoder
+from cs288_lm.nn_utils import softmax
+from cs288_lm.optimizer import AdamW
+from cs288_lm.pipelines.encode_file import encode_file
+from cs288_lm.prompting import PromptingPipeline, PromptTemplate, ScoringSetup
 from cs288_lm.qa_model import TransformerForMultipleChoice, pool_hidden_states
-from cs288_lm.qa_rules import FREQUENCY_RULES, BigramModel, question_stats
 from cs288_lm.tokenizer import Tokenizer
 
 
@@ -344,7 +344,7 @@ def run_load_checkpoint(
 def create_gpt2_lm(
     vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int
 ) -> torch.nn.Module:
-    """A randomly initialised :class:`cs288_lm.gpt2_model.GPT2LM` (no dropout)."""
+    """A randomly initialised :class:`cs288_lm.models.gpt2_model.GPT2LM` (no dropout)."""
     config = _ModelConfig("gpt2", vocab_size, context_length, d_model, num_layers, num_heads)
     return _build_model(config)
 

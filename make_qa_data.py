@@ -3,14 +3,14 @@
     python make_qa_data.py            # data/qa/{train,dev,test,test_questions}.json, then the audit
     python make_qa_data.py --audit    # only the audit of the files in --out
 
-The audit (cs288_lm/qa_audit.py) scores shallow rules that use no language model on every split:
+The audit (cs288_lm/common/qa_audit.py) scores shallow rules that use no language model on every split:
 looking the answer up elsewhere in the file, choosing by frequency or position in the context,
 bigram fit. It exits with status 1 if a lookup recovers any answer or a frequency or position rule
 scores above MAX_RULE_ACCURACY on dev or test.
 
 Train questions come from the training stories; dev and test from disjoint halves of the held-out
 stories, which are never used for pretraining or fine-tuning. ``test_questions.json`` is the test
-split without answers, the copy students get. See cs288_lm/qa_data.py for how questions are made.
+split without answers, the copy students get. See cs288_lm/common/qa_data.py for how questions are made.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import collections
 import sys
 from pathlib import Path
 
-from cs288_lm.qa_audit import audit, format_audit
-from cs288_lm.qa_data import build_lexicon, build_qa_splits, load_questions, save_questions, split_stories
-from cs288_lm.qa_rules import FREQUENCY_RULES
+from cs288_lm.common.qa_audit import audit, format_audit
+from cs288_lm.common.qa_data import build_lexicon, build_qa_splits, load_questions, save_questions, split_stories
+from cs288_lm.common.qa_rules import FREQUENCY_RULES
 
 REPO_ROOT = Path(__file__).resolve().parent
 MAX_RULE_ACCURACY = 0.35  # a frequency or position rule above this would make the questions too easy

@@ -7,7 +7,7 @@
 Writes finetuned_predictions.json and prompting_predictions.json (the files to submit) and prints
 the dev accuracy of each method next to the shipped baselines (baseline_metrics.json), with the
 points each would earn. A second run reuses the tokenizer, the LM, the fine-tuned head and the
-prompting choice. See cs288_lm/qa_job.py for the stages.
+prompting choice. See cs288_lm/pipelines/qa_job.py for the stages.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from cs288_lm.qa_job import QAJobConfig, run_qa_job
-from cs288_lm.settings import config_from_settings, read_settings_file
+from cs288_lm.pipelines.qa_job import QAJobConfig, run_qa_job
+from cs288_lm.pipelines.settings import config_from_settings, read_settings_file
 
 FULL_TINYSTORIES = ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt")
 

@@ -13,7 +13,7 @@ Without ``--bundle`` a grading bundle is built from this repository first (a min
    the configured deduction per file; dynamic imports and tampering APIs are flagged for the
    instructors (never a deduction).
 2. Part 4: the two predictions files are parsed defensively and scored against the hidden answers
-   with the instructor's ``cs288_lm/predictions.py`` (from the bundle), before any submitted code
+   with the instructor's ``cs288_lm/common/predictions.py`` (from the bundle), before any submitted code
    runs. A bad file earns 0 for its own part.
 3. Every test module runs in its own sandboxed process (:mod:`autograder.sandbox`) in a fresh copy
    of the handout with the submission laid over it. The process only records values
@@ -365,13 +365,13 @@ def review_entry(submission: Submission, isolation: set[str]) -> dict:
 
 
 def instructor_predictions(handout: dict[str, bytes]) -> ModuleType:
-    """The instructor's ``cs288_lm/predictions.py``, from the bundle's bytes (never the submission's)."""
+    """The instructor's ``cs288_lm/common/predictions.py``, from the bundle's bytes (never the submission's)."""
     name = f"grader_predictions_{uuid.uuid4().hex}"  # unique: grade_all and tests grade in threads
     module = ModuleType(name)
-    module.__file__ = "bundle/handout/cs288_lm/predictions.py"
+    module.__file__ = "bundle/handout/cs288_lm/common/predictions.py"
     sys.modules[name] = module  # dataclasses look their module up while being built
     try:
-        exec(compile(handout["cs288_lm/predictions.py"], module.__file__, "exec"), module.__dict__)
+        exec(compile(handout["cs288_lm/common/predictions.py"], module.__file__, "exec"), module.__dict__)
     finally:
         del sys.modules[name]
     return module

@@ -40,7 +40,7 @@ INSTRUCTOR_ONLY = {
     "make_qa_data.py",  # regenerates data/qa/test.json, answers included, from its seed
     "data/qa/test.json",  # the QA test answers (students get data/qa/test_questions.json)
     # The QA dev and test questions are cut from these stories: with them (and the generator in
-    # cs288_lm/qa_data.py) every test answer can be looked up. No test reads it.
+    # cs288_lm/common/qa_data.py) every test answer can be looked up. No test reads it.
     "data/tinystories/heldout.txt",
     "finetuned_predictions.json",  # the reference solution's Part 4 predictions
     "prompting_predictions.json",

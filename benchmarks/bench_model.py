@@ -20,7 +20,7 @@ untimed steps, ``--steps`` steps are timed and the median is kept; throughput is
   (``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``);
 * ``hf-llama``: Hugging Face ``LlamaForCausalLM`` from a ``LlamaConfig`` of the same size
   (``num_key_value_heads = num_heads``, untied embeddings, ``attn_implementation="sdpa"``);
-* ``ours-gpt2``: :class:`cs288_lm.gpt2_model.GPT2LM` (``architecture="gpt2"``, backend ``"torch"``,
+* ``ours-gpt2``: :class:`cs288_lm.models.gpt2_model.GPT2LM` (``architecture="gpt2"``, backend ``"torch"``,
   dropout 0, MLP width 4 x d_model, tied embeddings);
 * ``hf-gpt2``: Hugging Face ``GPT2LMHeadModel`` from a ``GPT2Config`` of the same size (dropouts 0,
   ``attn_implementation="sdpa"``).
@@ -74,7 +74,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from cs288_lm.architectures import ModelConfig, build_model, default_d_ff  # noqa: E402
+from cs288_lm.models.architectures import ModelConfig, build_model, default_d_ff  # noqa: E402
 
 WORKER_FLAG = "--worker"  # internal: serve one model in this process (see serve)
 SEED = 0
@@ -496,7 +496,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sizes.add_argument("--num-layers", type=positive_int, default=4, help="(default: %(default)s)")
     sizes.add_argument("--num-heads", type=positive_int, default=8, help="(default: %(default)s)")
     sizes.add_argument("--d-ff", type=positive_int,
-                       help="SwiGLU width of the Llama models (default: the trainer's, cs288_lm.architectures.default_d_ff: "
+                       help="SwiGLU width of the Llama models (default: the trainer's, cs288_lm.models.architectures.default_d_ff: "
                        "8/3 d_model rounded to a multiple of 64, 704 for d_model 256); GPT-2's MLP is always 4 x d_model")
     sizes.add_argument("--batch-size", type=positive_int, default=8, help="(default: %(default)s)")
     parser.add_argument("--steps", type=positive_int, default=10, help="timed steps per model (default: %(default)s)")

@@ -5,7 +5,7 @@
 Both runs get the same token budget, data (the bundled TinyStories train split, encoded with the
 bundled tokenizer), model size, batches (the same random windows, in the same order), learning
 rate schedule (warmup + cosine), gradient clipping and AdamW settings (weight decay on matrices
-only). Ours is :class:`cs288_lm.pretrain.Trainer` stepping our :class:`TransformerLM` with our
+only). Ours is :class:`cs288_lm.pipelines.pretrain.Trainer` stepping our :class:`TransformerLM` with our
 AdamW; theirs is ``transformers.LlamaForCausalLM`` (same shapes, untied embeddings, SDPA
 attention) with ``torch.optim.AdamW`` in a minimal loop. Reported: training tokens/s (optimizer
 steps only, evaluation excluded), the final validation loss on the same fixed batches, and ratios.
@@ -36,7 +36,7 @@ from cs288_lm.data import get_batch  # noqa: E402
 from cs288_lm.model import count_parameters  # noqa: E402
 from cs288_lm.nn_utils import get_lr_cosine_schedule  # noqa: E402
 from cs288_lm.optimizer import parameter_groups  # noqa: E402
-from cs288_lm.pretrain import TrainConfig, Trainer, autocast_context  # noqa: E402
+from cs288_lm.pipelines.pretrain import TrainConfig, Trainer, autocast_context  # noqa: E402
 
 
 def train_ours(config: TrainConfig) -> dict:

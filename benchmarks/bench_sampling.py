@@ -48,7 +48,7 @@ import torch  # noqa: E402
 from bench_model import machine_info  # noqa: E402
 from hf_models import hf_llama  # noqa: E402
 
-from cs288_lm.architectures import ModelConfig, build_model  # noqa: E402
+from cs288_lm.models.architectures import ModelConfig, build_model  # noqa: E402
 from cs288_lm.sampling import generate  # noqa: E402
 from instructor_tests.test_model_references import llama_to_ours  # noqa: E402
 

@@ -23,7 +23,7 @@ What is measured (wall-clock ``time.perf_counter``, best of ``--repeats`` runs; 
    builds a fresh tokenizer / ``Encoding`` first (construction timed separately, not included),
    so our per-pre-token cache starts empty. *Warm*: a second ``encode`` on the same object, with
    the cache filled. The ids of both are checked to be identical. Also reported, for information:
-   our multi-process ``cs288_lm.encode_file.encode_file`` (one worker per core, includes process
+   our multi-process ``cs288_lm.pipelines.encode_file.encode_file`` (one worker per core, includes process
    start-up, pickling the tokenizer to the workers and writing the ``.npy``; on a small file this
    overhead dominates) and tiktoken's multi-threaded ``encode_batch`` over the text cut at the
    ``<|endoftext|>`` tokens (which gives the same ids as encoding the whole text).
@@ -56,9 +56,9 @@ import numpy as np  # noqa: E402
 import tiktoken  # noqa: E402
 
 from cs288_lm.bpe import train_bpe  # noqa: E402
-from cs288_lm.encode_file import encode_file  # noqa: E402
-from cs288_lm.gpt2_format import token_to_string  # noqa: E402
-from cs288_lm.pretokenization import EOT  # noqa: E402
+from cs288_lm.common.gpt2_format import token_to_string  # noqa: E402
+from cs288_lm.common.pretokenization import EOT  # noqa: E402
+from cs288_lm.pipelines.encode_file import encode_file  # noqa: E402
 from cs288_lm.tokenizer import Tokenizer  # noqa: E402
 from tests.common import GPT2_MERGES, GPT2_VOCAB, gpt2_tiktoken  # noqa: E402
 

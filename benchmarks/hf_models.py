@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cs288_lm.architectures import ModelConfig  # noqa: E402
+from cs288_lm.models.architectures import ModelConfig  # noqa: E402
 
 RMS_NORM_EPS = 1e-5  # as our RMSNorm
 

@@ -1,1 +1,15 @@
-"""cs288_lm: build your own language model (the CS288 assignment)."""
+"""cs288_lm: build your own language model (the CS288 assignment).
+
+The modules directly in this folder are the ones students write (the handout replaces their
+solution blocks with stubs): ``tokenizer``, ``bpe``, ``model``, ``nn_utils``, ``optimizer``, ``data``,
+``checkpointing``, ``sampling``, ``datasets``, ``qa_model`` and ``prompting``. The sub-packages are
+given, in layers:
+
+* :mod:`cs288_lm.common`: formats and data helpers below the student modules, which may import
+  them (pre-tokenization, the GPT-2 file format, the QA questions, predictions files, plots);
+* :mod:`cs288_lm.models`: models and decoding helpers built from the student layers (the
+  architecture switch, GPT-2, the key/value cache);
+* :mod:`cs288_lm.pipelines`: the programs run from the command line (pretraining, sweeps,
+  sampling, fine-tuning, the Part 4 main job, encoding files, the analysis report);
+* :mod:`cs288_lm.analysis`: the measurements behind the report.
+"""

@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from cs288_lm.pretokenization import (
+from cs288_lm.common.pretokenization import (
     iter_text_blocks,
     map_in_workers,
     normalize_special_tokens,

@@ -15,7 +15,7 @@ from jaxtyping import Int
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cs288_lm.qa_data import BLANK, load_questions
+from cs288_lm.common.qa_data import BLANK, load_questions
 from cs288_lm.tokenizer import Tokenizer
 
 CHOICE_TEMPLATE = "{context}\n\nQuestion: {question}\n\nAnswer: {choice}"
@@ -95,7 +95,7 @@ class MultipleChoiceQADataset(Dataset):
     is longer than ``max_length``, the whole context goes and the rest loses its first tokens too,
     so that the row still ends as the template does (no error). ``max_length`` below 1 is a
     ValueError. ``data`` is a list of records ``{"id", "context", "question", "choices", "answer"}``
-    (see :mod:`cs288_lm.qa_data`; ``id`` and ``answer`` are optional); every record needs
+    (see :mod:`cs288_lm.common.qa_data`; ``id`` and ``answer`` are optional); every record needs
     ``num_choices`` choices.
     """
 
@@ -122,7 +122,7 @@ class MultipleChoiceQADataset(Dataset):
 
     @classmethod
     def from_json(cls, path: str | os.PathLike, tokenizer: Tokenizer, **kwargs) -> MultipleChoiceQADataset:
-        """Load the questions of a JSON file (:func:`cs288_lm.qa_data.load_questions`)."""
+        """Load the questions of a JSON file (:func:`cs288_lm.common.qa_data.load_questions`)."""
         return cls(load_questions(path), tokenizer, **kwargs)
 
     def __len__(self) -> int:

@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from cs288_lm.qa_data import BLANK
+from cs288_lm.common.qa_data import BLANK
 from cs288_lm.tokenizer import Tokenizer
 
 TEMPLATES = {

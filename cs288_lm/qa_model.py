@@ -51,7 +51,7 @@ class TransformerForMultipleChoice(nn.Module):
     """A language model's hidden states, pooled per choice, scored by a linear head.
 
     ``transformer_lm`` is any model with ``hidden_states(input_ids) -> (batch, seq, hidden_size)``
-    (:class:`~cs288_lm.model.TransformerLM`, :class:`~cs288_lm.gpt2_model.GPT2LM`). The head is a
+    (:class:`~cs288_lm.model.TransformerLM`, :class:`~cs288_lm.models.gpt2_model.GPT2LM`). The head is a
     :class:`~cs288_lm.model.Linear` from ``hidden_size`` to 1, named ``classifier``. With
     ``freeze_backbone`` the language model's parameters get ``requires_grad=False`` and only the
     head trains.

@@ -11,7 +11,7 @@ one token at a time:
   tokens whose probabilities add up to at least ``p``.
 
 You write :func:`top_k_filter`, :func:`top_p_filter`, :func:`sample_next_token` and the loop of
-:func:`generate`. The loop uses the given :class:`~cs288_lm.kv_cache.IncrementalDecoder`, which
+:func:`generate`. The loop uses the given :class:`~cs288_lm.models.kv_cache.IncrementalDecoder`, which
 keeps each layer's keys and values so that every new token costs one position's computation
 instead of re-encoding the whole prefix. :func:`greedy_decode`, :func:`top_k_decode` and
 :func:`nucleus_decode` (given) are the course starter's entry points; they return the prompt
@@ -27,7 +27,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from cs288_lm.kv_cache import IncrementalDecoder, check_input_ids
+from cs288_lm.models.kv_cache import IncrementalDecoder, check_input_ids
 
 
 def top_k_filter(logits: Float[Tensor, "... vocab"], k: int) -> Float[Tensor, "... vocab"]:

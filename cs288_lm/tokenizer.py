@@ -3,7 +3,7 @@
 Encoding text:
 
 1. split out special tokens (longest first), each becoming its own id;
-2. cut the rest into GPT-2 pre-tokens (:func:`cs288_lm.pretokenization.pretokenize`);
+2. cut the rest into GPT-2 pre-tokens (:func:`cs288_lm.common.pretokenization.pretokenize`);
 3. turn each pre-token into ids: if its bytes are one token of the vocabulary, that token;
    otherwise start from its single bytes and apply the merges in the order they were learned.
 
@@ -17,8 +17,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from cs288_lm.gpt2_format import load_vocab_and_merges, save_vocab_and_merges
-from cs288_lm.pretokenization import (
+from cs288_lm.common.gpt2_format import load_vocab_and_merges, save_vocab_and_merges
+from cs288_lm.common.pretokenization import (
     normalize_special_tokens,
     pretokenize,
     special_token_splitter,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.make_handout import REPO_ROOT
-from cs288_lm import predictions
+from cs288_lm.common import predictions
 
 NN_UTILS = "cs288_lm/nn_utils.py"
 GALLERY_MODULE = "tests/test_nn_utils.py"  # small and fast: every module runs through the same sandbox
@@ -249,7 +249,7 @@ def stub_files(bundle: Path) -> dict[str, bytes]:
 
 
 def part4_points(files: dict[str, bytes]) -> dict[str, float]:
-    """What the predictions files earn, computed directly with cs288_lm.predictions."""
+    """What the predictions files earn, computed directly with cs288_lm.common.predictions."""
     questions = answers()
     accuracies = []
     for name in PREDICTIONS:

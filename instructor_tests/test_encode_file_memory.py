@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cs288_lm import encode_file as encode_module
-from cs288_lm.encode_file import encode_file
+from cs288_lm.pipelines import encode_file as encode_module
+from cs288_lm.pipelines.encode_file import encode_file
 from cs288_lm.tokenizer import Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -166,7 +166,7 @@ def test_there_is_distinctive_solution_code_to_look_for(solution_code):
 
 def test_the_trainers_old_flops_formula_would_be_caught(solution_code):
     """The copy of count_flops_per_token that pretrain.py once had, with renamed variables."""
-    found = copies(solution_code, {"cs288_lm/pretrain.py": OLD_TRAINER_FLOPS})
+    found = copies(solution_code, {"cs288_lm/pipelines/pretrain.py": OLD_TRAINER_FLOPS})
     assert len(found) == 3, found
     assert all("cs288_lm/model.py" in message for message in found)
     # And a verbatim solution line pasted into given code.

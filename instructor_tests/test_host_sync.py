@@ -24,10 +24,10 @@ import pytest
 import torch
 from torch import nn
 
-from cs288_lm import finetune, pretrain
 from cs288_lm.model import RotaryPositionEmbedding, TransformerLM
 from cs288_lm.nn_utils import cross_entropy, gradient_clipping
 from cs288_lm.optimizer import AdamW
+from cs288_lm.pipelines import finetune, pretrain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy")
@@ -210,7 +210,7 @@ def test_pretraining_loop_reads_losses_only_when_it_logs_evaluates_or_saves(tmp_
 
 def test_finetuning_reads_losses_only_when_it_logs(monkeypatch):
     """As many host reads for 2 training steps as for 8 (logging only at the end of the epoch)."""
-    from cs288_lm.architectures import ModelConfig, build_model
+    from cs288_lm.models.architectures import ModelConfig, build_model
     from cs288_lm.qa_model import TransformerForMultipleChoice
 
     monkeypatch.setattr(finetune, "multiple_choice_accuracy", lambda model, dataset: 0.5)

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from cs288_lm.architectures import ModelConfig, build_model, default_d_ff
-from cs288_lm.gpt2_model import GPT2Attention
 from cs288_lm.model import MultiHeadSelfAttentionWithRoPE, TransformerLM, count_parameters
+from cs288_lm.models.architectures import ModelConfig, build_model, default_d_ff
+from cs288_lm.models.gpt2_model import GPT2Attention
 
 VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, D_FF = 97, 24, 48, 2, 4, 80
 

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from cs288_lm.predictions import (
+from cs288_lm.common.predictions import (
     MAX_BYTES,
     PredictionsError,
     load_predictions,

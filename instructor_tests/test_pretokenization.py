@@ -6,13 +6,13 @@ import random
 
 import regex
 
-from cs288_lm.pretokenization import (
+from cs288_lm.common.pretokenization import (
     GPT2_SPLIT_PATTERN,
     find_range_boundaries,
     iter_text_blocks,
     pretokenize,
-    split_on_special_tokens,
     special_token_splitter,
+    split_on_special_tokens,
 )
 
 EOT = "<|endoftext|>"

@@ -26,10 +26,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import cs288_lm.pretrain as pretrain
-from cs288_lm.architectures import ModelConfig, build_model
+import cs288_lm.pipelines.pretrain as pretrain
+from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import get_lr_cosine_schedule
-from cs288_lm.pretrain import TrainConfig, main, parse_config
+from cs288_lm.pipelines.pretrain import TrainConfig, main, parse_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -199,7 +199,7 @@ def test_sigint_saves_a_checkpoint_exits_cleanly_and_resume_finishes(reference, 
     long_run = tiny_args(out, reference.cache, "--max-steps", "100000", "--log-interval", "1",
                          "--eval-interval", "50000", "--checkpoint-interval", "50000")
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "cs288_lm.pretrain", *long_run], cwd=REPO_ROOT,
+        process = subprocess.Popen([sys.executable, "-m", "cs288_lm.pipelines.pretrain", *long_run], cwd=REPO_ROOT,
                                    env=subprocess_env(), stdout=stdout, stderr=stderr)
         try:
             deadline = time.monotonic() + 120
@@ -309,7 +309,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tm
 def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-               "--monitor-interval", "0.1", "-m", "cs288_lm.pretrain", *tiny_args(out, reference.cache)]
+               "--monitor-interval", "0.1", "-m", "cs288_lm.pipelines.pretrain", *tiny_args(out, reference.cache)]
     result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "on cpu x2" in result.stderr
@@ -404,7 +404,7 @@ def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, messa
 def test_bad_config_from_the_command_line_has_no_traceback(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{not json")
-    result = subprocess.run([sys.executable, "-m", "cs288_lm.pretrain", "--config", str(path)], cwd=REPO_ROOT,
+    result = subprocess.run([sys.executable, "-m", "cs288_lm.pipelines.pretrain", "--config", str(path)], cwd=REPO_ROOT,
                             env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "not valid JSON" in result.stderr and str(path) in result.stderr

@@ -31,10 +31,10 @@ import torch
 
 import make_qa_data
 import run_finetune_qa
-from cs288_lm import qa_job
-from cs288_lm.predictions import load_predictions
-from cs288_lm.qa_data import BLANK, build_lexicon, load_questions, split_sentences, split_stories
-from cs288_lm.qa_job import QAJobConfig, ensure_pretrained_lm, run_qa_job
+from cs288_lm.common.predictions import load_predictions
+from cs288_lm.common.qa_data import BLANK, build_lexicon, load_questions, split_sentences, split_stories
+from cs288_lm.pipelines import qa_job
+from cs288_lm.pipelines.qa_job import QAJobConfig, ensure_pretrained_lm, run_qa_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QA_DIR = REPO_ROOT / "data" / "qa"

@@ -1,4 +1,4 @@
-"""The analysis report (``python -m cs288_lm.report``) and its measures, on tiny models.
+"""The analysis report (``python -m cs288_lm.pipelines.report``) and its measures, on tiny models.
 
 Instructor-only: the report's optional libraries (scikit-learn, sacrebleu, matplotlib) and the
 Hugging Face GPT-2 it is checked against (transformers) are tools requirements, not what students
@@ -36,9 +36,9 @@ from cs288_lm.analysis.metrics import (
     words,
 )
 from cs288_lm.analysis.sampling_study import continuation_log_likelihoods
-from cs288_lm.architectures import ModelConfig, build_model
-from cs288_lm.gpt2_model import GPT2LM
-from cs288_lm.report import main
+from cs288_lm.models.architectures import ModelConfig, build_model
+from cs288_lm.models.gpt2_model import GPT2LM
+from cs288_lm.pipelines.report import main
 from cs288_lm.tokenizer import Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

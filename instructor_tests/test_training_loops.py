@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cs288_lm import finetune
-from cs288_lm.architectures import ModelConfig, build_model
 from cs288_lm.datasets import MultipleChoiceQADataset
-from cs288_lm.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
+from cs288_lm.models.architectures import ModelConfig, build_model
+from cs288_lm.pipelines import finetune
+from cs288_lm.pipelines.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
 from cs288_lm.prompting import PromptingPipeline, PromptTemplate, ScoringSetup
 from cs288_lm.qa_model import TransformerForMultipleChoice
 from cs288_lm.tokenizer import Tokenizer

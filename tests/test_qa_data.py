@@ -1,7 +1,7 @@
 """Part 4: the QA data and the predictions files (public tests of given code).
 
-``cs288_lm/qa_data.py`` makes Children's-Book-Test-style questions from TinyStories and reads
-question files (ours and the cs288 starter's); ``cs288_lm/predictions.py`` checks a predictions
+``cs288_lm/common/qa_data.py`` makes Children's-Book-Test-style questions from TinyStories and reads
+question files (ours and the cs288 starter's); ``cs288_lm/common/predictions.py`` checks a predictions
 file and turns accuracies into points. Students do not write these modules: the tests show what
 the data promises (determinism, four distinct choices of one kind from the story, balanced answer
 positions, dev and test stories never seen in training, no answer that a lookup or a frequency

@@ -1,4 +1,4 @@
-"""Analysis of a trained language model, behind ``python -m cs288_lm.report`` (given).
+"""Analysis of a trained language model, behind ``python -m cs288_lm.pipelines.report`` (given).
 
 One module per concern:
 

@@ -1,10 +1,10 @@
 """What the attention heads do: their weights, scores that name their pattern, and ablation (given).
 
 :func:`run_with_internals` re-runs a model's forward pass with the pieces that
-:class:`~cs288_lm.kv_cache.IncrementalDecoder` uses (embeddings, each layer's queries, keys and
+:class:`~cs288_lm.models.kv_cache.IncrementalDecoder` uses (embeddings, each layer's queries, keys and
 values, the rest of each layer, the output layer), computing the attention weights explicitly so
 that they can be kept, and a head's output can be zeroed (ablated). It works for
-:class:`~cs288_lm.model.TransformerLM` and :class:`~cs288_lm.gpt2_model.GPT2LM`, and gives
+:class:`~cs288_lm.model.TransformerLM` and :class:`~cs288_lm.models.gpt2_model.GPT2LM`, and gives
 ``model(tokens)`` when nothing is ablated.
 
 Head scores are mean attention weights on one diagonal of the (query, key) map:
@@ -33,8 +33,8 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from cs288_lm.analysis import pyplot
-from cs288_lm.kv_cache import _parts, merge_heads
 from cs288_lm.model import check_sequence_length
+from cs288_lm.models.kv_cache import _parts, merge_heads
 from cs288_lm.sampling import eval_mode
 
 LABEL_THRESHOLD = 0.3

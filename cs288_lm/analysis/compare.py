@@ -4,8 +4,8 @@ A directory written by ``GPT2LMHeadModel.save_pretrained(DIR)`` and
 ``GPT2Tokenizer.save_pretrained(DIR)`` (or downloaded from the hub: ``gpt2``, ``distilgpt2``, ...)
 holds ``config.json``, the weights (``model.safetensors``, sharded safetensors with an index, or
 ``pytorch_model.bin``) and the tokenizer as ``vocab.json`` and ``merges.txt``.
-:func:`load_hf_gpt2` reads them into :class:`~cs288_lm.gpt2_model.GPT2LM` (through
-:meth:`~cs288_lm.gpt2_model.GPT2LM.load_hf_state_dict`) and our
+:func:`load_hf_gpt2` reads them into :class:`~cs288_lm.models.gpt2_model.GPT2LM` (through
+:meth:`~cs288_lm.models.gpt2_model.GPT2LM.load_hf_state_dict`) and our
 :class:`~cs288_lm.tokenizer.Tokenizer`. Reading safetensors needs the ``safetensors`` package
 (transformers installs it); nothing is downloaded.
 
@@ -26,8 +26,8 @@ from torch import nn
 
 from cs288_lm.analysis import require
 from cs288_lm.analysis.metrics import score_text, scoring_ids
-from cs288_lm.gpt2_model import GPT2LM, LayerNorm
 from cs288_lm.model import count_parameters
+from cs288_lm.models.gpt2_model import GPT2LM, LayerNorm
 from cs288_lm.tokenizer import Tokenizer
 
 EOT = "<|endoftext|>"

@@ -4,7 +4,7 @@
   t-SNE (scikit-learn, optional);
 * nearest neighbours by cosine similarity in the input embedding table;
 * linear probes: a logistic regression per layer on the hidden state at a word's last token,
-  telling nouns from verbs (labels: :func:`cs288_lm.qa_data.build_lexicon`). Words, not
+  telling nouns from verbs (labels: :func:`cs288_lm.common.qa_data.build_lexicon`). Words, not
   occurrences, are split between training and test (a probe cannot pass by remembering words),
   and each layer's test accuracy is set against the majority baseline (always answering the
   training set's most frequent label).
@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from cs288_lm.analysis import pyplot, require
 from cs288_lm.analysis.attention import run_with_internals
-from cs288_lm.gpt2_model import GPT2LM
 from cs288_lm.model import TransformerLM
+from cs288_lm.models.gpt2_model import GPT2LM
 from cs288_lm.tokenizer import Tokenizer
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")

@@ -1,10 +1,10 @@
 """Print samples from a pretrained checkpoint (given).
 
-    python -m cs288_lm.generate --checkpoint out/pretrain/checkpoints/best.pt --prompt "Once upon a time"
-    python -m cs288_lm.generate --checkpoint out/pretrain --strategy top_k --k 20 --temperature 0.8
-    python -m cs288_lm.generate --checkpoint PATH --strategy greedy --max-new-tokens 100
+    python -m cs288_lm.pipelines.generate --checkpoint out/pretrain/checkpoints/best.pt --prompt "Once upon a time"
+    python -m cs288_lm.pipelines.generate --checkpoint out/pretrain --strategy top_k --k 20 --temperature 0.8
+    python -m cs288_lm.pipelines.generate --checkpoint PATH --strategy greedy --max-new-tokens 100
 
-``--checkpoint`` is a file written by :mod:`cs288_lm.pretrain` (``latest.pt`` or ``best.pt``) or
+``--checkpoint`` is a file written by :mod:`cs288_lm.pipelines.pretrain` (``latest.pt`` or ``best.pt``) or
 its run directory (``checkpoints/best.pt`` is then used). The samples of one call are drawn as one
 batch from ``--seed``; each stops at ``<|endoftext|>``.
 """
@@ -12,58 +12,19 @@ batch from ``--seed``; each stops at ``<|endoftext|>``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from cs288_lm.architectures import ModelConfig, build_model
-from cs288_lm.data import tokenizer_fingerprint
-from cs288_lm.model import load_state_dict_strictly
-from cs288_lm.pretokenization import EOT
-from cs288_lm.pretrain import REPO_ROOT, resolve_device
+from cs288_lm.common.pretokenization import EOT
+from cs288_lm.pipelines.loading import model_from_checkpoint, read_checkpoint
+from cs288_lm.pipelines.settings import REPO_ROOT
+from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
 
 STRATEGIES = ("greedy", "top_k", "top_p")
-
-
-def load_pretrained_model(
-    checkpoint_path: str | os.PathLike, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, ModelConfig]:
-    """The model of a :mod:`cs288_lm.pretrain` checkpoint, in eval mode on ``device`` ("auto" allowed).
-
-    ``checkpoint_path`` is a checkpoint file or a run directory (its ``checkpoints/best.pt``).
-    A missing file raises FileNotFoundError; a file that is not such a checkpoint, ValueError.
-    """
-    return model_from_checkpoint(read_checkpoint(checkpoint_path), device)
-
-
-def read_checkpoint(checkpoint_path: str | os.PathLike) -> dict:
-    """The dictionary saved by the trainer (tensors on the CPU); see :func:`load_pretrained_model`."""
-    path = Path(checkpoint_path)
-    if path.is_dir():
-        path = path / "checkpoints" / "best.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
-    except Exception as error:  # torch raises many kinds for a corrupt or foreign file
-        raise ValueError(
-            f"cannot read checkpoint {path} ({type(error).__name__}): not a file written by cs288_lm.pretrain?"
-        ) from error
-    if not isinstance(checkpoint, dict) or not {"model", "model_config"} <= checkpoint.keys():
-        raise ValueError(f"{path} is not a checkpoint written by cs288_lm.pretrain (no 'model' and 'model_config')")
-    return checkpoint
-
-
-def model_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelConfig]:
-    config = ModelConfig(**checkpoint["model_config"])
-    model = build_model(config)
-    load_state_dict_strictly(model, checkpoint["model"])
-    return model.to(resolve_device(str(device))).eval(), config
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

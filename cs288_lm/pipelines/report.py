@@ -1,16 +1,16 @@
 """Turn a pretraining checkpoint into a report: ``OUT/report.md``, its PNGs and CSV tables (given).
 
-    python -m cs288_lm.report --checkpoint out/pretrain --out out/report
-    python -m cs288_lm.report --checkpoint out/pretrain --out out/report --sweep out/sweep --gpt2 ~/models/gpt2
+    python -m cs288_lm.pipelines.report --checkpoint out/pretrain --out out/report
+    python -m cs288_lm.pipelines.report --checkpoint out/pretrain --out out/report --sweep out/sweep --gpt2 ~/models/gpt2
 
-``--checkpoint`` is a run directory of :mod:`cs288_lm.pretrain` (its ``checkpoints/best.pt`` and
+``--checkpoint`` is a run directory of :mod:`cs288_lm.pipelines.pretrain` (its ``checkpoints/best.pt`` and
 ``metrics.jsonl``) or a checkpoint file, of either architecture (Llama-style or GPT-2). The report
 has six sections (``--sections`` picks some):
 
 1. ``card``: the model card: architecture, parameters, FLOPs per token, training memory, data and
    tokenizer, loss and perplexity curves, validation perplexity, bits per byte on ``--text``,
    tokens/s, the greedy sample;
-2. ``sweep``: with ``--sweep DIR`` (a :mod:`cs288_lm.sweep` output), its table and overlaid curves;
+2. ``sweep``: with ``--sweep DIR`` (a :mod:`cs288_lm.pipelines.sweep` output), its table and overlaid curves;
 3. ``sampling``: greedy, temperature 0.7 / 1.0 / 1.3, top-k 50 and top-p 0.9 on fixed prompts,
    with distinct-n, Self-BLEU, repetition rate, log-likelihood and length per strategy;
 4. ``attention``: heatmaps per layer and head, head scores (previous token, first token, self,
@@ -48,13 +48,14 @@ from cs288_lm.analysis import embeddings as embedding_analysis
 from cs288_lm.analysis.compare import Contestant, PretrainedGPT2, load_hf_gpt2, score_models
 from cs288_lm.analysis.metrics import cut_text, score_text, scoring_ids
 from cs288_lm.analysis.sampling_study import METRIC_COLUMNS, PROMPTS, Sample, reading, run_study, summarise
-from cs288_lm.architectures import ModelConfig
-from cs288_lm.data import tokenizer_fingerprint
-from cs288_lm.generate import model_from_checkpoint, read_checkpoint
+from cs288_lm.common.plots import plot_runs, read_metrics
+from cs288_lm.common.qa_data import build_lexicon, split_stories
 from cs288_lm.model import count_parameters, estimate_training_memory_bytes
-from cs288_lm.plots import plot_runs, read_metrics
-from cs288_lm.pretrain import EOT, REPO_ROOT, training_flops_per_token
-from cs288_lm.qa_data import build_lexicon, split_stories
+from cs288_lm.models.architectures import ModelConfig
+from cs288_lm.pipelines.loading import model_from_checkpoint, read_checkpoint
+from cs288_lm.pipelines.pretrain import EOT, training_flops_per_token
+from cs288_lm.pipelines.settings import REPO_ROOT
+from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
 
@@ -71,7 +72,7 @@ DEFAULT_TEXT = REPO_ROOT / "data" / "tinystories" / "valid.txt"
 DEFAULT_TOKENIZER = REPO_ROOT / "data" / "tokenizer"
 NEIGHBOUR_WORDS = ("girl", "dog", "happy", "ran", "ball", "mom", "red", "tree", "sad", "big")
 DEFAULT_SWEEP = (
-    "python -m cs288_lm.sweep --grid learning_rate=1e-3,3e-3,1e-2 --grid num_layers=2,4 --out-dir out/sweep "
+    "python -m cs288_lm.pipelines.sweep --grid learning_rate=1e-3,3e-3,1e-2 --grid num_layers=2,4 --out-dir out/sweep "
     "-- --max-steps 100 --eval-interval 25 --final-eval-tokens 20000 --num-samples 0"
 )
 GET_GPT2 = (
@@ -257,7 +258,7 @@ def build_context(args: argparse.Namespace) -> Context:
         checkpoint = read_checkpoint(checkpoint_path)
     except (FileNotFoundError, ValueError) as error:
         raise ReportError(
-            f"--checkpoint {args.checkpoint}: {error}. Expected a run directory of cs288_lm.pretrain "
+            f"--checkpoint {args.checkpoint}: {error}. Expected a run directory of cs288_lm.pipelines.pretrain "
             "(holding checkpoints/best.pt) or a checkpoint file"
         ) from None
     try:
@@ -280,7 +281,7 @@ def build_context(args: argparse.Namespace) -> Context:
     if len(ids) < 2:
         raise ReportError(f"--text {text_path} is too short: it encodes to {len(ids)} token(s)")
     if args.sweep is not None and not (Path(args.sweep) / "results.csv").is_file():
-        raise ReportError(f"--sweep {args.sweep}: not a sweep directory (no results.csv); run python -m cs288_lm.sweep")
+        raise ReportError(f"--sweep {args.sweep}: not a sweep directory (no results.csv); run python -m cs288_lm.pipelines.sweep")
     context = Context(
         args,
         checkpoint,
@@ -819,7 +820,7 @@ def section_embeddings(context: Context, report: ReportWriter) -> None:
         return
     counts = {kind: data.labels.count(kind) for kind in sorted(set(data.labels))}
     report.add(
-        f"Word kinds from `cs288_lm.qa_data.build_lexicon` on {lexicon_path.name}; "
+        f"Word kinds from `cs288_lm.common.qa_data.build_lexicon` on {lexicon_path.name}; "
         f"{len(data.positions)} occurrences in --text ({', '.join(f'{n} {k}s' for k, n in counts.items())}) "
         f"of {len(set(data.words))} words, the hidden state at each word's last token. Logistic regression "
         "per layer (layer 0: the embeddings), trained and tested on disjoint words (30% of the words for "
@@ -968,7 +969,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, help="a pretrain run directory, or a checkpoint file")
     parser.add_argument("--out", type=Path, default=Path("out/report"), help="where report.md and its files go")
     parser.add_argument("--gpt2", default=None, help="a local Hugging Face GPT-2 directory (save_pretrained)")
-    parser.add_argument("--sweep", default=None, help="an output directory of python -m cs288_lm.sweep")
+    parser.add_argument("--sweep", default=None, help="an output directory of python -m cs288_lm.pipelines.sweep")
     parser.add_argument("--text", default=str(DEFAULT_TEXT), help="text to evaluate on (default: the valid split)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the checkpoint's)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
@@ -1041,7 +1042,7 @@ def _make_report(args: argparse.Namespace) -> Path:
     report.add(
         f"Checkpoint `{context.checkpoint_path}` (step {context.checkpoint.get('step', '?')}), "
         f"{context.config.architecture} architecture; evaluation text `{context.text_path}`. Generated by "
-        f"`python -m cs288_lm.report {shlex.join(args.argv)}`."
+        f"`python -m cs288_lm.pipelines.report {shlex.join(args.argv)}`."
     )
     report.add()
     for warning in context.warnings:

@@ -1,6 +1,6 @@
 """Encode a whole text file into a numpy array of token ids, using every core.
 
-The file is cut into ranges at safe boundaries (see :mod:`cs288_lm.pretokenization`); worker
+The file is cut into ranges at safe boundaries (see :mod:`cs288_lm.common.pretokenization`); worker
 processes encode the ranges, streaming each in blocks and appending ids to a part file, and the
 parts are copied chunk by chunk behind a ``.npy`` header (``uint16`` when the vocabulary fits,
 else ``uint32``). The result equals ``tokenizer.encode(whole_text)`` for any number of workers,
@@ -8,7 +8,7 @@ and memory stays bounded by the block size and the copy chunk, not the file size
 TinyStories training file works on a laptop. Part files and the temporary output are removed
 whether or not the run succeeds; the output appears only when complete (atomic rename).
 
-    python -m cs288_lm.encode_file --tokenizer out/tokenizer --input data/tinystories/train.txt --out train.npy
+    python -m cs288_lm.pipelines.encode_file --tokenizer out/tokenizer --input data/tinystories/train.txt --out train.npy
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cs288_lm.pretokenization import iter_text_blocks, map_in_workers, plan_file_ranges
+from cs288_lm.common.pretokenization import iter_text_blocks, map_in_workers, plan_file_ranges
 from cs288_lm.tokenizer import Tokenizer
 
 

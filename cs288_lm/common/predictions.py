@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# Computed here, not imported: the grader runs this file alone, from the bundle's bytes.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 GRADING_CONFIG = REPO_ROOT / "configs" / "grading.json"
 
 # Limits on a file before it is parsed. A valid file is about 50 bytes per question and nests two

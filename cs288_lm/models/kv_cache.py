@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from cs288_lm.gpt2_model import GPT2LM
 from cs288_lm.model import TransformerLM
+from cs288_lm.models.gpt2_model import GPT2LM
 
 
 class _LlamaParts:

@@ -1,9 +1,9 @@
 """Run a grid of pretraining experiments and summarise them (learning rate, batch size, depth, width...).
 
-    python -m cs288_lm.sweep --grid learning_rate=1e-3,3e-3,1e-2 --grid num_layers=2,4 \\
+    python -m cs288_lm.pipelines.sweep --grid learning_rate=1e-3,3e-3,1e-2 --grid num_layers=2,4 \\
         --out-dir out/sweep -- --max-steps 200 --eval-interval 50
 
-Every combination of the ``--grid`` values is one run of :mod:`cs288_lm.pretrain`, with the
+Every combination of the ``--grid`` values is one run of :mod:`cs288_lm.pipelines.pretrain`, with the
 settings after ``--`` shared by all and its own folder under ``--out-dir``. The sweep writes
 ``results.csv`` and ``results.md`` (one row per run, best validation loss first) and
 ``sweep_loss.png`` / ``sweep_perplexity.png`` with every run's curves overlaid.
@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from cs288_lm.plots import plot_runs, read_metrics
-from cs288_lm.pretrain import TrainConfig, TrainingDiverged, parse_config, run
+from cs288_lm.common.plots import plot_runs, read_metrics
+from cs288_lm.pipelines.pretrain import TrainConfig, TrainingDiverged, parse_config, run
 
 COLUMNS = ["run", "best_val_loss", "final_val_loss", "final_val_perplexity", "tokens_per_second", "seconds", "status"]
 
@@ -43,7 +43,7 @@ def run_name(assignment: dict[str, str]) -> str:
 
 def run_config(assignment: dict[str, str], shared: list[str], out_dir: Path) -> TrainConfig:
     """The settings of one run: the shared flags, then the run's grid values, in its own folder
-    (parsed as ``python -m cs288_lm.pretrain`` parses them; bad settings exit with code 2)."""
+    (parsed as ``python -m cs288_lm.pipelines.pretrain`` parses them; bad settings exit with code 2)."""
     flags = [item for key, value in assignment.items() for item in (f"--{key.replace('_', '-')}", value)]
     return parse_config([*shared, *flags, "--out-dir", str(out_dir / run_name(assignment))])
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [name for name, _ in grid]
     unknown = sorted(set(names) - {field.name for field in dataclasses.fields(TrainConfig)})
     if unknown:
-        parser.error(f"--grid: unknown settings {unknown}; see python -m cs288_lm.pretrain --help")
+        parser.error(f"--grid: unknown settings {unknown}; see python -m cs288_lm.pipelines.pretrain --help")
     combinations = [dict(zip(names, values)) for values in itertools.product(*(values for _, values in grid))]
     # Every run's settings are checked before the first one starts.
     configs = [run_config(assignment, shared, args.out_dir) for assignment in combinations]

@@ -32,21 +32,20 @@ from typing import Any
 import torch
 
 from cs288_lm.bpe import train_bpe
-from cs288_lm.data import tokenizer_fingerprint
+from cs288_lm.common.predictions import accuracy, load_grading_rules, part4_points, save_predictions
+from cs288_lm.common.pretokenization import EOT
+from cs288_lm.common.qa_data import BLANK, load_questions
 from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset
-from cs288_lm.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
-from cs288_lm.generate import load_pretrained_model, read_checkpoint
-from cs288_lm.predictions import accuracy, load_grading_rules, part4_points, save_predictions
-from cs288_lm.pretokenization import EOT
-from cs288_lm.pretrain import TrainConfig, resolve_device, train_config
-from cs288_lm.pretrain import run as pretrain
+from cs288_lm.pipelines.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
+from cs288_lm.pipelines.loading import load_pretrained_model, read_checkpoint
+from cs288_lm.pipelines.pretrain import TrainConfig, train_config
+from cs288_lm.pipelines.pretrain import run as pretrain
+from cs288_lm.pipelines.settings import REPO_ROOT, config_from_settings, resolve_device
+from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.prompting import PromptingPipeline, default_setups
-from cs288_lm.qa_data import BLANK, load_questions
 from cs288_lm.qa_model import TransformerForMultipleChoice
-from cs288_lm.settings import config_from_settings
 from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Settings of the pretraining run that do not change the model it produces.
 _RUN_ONLY_SETTINGS = {"resume", "device", "out_dir", "cache_dir", "log_interval", "num_samples", "sample_tokens"}
 

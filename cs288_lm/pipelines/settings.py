@@ -1,7 +1,8 @@
-"""Settings of the given programs: dataclass configurations from JSON files and flags (given).
+"""Settings of the given programs: dataclass configurations from JSON files and flags, the
+repository's location and the device (given).
 
-One place for what the pretraining (:mod:`cs288_lm.pretrain`, and the sweep that runs it) and the
-Part 4 main job (``run_finetune_qa.py``, :mod:`cs288_lm.qa_job`) do with their settings:
+One place for what the pretraining (:mod:`cs288_lm.pipelines.pretrain`, and the sweep that runs it) and the
+Part 4 main job (``run_finetune_qa.py``, :mod:`cs288_lm.pipelines.qa_job`) do with their settings:
 
 * :func:`read_settings_file`: a JSON file holding one object, with an error that names the file
   (missing, unreadable, invalid JSON with its line and column, not an object);
@@ -27,7 +28,23 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+
 T = TypeVar("T")
+
+# The default paths of the given programs (bundled data, tokenizer, configs) are under this folder.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``name`` as a device; "auto" is CUDA, else Apple's MPS, else the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 class SettingsError(ValueError):

@@ -1,9 +1,9 @@
 """Pretrain a language model on a text corpus (Part 4), on one CPU or several GPUs.
 
-    python -m cs288_lm.pretrain                                  # small model, bundled TinyStories, a few minutes on CPU
-    python -m cs288_lm.pretrain --config configs/tinystories_17m.json --train-data /data/TinyStoriesV2-GPT4-train.txt
-    python -m cs288_lm.pretrain --resume                         # continue the run in --out-dir
-    torchrun --nproc_per_node=4 -m cs288_lm.pretrain --config ...   # DistributedDataParallel
+    python -m cs288_lm.pipelines.pretrain                                  # small model, bundled TinyStories, a few minutes on CPU
+    python -m cs288_lm.pipelines.pretrain --config configs/tinystories_17m.json --train-data /data/TinyStoriesV2-GPT4-train.txt
+    python -m cs288_lm.pipelines.pretrain --resume                         # continue the run in --out-dir
+    torchrun --nproc_per_node=4 -m cs288_lm.pipelines.pretrain --config ...   # DistributedDataParallel
 
 Settings come from the defaults of :class:`TrainConfig`, then a JSON ``--config`` file, then flags
 (one per field). The run writes to ``--out-dir``: ``config.json``, ``metrics.jsonl`` (one JSON
@@ -39,18 +39,24 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from cs288_lm.architectures import ModelConfig, build_model
-from cs288_lm.data import get_batch, load_tokens, prepare_token_file, tokenizer_fingerprint
+from cs288_lm.common.plots import plot_runs, read_metrics
+from cs288_lm.common.pretokenization import EOT
+from cs288_lm.data import get_batch
 from cs288_lm.model import count_flops_per_token, count_parameters
+from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
-from cs288_lm.plots import plot_runs, read_metrics
-from cs288_lm.pretokenization import EOT
+from cs288_lm.pipelines.settings import (
+    REPO_ROOT,
+    add_config_flags,
+    config_from_settings,
+    flags_given,
+    read_settings_file,
+    resolve_device,
+)
+from cs288_lm.pipelines.token_files import load_tokens, prepare_token_file, tokenizer_fingerprint
 from cs288_lm.sampling import eval_mode, generate
-from cs288_lm.settings import add_config_flags, config_from_settings, flags_given, read_settings_file
 from cs288_lm.tokenizer import Tokenizer
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Dense bf16 peak FLOP/s by GPU name, for model FLOPs utilisation (MFU).
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
@@ -166,16 +172,6 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
 # ---------------------------------------------------------------------------------------------
 # Devices, precision and processes
 # ---------------------------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

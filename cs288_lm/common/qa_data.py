@@ -18,12 +18,12 @@ Questions must be answered by reading, not by tricks, so the generator guarantee
   the clause around the blank (:func:`leak_pattern`) occurs in any context or question sentence of
   the same split. A file never gives its own answers away.
 * **no frequency or position rule**: among the acceptable (answer, distractors), each question
-  takes the one that keeps the shallow rules of :mod:`cs288_lm.qa_rules` (most or least frequent
+  takes the one that keeps the shallow rules of :mod:`cs288_lm.common.qa_rules` (most or least frequent
   choice in the context, its last or first occurrence, bigram fit) closest to their targets over
   the split: chance for frequency and position, a little above chance for bigram fit.
 * whole, clean sentences: no question cut inside a quotation, no markup or stray symbols.
 
-``python make_qa_data.py --audit`` measures all of this on the files (:mod:`cs288_lm.qa_audit`).
+``python make_qa_data.py --audit`` measures all of this on the files (:mod:`cs288_lm.common.qa_audit`).
 
 Word kinds come from simple corpus statistics instead of a tagger (students may not install one):
 a *name* is a capitalised word seen in the middle of sentences and (almost) never in lower case; a
@@ -50,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cs288_lm.qa_rules import BLANK, RULES, WORD, BigramModel, blank_neighbours, choice_stats, rule_share
+from cs288_lm.common.qa_rules import BLANK, RULES, WORD, BigramModel, blank_neighbours, choice_stats, rule_share
 
 NUM_CHOICES = 4
 MIN_QUESTIONWORDS = 5
@@ -534,7 +534,7 @@ def make_questions(
     Question sentences of one story are at least ``context_sentences + 1`` sentences apart (at most
     ``questions_per_story`` of them if given), each at least ``min_context_sentences`` into its story.
     Among the acceptable (answer, distractors) of a question, the one chosen keeps the shallow rules
-    of :mod:`cs288_lm.qa_rules` closest to their ``rule_targets`` (default :data:`RULE_TARGETS`)
+    of :mod:`cs288_lm.common.qa_rules` closest to their ``rule_targets`` (default :data:`RULE_TARGETS`)
     over the questions made so far; ties are broken by the seeded generator. The bigram rules use
     ``bigrams`` (default: counts from ``stories``).
     """

@@ -5,7 +5,7 @@ question from what the question file itself shows, plus word-pair counts from th
 stories; a good question set keeps every rule near chance (25% with four choices) except the
 ones that need real reading. The rules:
 
-* **lookup**: the clause around the blank (:func:`cs288_lm.qa_data.leak_pattern`) searched, with
+* **lookup**: the clause around the blank (:func:`cs288_lm.common.qa_data.leak_pattern`) searched, with
   each choice filled in, in every context and every other question of the same file (the
   students' copy of test shows all of them). A hit means the file gives the answer away; the
   generator makes sure no choice, right or wrong, is ever found, so this rule never answers.
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cs288_lm.qa_data import Lexicon, leak_pattern
-from cs288_lm.qa_rules import (
+from cs288_lm.common.qa_data import Lexicon, leak_pattern
+from cs288_lm.common.qa_rules import (
     RULES,
     WORD,
     BigramModel,
@@ -65,7 +65,7 @@ class FileTexts:
 
 
 def lookup_choice(record: dict, texts: FileTexts) -> int | None:
-    """The choice whose filled-in clause (:func:`cs288_lm.qa_data.leak_pattern`) occurs in the file,
+    """The choice whose filled-in clause (:func:`cs288_lm.common.qa_data.leak_pattern`) occurs in the file,
     if exactly one does; None otherwise."""
     left, right = leak_pattern(record["question"])
     found = [index for index, choice in enumerate(record["choices"]) if texts.contains(left + choice + right)]

@@ -1,7 +1,7 @@
 """Shallow rules that answer a cloze question without reading it (given).
 
-The question generator (:mod:`cs288_lm.qa_data`) chooses distractors so that these rules stay near
-chance, and the audit (:mod:`cs288_lm.qa_audit`) measures them on the files it wrote. A rule sees,
+The question generator (:mod:`cs288_lm.common.qa_data`) chooses distractors so that these rules stay near
+chance, and the audit (:mod:`cs288_lm.common.qa_audit`) measures them on the files it wrote. A rule sees,
 for each choice, how often and where it occurs in the context, and how well it fits the words
 around the blank by bigram counts of the training stories; it picks the choice with the highest
 key (a tuple: ties on the first part are broken by the second, then by the first choice).

@@ -9,8 +9,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cs288_lm.gpt2_model import GPT2LM
 from cs288_lm.model import ATTENTION_BACKENDS, AttentionBackend, TransformerLM
+from cs288_lm.models.gpt2_model import GPT2LM
 
 Architecture = Literal["llama", "gpt2"]
 
