@@ -192,7 +192,9 @@ class PromptingPipeline:
 
     ``model`` maps token ids (batch, seq) to next-token logits (batch, seq, vocab) and has a
     ``context_length``; prompts longer than that lose tokens from the left. ``template``
-    defaults to ``PromptTemplate("basic")``.
+    defaults to ``PromptTemplate("basic")``. The pipeline is for inference: it moves ``model`` to
+    ``device`` and leaves it in eval mode (no dropout), so scores are deterministic; call
+    ``model.train()`` before training that model again.
     """
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, template: PromptTemplate | None = None, device: str | torch.device = "cpu"):
