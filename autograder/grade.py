@@ -37,6 +37,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -453,11 +454,14 @@ def grade(
     limits: Limits,
     only: list[str] | None = None,
     hidden_paths: Sequence[Path] = (),
+    jobs: int = 1,
 ) -> dict:
     """Grade ``submission_dir`` with the bundle at ``bundle_dir``; returns results.json's content.
 
     ``hidden_paths`` are covered (besides the bundle, this repository and the submission) while
-    submitted code runs: for example the folder with the other students' submissions.
+    submitted code runs: for example the folder with the other students' submissions. ``jobs``
+    test modules run at once, each in its own process under ``limits`` (so up to ``jobs`` times
+    the memory limit in all); the results do not depend on it.
     """
     become_subreaper()
     started = time.monotonic()
@@ -469,7 +473,10 @@ def grade(
         imports_entry(submission, bundle.config["forbidden_imports"]["deduction_per_file"]),
     ]
     covered = [bundle_dir, REPO_ROOT, submission_dir, *hidden_paths]
-    results = [run_module(m, bundle, submission, limits, covered) for m in modules_to_run(bundle, only)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(
+            pool.map(lambda module: run_module(module, bundle, submission, limits, covered), modules_to_run(bundle, only))
+        )
     problems = [
         problem_entry(problem, public, results, bundle)
         for problem in bundle.config["problems"]
@@ -534,7 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, help="seconds per test module (default: from the config)")
     parser.add_argument("--memory-mb", type=int, help="address-space limit per test process (default: from the config)")
     parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="test modules run at once (default 1: one core and one memory limit)"
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     try:
         with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
             bundle_dir = args.bundle
@@ -547,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                 build_bundle(bundle_dir)
             config = json.loads((bundle_dir / "grading_config.json").read_text(encoding="utf-8"))
             limits = limits_from(config, args.time_limit, args.memory_mb, args.sandbox_user)
-            results, status = grade(args.submission, bundle_dir, limits, args.only), 0
+            results, status = grade(args.submission, bundle_dir, limits, args.only, jobs=args.jobs), 0
     except Exception as error:  # never leave Gradescope without a results.json
         traceback.print_exc()
         results, status = failure_results(error), 1

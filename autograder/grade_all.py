@@ -26,18 +26,19 @@ from autograder.similarity import similarity_report
 
 
 def grade_folder(
-    submissions: Path, out: Path, bundle: Path, only: list[str] | None = None, user: str | None = None
+    submissions: Path, out: Path, bundle: Path, only: list[str] | None = None, user: str | None = None, jobs: int = 1
 ) -> list[dict]:
     """Grade every subdirectory of ``submissions``; write the results and the summary; return the rows.
 
     While one student's code runs, the whole ``submissions`` folder (the others' work) is hidden from it.
+    ``jobs``: test modules of one submission run at once (see :func:`autograder.grade.grade`).
     """
     config = json.loads((bundle / "grading_config.json").read_text(encoding="utf-8"))
     limits = limits_from(config, None, None, user)
     rows = []
     for student in sorted(p for p in submissions.iterdir() if p.is_dir()):
         try:
-            results = grade(student, bundle, limits, only, hidden_paths=[submissions, out])
+            results = grade(student, bundle, limits, only, hidden_paths=[submissions, out], jobs=jobs)
         except Exception as error:  # one broken submission must not stop the others
             traceback.print_exc()
             results = failure_results(error)
@@ -68,13 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
     parser.add_argument("--only", nargs="+", metavar="MODULE", help="run only these test modules")
     parser.add_argument("--no-similarity", action="store_true", help="skip the similarity report")
+    parser.add_argument("--jobs", type=int, default=1, help="test modules of a submission run at once (default 1)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
         bundle = args.bundle
         if bundle is None:
             bundle = Path(temporary) / "bundle"
             build_bundle(bundle)
-        grade_folder(args.submissions, args.out, bundle, args.only, args.sandbox_user)
+        grade_folder(args.submissions, args.out, bundle, args.only, args.sandbox_user, args.jobs)
         print(f"summary written to {args.out / 'summary.csv'}")
         if not args.no_similarity:
             manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))

@@ -69,10 +69,10 @@ def assert_valid_results(results: dict) -> None:
 def solution_results(grading_bundle, tmp_path_factory) -> dict:
     """The reference solution, laid out like a cloned repository, graded on every module."""
     submission = write_files(tmp_path_factory.mktemp("solution") / "my-repo", solution_files(grading_bundle.path))
-    return grade(submission.parent, grading_bundle.path, LIMITS)
+    return grade(submission.parent, grading_bundle.path, LIMITS, jobs=2)
 
 
-@pytest.mark.slow  # grades every test module in its own process: about a minute
+@pytest.mark.slow  # grades every test module in its own process, two at a time: about a minute
 def test_solution_earns_every_point(solution_results):
     assert_valid_results(solution_results)
     graded = problem_entries(solution_results)

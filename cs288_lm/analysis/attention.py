@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from cs288_lm.analysis import pyplot
 from cs288_lm.model import check_sequence_length
-from cs288_lm.models.kv_cache import _parts, merge_heads
+from cs288_lm.models.kv_cache import merge_heads, model_parts
 from cs288_lm.sampling import eval_mode
 
 LABEL_THRESHOLD = 0.3
@@ -56,7 +56,7 @@ class Internals:
 
 
 def num_layers_and_heads(model: nn.Module) -> tuple[int, int]:
-    parts = _parts(model)
+    parts = model_parts(model)
     return len(parts.layers), parts.num_heads
 
 
@@ -71,7 +71,7 @@ def run_with_internals(
     """The forward pass of ``model`` on ``tokens`` with the outputs of the ``(layer, head)`` pairs
     in ``ablate`` set to zero; keeps attention weights and hidden states when asked."""
     check_sequence_length(tokens, model.context_length)
-    parts = _parts(model)
+    parts = model_parts(model)
     ablated: dict[int, list[int]] = {}
     for layer, head in ablate:
         if not (0 <= layer < len(parts.layers) and 0 <= head < parts.num_heads):

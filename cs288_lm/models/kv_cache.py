@@ -106,7 +106,10 @@ def merge_heads(x: Float[Tensor, "batch heads seq d_head"]) -> Float[Tensor, "ba
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
 
 
-def _parts(model: nn.Module) -> _LlamaParts | _GPT2Parts:
+def model_parts(model: nn.Module) -> _LlamaParts | _GPT2Parts:
+    """The pieces of ``model``'s computation, layer by layer (embed, qkv, finish_layer, logits): what
+    the decoder below runs, and what the attention analysis (:mod:`cs288_lm.analysis.attention`)
+    runs to keep every head's weights."""
     if isinstance(model, TransformerLM):
         return _LlamaParts(model)
     if isinstance(model, GPT2LM):
@@ -157,7 +160,7 @@ class IncrementalDecoder:
         use_cache: bool = True,
     ):
         check_input_ids(input_ids)
-        self.parts = _parts(model)
+        self.parts = model_parts(model)
         self.context_length = model.context_length
         self.use_cache = use_cache
         parameter = next(model.parameters())
