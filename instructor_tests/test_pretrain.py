@@ -3,7 +3,8 @@
 Exact resume, stopping on SIGINT, stopping on a NaN loss, DistributedDataParallel on CPU (gloo),
 configuration errors, the run's outputs and determinism. The trainer runs in-process through
 ``main([...])`` where it can (with one torch thread, so runs are fast and reproducible on a busy
-2-core machine); only the SIGINT and DDP checks start subprocesses.
+2-core machine); only the SIGINT and DDP checks start subprocesses. The DDP checks also stop one
+process with SIGTERM and make runs fail, on every process or on one, and expect no process to hang.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -331,6 +333,133 @@ def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path)
     assert not any(key.startswith("module.") for key in b_model)  # the unwrapped model is saved
     for key in a_model:
         torch.testing.assert_close(b_model[key], a_model[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def free_port() -> int:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        return server.getsockname()[1]
+
+
+def start_ranks(argv: list[str], logs: Path, world_size: int = 2) -> list[subprocess.Popen]:
+    """The trainer's processes as torchrun would start them (same environment), but without its
+    launcher: each has its own exit code, and none is killed because another failed."""
+    env = {**subprocess_env(), "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port())}
+    processes = []
+    for rank in range(world_size):
+        with open(logs / f"stderr{rank}", "w") as stderr:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "cs288_lm.pretrain", *argv], cwd=REPO_ROOT,
+                env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}, stdout=subprocess.DEVNULL, stderr=stderr,
+            ))
+    return processes
+
+
+def wait_for_ranks(processes: list[subprocess.Popen], timeout: float) -> list[int | None]:
+    """Every process's exit code, None for one still running after ``timeout`` s (then killed)."""
+    deadline = time.monotonic() + timeout
+    codes = []
+    for process in processes:
+        try:
+            codes.append(process.wait(timeout=max(deadline - time.monotonic(), 0.1)))
+        except subprocess.TimeoutExpired:
+            codes.append(None)
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return codes
+
+
+def test_sigterm_to_one_ddp_process_stops_every_process_after_the_same_step(reference, tmp_path):
+    """A SIGTERM to one process only (a scheduler's, a kill) stops both after the same step, not
+    that one alone (the other would fail or wait in its next all_reduce): the main process saves
+    latest.pt, both exit 0, and the checkpoint resumes like any other."""
+    out = tmp_path / "ddp"
+    # A warmup longer than the run: the learning rate of step k depends on k only, not on
+    # --max-steps, so the stopped run and an uninterrupted one of a few steps take the same steps.
+    schedule = ["--learning-rate", "1.0", "--min-learning-rate", "0", "--warmup-steps", "1000"]
+    long_run = tiny_args(out, reference.cache, "--max-steps", "100000", "--log-interval", "1",
+                         "--eval-interval", "50000", "--checkpoint-interval", "50000", *schedule)
+    processes = start_ranks(long_run, tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().strip()):
+            assert all(p.poll() is None for p in processes), (tmp_path / "stderr0").read_text()
+            assert time.monotonic() < deadline, "the trainer logged no step in 120 s"
+            time.sleep(0.05)
+        processes[1].send_signal(signal.SIGTERM)  # rank 1 only, as a scheduler or a kill might
+    finally:
+        codes = wait_for_ranks(processes, timeout=120)
+    main_err, other_err = (tmp_path / "stderr0").read_text(), (tmp_path / "stderr1").read_text()
+    assert codes == [0, 0], main_err[-3000:] + other_err[-3000:]
+    assert "Traceback" not in main_err + other_err
+    assert "[train] SIGTERM (process 1): saving a checkpoint after this step" in other_err
+    match = re.search(r"stopped at step (\d+); saved (\S+); continue with --resume", main_err)
+    assert match, main_err
+    stopped_step = int(match.group(1))
+    assert Path(match.group(2)) == out / "checkpoints" / "latest.pt"
+    assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == stopped_step >= 1
+    assert metrics(out)[-1]["step"] == stopped_step
+
+    # Resumed (in one process: the batch is global) to two steps more, it ends where an
+    # uninterrupted run of as many steps does (up to DDP's reduction order).
+    finish = ["--max-steps", str(stopped_step + 2), "--log-interval", "1", "--eval-interval", "50000",
+              "--checkpoint-interval", "50000", *schedule]
+    resumed = run_main(tiny_args(out, reference.cache, "--resume", *finish))
+    uninterrupted = run_main(tiny_args(tmp_path / "uninterrupted", reference.cache, *finish))
+    assert resumed.code == 0 and uninterrupted.code == 0, resumed.stderr + uninterrupted.stderr
+    a, b = metrics(out)[-1], metrics(tmp_path / "uninterrupted")[-1]
+    assert a["step"] == b["step"] == stopped_step + 2
+    assert math.isclose(a["train_loss"], b["train_loss"], rel_tol=1e-4), (a, b)
+
+
+@pytest.mark.parametrize("failure", ["nan-on-every-process", "main-process-cannot-save"])
+def test_a_ddp_run_that_fails_ends_every_process_with_an_error(reference, tmp_path, failure):
+    """No process is left waiting for another: a NaN loss (all processes reduce the same loss) is
+    reported by each; a failure of the main process alone (its checkpoint directory is a file) ends
+    the other one's collective with an error. Within the timeout, instead of gloo's 30 minutes."""
+    out = tmp_path / "ddp"
+    if failure == "nan-on-every-process":
+        # A learning rate that makes the loss NaN within a few steps (genuine divergence).
+        argv = tiny_args(out, reference.cache, "--learning-rate", "1e6", "--min-learning-rate", "1e6",
+                         "--warmup-steps", "0", "--max-steps", "50", "--log-interval", "1")
+        expected = ["error: the training loss became nan at step"] * 2
+    else:
+        out.mkdir()
+        (out / "checkpoints").write_text("not a directory")
+        argv = tiny_args(out, reference.cache)
+        expected = ["FileExistsError", "Connection closed by peer"]
+    codes = wait_for_ranks(start_ranks(argv, tmp_path), timeout=120)
+    errors = [(tmp_path / f"stderr{rank}").read_text() for rank in range(2)]
+    assert None not in codes, f"a process was still running after 120 s: {codes}"
+    for code, error, message in zip(codes, errors, expected):
+        assert code == 1, error[-3000:]
+        assert message in error, error[-3000:]
+
+
+def test_the_process_group_is_destroyed_when_the_run_fails(reference, tmp_path, monkeypatch):
+    """Under torchrun (here a group of one process), run() leaves no process group behind when it
+    raises, whether the trainer fails to start or training fails."""
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
+        pretrain.run(parse_config(tiny_args(tmp_path / "fresh", reference.cache, "--resume")))
+    assert not torch.distributed.is_initialized()
+
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    assert run_main(tiny_args(tmp_path / "fine", reference.cache, "--max-steps", "2")).code == 0  # a new group
+    assert not torch.distributed.is_initialized()
+
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    nan_on_training_call(monkeypatch, 2)
+    with pytest.raises(pretrain.TrainingDiverged, match="became nan at step 2"):
+        pretrain.run(parse_config(tiny_args(tmp_path / "diverged", reference.cache)))
+    assert not torch.distributed.is_initialized()
 
 
 # ---------------------------------------------------------------------------------------------

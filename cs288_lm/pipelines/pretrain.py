@@ -13,7 +13,9 @@ record per logged step), ``loss.png`` and ``perplexity.png``, and ``checkpoints/
 Resume is exact on CPU: a run stopped at step k and resumed reaches bit-for-bit the same losses as
 an uninterrupted one, because checkpoints hold the model, the optimizer, the step and every random
 number generator's state. Ctrl-C (SIGINT) or SIGTERM saves ``latest.pt`` after the current step
-and exits cleanly. A NaN or infinite loss stops the run and leaves the last good checkpoint as is.
+and exits cleanly; with several processes, a signal to any one of them stops them all after the
+same step. A NaN or infinite loss stops the run and leaves the last good checkpoint as is. The
+process group is torn down however the run ends, so an error in one process ends the others too.
 """
 
 from __future__ import annotations
@@ -283,7 +285,12 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.checkpoint_dir = self.out_dir / "checkpoints"
         self.metrics_path = self.out_dir / "metrics.jsonl"
-        self.stop_requested = False
+        self.stop_requested = False  # set by a signal to this process; see _stop_agreed
+        # The processes agree on stopping through a CPU tensor, so that asking never waits for the
+        # GPU; NCCL reduces only GPU tensors, hence a gloo group beside it.
+        self.stop_group = None
+        if self.processes.world_size > 1 and dist.get_backend() != "gloo":
+            self.stop_group = dist.new_group(backend="gloo")
         micro_batches = config.grad_accum_steps * self.processes.world_size
         if config.batch_size % micro_batches:
             raise ValueError(
@@ -477,8 +484,9 @@ class Trainer:
         while self.step < self.config.total_steps:
             loss, norm = self.train_step()
             self.pending_losses.append(loss)
+            stopping = self._stop_agreed()
             intervals = (self.config.log_interval, self.config.eval_interval, self.config.checkpoint_interval)
-            if self.stop_requested or any(self._due(interval) for interval in intervals):
+            if stopping or any(self._due(interval) for interval in intervals):
                 self._read_losses()  # the one host sync of the steps since the last read
             self.window_tokens += self.config.batch_size * self.config.context_length
             record = self._log_progress(float(norm)) if self._due(self.config.log_interval) else {}
@@ -486,7 +494,6 @@ class Trainer:
                 record = {"step": self.step, "tokens": self.tokens_seen, **record, **self._evaluate_and_keep_best()}
             if record:
                 self._log(record)
-            stopping = self.stop_requested
             if self._due(self.config.checkpoint_interval) or stopping:
                 self.save_checkpoint("latest")
             if stopping:
@@ -496,6 +503,16 @@ class Trainer:
         if self.processes.is_main:
             plot_runs({"train": read_metrics(self.metrics_path)}, self.out_dir)
         return {"step": self.step, "best_val_loss": self.best_val_loss}
+
+    def _stop_agreed(self) -> bool:
+        """Whether any process was asked to stop. A signal may reach one process only (a scheduler's
+        SIGTERM, a kill): if it stopped alone, the others would wait for it in their next all_reduce
+        forever. So every step, all processes reduce their flags and stop after the same step."""
+        if self.processes.world_size == 1:
+            return self.stop_requested
+        flag = torch.tensor(int(self.stop_requested))  # on the CPU: reading it does not wait for a GPU
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.stop_group)
+        return bool(flag)
 
     def _say(self, message: str) -> None:
         """Print a progress message (main process only: the others would repeat it)."""
@@ -557,8 +574,10 @@ class Trainer:
         return metrics
 
     def request_stop(self, signum: int, frame: types.FrameType | None) -> None:
-        if self.processes.is_main:
-            print(f"\n[train] {signal.Signals(signum).name}: saving a checkpoint after this step...", file=sys.stderr)
+        # Printed by whichever process got the signal: it may be the only one that did.
+        where = f" (process {self.processes.rank})" if self.processes.world_size > 1 else ""
+        name = signal.Signals(signum).name
+        print(f"\n[train] {name}{where}: saving a checkpoint after this step...", file=sys.stderr)
         self.stop_requested = True
 
     # -- after training ----------------------------------------------------------------------
@@ -601,7 +620,24 @@ def _duration(seconds: float) -> str:
 
 
 def run(config: TrainConfig) -> dict[str, float]:
-    """Train with ``config``; on the main process, report validation perplexity and samples."""
+    """Train with ``config``; on the main process, report validation perplexity and samples.
+
+    Under torchrun the process group is destroyed however this ends, so that a caller that goes on
+    (a sweep after a diverged run) can start another. After an error, at once: the other processes
+    may be inside a collective this one will never join, and destroying the group closes its
+    connections, so theirs fails now instead of when this process exits (or after gloo's 30-minute
+    timeout if it never does)."""
+    try:
+        summary = _train_and_report(config)
+        if dist.is_initialized():
+            dist.barrier()  # the others wait for the main process's report, then all leave together
+        return summary
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train_and_report(config: TrainConfig) -> dict[str, float]:
     trainer = Trainer(config)
     previous = {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -619,8 +655,6 @@ def run(config: TrainConfig) -> dict[str, float]:
             print("no samples yet: implement cs288_lm/sampling.py (Part 4) to see some")
         for name, text in samples:
             print(f"--- {name} ---\n{text}")
-    if trainer.processes.world_size > 1:
-        dist.destroy_process_group()
     return summary
 
 
