@@ -350,7 +350,7 @@ def start_ranks(argv: list[str], logs: Path, world_size: int = 2) -> list[subpro
     for rank in range(world_size):
         with open(logs / f"stderr{rank}", "w") as stderr:
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", "cs288_lm.pretrain", *argv], cwd=REPO_ROOT,
+                [sys.executable, "-m", "cs288_lm.pipelines.pretrain", *argv], cwd=REPO_ROOT,
                 env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}, stdout=subprocess.DEVNULL, stderr=stderr,
             ))
     return processes
