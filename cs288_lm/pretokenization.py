@@ -33,8 +33,11 @@ GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}
 _UNICODE_SPLITTER = regex.compile(GPT2_SPLIT_PATTERN)
 # On pure-ASCII text \p{L} is [A-Za-z], \p{N} is [0-9] and \s is [ \t\n\v\f\r], so the standard
 # library's engine gives the very same pieces about twice as fast. Tests check the equivalence.
+# Words come first here, as they are most pre-tokens: the engine tries fewer alternatives, and
+# the order does not change the result, because no other alternative can match where a word
+# starts (the contraction alternative needs "'", which is not a letter).
 _ASCII_SPLITTER = re.compile(
-    r"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""", re.ASCII
+    r""" ?[A-Za-z]+|'(?:[sdmt]|ll|ve|re)| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""", re.ASCII
 )
 
 

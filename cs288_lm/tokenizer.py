@@ -174,15 +174,17 @@ class Tokenizer:
         ids = [self.token_ids[data[i : i + 1]] for i in range(len(data))]
         ranks = self.merge_ranks
         while len(ids) > 1:
-            best = min(zip(ids, ids[1:]), key=lambda pair: ranks.get(pair, (float("inf"), -1)))
-            if best not in ranks:
+            # (rank, merged id) of each adjacent pair; tuples compare by rank, so min is the earliest merge.
+            pair_merges = [ranks.get(pair, NO_MERGE) for pair in itertools.pairwise(ids)]
+            best = min(pair_merges)
+            if best == NO_MERGE:
                 break
-            merged_id = ranks[best][1]
-            merged: list[int] = []
-            position = 0
+            # Each rank belongs to one pair: merge wherever pair_merges holds it, left to right.
+            position = pair_merges.index(best)
+            merged = ids[:position]
             while position < len(ids):
-                if position + 1 < len(ids) and (ids[position], ids[position + 1]) == best:
-                    merged.append(merged_id)
+                if position < len(pair_merges) and pair_merges[position] == best:
+                    merged.append(best[1])
                     position += 2
                 else:
                     merged.append(ids[position])
@@ -239,6 +241,12 @@ class Tokenizer:
         return ids, "".join(pretokens[len(pretokens) - keep :]) + text[hold:]
 
     # END SOLUTION
+
+
+# BEGIN SOLUTION
+# Rank of a pair that has no merge: after every real merge.
+NO_MERGE = (float("inf"), -1)
+# END SOLUTION
 
 
 class PretokenCache(dict):
