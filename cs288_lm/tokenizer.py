@@ -173,23 +173,23 @@ class Tokenizer:
             return (whole,)
         ids = [self.token_ids[data[i : i + 1]] for i in range(len(data))]
         ranks = self.merge_ranks
-        while len(ids) > 1:
-            # (rank, merged id) of each adjacent pair; tuples compare by rank, so min is the earliest merge.
-            pair_merges = [ranks.get(pair, NO_MERGE) for pair in itertools.pairwise(ids)]
-            best = min(pair_merges)
+        # (rank, merged id) of each adjacent pair, kept up to date as pairs merge.
+        pair_merges = [ranks.get(pair, NO_MERGE) for pair in itertools.pairwise(ids)]
+        while pair_merges:
+            best = min(pair_merges)  # tuples compare by rank first: the earliest merge
             if best == NO_MERGE:
                 break
-            # Each rank belongs to one pair: merge wherever pair_merges holds it, left to right.
-            position = pair_merges.index(best)
-            merged = ids[:position]
-            while position < len(ids):
-                if position < len(pair_merges) and pair_merges[position] == best:
-                    merged.append(best[1])
-                    position += 2
-                else:
-                    merged.append(ids[position])
-                    position += 1
-            ids = merged
+            # Merge its occurrences left to right. Each rank belongs to one pair, and no pair with
+            # the new token can be that pair again, so index() finds the next occurrence each time.
+            while best in pair_merges:
+                position = pair_merges.index(best)
+                ids[position : position + 2] = [best[1]]
+                del pair_merges[position]
+                # Only the pairs with the new token changed: the one before it and the one after it.
+                if position > 0:
+                    pair_merges[position - 1] = ranks.get((ids[position - 1], ids[position]), NO_MERGE)
+                if position < len(pair_merges):
+                    pair_merges[position] = ranks.get((ids[position], ids[position + 1]), NO_MERGE)
         return tuple(ids)
         # END SOLUTION
 
