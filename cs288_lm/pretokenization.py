@@ -37,9 +37,7 @@ _UNICODE_SPLITTER = regex.compile(GPT2_SPLIT_PATTERN)
 # Words come first here, as they are most pre-tokens: the engine tries fewer alternatives, and
 # the order does not change the result, because no other alternative can match where a word
 # starts (the contraction alternative needs "'", which is not a letter).
-_ASCII_SPLITTER = re.compile(
-    r""" ?[A-Za-z]+|'(?:[sdmt]|ll|ve|re)| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""", re.ASCII
-)
+_ASCII_SPLITTER = re.compile(r""" ?[A-Za-z]+|'(?:[sdmt]|ll|ve|re)| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""", re.ASCII)
 
 
 def pretokenize(text: str) -> list[str]:

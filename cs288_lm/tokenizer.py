@@ -75,7 +75,9 @@ class Tokenizer:
         for rank, (left, right) in enumerate(self.merges):
             for part in (left, right, left + right):
                 if part not in self.token_ids:
-                    raise ValueError(f"merge {rank} ({left!r}, {right!r}) uses {part!r}, which is not in the vocabulary")
+                    raise ValueError(
+                        f"merge {rank} ({left!r}, {right!r}) uses {part!r}, which is not in the vocabulary"
+                    )
             pair = (self.token_ids[left], self.token_ids[right])
             self.merge_ranks.setdefault(pair, (rank, self.token_ids[left + right]))
 
@@ -113,7 +115,9 @@ class Tokenizer:
         save_vocab_and_merges(
             self.vocab, self.merges, self.special_tokens, directory / VOCAB_FILENAME, directory / MERGES_FILENAME
         )
-        (directory / SPECIAL_TOKENS_FILENAME).write_text("".join(f"{t}\n" for t in self.special_tokens), encoding="utf-8")
+        (directory / SPECIAL_TOKENS_FILENAME).write_text(
+            "".join(f"{t}\n" for t in self.special_tokens), encoding="utf-8"
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -204,7 +208,9 @@ class Tokenizer:
         try:
             data = b"".join(self.vocab[token_id] for token_id in ids)
         except KeyError as error:
-            raise ValueError(f"cannot decode unknown token id {error.args[0]!r} (vocabulary size {len(self.vocab)})") from None
+            raise ValueError(
+                f"cannot decode unknown token id {error.args[0]!r} (vocabulary size {len(self.vocab)})"
+            ) from None
         return data.decode("utf-8", errors="replace")
         # END SOLUTION
 
