@@ -22,10 +22,11 @@ What is measured (wall-clock ``time.perf_counter``, best of ``--repeats`` runs; 
    the same files, ``encode(text, allowed_special="all")`` (single thread). *Cold*: every repeat
    builds a fresh tokenizer / ``Encoding`` first (construction timed separately, not included),
    so our per-pre-token cache starts empty. *Warm*: a second ``encode`` on the same object, with
-   the cache filled. The ids of both are checked to be identical. Also reported, for information:
-   our multi-process ``cs288_lm.encode_file.encode_file`` (one worker per core, includes process
-   start-up, pickling the tokenizer to the workers and writing the ``.npy``; on a small file this
-   overhead dominates) and tiktoken's multi-threaded ``encode_batch`` over the text cut at the
+   the cache filled. Ours and tiktoken take turns within each repeat, so background load hits
+   both alike. The ids of both are checked to be identical. Also reported, for information: our
+   multi-process ``cs288_lm.encode_file.encode_file`` (one worker per core, includes process
+   start-up, each worker's empty cache and writing the ``.npy``; on a small file this overhead
+   dominates) and tiktoken's multi-threaded ``encode_batch`` over the text cut at the
    ``<|endoftext|>`` tokens (which gives the same ids as encoding the whole text).
 3. **Whole file, large.** The input repeated up to ``--whole-file-mb`` MB (default 50; 0 skips
    this) in a temporary folder, where start-up no longer dominates. Ours: ``encode_file`` with one
@@ -178,34 +179,45 @@ def bench_training(path: Path, vocab_size: int, repeats: int) -> Result:
 # -------------------------------------------------------------------------------------- encoding
 
 
-def time_cold_and_warm(make: Callable[[], Any], encode: Callable[[Any, str], list[int]], text: str, repeats: int):
-    """Best construction, cold (fresh object, empty caches) and warm (second call) encode times."""
-    construct, cold, warm = float("inf"), float("inf"), float("inf")
-    ids: list[int] = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        encoder = make()
-        middle = time.perf_counter()
-        ids = encode(encoder, text)
-        end = time.perf_counter()
-        encode(encoder, text)
-        construct, cold = min(construct, middle - start), min(cold, end - middle)
-        warm = min(warm, time.perf_counter() - end)
-    return {"construct_seconds": construct, "cold_seconds": cold, "warm_seconds": warm}, ids
+Encoder = tuple[Callable[[], Any], Callable[[Any, str], list[int]]]  # (make a fresh one, encode with it)
 
 
-def encode_ours(text: str, repeats: int) -> tuple[Result, list[int]]:
-    """Our ``Tokenizer.encode`` of the whole text; a fresh tokenizer per repeat."""
-    return time_cold_and_warm(
-        lambda: Tokenizer.from_files(GPT2_VOCAB, GPT2_MERGES, [EOT]), Tokenizer.encode, text, repeats
-    )
+def ours_encoder() -> Encoder:
+    """Our ``Tokenizer.encode`` of the whole text; a fresh tokenizer (empty cache) per repeat."""
+    return lambda: Tokenizer.from_files(GPT2_VOCAB, GPT2_MERGES, [EOT]), Tokenizer.encode
 
 
-def encode_tiktoken(text: str, repeats: int) -> tuple[Result, list[int]]:
+def tiktoken_encoder() -> Encoder:
     """tiktoken, single thread; ``__wrapped__`` bypasses the helper's cache for a fresh ``Encoding``."""
-    return time_cold_and_warm(
-        gpt2_tiktoken.__wrapped__, lambda encoding, text: encoding.encode(text, allowed_special="all"), text, repeats
-    )
+    return gpt2_tiktoken.__wrapped__, lambda encoding, text: encoding.encode(text, allowed_special="all")
+
+
+def time_cold_and_warm(
+    encoders: dict[str, Encoder], text: str, repeats: int
+) -> tuple[dict[str, Result], dict[str, list[int]]]:
+    """Best construction, cold (fresh object, empty caches) and warm (second call) encode times.
+
+    The encoders take turns within each repeat, so background load hits them alike.
+    """
+    best = {
+        name: {"construct_seconds": float("inf"), "cold_seconds": float("inf"), "warm_seconds": float("inf")}
+        for name in encoders
+    }
+    ids: dict[str, list[int]] = {}
+    for _ in range(repeats):
+        for name, (make, encode) in encoders.items():
+            start = time.perf_counter()
+            encoder = make()
+            middle = time.perf_counter()
+            ids[name] = encode(encoder, text)
+            end = time.perf_counter()
+            encode(encoder, text)
+            stop = time.perf_counter()
+            row = best[name]
+            row["construct_seconds"] = min(row["construct_seconds"], middle - start)
+            row["cold_seconds"] = min(row["cold_seconds"], end - middle)
+            row["warm_seconds"] = min(row["warm_seconds"], stop - end)
+    return best, ids
 
 
 def encode_file_ours(path: Path, repeats: int, workers: int, expected: list[int]) -> Result:
@@ -293,8 +305,8 @@ def bench_whole_file(source: Path, megabytes: float, repeats: int, workers: int)
 
 def bench_encoding(path: Path, repeats: int) -> Result:
     text = path.read_text(encoding="utf-8")
-    ours, our_ids = encode_ours(text, repeats)
-    theirs, their_ids = encode_tiktoken(text, repeats)
+    times, ids = time_cold_and_warm({"ours": ours_encoder(), "tiktoken": tiktoken_encoder()}, text, repeats)
+    ours, theirs, our_ids, their_ids = times["ours"], times["tiktoken"], ids["ours"], ids["tiktoken"]
     workers = os.cpu_count() or 1
     return {
         "num_tokens": len(our_ids),
