@@ -255,52 +255,92 @@ def build_repeated_file(source: Path, destination: Path, megabytes: float) -> in
     return copies * len(data)
 
 
+# Characters per encode_batch input when the documents are grouped: large enough that tiktoken's
+# per-call overhead (a thread-pool task, special-token checks, a list per call) disappears.
+GROUP_CHARS = 1 << 20
+
+
+def group_documents(documents: Sequence[str], chars: int = GROUP_CHARS) -> list[str]:
+    """Join consecutive documents into pieces of about ``chars`` characters (same ids when encoded)."""
+    groups, current, length = [], [], 0
+    for document in documents:
+        current.append(document)
+        length += len(document)
+        if length >= chars:
+            groups.append("".join(current))
+            current, length = [], 0
+    if current:
+        groups.append("".join(current))
+    return groups
+
+
 def tiktoken_file_to_npy(encoding: tiktoken.Encoding, path: Path, output: Path, threads: int) -> None:
     """What ``encode_file`` does, with tiktoken: read, cut, ``encode_batch``, write a ``.npy``."""
-    documents = split_after_special(path.read_text(encoding="utf-8"))
-    batches = encoding.encode_batch(documents, num_threads=threads, allowed_special="all")
+    groups = group_documents(split_after_special(path.read_text(encoding="utf-8")))
+    batches = encoding.encode_batch(groups, num_threads=threads, allowed_special="all")
     count = sum(map(len, batches))
     np.save(output, np.fromiter(itertools.chain.from_iterable(batches), dtype=np.uint16, count=count))
+
+
+def timed(run: Callable[[], Any]) -> Callable[[], float]:
+    """A function that calls ``run`` and returns how long it took."""
+
+    def call() -> float:
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
+    return call
 
 
 def bench_whole_file(source: Path, megabytes: float, repeats: int, workers: int) -> Result:
     """``encode_file`` against tiktoken ``encode_batch`` on ``source`` repeated to ``megabytes`` MB."""
     encoding: tiktoken.Encoding = gpt2_tiktoken()
-    best = {"ours": float("inf"), "tiktoken_batch": float("inf"), "tiktoken_file_to_npy": float("inf")}
     with tempfile.TemporaryDirectory() as directory:
         path, output = Path(directory) / "input.txt", Path(directory) / "ids.npy"
         num_bytes = build_repeated_file(source, path, megabytes)
         documents = split_after_special(path.read_text(encoding="utf-8"))
-        batches: list[list[int]] = []
-        for _ in range(repeats):
-            tokenizer = Tokenizer.from_files(GPT2_VOCAB, GPT2_MERGES, [EOT])  # empty cache, not timed
-            start = time.perf_counter()
-            encode_file(tokenizer, path, output, workers=workers)
-            best["ours"] = min(best["ours"], time.perf_counter() - start)
-            batches = []  # frees the previous repeat's lists before timing
-            start = time.perf_counter()
-            batches = encoding.encode_batch(documents, num_threads=workers, allowed_special="all")
-            best["tiktoken_batch"] = min(best["tiktoken_batch"], time.perf_counter() - start)
-            start = time.perf_counter()
-            tiktoken_file_to_npy(encoding, path, Path(directory) / "tiktoken.npy", workers)
-            best["tiktoken_file_to_npy"] = min(best["tiktoken_file_to_npy"], time.perf_counter() - start)
+        groups = group_documents(documents)
+
+        def ours() -> float:
+            tokenizer = Tokenizer.from_files(GPT2_VOCAB, GPT2_MERGES, [EOT])  # empty cache; not timed
+            return timed(lambda: encode_file(tokenizer, path, output, workers=workers))()
+
+        methods = {
+            "ours_encode_file": ours,
+            "tiktoken_encode_batch_grouped": timed(
+                lambda: encoding.encode_batch(groups, num_threads=workers, allowed_special="all")
+            ),
+            "tiktoken_encode_batch_documents": timed(
+                lambda: encoding.encode_batch(documents, num_threads=workers, allowed_special="all")
+            ),
+            "tiktoken_file_to_npy": timed(
+                lambda: tiktoken_file_to_npy(encoding, path, Path(directory) / "tiktoken.npy", workers)
+            ),
+        }
+        seconds = {name: float("inf") for name in methods}
+        for _ in range(repeats):  # the methods take turns, so background load hits them alike
+            for name, method in methods.items():
+                seconds[name] = min(seconds[name], method())
         ours_ids = np.load(output)
-        count = sum(map(len, batches))
+        theirs = encoding.encode_batch(groups, num_threads=workers, allowed_special="all")
+        count = sum(map(len, theirs))
         identical = count == len(ours_ids) and np.array_equal(
-            ours_ids, np.fromiter(itertools.chain.from_iterable(batches), dtype=ours_ids.dtype, count=count)
+            ours_ids, np.fromiter(itertools.chain.from_iterable(theirs), dtype=ours_ids.dtype, count=count)
         )
-    return {
+    result = {
         "input_bytes": num_bytes,
         "num_tokens": len(ours_ids),
         "workers": workers,
         "documents": len(documents),
-        "ours_encode_file_seconds": best["ours"],
-        "tiktoken_encode_batch_seconds": best["tiktoken_batch"],
-        "tiktoken_file_to_npy_seconds": best["tiktoken_file_to_npy"],
-        "throughput_ratio": best["tiktoken_batch"] / best["ours"],
-        "throughput_ratio_file_to_npy": best["tiktoken_file_to_npy"] / best["ours"],
+        "groups": len(groups),
+        **{f"{name}_seconds": value for name, value in seconds.items()},
         "identical": bool(identical),
     }
+    for name in methods:
+        result[f"ratio_over_{name}"] = seconds[name] / seconds["ours_encode_file"]
+    result["throughput_ratio"] = result["ratio_over_tiktoken_encode_batch_grouped"]  # the target's
+    return result
 
 
 def bench_encoding(path: Path, repeats: int) -> Result:
@@ -391,18 +431,18 @@ def print_whole_file(results: Result) -> None:
         f"{workers} processes / threads =="
     )
     rows = [
-        ("ours encode_file (file -> .npy)", results["ours_encode_file_seconds"]),
-        (
-            f"tiktoken encode_batch ({results['documents']} documents in memory)",
-            results["tiktoken_encode_batch_seconds"],
-        ),
-        ("tiktoken read + encode_batch + .npy write", results["tiktoken_file_to_npy_seconds"]),
+        ("ours encode_file (file -> .npy)", "ours_encode_file"),
+        (f"tiktoken encode_batch, {results['groups']} groups of ~1 MB in memory", "tiktoken_encode_batch_grouped"),
+        (f"tiktoken encode_batch, {results['documents']} documents in memory", "tiktoken_encode_batch_documents"),
+        ("tiktoken read + encode_batch (groups) + .npy write", "tiktoken_file_to_npy"),
     ]
-    for name, seconds in rows:
-        print(f"  {name:<58} {seconds:8.3f} s  {megabytes_per_second(num_bytes, seconds):7.2f} MB/s")
+    for label, name in rows:
+        seconds = results[f"{name}_seconds"]
+        ratio = "" if name == "ours_encode_file" else f"  ours {results[f'ratio_over_{name}']:.2f}x"
+        print(f"  {label:<58} {seconds:8.3f} s  {megabytes_per_second(num_bytes, seconds):7.2f} MB/s{ratio}")
     print(
-        f"  throughput ours/tiktoken: {results['throughput_ratio']:.2f}x against encode_batch   [target >= 1.0x], "
-        f"{results['throughput_ratio_file_to_npy']:.2f}x against file -> .npy; identical: {results['identical']}"
+        f"  throughput ours/tiktoken encode_batch (groups): {results['throughput_ratio']:.2f}x   [target >= 1.0x]; "
+        f"ids identical: {results['identical']}"
     )
 
 
@@ -454,17 +494,17 @@ def markdown_summary(results: Result) -> str:
             return f"{seconds:.3f} s ({megabytes_per_second(whole['input_bytes'], seconds):.2f} MB/s)"
 
         size = f"{whole['input_bytes'] / 1e6:.0f} MB"
-        lines += [
-            (
-                f"| Encode whole file, {size}, parallel | encode_file, {whole['workers']} processes: "
-                f"{whole_speed(whole['ours_encode_file_seconds'])} | encode_batch, {whole['workers']} threads: "
-                f"{whole_speed(whole['tiktoken_encode_batch_seconds'])} | {whole['throughput_ratio']:.2f}x | >= 1.0x |"
-            ),
-            (
-                f"| Encode whole file, {size}, parallel | (same) | read + encode_batch + .npy write: "
-                f"{whole_speed(whole['tiktoken_file_to_npy_seconds'])} | {whole['throughput_ratio_file_to_npy']:.2f}x | |"
-            ),
+        ours = f"encode_file, {whole['workers']} processes: {whole_speed(whole['ours_encode_file_seconds'])}"
+        references = [
+            ("tiktoken_encode_batch_grouped", f"encode_batch, {whole['workers']} threads, ~1 MB groups", ">= 1.0x"),
+            ("tiktoken_encode_batch_documents", f"encode_batch, {whole['workers']} threads, one per document", ""),
+            ("tiktoken_file_to_npy", "read + encode_batch (groups) + .npy write", ""),
         ]
+        for name, label, target in references:
+            lines.append(
+                f"| Encode whole file, {size}, parallel | {ours} | {label}: {whole_speed(whole[f'{name}_seconds'])} "
+                f"| {whole[f'ratio_over_{name}']:.2f}x | {target} |"
+            )
     return "\n".join(lines)
 
 
