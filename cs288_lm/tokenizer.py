@@ -75,7 +75,9 @@ class Tokenizer:
         for rank, (left, right) in enumerate(self.merges):
             for part in (left, right, left + right):
                 if part not in self.token_ids:
-                    raise ValueError(f"merge {rank} ({left!r}, {right!r}) uses {part!r}, which is not in the vocabulary")
+                    raise ValueError(
+                        f"merge {rank} ({left!r}, {right!r}) uses {part!r}, which is not in the vocabulary"
+                    )
             pair = (self.token_ids[left], self.token_ids[right])
             self.merge_ranks.setdefault(pair, (rank, self.token_ids[left + right]))
 
@@ -113,7 +115,9 @@ class Tokenizer:
         save_vocab_and_merges(
             self.vocab, self.merges, self.special_tokens, directory / VOCAB_FILENAME, directory / MERGES_FILENAME
         )
-        (directory / SPECIAL_TOKENS_FILENAME).write_text("".join(f"{t}\n" for t in self.special_tokens), encoding="utf-8")
+        (directory / SPECIAL_TOKENS_FILENAME).write_text(
+            "".join(f"{t}\n" for t in self.special_tokens), encoding="utf-8"
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -173,21 +177,23 @@ class Tokenizer:
             return (whole,)
         ids = [self.token_ids[data[i : i + 1]] for i in range(len(data))]
         ranks = self.merge_ranks
-        while len(ids) > 1:
-            best = min(zip(ids, ids[1:]), key=lambda pair: ranks.get(pair, (float("inf"), -1)))
-            if best not in ranks:
+        # (rank, merged id) of each adjacent pair, kept up to date as pairs merge.
+        pair_merges = [ranks.get(pair, NO_MERGE) for pair in itertools.pairwise(ids)]
+        while pair_merges:
+            best = min(pair_merges)  # tuples compare by rank first: the earliest merge
+            if best == NO_MERGE:
                 break
-            merged_id = ranks[best][1]
-            merged: list[int] = []
-            position = 0
-            while position < len(ids):
-                if position + 1 < len(ids) and (ids[position], ids[position + 1]) == best:
-                    merged.append(merged_id)
-                    position += 2
-                else:
-                    merged.append(ids[position])
-                    position += 1
-            ids = merged
+            # Merge its occurrences left to right. Each rank belongs to one pair, and no pair with
+            # the new token can be that pair again, so index() finds the next occurrence each time.
+            while best in pair_merges:
+                position = pair_merges.index(best)
+                ids[position : position + 2] = [best[1]]
+                del pair_merges[position]
+                # Only the pairs with the new token changed: the one before it and the one after it.
+                if position > 0:
+                    pair_merges[position - 1] = ranks.get((ids[position - 1], ids[position]), NO_MERGE)
+                if position < len(pair_merges):
+                    pair_merges[position] = ranks.get((ids[position], ids[position + 1]), NO_MERGE)
         return tuple(ids)
         # END SOLUTION
 
@@ -202,7 +208,9 @@ class Tokenizer:
         try:
             data = b"".join(self.vocab[token_id] for token_id in ids)
         except KeyError as error:
-            raise ValueError(f"cannot decode unknown token id {error.args[0]!r} (vocabulary size {len(self.vocab)})") from None
+            raise ValueError(
+                f"cannot decode unknown token id {error.args[0]!r} (vocabulary size {len(self.vocab)})"
+            ) from None
         return data.decode("utf-8", errors="replace")
         # END SOLUTION
 
@@ -239,6 +247,12 @@ class Tokenizer:
         return ids, "".join(pretokens[len(pretokens) - keep :]) + text[hold:]
 
     # END SOLUTION
+
+
+# BEGIN SOLUTION
+# Rank of a pair that has no merge: after every real merge.
+NO_MERGE = (float("inf"), -1)
+# END SOLUTION
 
 
 class PretokenCache(dict):
