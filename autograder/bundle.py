@@ -28,6 +28,7 @@ import json
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,10 +89,14 @@ def snapshot_loader(module: str, snapshots: dict[str, bytes]):
     return load
 
 
-def record_modules(tree: dict[str, bytes], modules: list[str]) -> dict[str, Stream]:
-    """Run ``modules`` in grading mode on ``tree`` (public and hidden in two processes at once)."""
+def record_modules(trees: Sequence[dict[str, bytes]], modules: list[str]) -> list[dict[str, Stream]]:
+    """Run ``modules`` in grading mode on each tree; per tree, each module's stream.
 
-    def run(group: list[str]) -> list[Record]:
+    Public and hidden modules run in separate processes, two processes at a time over all trees, so
+    a short run (the bare handout fails fast) fills the gap a long one leaves."""
+
+    def run(task: tuple[int, list[str]]) -> list[Record]:
+        tree, group = trees[task[0]], task[1]
         with tempfile.TemporaryDirectory(prefix="bundle-run-") as work:
             write_tree(sandbox_tree(tree), Path(work) / "repo")
             result = run_pytest(Path(work) / "repo", group, BUILD_LIMITS, pytest_args=("-q", "--tb=no"))
@@ -100,8 +105,17 @@ def record_modules(tree: dict[str, bytes], modules: list[str]) -> dict[str, Stre
         return result.records
 
     groups = [g for g in ([m for m in modules if is_public(m)], [m for m in modules if not is_public(m)]) if g]
+    tasks = [(index, group) for index in range(len(trees)) for group in groups]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        records = [record for group_records in pool.map(run, groups) for record in group_records]
+        runs = list(pool.map(run, tasks))
+    records_per_tree: list[list[Record]] = [[] for _ in trees]
+    for (index, _), records in zip(tasks, runs):
+        records_per_tree[index] += records
+    return [_by_module(records, modules) for records in records_per_tree]
+
+
+def _by_module(records: list[Record], modules: list[str]) -> dict[str, Stream]:
+    """The streams of one tree's runs, split by test module; every module must have recorded tests."""
     stream = parse_stream(records)
     if stream.collect_errors:
         raise RuntimeError("the tests cannot be collected: " + "; ".join(stream.collect_errors))
@@ -213,8 +227,7 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
     check_config(config, json.loads(handout[config["rules"]]), modules)
     students = student_modules(root, handout_files(root))
     solution = {module: (root / module).read_bytes() for module in students}
-    reference = record_modules({**handout, **hidden, **solution}, modules)
-    on_handout = record_modules({**handout, **hidden}, modules)
+    reference, on_handout = record_modules([{**handout, **hidden, **solution}, {**handout, **hidden}], modules)
     snapshots = trusted_snapshots(handout, hidden_snapshots)
     manifest = {"student_modules": students, "modules": build_manifest(reference, on_handout, snapshots, config)}
     contents = {f"handout/{path}": data for path, data in handout.items()}

@@ -60,6 +60,8 @@ class FileTexts:
         candidates = (
             set.intersection(*(self.postings.get(word, set()) for word in words)) if words else range(len(self.texts))
         )
+        if not candidates:  # most phrases: no text has all their words, and compiling is the slow part
+            return False
         pattern = re.compile(r"(?<![A-Za-z])" + re.escape(phrase) + r"(?![A-Za-z])", re.IGNORECASE)
         return any(pattern.search(self.texts[index]) for index in candidates)
 

@@ -50,18 +50,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cs288_lm.common.qa_rules import BLANK, RULES, WORD, BigramModel, blank_neighbours, choice_stats, rule_share
+from cs288_lm.common.qa_rules import BLANK, RULES, WORD, BigramModel, blank_neighbours, choice_stats, key_share
 
 NUM_CHOICES = 4
 MIN_QUESTIONWORDS = 5
 MAX_QUESTIONWORDS = 40
-MIN_CLAUSEWORDS = 3
-MAX_POOL = 8
+MIN_CLAUSEWORDS = 3  # words besides the blank that a lookup needs (see leak_pattern)
+MAX_POOL = 8  # distractor candidates per answer: C(8, 3) = 56 sets to choose from
 # What the generator steers each shallow rule's accuracy to (chance is 1 / NUM_CHOICES). The
 # bigram rules keep some of their signal: distractors that never fit the words around the blank
 # would make the questions unnatural, and a language model should beat bigram counts by reading.
 RULE_TARGETS = {rule: 1 / 4 for rule in RULES} | {"bigram left": 0.35, "bigram right": 0.35, "bigram both": 0.35}
-COMMON_NAMES = 20  # name distractors beyond the story's own: the split's most frequent names  # distractor candidates per answer: C(8, 3) = 56 sets to choose from  # words besides the blank that a lookup needs (see leak_pattern)
+COMMON_NAMES = 20  # name distractors beyond the story's own: the split's most frequent names
 STORY_SEPARATOR = "<|endoftext|>"
 
 # A sentence may end at . ! or ? (with closing quotes) before whitespace; see split_sentences.
@@ -509,12 +509,17 @@ def _options(
         ]
         pool = list(dict.fromkeys(pool))[:MAX_POOL]
         neighbours = blank_neighbours(_blank_out(sentence, word))
-        stats = {w: choice_stats(context_words, neighbours, w, bigrams) for w in [word, *pool]}
+        # Each word's stem and rule keys, once: the loop below sees every word in many choice sets.
+        stems = {w: word_stem(w) for w in pool}
+        keys = {}
+        for w in [word, *pool]:
+            stats = choice_stats(context_words, neighbours, w, bigrams)
+            keys[w] = [RULES[rule](stats) for rule in RULES]
         for distractors in itertools.combinations(pool, NUM_CHOICES - 1):
-            if len({word_stem(w) for w in distractors}) < len(distractors):
+            if len({stems[w] for w in distractors}) < len(distractors):
                 continue  # two inflections of one word
-            choice_set = [stats[word]] + [stats[w] for w in distractors]
-            options.append(_Option(word, distractors, tuple(rule_share(rule, choice_set, 0) for rule in RULES)))
+            per_rule = zip(keys[word], *(keys[w] for w in distractors))
+            options.append(_Option(word, distractors, tuple(key_share(rule_keys, 0) for rule_keys in per_rule)))
     return options
 
 

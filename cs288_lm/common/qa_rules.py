@@ -93,8 +93,8 @@ def rule_choice(rule: str, stats: Sequence[ChoiceStats]) -> int:
     return keys.index(max(keys))
 
 
-def rule_share(rule: str, stats: Sequence[ChoiceStats], answer: int) -> float:
-    """How much of the question ``rule`` gets right when full ties are broken at random."""
-    keys = [RULES[rule](s) for s in stats]
+def key_share(keys: Sequence[tuple[float, float]], answer: int) -> float:
+    """How much of a question a rule gets right when full ties are broken at random, from the rule's
+    keys of the choices (``RULES[rule](stats)``)."""
     best = max(keys)
     return 1.0 / keys.count(best) if keys[answer] == best else 0.0
