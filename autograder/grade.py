@@ -461,8 +461,15 @@ def grade(
     ``hidden_paths`` are covered (besides the bundle, this repository and the submission) while
     submitted code runs: for example the folder with the other students' submissions. ``jobs``
     test modules run at once, each in its own process under ``limits`` (so up to ``jobs`` times
-    the memory limit in all); the results do not depend on it.
+    the memory limit in all); the results do not depend on it. With a sandbox user (``limits.user``)
+    only one module runs at a time: the end of each run kills every process of that user and
+    deletes its files, which would break a run beside it.
     """
+    if jobs < 1 or (jobs > 1 and limits.user is not None):
+        raise ValueError(
+            f"jobs={jobs}: it must be at least 1, and 1 with a sandbox user (the end of a run kills every "
+            "process of that user and deletes its files, so runs beside it would break)"
+        )
     become_subreaper()
     started = time.monotonic()
     bundle = Bundle.load(bundle_dir)
@@ -545,8 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=1, help="test modules run at once (default 1: one core and one memory limit)"
     )
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs < 1 or (args.jobs > 1 and args.sandbox_user):
+        parser.error(f"--jobs must be at least 1, and 1 with --sandbox-user (got {args.jobs})")
     try:
         with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
             bundle_dir = args.bundle

@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-similarity", action="store_true", help="skip the similarity report")
     parser.add_argument("--jobs", type=int, default=1, help="test modules of a submission run at once (default 1)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs < 1 or (args.jobs > 1 and args.sandbox_user):
+        parser.error(f"--jobs must be at least 1, and 1 with --sandbox-user (got {args.jobs})")
     with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
         bundle = args.bundle
         if bundle is None:

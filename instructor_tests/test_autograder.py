@@ -137,6 +137,31 @@ def test_bare_handout_earns_nothing(grading_bundle, tmp_path):
     assert problem_entries(results)
 
 
+def test_modules_run_side_by_side_give_the_same_results(grading_bundle, tmp_path):
+    """``jobs=2`` (two test modules at once) grades exactly as one at a time, in the same order."""
+    files = stub_files(grading_bundle.path)
+    files["cs288_lm/nn_utils.py"] = solution_files(grading_bundle.path)["cs288_lm/nn_utils.py"]
+    submission = write_files(tmp_path, files)
+    modules = ["tests/test_nn_utils.py", "tests/test_sampling.py"]
+    one, two = (grade(submission, grading_bundle.path, LIMITS, modules, jobs=jobs) for jobs in (1, 2))
+    for results in (one, two):
+        del results["execution_time"]
+    assert one == two and 0 < one["score"] < 100
+
+
+def test_a_sandbox_user_runs_one_module_at_a_time(grading_bundle, tmp_path):
+    """Each sandboxed run ends by killing every process of the sandbox user: runs side by side would
+    kill each other, so the grader refuses ``jobs > 1`` with a user (API and command line)."""
+    limits = Limits(seconds=60, memory_bytes=4 << 30, file_bytes=1 << 20, user="grader-sandbox")
+    with pytest.raises(ValueError, match="1 with a sandbox user"):
+        grade(tmp_path, grading_bundle.path, limits, jobs=2)
+    command = [sys.executable, "-m", "autograder.grade", "--submission", str(tmp_path), "--out", str(tmp_path / "r.json")]
+    result = subprocess.run(
+        [*command, "--jobs", "2", "--sandbox-user", "grader-sandbox"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "--jobs must be at least 1, and 1 with --sandbox-user" in result.stderr
+
+
 # --- the gallery of bad submissions --------------------------------------------------------------
 
 
