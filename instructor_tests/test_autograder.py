@@ -109,13 +109,25 @@ def test_entries_are_one_per_problem_public_and_hidden(solution_results, grading
     # -k test_rope_` runs as many.
     rope = entry(solution_results, "Part 2: rope (public tests)")
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_model.py", "tests/test_no_functional.py", "-k", "test_rope_"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "tests/test_model.py",
+            "tests/test_no_functional.py",
+            "-k",
+            "test_rope_",
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     ).stdout
-    count = sum(line.startswith(("tests/test_model.py::", "tests/test_no_functional.py::")) for line in collected.splitlines())
+    count = sum(
+        line.startswith(("tests/test_model.py::", "tests/test_no_functional.py::")) for line in collected.splitlines()
+    )
     assert rope["output"].startswith(f"{count} of {count} tests passed")
     flags = entry(solution_results, "Review flags")
     assert flags["visibility"] == "hidden" and flags["score"] == flags["max_score"] == 0
@@ -155,9 +167,21 @@ def test_a_sandbox_user_runs_one_module_at_a_time(grading_bundle, tmp_path):
     limits = Limits(seconds=60, memory_bytes=4 << 30, file_bytes=1 << 20, user="grader-sandbox")
     with pytest.raises(ValueError, match="1 with a sandbox user"):
         grade(tmp_path, grading_bundle.path, limits, jobs=2)
-    command = [sys.executable, "-m", "autograder.grade", "--submission", str(tmp_path), "--out", str(tmp_path / "r.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "autograder.grade",
+        "--submission",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
     result = subprocess.run(
-        [*command, "--jobs", "2", "--sandbox-user", "grader-sandbox"], cwd=REPO_ROOT, capture_output=True, text=True
+        [*command, "--jobs", "2", "--sandbox-user", "grader-sandbox"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2 and "--jobs must be at least 1, and 1 with --sandbox-user" in result.stderr
 
