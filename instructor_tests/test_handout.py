@@ -173,7 +173,12 @@ def test_no_solution_line_and_no_marker_appears_in_the_handout(grading_bundle):
 
 
 def test_handout_imports_cleanly(grading_bundle):
-    package = sorted(f"cs288_lm.{path.stem}" for path in (grading_bundle.handout / "cs288_lm").glob("*.py"))
+    handout = grading_bundle.handout
+    package = sorted(  # every module of the package, sub-packages included
+        ".".join(path.relative_to(handout).with_suffix("").parts).removesuffix(".__init__")
+        for path in (handout / "cs288_lm").rglob("*.py")
+    )
+    assert "cs288_lm.pipelines.pretrain" in package and "cs288_lm.model" in package
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
     result = subprocess.run(
         [sys.executable, "-c", code, "adapters", *package],
