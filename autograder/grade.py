@@ -26,7 +26,6 @@ Without ``--bundle`` a grading bundle is built from this repository first (a min
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -54,7 +53,7 @@ from autograder.imports_check import ForbiddenImport, ReviewFlag, allowed_module
 from autograder.judge import Stream, Verdict, judge_stream, parse_stream
 from autograder.make_handout import REPO_ROOT, write_tree
 from autograder.sandbox import Limits, PytestRun, become_subreaper, run_pytest
-from autograder.strip_expected import sandbox_tree
+from autograder.strip_expected import parse_source, sandbox_tree
 
 MAX_LISTED_FAILURES = 25
 PUBLIC, HIDDEN, INSTRUCTORS = "visible", "after_published", "hidden"
@@ -145,7 +144,7 @@ def check_module(
     """Why a submitted module cannot be used (not UTF-8, does not parse), its forbidden imports, its review flags."""
     try:
         source = data.decode("utf-8")
-        ast.parse(source, filename=path)
+        parse_source(source, path)
     except UnicodeDecodeError as error:
         return f"{path} is not UTF-8 text ({error.reason} at byte {error.start})", [], []
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:

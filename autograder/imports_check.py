@@ -26,6 +26,8 @@ import sys
 import warnings
 from dataclasses import dataclass
 
+from autograder.strip_expected import parse_source
+
 # pip names whose import name differs (everything else: lower case, "-" -> "_").
 IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL"}
 OWN_MODULES = {"cs288_lm", "adapters"}
@@ -57,7 +59,7 @@ def allowed_modules(requirements: str) -> frozenset[str]:
 def forbidden_imports(source: str, path: str, allowed: frozenset[str]) -> list[ForbiddenImport]:
     """The imports of ``source`` outside ``allowed``, in line order (``source`` must parse)."""
     found = []
-    for node in ast.walk(ast.parse(source, filename=path)):
+    for node in ast.walk(parse_source(source, path)):
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -172,7 +174,7 @@ def review_flags(source: str, path: str) -> list[ReviewFlag]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. invalid escape sequences: not the grader log's business
-            tree = ast.parse(source, filename=path)
+            tree = parse_source(source, path)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: null bytes, lone surrogates
         return []
     return [ReviewFlag(path, line, kind, detail) for (line, detail), kind in sorted(_Review(tree).flags.items())]
