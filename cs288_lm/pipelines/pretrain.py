@@ -668,7 +668,22 @@ def main(argv: list[str] | None = None) -> int:
     except NotImplementedError as error:  # the handout before Parts 2 and 3 are written
         print(f"error: not implemented yet: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a file that cannot be written or read: the path and the reason
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    except RuntimeError as error:
+        if not _peer_failed(error):
+            raise
+        print(f"error: another process of this run stopped; its output says why ({error})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _peer_failed(error: RuntimeError) -> bool:
+    """Whether ``error`` is a collective that failed because another process of the run ended
+    (gloo raises a plain RuntimeError naming the closed connection)."""
+    message = str(error)
+    return isinstance(error, dist.DistError) or "closed by peer" in message or "reset by peer" in message
 
 
 if __name__ == "__main__":
