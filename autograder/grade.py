@@ -447,6 +447,28 @@ def modules_to_run(bundle: Bundle, only: list[str] | None) -> list[str]:
     return [m for m in graded + feedback if only is None or m in only]
 
 
+def jobs_allowed(jobs: int, user: str | None) -> bool:
+    """Whether ``jobs`` test modules may run at once: at least 1, and only 1 with a sandbox user (the
+    end of each sandboxed run kills every process of that user and deletes its files)."""
+    return jobs == 1 or (jobs > 1 and user is None)
+
+
+def add_jobs_option(parser: argparse.ArgumentParser) -> None:
+    """``--jobs`` for the grading commands; check it with :func:`check_jobs_option`."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="test modules of a submission run at once (default 1: one core and one memory limit)",
+    )
+
+
+def check_jobs_option(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A usage error (exit 2) for a ``--jobs`` that :func:`jobs_allowed` refuses."""
+    if not jobs_allowed(args.jobs, args.sandbox_user):
+        parser.error(f"--jobs must be at least 1, and 1 with --sandbox-user (got {args.jobs})")
+
+
 def grade(
     submission_dir: Path,
     bundle_dir: Path,
@@ -464,7 +486,7 @@ def grade(
     only one module runs at a time: the end of each run kills every process of that user and
     deletes its files, which would break a run beside it.
     """
-    if jobs < 1 or (jobs > 1 and limits.user is not None):
+    if not jobs_allowed(jobs, limits.user):
         raise ValueError(
             f"jobs={jobs}: it must be at least 1, and 1 with a sandbox user (the end of a run kills every "
             "process of that user and deletes its files, so runs beside it would break)"
@@ -480,9 +502,8 @@ def grade(
     ]
     covered = [bundle_dir, REPO_ROOT, submission_dir, *hidden_paths]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(
-            pool.map(lambda module: run_module(module, bundle, submission, limits, covered), modules_to_run(bundle, only))
-        )
+        modules = modules_to_run(bundle, only)
+        results = list(pool.map(lambda module: run_module(module, bundle, submission, limits, covered), modules))
     problems = [
         problem_entry(problem, public, results, bundle)
         for problem in bundle.config["problems"]
@@ -547,12 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, help="seconds per test module (default: from the config)")
     parser.add_argument("--memory-mb", type=int, help="address-space limit per test process (default: from the config)")
     parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="test modules run at once (default 1: one core and one memory limit)"
-    )
+    add_jobs_option(parser)
     args = parser.parse_args(argv)
-    if args.jobs < 1 or (args.jobs > 1 and args.sandbox_user):
-        parser.error(f"--jobs must be at least 1, and 1 with --sandbox-user (got {args.jobs})")
+    check_jobs_option(parser, args)
     try:
         with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
             bundle_dir = args.bundle

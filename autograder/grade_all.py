@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from autograder.bundle import build_bundle
-from autograder.grade import failure_results, grade, limits_from, write_results
+from autograder.grade import add_jobs_option, check_jobs_option, failure_results, grade, limits_from, write_results
 from autograder.similarity import similarity_report
 
 
@@ -69,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
     parser.add_argument("--only", nargs="+", metavar="MODULE", help="run only these test modules")
     parser.add_argument("--no-similarity", action="store_true", help="skip the similarity report")
-    parser.add_argument("--jobs", type=int, default=1, help="test modules of a submission run at once (default 1)")
+    add_jobs_option(parser)
     args = parser.parse_args(argv)
-    if args.jobs < 1 or (args.jobs > 1 and args.sandbox_user):
-        parser.error(f"--jobs must be at least 1, and 1 with --sandbox-user (got {args.jobs})")
+    check_jobs_option(parser, args)
     with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
         bundle = args.bundle
         if bundle is None:

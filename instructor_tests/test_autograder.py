@@ -167,22 +167,7 @@ def test_a_sandbox_user_runs_one_module_at_a_time(grading_bundle, tmp_path):
     limits = Limits(seconds=60, memory_bytes=4 << 30, file_bytes=1 << 20, user="grader-sandbox")
     with pytest.raises(ValueError, match="1 with a sandbox user"):
         grade(tmp_path, grading_bundle.path, limits, jobs=2)
-    command = [
-        sys.executable,
-        "-m",
-        "autograder.grade",
-        "--submission",
-        str(tmp_path),
-        "--out",
-        str(tmp_path / "r.json"),
-    ]
-    result = subprocess.run(
-        [*command, "--jobs", "2", "--sandbox-user", "grader-sandbox"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_grade_command(tmp_path, tmp_path / "r.json", "--jobs", "2", "--sandbox-user", "grader-sandbox")
     assert result.returncode == 2 and "--jobs must be at least 1, and 1 with --sandbox-user" in result.stderr
 
 
@@ -372,20 +357,15 @@ def test_part4_points_follow_the_course_rule(
 # --- commands -------------------------------------------------------------------------------------
 
 
+def run_grade_command(submission: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
+    """``python -m autograder.grade --submission SUBMISSION --out OUT OPTIONS`` from the repository."""
+    command = [sys.executable, "-m", "autograder.grade", "--submission", str(submission), "--out", str(out), *options]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
 def test_grade_command_writes_results_even_when_the_grader_fails(tmp_path):
     out = tmp_path / "results" / "results.json"
-    command = [
-        sys.executable,
-        "-m",
-        "autograder.grade",
-        "--submission",
-        str(tmp_path),
-        "--out",
-        str(out),
-        "--bundle",
-        str(tmp_path / "no-such-bundle"),
-    ]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = run_grade_command(tmp_path, out, "--bundle", str(tmp_path / "no-such-bundle"))
     assert result.returncode == 1
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["score"] == 0 and "The autograder failed" in results["output"]
