@@ -6,13 +6,15 @@ Everything runs in one invocation on the same text (default: the bundled TinySto
 
 What is measured (wall-clock ``time.perf_counter``, best of ``--repeats`` runs; MB = 10**6 bytes):
 
-1. **BPE training.** ``cs288_lm.bpe.train_bpe(path, N, ["<|endoftext|>"], workers=1)`` (one
-   process: counting pre-tokens and learning merges) against a Hugging Face BPE trainer configured
+1. **BPE training.** ``cs288_lm.bpe.train_bpe(path, N, ["<|endoftext|>"], workers=W)`` (counting
+   pre-tokens in W processes, then learning merges) against a Hugging Face BPE trainer configured
    the same way (byte-level pre-tokenizer without prefix space, the 256-byte initial alphabet, the
    same special token). Hugging Face is run twice, each time in a child process of this script so
    its Rust thread pool starts with the intended size: once with its default threads (all cores,
-   or whatever ``RAYON_NUM_THREADS`` already says) and once with ``RAYON_NUM_THREADS=1``. The
-   child's own timing is reported, so interpreter start-up is not counted. The merges are compared
+   or whatever ``RAYON_NUM_THREADS`` already says), against ours with as many workers, and once
+   with ``RAYON_NUM_THREADS=1``, against ours with ``workers=1``. The child's own timing is
+   reported, so interpreter start-up is not counted (ours includes starting its workers). The
+   merges are compared
    only for information (common prefix length of the two merge lists, size of their intersection
    as sets): the trainers break ties between equally frequent pairs differently, and Hugging Face
    does not cut special tokens out of the training text, so it also learns merges inside
@@ -100,17 +102,18 @@ def megabytes_per_second(num_bytes: int, seconds: float) -> float:
 # ---------------------------------------------------------------------------------- BPE training
 
 
-def train_ours(path: Path, vocab_size: int, repeats: int) -> Result:
-    """Time ``train_bpe`` in one process; the merges are returned as GPT-2 strings for comparison."""
+def train_ours(path: Path, vocab_size: int, repeats: int, workers: int) -> Result:
+    """Time ``train_bpe``; the merges are returned as GPT-2 strings for comparison."""
 
     def run() -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "ran out of pairs": the small sample has < N tokens
-            return train_bpe(path, vocab_size, [EOT], workers=1)
+            return train_bpe(path, vocab_size, [EOT], workers=workers)
 
     seconds, (vocab, merges) = best_of(repeats, run)
     return {
         "seconds": seconds,
+        "workers": workers,
         "vocab_size": len(vocab),
         "merges": [[token_to_string(left), token_to_string(right)] for left, right in merges],
     }
@@ -160,18 +163,28 @@ def merge_agreement(ours: Sequence[Sequence[str]], theirs: Sequence[Sequence[str
     return {"common_prefix": prefix, "set_overlap": len(set(ours) & set(theirs)), "ours": len(ours), "hf": len(theirs)}
 
 
+def default_hf_threads() -> int:
+    """The size of Hugging Face's thread pool when ``RAYON_NUM_THREADS`` is not forced to 1."""
+    return int(os.environ.get("RAYON_NUM_THREADS") or os.cpu_count() or 1)
+
+
 def bench_training(path: Path, vocab_size: int, repeats: int) -> Result:
-    ours = train_ours(path, vocab_size, repeats)
+    ours = train_ours(path, vocab_size, repeats, workers=default_hf_threads())
+    ours_single = train_ours(path, vocab_size, repeats, workers=1)
     hf_default = train_hf_in_child(path, vocab_size, repeats, single_thread=False)
     hf_single = train_hf_in_child(path, vocab_size, repeats, single_thread=True)
-    agreement = merge_agreement(ours.pop("merges"), hf_default.pop("merges"))
+    our_merges = ours.pop("merges")
+    if our_merges != ours_single.pop("merges"):
+        raise AssertionError("train_bpe gave different merges with 1 and several workers")
+    agreement = merge_agreement(our_merges, hf_default.pop("merges"))
     hf_single.pop("merges")
     return {
         "ours": ours,
+        "ours_single": ours_single,
         "hf_default_threads": hf_default,
         "hf_single_thread": hf_single,
         "ratio_ours_over_hf_default": ours["seconds"] / hf_default["seconds"],
-        "ratio_ours_over_hf_single": ours["seconds"] / hf_single["seconds"],
+        "ratio_ours_over_hf_single": ours_single["seconds"] / hf_single["seconds"],
         "merge_agreement": agreement,
     }
 
@@ -378,8 +391,9 @@ def machine_info() -> Result:
 def print_training(results: Result, num_bytes: int) -> None:
     print("== BPE training ==")
     rows = [
-        ("ours (train_bpe, workers=1)", results["ours"]),
+        (f"ours (train_bpe, workers={results['ours']['workers']})", results["ours"]),
         (f"HF tokenizers, threads={results['hf_default_threads']['threads']}", results["hf_default_threads"]),
+        ("ours (train_bpe, workers=1)", results["ours_single"]),
         ("HF tokenizers, RAYON_NUM_THREADS=1", results["hf_single_thread"]),
     ]
     for name, row in rows:
@@ -387,7 +401,7 @@ def print_training(results: Result, num_bytes: int) -> None:
         print(f"  {name:<44} {row['seconds']:8.3f} s  {speed:7.2f} MB/s  vocab {row['vocab_size']}")
     print(
         f"  ratio ours/HF time: {results['ratio_ours_over_hf_default']:.2f}x (HF default threads), "
-        f"{results['ratio_ours_over_hf_single']:.2f}x (HF single thread)   [target <= 1x, HF default threads]"
+        f"{results['ratio_ours_over_hf_single']:.2f}x (both single)   [target <= 1x, HF default threads]"
     )
     agreement = results["merge_agreement"]
     print(
@@ -463,12 +477,13 @@ def markdown_summary(results: Result) -> str:
         "| Task | Ours | Reference | Ours / reference | Target |",
         "|---|---|---|---|---|",
         (
-            f"| BPE training (time) | {speed(training['ours']['seconds'])} | HF, default threads: "
+            f"| BPE training (time) | {training['ours']['workers']} workers: {speed(training['ours']['seconds'])} "
+            f"| HF, default threads ({default_hf_threads()}): "
             f"{speed(training['hf_default_threads']['seconds'])} | {training['ratio_ours_over_hf_default']:.2f}x "
             "| <= 1x |"
         ),
         (
-            f"| BPE training (time) | {speed(training['ours']['seconds'])} | HF, 1 thread: "
+            f"| BPE training (time) | 1 worker: {speed(training['ours_single']['seconds'])} | HF, 1 thread: "
             f"{speed(training['hf_single_thread']['seconds'])} | {training['ratio_ours_over_hf_single']:.2f}x | |"
         ),
         (

@@ -12,6 +12,7 @@ With the GPT-2 vocabulary and merges this gives exactly tiktoken's ``gpt2`` ids.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,6 +23,7 @@ from cs288_lm.common.pretokenization import (
     normalize_special_tokens,
     pretokenize,
     special_token_splitter,
+    split_into_words,
     split_on_special_tokens,
 )
 
@@ -222,8 +224,30 @@ class Tokenizer:
             if index % 2:
                 ids.append(self.special_token_ids[piece])
             elif piece:
-                ids.extend(itertools.chain.from_iterable(map(self._cache.__getitem__, pretokenize(piece))))
+                ids.extend(self._encode_plain(piece))
         return ids
+
+    def _encode_plain(self, text: str) -> Iterator[int]:
+        """Ids of text without special tokens, looking up whole words where it can."""
+        words = split_into_words(text)
+        if words is None:
+            return itertools.chain.from_iterable(map(self._cache.__getitem__, pretokenize(text)))
+        # Prose repeats its words far more often than new ones appear: one dict lookup per word
+        # with its punctuation (" time,") replaces the regular expression and two lookups.
+        first = itertools.chain.from_iterable(map(self._cache.__getitem__, pretokenize(words[0])))
+        rest = itertools.chain.from_iterable(map(self._word_cache.__getitem__, itertools.islice(words, 1, None)))
+        return itertools.chain(first, rest)
+
+    @functools.cached_property
+    def _word_cache(self) -> PretokenCache:
+        """Later piece of :func:`split_into_words` -> ids of the text it stands for."""
+        return PretokenCache(self._encode_word)
+
+    def _encode_word(self, word: str) -> tuple[int, ...]:
+        text = word if word.startswith("\n") else " " + word
+        if word.isascii() and word.isalpha():  # " " + letters: one pre-token, maybe cached already
+            return self._cache[text]
+        return tuple(itertools.chain.from_iterable(map(self._cache.__getitem__, pretokenize(text))))
 
     def _encode_final_part(self, text: str) -> tuple[list[int], str]:
         """Encode the prefix of ``text`` that no continuation can change; return (ids, rest)."""

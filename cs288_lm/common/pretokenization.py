@@ -50,6 +50,39 @@ def pretokenize(text: str) -> list[str]:
     return splitter.findall(text)
 
 
+_TWO_WHITESPACE = regex.compile(r"\s\s")
+
+
+def split_into_words(text: str) -> list[str] | None:
+    """Cut ``text`` before every space and newline, so that each piece pre-tokenizes on its own.
+
+    Returns None when ``text`` has two whitespace characters in a row (``"a  b"``, ``"a\\n\\nb"``):
+    the regular expression may group such runs differently. Otherwise each space and newline
+    has other characters (or the text's edge) on both sides, so a space starts a pre-token
+    (``" ?\\p{L}+"`` and its siblings take it), a newline is a pre-token of its own, and the
+    pre-token before either ends there. The pre-tokens of ``text`` are then those of each piece
+    in turn, where the first piece stands for itself and each later piece for ``" " + piece``,
+    or for itself when it starts with ``"\\n"`` (the newline took the space's place). Prose
+    repeats its words, so an encoder can cache the ids of whole pieces (``"time,"`` for
+    ``" time,"``) and skip the regular expression for the text it has seen before.
+
+    >>> split_into_words("Once upon a time,\\nTom ran.")
+    ['Once', 'upon', 'a', 'time,', '\\nTom', 'ran.']
+    >>> split_into_words("two  spaces") is None
+    True
+    """
+    if text.isascii():
+        # ASCII whitespace is " \t\n\r\x0b\x0c". Substring searches are several times faster than
+        # the regular expression, which runs only when one of the rarer kinds occurs.
+        if "  " in text or " \n" in text or "\n " in text or "\n\n" in text:
+            return None
+        if ("\t" in text or "\r" in text or "\x0b" in text or "\x0c" in text) and _TWO_WHITESPACE.search(text):
+            return None
+    elif _TWO_WHITESPACE.search(text):
+        return None
+    return text.replace("\n", " \n").split(" ")
+
+
 def normalize_special_tokens(special_tokens: Sequence[str] | None) -> list[str]:
     """Return the special tokens without duplicates, in their first order; reject empty ones."""
     if isinstance(special_tokens, str):
