@@ -91,21 +91,24 @@ def iter_bpe_merges(word_counts: dict[tuple[int, ...], int], vocab: dict[int, by
         vocab[new_id] = vocab[left] + vocab[right]
         reversed_bytes[new_id] = _order_reversing_key(vocab[new_id])
 
+        # Only the pairs around each merged occurrence change: subtract the old ones, add the new
+        # ones, and leave the rest of the word alone.
         changed: dict[tuple[int, int], int] = defaultdict(int)
         for index in words_with_pair.pop(pair):
-            old_word, frequency = words[index], frequencies[index]
-            new_word = _merge_pair(old_word, left, right, new_id)
-            old_pairs = list(zip(old_word, old_word[1:]))
-            new_pairs = list(zip(new_word, new_word[1:]))
-            for old_pair in old_pairs:
-                changed[old_pair] -= frequency
-            for new_pair in new_pairs:
-                changed[new_pair] += frequency
-                words_with_pair[new_pair].add(index)
-            for gone in set(old_pairs).difference(new_pairs):
-                if gone != pair:
-                    words_with_pair[gone].discard(index)
+            old_word = words[index]
+            new_word, old_starts, new_starts = _merge_pair(old_word, left, right, new_id)
+            if not new_starts:
+                continue  # the word lost this pair in an earlier merge (its index is not removed)
             words[index] = new_word
+            frequency = frequencies[index]
+            for start in set(old_starts):
+                if 0 <= start < len(old_word) - 1:
+                    changed[old_word[start], old_word[start + 1]] -= frequency
+            for start in set(new_starts):
+                if 0 <= start < len(new_word) - 1:
+                    new_pair = (new_word[start], new_word[start + 1])
+                    changed[new_pair] += frequency
+                    words_with_pair[new_pair].add(index)
 
         for changed_pair, delta in changed.items():
             if delta == 0:
@@ -122,18 +125,27 @@ def iter_bpe_merges(word_counts: dict[tuple[int, ...], int], vocab: dict[int, by
 
 
 # BEGIN SOLUTION
-def _merge_pair(word: list[int], left: int, right: int, new_id: int) -> list[int]:
-    """Replace each non-overlapping occurrence of (left, right) in ``word``, scanning left to right."""
+def _merge_pair(word: list[int], left: int, right: int, new_id: int) -> tuple[list[int], list[int], list[int]]:
+    """Replace each non-overlapping occurrence of (left, right) in ``word``, scanning left to right.
+
+    Returns the new word and where pairs changed: the start index of every pair of the old word
+    that touched a merged occurrence, and of every pair of the new word that touches ``new_id``
+    (with repeats, and indexes one beyond either end that the caller skips).
+    """
     merged: list[int] = []
+    old_starts: list[int] = []
+    new_starts: list[int] = []
     position = 0
     while position < len(word):
         if position + 1 < len(word) and word[position] == left and word[position + 1] == right:
+            old_starts += (position - 1, position, position + 1)
+            new_starts += (len(merged) - 1, len(merged))
             merged.append(new_id)
             position += 2
         else:
             merged.append(word[position])
             position += 1
-    return merged
+    return merged, old_starts, new_starts
 
 
 def _order_reversing_key(token: bytes) -> tuple[int, ...]:
