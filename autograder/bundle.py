@@ -24,6 +24,7 @@ nothing (every other test must fail there: ``instructor_tests/test_handout.py`` 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -36,7 +37,7 @@ from pathlib import Path
 from autograder.judge import Stream, TestRun, judge_stream, parse_stream, read_snapshot
 from autograder.make_handout import REPO_ROOT, handout_contents, handout_files, is_ignored, write_tree
 from autograder.markers import student_modules
-from autograder.sandbox import Limits, Record, run_pytest
+from autograder.sandbox import Limits, Record, run_pytest, share_of_cores
 from autograder.strip_expected import sandbox_tree
 
 GRADING_CONFIG = Path(__file__).resolve().parent / "grading_config.json"
@@ -99,13 +100,14 @@ def record_modules(trees: Sequence[dict[str, bytes]], modules: list[str]) -> lis
         tree, group = trees[task[0]], task[1]
         with tempfile.TemporaryDirectory(prefix="bundle-run-") as work:
             write_tree(sandbox_tree(tree), Path(work) / "repo")
-            result = run_pytest(Path(work) / "repo", group, BUILD_LIMITS, pytest_args=("-q", "--tb=no"))
+            result = run_pytest(Path(work) / "repo", group, limits, pytest_args=("-q", "--tb=no"))
         if result.problem is not None:
             raise RuntimeError(f"the tests do not run: {result.problem}\n{result.output_tail}")
         return result.records
 
     groups = [g for g in ([m for m in modules if is_public(m)], [m for m in modules if not is_public(m)]) if g]
     tasks = [(index, group) for index in range(len(trees)) for group in groups]
+    limits = dataclasses.replace(BUILD_LIMITS, threads=share_of_cores(2))
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(run, tasks))
     records_per_tree: list[list[Record]] = [[] for _ in trees]

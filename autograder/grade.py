@@ -26,6 +26,7 @@ Without ``--bundle`` a grading bundle is built from this repository first (a min
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -52,7 +53,7 @@ from autograder.bundle import (
 from autograder.imports_check import ForbiddenImport, ReviewFlag, allowed_modules, forbidden_imports, review_flags
 from autograder.judge import Stream, Verdict, judge_stream, parse_stream
 from autograder.make_handout import REPO_ROOT, write_tree
-from autograder.sandbox import Limits, PytestRun, become_subreaper, run_pytest
+from autograder.sandbox import Limits, PytestRun, become_subreaper, run_pytest, share_of_cores
 from autograder.strip_expected import parse_source, sandbox_tree
 
 MAX_LISTED_FAILURES = 25
@@ -501,6 +502,8 @@ def grade(
         imports_entry(submission, bundle.config["forbidden_imports"]["deduction_per_file"]),
     ]
     covered = [bundle_dir, REPO_ROOT, submission_dir, *hidden_paths]
+    if jobs > 1 and limits.threads is None:
+        limits = dataclasses.replace(limits, threads=share_of_cores(jobs))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         modules = modules_to_run(bundle, only)
         results = list(pool.map(lambda module: run_module(module, bundle, submission, limits, covered), modules))

@@ -102,6 +102,14 @@ class Limits:
     user: str | None = None  # run as this (dedicated) user when the grader is root
     record_bytes: int = 512 << 20  # cap on all record bytes of one run
     output_bytes: int = 8000  # how much of the tail of stdout and stderr is kept
+    # torch's CPU threads (OMP_NUM_THREADS); None: its default, one per core. Runs side by side
+    # each get their share of the cores, since threads that outnumber the cores wait on each other.
+    threads: int | None = None
+
+
+def share_of_cores(runs_at_once: int) -> int | None:
+    """The threads each of ``runs_at_once`` test processes gets (None for a single run: all)."""
+    return None if runs_at_once <= 1 else max(1, (os.cpu_count() or 1) // runs_at_once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +182,8 @@ def run_pytest(
             "MALLOC_ARENA_MAX": "2",
             RECORD_FD_ENV: str(records.write_end),
         }
+        if limits.threads is not None:
+            environment["OMP_NUM_THREADS"] = str(limits.threads)
         status_read, status_write = os.pipe()
         try:
             try:

@@ -29,7 +29,7 @@ from autograder.grade_all import grade_folder
 from autograder.imports_check import allowed_modules, forbidden_imports
 from autograder.judge import judge_test
 from autograder.make_handout import REPO_ROOT
-from autograder.sandbox import Limits
+from autograder.sandbox import Limits, share_of_cores
 from instructor_tests.gallery import (
     CASES,
     GALLERY_MODULE,
@@ -181,7 +181,7 @@ def gallery_results(grading_bundle, tmp_path_factory) -> dict[str, dict]:
 
     def grade_case(case) -> dict:
         submission = write_files(tmp_path_factory.mktemp(case.name), case.make(solution, stubs))
-        limits = Limits(seconds=case.seconds, memory_bytes=4 << 30, file_bytes=64 << 20)
+        limits = Limits(seconds=case.seconds, memory_bytes=4 << 30, file_bytes=64 << 20, threads=share_of_cores(2))
         return grade(submission, grading_bundle.path, limits, list(case.modules))
 
     with planted_canary() as canary, ThreadPoolExecutor(max_workers=2) as pool:
