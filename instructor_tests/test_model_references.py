@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+import cs288_lm.model
 from cs288_lm.model import MultiHeadSelfAttentionWithRoPE, TransformerLM, count_parameters
 from cs288_lm.models.architectures import ModelConfig, build_model, default_d_ff
 from cs288_lm.models.gpt2_model import GPT2Attention
@@ -126,6 +127,22 @@ def test_attention_backends_agree_in_float32(architecture):
     fast_logits.sum().backward()
     for (name, a), (_, b) in zip(reference.named_parameters(), fast.named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_only_the_reference_backend_runs_the_student_silu(monkeypatch):
+    """With attention_backend="torch" the Llama MLP uses torch's fused SiLU (same function, checked
+    above); "reference" runs the student's silu, and the state dicts of both have the same keys."""
+    config = ModelConfig("llama", VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, attention_backend="reference")
+    reference, fast = build_model(config), build_model(config.replace(attention_backend="torch"))
+    assert reference.state_dict().keys() == fast.state_dict().keys()
+
+    def student_silu(x):
+        raise AssertionError("the student's silu ran")
+
+    monkeypatch.setattr(cs288_lm.model, "silu", student_silu)
+    fast(random_tokens())
+    with pytest.raises(AssertionError, match="student's silu ran"):
+        reference(random_tokens())
 
 
 def test_rope_attention_backends_agree_with_positions():
