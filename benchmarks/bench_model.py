@@ -17,7 +17,8 @@ untimed steps, ``--steps`` steps are timed and the median is kept; throughput is
   output), built by ``build_model(ModelConfig(architecture="llama", attention_backend="reference"))``:
   attention is our own ``softmax(Q K^T / sqrt(d_k)) V`` with an explicit causal mask;
 * ``ours-llama-torch``: the same model with ``attention_backend="torch"``
-  (``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``);
+  (``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``, and torch's fused SiLU in
+  the MLP: ``FusedSwiGLU``, the same weights);
 * ``hf-llama``: Hugging Face ``LlamaForCausalLM`` from a ``LlamaConfig`` of the same size
   (``num_key_value_heads = num_heads``, untied embeddings, ``attn_implementation="sdpa"``);
 * ``ours-gpt2``: :class:`cs288_lm.models.gpt2_model.GPT2LM` (``architecture="gpt2"``, backend ``"torch"``,

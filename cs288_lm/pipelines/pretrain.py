@@ -81,7 +81,7 @@ class TrainConfig:
     d_ff: int | None = None
     rope_theta: float = 10_000.0
     dropout: float = 0.0
-    attention_backend: str = "torch"  # "reference": the attention students write; "torch": fused kernels
+    attention_backend: str = "torch"  # "reference": the code students write; "torch": fused kernels (SDPA, SiLU)
     loss_backend: str = "torch"  # "reference": nn_utils.cross_entropy; "torch": F.cross_entropy (fused, faster)
     # optimisation
     batch_size: int = 32  # sequences per optimizer step, over all processes and accumulation steps
