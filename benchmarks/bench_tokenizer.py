@@ -23,7 +23,7 @@ What is measured (wall-clock ``time.perf_counter``, best of ``--repeats`` runs; 
    ``cs288_lm.tokenizer.Tokenizer.encode`` against tiktoken's ``gpt2`` encoding built offline from
    the same files, ``encode(text, allowed_special="all")`` (single thread). *Cold*: every repeat
    builds a fresh tokenizer / ``Encoding`` first (construction timed separately, not included),
-   so our per-pre-token cache starts empty. *Warm*: a second ``encode`` on the same object, with
+   so our caches (pre-tokens and words) start empty. *Warm*: a second ``encode`` on the same object, with
    the cache filled. Ours and tiktoken take turns within each repeat, so background load hits
    both alike. The ids of both are checked to be identical. Also reported, for information: our
    multi-process ``cs288_lm.pipelines.encode_file.encode_file`` (one worker per core, includes process
