@@ -8,6 +8,10 @@ Encoding text:
    otherwise start from its single bytes and apply the merges in the order they were learned.
 
 With the GPT-2 vocabulary and merges this gives exactly tiktoken's ``gpt2`` ids.
+
+Speed (optional, not graded): text repeats itself, so ``self._cache`` (given) remembers the ids of
+each pre-token it has seen; :func:`cs288_lm.common.pretokenization.split_into_words` lets you go
+further and remember whole words with their punctuation, skipping step 2 for words seen before.
 """
 
 from __future__ import annotations
