@@ -221,6 +221,22 @@ def test_the_time_limit_stops_the_run(tmp_path: Path) -> None:
     assert time.monotonic() - started < 15
 
 
+def test_installed_plugins_do_not_load_in_a_run(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+    """Plugins come only from the repository (conftest.py): syrupy, installed beside the grader for
+    the instructor tests (requirements-dev.txt), loads by entry point in this session, not in a run."""
+    here = {name for name, _ in pytestconfig.pluginmanager.list_name_plugin()}
+    assert any("syrupy" in name for name in here)
+    result = run(
+        tmp_path,
+        """
+        def test_plugins(request):
+            names = {name for name, _ in request.config.pluginmanager.list_name_plugin()}
+            record(t="plugins", syrupy=any("syrupy" in name for name in names))
+        """,
+    )
+    assert result.problem is None and recorded(result) == [{"t": "plugins", "syrupy": False}], result.output_tail
+
+
 @pytest.mark.parametrize(
     ("body", "returncode", "problem"),
     [
