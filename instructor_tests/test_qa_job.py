@@ -93,8 +93,9 @@ def test_audit_fails_on_questions_that_give_answers_away(tmp_path):
     """The audit exits with 1 and names the problem when a dev question's sentence is copied into
     another question's context (a lookup finds it), and when the answer is always the most
     frequent choice in the context."""
-    for name in ("train", "test"):
-        (tmp_path / f"{name}.json").write_bytes((QA_DIR / f"{name}.json").read_bytes())
+    for name in ("train", "test"):  # the first questions only: the problems planted are in dev
+        questions = json.loads((QA_DIR / f"{name}.json").read_text(encoding="utf-8"))[:300]
+        (tmp_path / f"{name}.json").write_text(json.dumps(questions), encoding="utf-8")
     dev = json.loads((QA_DIR / "dev.json").read_text(encoding="utf-8"))
     leaked = [dict(q) for q in dev]
     first = leaked[0]
