@@ -152,7 +152,7 @@ def train_hf_in_child(path: Path, vocab_size: int, repeats: int, single_thread: 
     command += ["--vocab-size", str(vocab_size), "--repeats", str(repeats)]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    result["threads"] = env.get("RAYON_NUM_THREADS", f"default ({os.cpu_count()} cores)")
+    result["threads"] = 1 if single_thread else default_hf_threads()
     return result
 
 
@@ -392,7 +392,7 @@ def print_training(results: Result, num_bytes: int) -> None:
     print("== BPE training ==")
     rows = [
         (f"ours (train_bpe, workers={results['ours']['workers']})", results["ours"]),
-        (f"HF tokenizers, threads={results['hf_default_threads']['threads']}", results["hf_default_threads"]),
+        (f"HF tokenizers, default threads ({results['hf_default_threads']['threads']})", results["hf_default_threads"]),
         ("ours (train_bpe, workers=1)", results["ours_single"]),
         ("HF tokenizers, RAYON_NUM_THREADS=1", results["hf_single_thread"]),
     ]
@@ -478,7 +478,7 @@ def markdown_summary(results: Result) -> str:
         "|---|---|---|---|---|",
         (
             f"| BPE training (time) | {training['ours']['workers']} workers: {speed(training['ours']['seconds'])} "
-            f"| HF, default threads ({default_hf_threads()}): "
+            f"| HF, default threads ({training['hf_default_threads']['threads']}): "
             f"{speed(training['hf_default_threads']['seconds'])} | {training['ratio_ours_over_hf_default']:.2f}x "
             "| <= 1x |"
         ),
