@@ -16,8 +16,9 @@ Layout of the bundle directory (also the ``bundle/`` folder of the Gradescope zi
                           already pass on the bare handout ("given") and the problem of each test
 
 Building runs every test module twice in grading mode (``tests/graded.py``): with the reference
-solution, whose records become the oracle (every test must pass and record at least one value),
-and on the bare handout, where a test that passes does not depend on student code and earns
+solution, whose records become the oracle (every test must pass and record at least one value,
+and every graded test at least one value that the test process did not already hold: see
+``autograder/held_values.py``), and on the bare handout, where a test that passes does not depend on student code and earns
 nothing (every other test must fail there: ``instructor_tests/test_handout.py`` checks it).
 """
 
@@ -34,7 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.judge import Stream, TestRun, judge_stream, parse_stream, read_snapshot
+from autograder import held_values
+from autograder.judge import BadRecord, Stream, TestRun, decode, judge_stream, parse_stream, read_snapshot
 from autograder.make_handout import REPO_ROOT, handout_contents, handout_files, is_ignored, write_tree
 from autograder.markers import student_modules
 from autograder.sandbox import Limits, Record, run_pytest, share_of_cores
@@ -45,6 +47,7 @@ HIDDEN_TESTS = "autograder/hidden_tests"
 QA_ANSWERS = "data/qa/test.json"
 PUBLIC_TESTS = "tests"
 SNAPSHOTS = "_snapshots"
+PROBE_FILE = f"{held_values.MODULE_NAME}.py"
 BUILD_LIMITS = Limits(seconds=1800, memory_bytes=16 << 30, file_bytes=4 << 30)
 
 
@@ -100,7 +103,8 @@ def record_modules(trees: Sequence[dict[str, bytes]], modules: list[str]) -> lis
         tree, group = trees[task[0]], task[1]
         with tempfile.TemporaryDirectory(prefix="bundle-run-") as work:
             write_tree(sandbox_tree(tree), Path(work) / "repo")
-            result = run_pytest(Path(work) / "repo", group, limits, pytest_args=("-q", "--tb=no"))
+            probe = ("-p", held_values.MODULE_NAME) if PROBE_FILE in tree else ()
+            result = run_pytest(Path(work) / "repo", group, limits, pytest_args=("-q", "--tb=no", *probe))
         if result.problem is not None:
             raise RuntimeError(f"the tests do not run: {result.problem}\n{result.output_tail}")
         return result.records
@@ -188,6 +192,12 @@ def build_manifest(
             "given": [nodeid for nodeid in tests if on_handout[nodeid].passed],
             "problems": problems,
         }
+        errors += [
+            f"{nodeid} records no value that needs the work (every value it records is one the test process"
+            " already holds, an exception or a time: see autograder/held_values.py)"
+            for nodeid in scored_tests(manifest[module])
+            if problems.get(nodeid) and not needs_work(stream.tests[nodeid])
+        ]
     for problem in config["problems"]:
         for side in ("public", "hidden"):
             scored = [
@@ -205,6 +215,24 @@ def build_manifest(
     if errors:
         raise RuntimeError("the grading bundle cannot be built:\n  " + "\n  ".join(errors))
     return manifest
+
+
+def work_checks(test: TestRun) -> list[int]:
+    """The checks of a reference run that only the work can satisfy: values judged against the
+    reference solution that the test process did not hold (``held_values``), and snapshots.
+    Exceptions and times are not among them: the test process reports those itself."""
+    return [
+        index
+        for index, check in enumerate(test.checks)
+        if check.get("kind") == "snapshot"
+        or check.get("kind") in ("close", "equal")
+        and check.get("against") != "expected"
+        and check.get("held") is False
+    ]
+
+
+def needs_work(test: TestRun) -> bool:
+    return bool(work_checks(test))
 
 
 def scored_tests(entry: dict) -> list[str]:
@@ -229,7 +257,8 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
     check_config(config, json.loads(handout[config["rules"]]), modules)
     students = student_modules(root, handout_files(root))
     solution = {module: (root / module).read_bytes() for module in students}
-    reference, on_handout = record_modules([{**handout, **hidden, **solution}, {**handout, **hidden}], modules)
+    probe = {PROBE_FILE: Path(held_values.__file__).read_bytes()}  # the reference run only
+    reference, on_handout = record_modules([{**handout, **hidden, **solution, **probe}, {**handout, **hidden}], modules)
     snapshots = trusted_snapshots(handout, hidden_snapshots)
     manifest = {"student_modules": students, "modules": build_manifest(reference, on_handout, snapshots, config)}
     contents = {f"handout/{path}": data for path, data in handout.items()}
@@ -263,10 +292,59 @@ def load_reference(data: bytes) -> Stream:
     return parse_stream(Record(0.0, line) for line in data.splitlines() if line)
 
 
+def work_report(root: Path, selected: list[str]) -> list[str]:
+    """Per test of the test modules whose paths contain one of ``selected`` (all if empty) that
+    records no value needing the work: the test, then each of its checks (kind, held, site, value)."""
+    handout = handout_contents(root)
+    hidden, _ = hidden_contents(root)
+    modules = [m for m in find_test_modules({**handout, **hidden}) if not selected or any(s in m for s in selected)]
+    if not modules:
+        raise ValueError(f"no test module matches {selected}")
+    solution = {module: (root / module).read_bytes() for module in student_modules(root, handout_files(root))}
+    probe = {PROBE_FILE: Path(held_values.__file__).read_bytes()}
+    (reference,) = record_modules([{**handout, **hidden, **solution, **probe}], modules)
+    lines = []
+    for stream in reference.values():
+        for nodeid, test in stream.tests.items():
+            if needs_work(test):
+                continue
+            lines.append(nodeid)
+            for check in test.checks:
+                held = {True: "held", False: "work", None: "-"}[check.get("held")]
+                against = " (against expected)" if check.get("against") == "expected" else ""
+                lines.append(f"    {check.get('kind')} {held}{against} at {check.get('site')}: {_shown_actual(check)}")
+    return lines
+
+
+def _shown_actual(check: dict) -> str:
+    if "actual" not in check:
+        return ""
+    try:
+        text = " ".join(repr(decode(check["actual"])).split())
+    except BadRecord:
+        return "?"
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("dist/grader"), help="output directory (replaced)")
+    parser.add_argument(
+        "--work-report",
+        nargs="*",
+        metavar="MODULE",
+        help="build nothing: run the test modules whose paths contain MODULE (all if none) with the reference"
+        " solution and list every test that records no value needing the work, with its checks",
+    )
     args = parser.parse_args(argv)
+    if args.work_report is not None:
+        try:
+            lines = work_report(REPO_ROOT, args.work_report)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print("\n".join(lines) or "every test records a value that needs the work")
+        return 1 if lines else 0
     build_bundle(args.out)
     print(f"grading bundle written to {args.out}")
     return 0

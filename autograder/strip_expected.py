@@ -129,6 +129,92 @@ def _parametrized_names(function: Function) -> set[str]:
     return names
 
 
+def _argument_names(node: ast.expr) -> list[str] | None:
+    """The names of a ``parametrize`` decorator's first argument, in order."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [name.strip() for name in node.value.split(",") if name.strip()]
+    if isinstance(node, (ast.List, ast.Tuple)) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
+    ):
+        return [e.value for e in node.elts]
+    return None
+
+
+def _is_param(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "param"
+
+
+def _case_values(case: ast.expr, count: int) -> list[ast.expr] | None:
+    """The value nodes of one parametrize case (a tuple, or one value; either inside ``pytest.param``)."""
+    if _is_param(case):
+        return list(case.args)
+    if count == 1:
+        return [case]
+    return list(case.elts) if isinstance(case, (ast.Tuple, ast.List)) else None
+
+
+def _auto_id(node: ast.expr, name: str, index: int) -> str | None:
+    """pytest's id of a literal parameter value; None where it cannot be known from the source."""
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return None
+    if isinstance(value, str):
+        return value.encode("unicode_escape").decode("ascii")
+    if isinstance(value, bytes):
+        return value.decode("ascii", "backslashreplace")
+    if value is None or isinstance(value, (bool, int, float, complex)):
+        return str(value)
+    return f"{name}{index}"
+
+
+def _strip_parametrize(function: Function, unread: set[str]) -> list[Edit]:
+    """Replace with None, in every case of the function's ``parametrize`` decorators, the values of
+    the arguments that only fed expected values; keep the test ids pytest gave the cases before."""
+    edits: list[Edit] = []
+    for decorator in function.decorator_list:
+        if not (
+            isinstance(decorator, ast.Call)
+            and getattr(decorator.func, "attr", None) == "parametrize"
+            and len(decorator.args) >= 2
+        ):
+            continue
+        names = _argument_names(decorator.args[0])
+        cases = decorator.args[1]
+        stripped = [i for i, name in enumerate(names or []) if name in unread]
+        if not names or not stripped or not isinstance(cases, (ast.List, ast.Tuple)):
+            continue
+        case_values = [_case_values(case, len(names)) for case in cases.elts]
+        if any(values is None or len(values) != len(names) for values in case_values):
+            continue
+        edits += [(values[i], "None") for values in case_values for i in stripped]
+        if any(k.arg == "ids" for k in decorator.keywords):
+            continue
+        ids = []
+        for index, (case, values) in enumerate(zip(cases.elts, case_values)):
+            explicit = [k.value for k in case.keywords if k.arg == "id"] if _is_param(case) else []
+            if explicit:
+                ids.append(explicit[0])
+                continue
+            parts = [_auto_id(value, name, index) for value, name in zip(values, names)]
+            if None in parts:
+                break
+            ids.append(ast.Constant("-".join(parts)))
+        else:
+            last = decorator.keywords[-1] if decorator.keywords else decorator.args[-1]
+            text = ", ".join(ast.unparse(i) for i in ids)
+            edits.append((_After(last), f", ids=[{text}]"))
+    return edits
+
+
+class _After:
+    """An empty span just after ``node`` (an insertion point for ``_apply``)."""
+
+    def __init__(self, node: ast.AST) -> None:
+        self.lineno = self.end_lineno = node.end_lineno
+        self.col_offset = self.end_col_offset = node.end_col_offset
+
+
 def _strip_function(function: Function, checks: Checks, edits: list[Edit]) -> set[str]:
     """Strip ``function`` in place; the names it read before and reads no more."""
     read_before = _loaded_names(function)
@@ -230,6 +316,7 @@ def strip_expected(source: str, filename: str = "<test>") -> str:
         if function.name.startswith("test_") and not function.args.defaults:
             unused = unread - _parametrized_names(function)  # fixtures that only fed expected values
             edits += [(argument, "") for argument in function.args.args if argument.arg in unused]
+            edits += _strip_parametrize(function, unread & _parametrized_names(function))
     edits += _unused_module_definitions(tree, _loaded_names(ast.parse(source, filename=filename)))
     stripped = _apply(source, edits)
     ast.parse(stripped, filename=filename)  # a broken edit must fail here, not in a sandbox
