@@ -282,7 +282,9 @@ def reference_records(stream: Stream) -> list[Record]:
     lines = []
     for nodeid, test in stream.tests.items():
         lines.append(json.dumps({"t": "start", "test": nodeid}))
-        lines += [json.dumps(check, separators=(",", ":")) for check in test.checks]
+        # The grader's token of a timed block belongs to that run: without it, builds stay reproducible.
+        checks = [{key: value for key, value in check.items() if key != "token"} for check in test.checks]
+        lines += [json.dumps(check, separators=(",", ":")) for check in checks]
         lines.append(json.dumps({"t": "end", "test": nodeid, "outcome": test.outcome, "message": test.message}))
     return [Record(0.0, line.encode("utf-8")) for line in lines]
 

@@ -518,7 +518,7 @@ def grade(
     tests = [*checks, *problems, *part4, *feedback]
     score = round(max(0.0, sum(entry["score"] for entry in tests)), 2)
     tests.append(review_entry(submission, {result.isolation for result in results if result.isolation}))
-    output = summary(tests, score)
+    output = summary(tests)
     outcome = {"score": score, "output": output, "execution_time": round(time.monotonic() - started, 1), "tests": tests}
     board = leaderboard(bundle, accuracies)
     if board:
@@ -526,9 +526,14 @@ def grade(
     return outcome
 
 
-def summary(tests: list[dict], score: float) -> str:
-    """The results page's header: the total and the points per visible entry that has any."""
-    lines = [f"Total: {score:g} points."]
+def summary(tests: list[dict]) -> str:
+    """The results page's header: the total of the visible entries and the points of each that has any.
+
+    The header is shown at once, so it counts only entries visible at once: a total with the
+    hidden tests and Part 4 in it would give their scores away, one resubmission at a time.
+    """
+    shown = round(sum(t["score"] for t in tests if t["visibility"] == PUBLIC), 2)
+    lines = [f"Total of the entries shown now: {shown:g} points."]
     lines += [
         f"  {t['name']}: {t['score']:g}/{t['max_score']:g}"
         for t in tests

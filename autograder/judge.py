@@ -11,7 +11,9 @@ the same tests, made when the grading bundle was built, is the oracle. A test pa
   message, timed blocks within their limit by the grader's clock.
 
 This module runs in the grader and never imports student code. Everything it reads from a
-submission's stream is untrusted data: parsed with caps, never unpickled.
+submission's stream is untrusted data: parsed with caps, never unpickled. A check's line is kept
+as bytes and parsed only when it is judged, one at a time, so that the grader's memory stays
+near the stream's size; any error while reading or judging a value fails that test only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import base64
 import binascii
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,11 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from autograder.sandbox import Record
+from autograder.sandbox import Record, TimerStart
 
 MAX_LINE_BYTES = 96 << 20
+MAX_OTHER_LINE_BYTES = 1 << 20  # start, end and collection-error lines (a capped report at most)
+# Caps per stream and per test, far above what the reference solution records (at most 117 tests
+# in a module, 780 checks and about 230,000 values in a test).
+MAX_TESTS = 20_000
+MAX_NODEID_CHARS = 4096
+MAX_CHECKS_PER_TEST = 20_000
+MAX_VALUES_PER_TEST = 3_000_000
 MAX_MESSAGE_CHARS = 300
 SHOWN_VALUE_CHARS = 200
+CHECK_PREFIX = b'{"t":"check",'  # how tests/graded.py begins a check line
+NOT_ACKNOWLEDGED = "the timed block did not wait for the grader"
 
 
 class BadRecord(ValueError):
@@ -40,15 +52,31 @@ class BadRecord(ValueError):
 
 @dataclass
 class TestRun:
-    """What one test recorded: its checks (with the grader's arrival times) and how it ended."""
+    """What one test recorded: its check lines (unparsed, with the grader's arrival times) and how it ended."""
 
     nodeid: str
-    checks: list[dict] = field(default_factory=list)
-    received: list[float] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    values: int = 0  # the values its check lines hold, counted as the JSON separators that begin them
     outcome: str | None = None  # passed / failed / skipped; None: it never ended
     message: str = ""
     report: str = ""  # the end of pytest's report of a failure (shown to instructors, never judged)
     corrupt: str | None = None  # why its records cannot be read
+
+    @property
+    def checks(self) -> list[dict]:
+        """Its checks, parsed (for trusted streams: the reference run's)."""
+        return [check_of(record) for record in self.records]
+
+    def add_check(self, record: Record) -> None:
+        """Keep a check line, unless the test already holds as many checks or values as a test may."""
+        values = count_values(record.line)
+        if len(self.records) >= MAX_CHECKS_PER_TEST or self.values + values > MAX_VALUES_PER_TEST:
+            self.corrupt = self.corrupt or (
+                f"more than {MAX_CHECKS_PER_TEST} checks or {MAX_VALUES_PER_TEST} values in one test"
+            )
+            return
+        self.records.append(record)
+        self.values += values
 
 
 @dataclass(frozen=True)
@@ -71,8 +99,13 @@ class Verdict:
     reason: str = ""
 
 
-def _json_line(line: bytes) -> dict:
-    if len(line) > MAX_LINE_BYTES:
+def count_values(line: bytes) -> int:
+    """An upper bound on the JSON values in ``line``: every value but the first follows one of these."""
+    return 1 + sum(line.count(separator) for separator in (b",", b":", b"[", b"{"))
+
+
+def _json_line(line: bytes, max_bytes: int = MAX_LINE_BYTES) -> dict:
+    if len(line) > max_bytes:
         raise BadRecord(f"a record of {len(line)} bytes")
     try:
         record = json.loads(line.decode("utf-8"))
@@ -83,29 +116,49 @@ def _json_line(line: bytes) -> dict:
     return record
 
 
+def check_of(record: Record) -> dict:
+    """A check line, parsed."""
+    if count_values(record.line) > MAX_VALUES_PER_TEST:
+        raise BadRecord(f"more than {MAX_VALUES_PER_TEST} values in one record")
+    data = _json_line(record.line)
+    if data["t"] != "check":
+        raise BadRecord("a check line that is not a check")
+    return data
+
+
 def parse_stream(records: Iterable[Record]) -> Stream:
-    """Group the records of a test process by test; a damaged record marks its test corrupt."""
+    """Group the records of a test process by test; a damaged record marks its test corrupt.
+
+    Check lines are kept unparsed (they are parsed when judged); other lines are small.
+    """
     tests: dict[str, TestRun] = {}
     collect_errors: list[str] = []
     current: TestRun | None = None
     for record in records:
+        if record.line.startswith(CHECK_PREFIX):
+            if current is not None and current.outcome is None:
+                current.add_check(record)
+            continue
         try:
-            data = _json_line(record.line)
+            data = _json_line(record.line, MAX_OTHER_LINE_BYTES)
         except BadRecord as error:
             if current is not None:
                 current.corrupt = current.corrupt or str(error)
             continue
         kind = data["t"]
         if kind == "start" and isinstance(data.get("test"), str):
+            nodeid = data["test"]
             # A test id seen twice is a forged stream: keep the first run, mark it corrupt.
-            if data["test"] in tests:
-                tests[data["test"]].corrupt = "the test was reported twice"
+            if nodeid in tests:
+                tests[nodeid].corrupt = "the test was reported twice"
                 current = None
                 continue
-            current = tests[data["test"]] = TestRun(data["test"])
+            if len(tests) >= MAX_TESTS or len(nodeid) > MAX_NODEID_CHARS:
+                current = None  # what it records goes nowhere: a test of the reference never runs this way
+                continue
+            current = tests[nodeid] = TestRun(nodeid)
         elif kind == "check" and current is not None and current.outcome is None:
-            current.checks.append(data)
-            current.received.append(record.received)
+            current.add_check(record)
         elif kind == "end" and current is not None and data.get("test") == current.nodeid:
             outcome = data.get("outcome")
             current.outcome = outcome if outcome in ("passed", "failed", "skipped") else "failed"
@@ -179,12 +232,35 @@ def _decode_array(content: dict) -> Array:
     if not isinstance(dtype, str) or not isinstance(npy, str) or len(dtype) > 40:
         raise BadRecord("an array without dtype or data")
     try:
-        values = np.load(io.BytesIO(base64.b64decode(npy, validate=True)), allow_pickle=False)
-    except (binascii.Error, ValueError, OSError, EOFError) as error:
+        data = base64.b64decode(npy, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRecord("an array that is not base64") from None
+    return Array(dtype, read_npy(data))
+
+
+def read_npy(data: bytes) -> np.ndarray:
+    """The numeric array of ``.npy`` bytes, its header checked against the bytes before any array is built."""
+    buffer = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(buffer, max_header_size=10_000)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(buffer, max_header_size=10_000)
+        else:
+            raise BadRecord(f"an array in .npy format version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError) as error:
         raise BadRecord(f"an array that cannot be read ({type(error).__name__})") from None
-    if not isinstance(values, np.ndarray) or values.dtype.kind not in "biufc":
+    if dtype.hasobject or dtype.kind not in "biufc":
         raise BadRecord("an array that is not numeric")
-    return Array(dtype, values)
+    if any(not isinstance(size, int) or size < 0 for size in shape):
+        raise BadRecord("an array with a negative size")
+    count = math.prod(shape)
+    held = len(data) - buffer.tell()
+    if count * dtype.itemsize != held:
+        raise BadRecord(f"an array whose header declares {count * dtype.itemsize} bytes where it holds {held}")
+    values = np.frombuffer(data, dtype=dtype, count=count, offset=buffer.tell()) if count else np.empty(0, dtype)
+    return values.reshape(shape, order="F" if fortran_order else "C")
 
 
 def _shown(value: Any) -> str:
@@ -323,40 +399,59 @@ def judge_test(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader
         return Verdict(False, "did not finish (the test process stopped during it)")
     if run.outcome != "passed":
         return Verdict(False, run.message or run.outcome)
-    if not reference.checks:
+    expected_checks = reference.checks
+    if not expected_checks:
         return Verdict(False, "the reference run records no value for this test")
-    if len(run.checks) != len(reference.checks):
+    if len(run.records) != len(expected_checks):
         return Verdict(
-            False, f"recorded {len(run.checks)} checks where the reference run records {len(reference.checks)}"
+            False, f"recorded {len(run.records)} checks where the reference run records {len(expected_checks)}"
         )
-    timer_started: float | None = None
-    for index, (check, expected) in enumerate(zip(run.checks, reference.checks)):
+    timer: TimerStart | None = None
+    for index, (record, expected) in enumerate(zip(run.records, expected_checks)):
         where = expected.get("site", "?")
-        if check.get("kind") != expected["kind"]:
-            return Verdict(
-                False,
-                f"check {index + 1} ({where}) is a {str(check.get('kind'))[:20]!r} check"
-                f" where the reference run makes a {expected['kind']!r} check",
-            )
-        elapsed = None
         if expected["kind"] == "timer_start":
-            timer_started = run.received[index]
-        elif expected["kind"] == "timer_stop" and timer_started is not None:
-            elapsed = run.received[index] - timer_started
+            timer = record if isinstance(record, TimerStart) else None
         try:
-            problem = judge_check(check, expected, snapshot, elapsed)
+            problem = _check_problem(index, record, expected, snapshot, timer)
         except BadRecord as error:
             problem = f"unreadable value ({error})"
-        except (KeyError, TypeError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 (whatever a value does to the judge fails its test only)
             problem = f"unreadable value ({type(error).__name__})"
         if problem:
             return Verdict(False, f"{where}: {problem}")
     return Verdict(True)
 
 
+def _check_problem(
+    index: int, record: Record, expected: dict, snapshot: SnapshotLoader, timer: TimerStart | None
+) -> str | None:
+    """Why the check line ``record`` does not agree with the reference run's check ``expected``."""
+    check = check_of(record)
+    if check.get("kind") != expected["kind"]:
+        return (
+            f"check {index + 1} is a {str(check.get('kind'))[:20]!r} check"
+            f" where the reference run makes a {expected['kind']!r} check"
+        )
+    elapsed = None
+    if expected["kind"] == "timer_start" and timer is None:
+        return NOT_ACKNOWLEDGED
+    if expected["kind"] == "timer_stop":
+        if timer is None or check.get("token") != timer.token:
+            return NOT_ACKNOWLEDGED
+        elapsed = record.received - timer.since
+    return judge_check(check, expected, snapshot, elapsed)
+
+
 def judge_stream(stream: Stream, reference: Stream, snapshot: SnapshotLoader) -> dict[str, Verdict]:
     """The verdict on every test of the reference stream."""
-    return {nodeid: judge_test(stream.tests.get(nodeid), ref, snapshot) for nodeid, ref in reference.tests.items()}
+    return {nodeid: _judged(stream.tests.get(nodeid), ref, snapshot) for nodeid, ref in reference.tests.items()}
+
+
+def _judged(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader) -> Verdict:
+    try:
+        return judge_test(run, reference, snapshot)
+    except Exception as error:  # noqa: BLE001 (a last line of defence: one test fails, the grade goes on)
+        return Verdict(False, f"could not be judged ({type(error).__name__})")
 
 
 def read_snapshot(data: bytes) -> dict[str, np.ndarray]:

@@ -3,7 +3,9 @@
 Nothing the test process says about its own results is believed. The tests write records (JSON
 lines, ``tests/graded.py``) to a pipe whose write end the process inherits (its number is in
 ``CS288_RECORD_FD``); a grader thread stamps each line with the grader's clock when it arrives,
-and the trusted judge (``autograder/judge.py``) decides from them. stdout and stderr go to another
+and the trusted judge (``autograder/judge.py``) decides from them. When a line is a timed block's
+``timer_start``, the thread answers on a second pipe (``CS288_ACK_FD``) with a fresh token, which
+the test process waits for before it runs the block. stdout and stderr go to another
 pipe, of which a second thread keeps only the tail. The grader opens no path the submission could
 have touched, and a process that keeps the pipes open cannot make it wait: after the run the
 readers stop at a deadline.
@@ -44,6 +46,7 @@ import json
 import os
 import pwd
 import resource
+import secrets
 import select
 import shutil
 import signal
@@ -59,9 +62,12 @@ from pathlib import Path
 from typing import NoReturn
 
 RECORD_FD_ENV = "CS288_RECORD_FD"
+ACK_FD_ENV = "CS288_ACK_FD"
 # What one Record costs the grader besides its line: the cap then bounds memory, even for
-# millions of empty lines.
+# millions of empty lines. A timed block's start also holds its token and time.
 RECORD_OVERHEAD_BYTES = 128
+TIMER_START_OVERHEAD_BYTES = 256
+MAX_TIMER_START_BYTES = 4096  # longer lines are not acknowledged (graded.py writes ~100 bytes)
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # a fresh tmpfs each, inside the namespaces
 # Top-level directories the tests see; every other one (/home, /root, /opt, /srv, /mnt, /work,
 # /autograder, ...) is covered inside the namespaces, whatever secrets a machine keeps there.
@@ -120,6 +126,14 @@ class Record:
     line: bytes  # as written, without its newline (untrusted)
 
 
+@dataclass(frozen=True, slots=True)
+class TimerStart(Record):
+    """A ``timer_start`` line, acknowledged: the token sent back, and when the line before it arrived."""
+
+    token: str
+    since: float  # arrival of the line before it, or the opening of the pipe (trusted)
+
+
 @dataclass(frozen=True)
 class PytestRun:
     """What one test process wrote, and why its records are incomplete, if they are."""
@@ -169,7 +183,9 @@ def run_pytest(
             "file_bytes": limits.file_bytes,
         }
         tail = _Tail(limits.output_bytes)
-        collector = _RecordCollector(limits.record_bytes)
+        ack_read, ack_write = os.pipe()
+        os.set_blocking(ack_write, False)  # a test process that never reads cannot stall the reader
+        collector = _RecordCollector(limits.record_bytes, ack_write)
         output, records = _PipeReader(tail.take), _PipeReader(collector.take)
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -184,6 +200,7 @@ def run_pytest(
             # that glibc reserves for each of many threads' arenas on a machine with many cores.
             "MALLOC_ARENA_MAX": "2",
             RECORD_FD_ENV: str(records.write_end),
+            ACK_FD_ENV: str(ack_read),
         }
         if limits.threads is not None:
             environment["OMP_NUM_THREADS"] = str(limits.threads)
@@ -198,13 +215,13 @@ def run_pytest(
                         stdin=subprocess.DEVNULL,
                         stdout=output.write_end,
                         stderr=output.write_end,
-                        pass_fds=(records.write_end, status_write),
+                        pass_fds=(records.write_end, ack_read, status_write),
                         start_new_session=True,
                     )
                     _in_flight.add(process.pid)
             finally:
-                for fd in (output.write_end, records.write_end, status_write):
-                    os.close(fd)  # the child's copies are the only writers left
+                for fd in (output.write_end, records.write_end, ack_read, status_write):
+                    os.close(fd)  # the child's copies are the only writers (and ack reader) left
             try:
                 finished = _wait(process.pid, limits.seconds)
             finally:
@@ -214,6 +231,7 @@ def run_pytest(
             status = _read_status(status_read)
         finally:
             os.close(status_read)
+            os.close(ack_write)  # after the record reader, its only user, has stopped
         if account is not None:
             clean_sandbox_user_files(account.pw_name, keep=(work_dir, private_dir))
     returncode = None if not finished else status.exit_code if config["namespaces"] else process.returncode
@@ -353,16 +371,22 @@ class _Tail:
 class _RecordCollector:
     """Splits the record stream into lines, stamped when their newline arrives, up to ``cap`` bytes.
 
-    Past the cap nothing more is stored (the pipe is still drained, so that the writer never
-    blocks). A last line without its newline was cut short by the end of the writer, and is dropped.
+    Every line is charged what it costs the grader (its bytes and the Record holding it), so the
+    cap bounds the grader's memory. Past the cap nothing more is stored (the pipe is still drained,
+    so that the writer never blocks). A last line without its newline was cut short by the end of
+    the writer, and is dropped. A ``timer_start`` line is answered on ``ack_fd`` with a fresh token
+    (:class:`TimerStart`); an answer the pipe cannot take now is dropped, which only fails that
+    block.
     """
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, ack_fd: int | None = None) -> None:
         self.cap = cap
         self.records: list[Record] = []
         self.overflowed = False
         self._used = 0
         self._line = bytearray()
+        self._ack_fd = ack_fd
+        self._last_arrival = time.monotonic()  # before the process is spawned: a block can only look longer
 
     def take(self, chunk: bytes, received: float) -> None:
         start = 0
@@ -375,15 +399,46 @@ class _RecordCollector:
             self._line += chunk[start:end]
             self._charge(end - start + RECORD_OVERHEAD_BYTES)
             if not self.overflowed:
-                self.records.append(Record(received, bytes(self._line)))
+                self._store(bytes(self._line), received)
                 self._line.clear()
             start = end + 1
+
+    def _store(self, line: bytes, received: float) -> None:
+        if _is_timer_start(line):
+            self._charge(TIMER_START_OVERHEAD_BYTES)
+            if self.overflowed:
+                return
+            token = secrets.token_hex(16)
+            self._acknowledge(token)
+            self.records.append(TimerStart(received, line, token, self._last_arrival))
+        else:
+            self.records.append(Record(received, line))
+        self._last_arrival = received
+
+    def _acknowledge(self, token: str) -> None:
+        if self._ack_fd is None:
+            return
+        try:
+            os.write(self._ack_fd, token.encode("ascii") + b"\n")
+        except OSError:  # full (the process does not read) or closed: that block fails, nothing else
+            pass
 
     def _charge(self, size: int) -> None:
         self._used += size
         if self._used > self.cap:
             self.overflowed = True
             self._line = bytearray()
+
+
+def _is_timer_start(line: bytes) -> bool:
+    """Whether ``line`` is a ``timer_start`` check as the judge reads it (short lines only)."""
+    if len(line) > MAX_TIMER_START_BYTES or b"timer_start" not in line:
+        return False
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and record.get("t") == "check" and record.get("kind") == "timer_start"
 
 
 @dataclass(frozen=True)

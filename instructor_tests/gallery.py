@@ -22,6 +22,8 @@ from autograder.make_handout import REPO_ROOT
 from cs288_lm.common import predictions
 
 NN_UTILS = "cs288_lm/nn_utils.py"
+BPE = "cs288_lm/bpe.py"
+TRAIN_BPE_MODULE = "tests/test_train_bpe.py"
 GALLERY_MODULE = "tests/test_nn_utils.py"  # small and fast: every module runs through the same sandbox
 LATER_MODULE = "tests/test_model.py"  # for attacks that try to reach a later module
 PREDICTIONS = ("finetuned_predictions.json", "prompting_predictions.json")
@@ -36,7 +38,8 @@ class Case:
     """One submission: how to make its files, its time limit, and what it must get.
 
     ``modules``: the test modules it is graded on. ``full_points``: whether it earns every point of
-    their problems (else none). ``reason``: text that must appear in the output of one of its entries.
+    their problems (else none), except the share of the tests named in ``failing``, which must fail.
+    ``reason``: text that must appear in the output of one of its entries.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Case:
     full_points: bool = False
     reason: str = ""
     flags: list[str] = field(default_factory=list)
+    failing: tuple[str, ...] = ()
 
 
 def with_code(code: str, base: str = "stub") -> Callable[[Files, Files], Files]:
@@ -56,6 +60,18 @@ def with_code(code: str, base: str = "stub") -> Callable[[Files, Files], Files]:
         source = files[NN_UTILS].decode()
         anchor = "from __future__ import annotations\n"
         files[NN_UTILS] = source.replace(anchor, anchor + textwrap.dedent(code) + "\n", 1).encode()
+        return files
+
+    return make
+
+
+def with_code_in(module: str, code: str) -> Callable[[Files, Files], Files]:
+    """The solution with ``code`` run when ``module`` (a student module) is imported."""
+
+    def make(solution: Files, stubs: Files) -> Files:
+        files = dict(solution)
+        anchor = "from __future__ import annotations\n"
+        files[module] = files[module].decode().replace(anchor, anchor + textwrap.dedent(code) + "\n", 1).encode()
         return files
 
     return make
@@ -135,6 +151,98 @@ class _Patch:
 for _obj in _gc.get_objects():
     if type(_obj).__name__ == "Config" and hasattr(_obj, "pluginmanager"):
         _obj.pluginmanager.register(_Patch(), "patch")
+        break
+"""
+
+
+# A correct trainer that is slow on the speed test's call (vocabulary 500), and a time_limit,
+# installed in every test module, that runs the block first and only then goes through the
+# grader's handshake (start, acknowledgement, stop with its token), or sends a made-up token.
+SLOW_TRAINER = """
+import time as _time
+
+def _slowly(train):
+    def slow(input_path, vocab_size, *args, **kwargs):
+        if vocab_size == 500:
+            _time.sleep(3)
+        return train(input_path, vocab_size, *args, **kwargs)
+    return slow
+"""
+
+BLOCK_FIRST_TIME_LIMIT = """
+import contextlib as _contextlib, gc as _gc
+import tests.graded as _graded
+
+@_contextlib.contextmanager
+def _block_first(seconds):
+    yield
+    _graded.record_check("timer_start")
+    _graded.record_check("timer_stop", limit=seconds, token=_TOKEN())
+
+class _Patch:
+    def pytest_runtest_setup(self, item):
+        for _module in (_graded, item.module):
+            if hasattr(_module, "time_limit"):
+                _module.time_limit = _block_first
+
+for _obj in _gc.get_objects():
+    if type(_obj).__name__ == "Config" and hasattr(_obj, "pluginmanager"):
+        _obj.pluginmanager.register(_Patch(), "block-first")
+        break
+"""
+
+
+def slow_trainer_timed_after_the_block(token: str) -> Callable[[Files, Files], Files]:
+    """The solution's BPE trainer, slow on the speed test, timed by a patched time_limit; ``token``
+    is an expression for the stop's token."""
+
+    def make(solution: Files, stubs: Files) -> Files:
+        code = SLOW_TRAINER + BLOCK_FIRST_TIME_LIMIT.replace("_TOKEN()", token)
+        files = with_code_in(BPE, code)(solution, stubs)
+        source = files[BPE].decode()
+        files[BPE] = (source + "\n\ntrain_bpe = _slowly(train_bpe)\n").encode()
+        return files
+
+    return make
+
+
+# The first value of test_softmax_is_stable_for_large_inputs replaced by a .npy header that
+# declares 2**45 float64 values (256 TiB) over 8 bytes.
+NPY_HEADER_BOMB = """
+import base64 as _base64, io as _io, os as _os
+import numpy as _np
+import tests.graded as _graded
+
+_buffer = _io.BytesIO()
+_np.lib.format.write_array_header_1_0(_buffer, {"descr": "<f8", "fortran_order": False, "shape": (2**45,)})
+_BOMB = {"array": {"dtype": "torch.float32", "npy": _base64.b64encode(_buffer.getvalue() + bytes(8)).decode()}}
+_record, _bombed = _graded.record_check, []
+
+def _record_check(kind, **fields):
+    if "test_softmax_is_stable_for_large_inputs" in _os.environ.get("PYTEST_CURRENT_TEST", "") and not _bombed:
+        _bombed.append(True)
+        fields["actual"] = _BOMB
+    return _record(kind, **fields)
+
+_graded.record_check = _record_check
+"""
+
+# During one test, 80 MB of tiny check records.
+RECORD_FLOOD = """
+import os as _os, gc as _gc
+
+class _Flood:
+    def pytest_runtest_call(self, item):
+        if item.name == "test_softmax_keeps_float64":
+            _line = b'{"t":"check","kind":"equal","site":"x","actual":null}\\n'
+            _chunk = _line * ((1 << 16) // len(_line) + 1)
+            _fd = int(_os.environ["CS288_RECORD_FD"])
+            for _ in range((80 << 20) // len(_chunk)):
+                _os.write(_fd, _chunk)
+
+for _obj in _gc.get_objects():
+    if type(_obj).__name__ == "Config" and hasattr(_obj, "pluginmanager"):
+        _obj.pluginmanager.register(_Flood(), "flood")
         break
 """
 
@@ -410,7 +518,64 @@ CASES = [
     Case(
         "deeply_nested_prediction", with_predictions(PREDICTIONS[1], DEEP), full_points=True, reason="nested more than"
     ),
+    Case(
+        "slow_trainer_timed_after_the_block",
+        slow_trainer_timed_after_the_block("_graded._acks.next_token(60)"),
+        (TRAIN_BPE_MODULE,),
+        full_points=True,
+        failing=("test_training_speed",),
+        reason="by the grader's clock; the limit is 1.5 s",
+    ),
+    Case(
+        "slow_trainer_with_a_made_up_token",
+        slow_trainer_timed_after_the_block("'0' * 32"),
+        (TRAIN_BPE_MODULE,),
+        full_points=True,
+        failing=("test_training_speed",),
+        reason="the timed block did not wait for the grader",
+    ),
+    Case(
+        "npy_header_bomb",
+        with_code(NPY_HEADER_BOMB, "solution"),
+        full_points=True,
+        failing=("test_softmax_is_stable_for_large_inputs",),
+        reason="an array whose header declares 281474976710656 bytes where it holds 8",
+    ),
+    Case(
+        "record_flood",
+        with_code(RECORD_FLOOD, "solution"),
+        full_points=True,
+        failing=("test_softmax_keeps_float64",),
+        reason="more than 20000 checks",
+    ),
 ]
+
+
+def failing_shares(case: Case, bundle: Path) -> dict[str, float]:
+    """Per problem entry, the share of its scored tests (in the case's modules) that ``case.failing`` names."""
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    config = json.loads((bundle / "grading_config.json").read_text(encoding="utf-8"))
+    parts = {problem["name"]: problem["part"] for problem in config["problems"]}
+    scored: dict[str, list[str]] = {}
+    for module in case.modules:
+        entry = manifest["modules"][module]
+        side = "public" if module.startswith("tests/") else "hidden"
+        for test in entry["tests"]:
+            problem = entry["problems"].get(test)
+            if problem and test not in entry["given"]:
+                scored.setdefault(f"Part {parts[problem]}: {problem} ({side} tests)", []).append(test)
+    return {
+        name: sum(test.split("::")[-1].split("[")[0] in case.failing for test in tests) / len(tests)
+        for name, tests in scored.items()
+    }
+
+
+def shown_total_problems(results: dict) -> list[str]:
+    """The total shown at once must be that of the entries visible at once."""
+    visible = round(sum(t["score"] for t in results["tests"] if t["visibility"] == "visible"), 2)
+    first = results["output"].splitlines()[0]
+    wanted = f"Total of the entries shown now: {visible:g} points."
+    return [] if first == wanted else [f"the total shown at once is {first!r}, not {wanted!r}"]
 
 
 def entry_named(results: dict, prefix: str) -> dict | None:
@@ -424,8 +589,16 @@ def case_problems(case: Case, results: dict, bundle: Path, canary: str) -> list[
     graded = problem_entries(results)
     if not graded:
         problems.append("no problem entry")
-    wanted = (lambda t: t["score"] == t["max_score"]) if case.full_points else (lambda t: t["score"] == 0)
-    problems += [f"{t['name']}: {t['score']}/{t['max_score']}" for t in graded if not wanted(t)]
+    if case.full_points:
+        shares = failing_shares(case, bundle)
+        wanted = {t["name"]: round(t["max_score"] * (1 - shares.get(t["name"], 0)), 2) for t in graded}
+    else:
+        wanted = {t["name"]: 0 for t in graded}
+    problems += [f"{t['name']}: {t['score']}/{t['max_score']}" for t in graded if t["score"] != wanted[t["name"]]]
+    failed = {name for t in graded for name in re.findall(r"^  (test_\w+)[^:]*: ", t["output"], re.MULTILINE)}
+    if case.full_points and failed != set(case.failing):
+        problems.append(f"failed {sorted(failed)} where {sorted(case.failing)} must fail")
+    problems += shown_total_problems(results)
     outputs = "\n".join(t["output"] for t in results["tests"])
     if case.reason not in outputs:
         problems.append(f"no entry says {case.reason!r}")

@@ -12,14 +12,27 @@ import numpy as np
 import pytest
 import torch
 
-from autograder.judge import Array, BadRecord, decode, judge_test, parse_stream
-from autograder.sandbox import Record
+from autograder.judge import (
+    MAX_CHECKS_PER_TEST,
+    MAX_TESTS,
+    MAX_VALUES_PER_TEST,
+    Array,
+    BadRecord,
+    decode,
+    judge_stream,
+    judge_test,
+    parse_stream,
+    read_npy,
+)
+from autograder.sandbox import Record, TimerStart
 from autograder.strip_expected import strip_expected
 from tests.graded import UnrecordableValue, encode
 
 
 def stream(*records: dict | bytes, received: float = 0.0):
-    lines = [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records]
+    lines = [
+        r if isinstance(r, bytes) else json.dumps(r, separators=(",", ":")).encode() for r in records
+    ]  # as graded.py writes
     return parse_stream(Record(received + i, line) for i, line in enumerate(lines))
 
 
@@ -118,6 +131,83 @@ def test_a_pickled_array_is_refused():
         decode({"array": {"dtype": "object", "npy": base64.b64encode(buffer.getvalue()).decode()}})
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def header_bomb() -> bytes:
+    """A .npy header declaring 2**45 float64 values, followed by 8 bytes."""
+    header = {"descr": "<f8", "fortran_order": False, "shape": (2**45,)}
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + b"\x00" * 8
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (header_bomb(), "declares 281474976710656 bytes where it holds 8"),
+        (npy_bytes(np.arange(6.0))[:-8], "declares 48 bytes where it holds 40"),
+        (npy_bytes(np.arange(6.0)) + b"\x00", "declares 48 bytes where it holds 49"),
+        (npy_bytes(np.zeros(2, dtype=[("a", "f4")])), "not numeric"),
+        (b"\x93NUMPY\x03\x00" + b"\x00" * 20, "cannot be read"),
+    ],
+    ids=["header_bomb", "short", "long", "structured", "version"],
+)
+def test_npy_headers_are_checked_against_the_bytes_before_any_array_is_built(data, reason):
+    with pytest.raises(BadRecord, match=reason):
+        read_npy(data)
+
+
+def test_npy_arrays_of_every_layout_are_read():
+    for array in (
+        np.arange(6.0).reshape(2, 3),
+        np.asfortranarray(np.arange(6).reshape(2, 3)),
+        np.zeros((0, 4)),
+        np.float32(2),
+    ):
+        np.testing.assert_array_equal(read_npy(npy_bytes(np.asarray(array))), array)
+
+
+def test_a_header_bomb_fails_its_test_and_the_next_test_is_judged():
+    bomb = {"array": {"dtype": "torch.float64", "npy": base64.b64encode(header_bomb()).decode()}}
+    reference = stream(
+        {"t": "start", "test": "t::a"},
+        close(1.0),
+        {"t": "end", "test": "t::a", "outcome": "passed"},
+        {"t": "start", "test": "t::b"},
+        close(2.0),
+        {"t": "end", "test": "t::b", "outcome": "passed"},
+    )
+    run = stream(
+        {"t": "start", "test": "t::a"},
+        check("close", actual=bomb, rtol=1e-5, atol=1e-5, against="reference"),
+        {"t": "end", "test": "t::a", "outcome": "passed"},
+        {"t": "start", "test": "t::b"},
+        close(2.0),
+        {"t": "end", "test": "t::b", "outcome": "passed"},
+    )
+    verdicts = judge_stream(run, reference, no_snapshot)
+    assert "declares 281474976710656 bytes" in verdicts["t::a"].reason
+    assert verdicts["t::b"].passed
+
+
+def test_streams_are_capped_in_tests_checks_and_values():
+    many_checks = one_test(*[check("equal", actual=None)] * (MAX_CHECKS_PER_TEST + 1))
+    assert "more than" in verdict(many_checks, one_test(check("equal", actual=None))).reason
+    assert (
+        many_checks.tests["tests/test_x.py::test_a"].records
+        == many_checks.tests["tests/test_x.py::test_a"].records[:MAX_CHECKS_PER_TEST]
+    )
+    values = [None] * (MAX_VALUES_PER_TEST // 2)
+    too_many_values = one_test(check("equal", actual=values), check("equal", actual=values))
+    assert "more than" in verdict(too_many_values, one_test(check("equal", actual=None))).reason
+    starts = stream(*({"t": "start", "test": f"t::{k}"} for k in range(MAX_TESTS + 5)))
+    assert len(starts.tests) == MAX_TESTS
+
+
 # --- judging ---------------------------------------------------------------------------------------
 
 
@@ -193,19 +283,37 @@ def test_raises_is_judged_by_the_reference_runs_class_and_pattern():
     assert "nothing was raised" in verdict(one_test(raises(None, None)), reference).reason
 
 
-def test_timed_blocks_use_the_graders_clock():
-    reference = one_test(check("timer_start"), check("timer_stop", limit=1.5))
+def timed_run(stop_at: float, token: str = "t0", since: float = 0.5, acknowledged: bool = True):
+    """A test whose timed block's start (after a line that arrived at ``since``) was acknowledged
+    with token ``t0``, and whose stop carries ``token`` and arrives at ``stop_at``."""
     nodeid = "tests/test_x.py::test_a"
     lines = [
         {"t": "start", "test": nodeid},
         check("timer_start"),
-        check("timer_stop", limit=1e9),
+        check("timer_stop", limit=1e9, token=token),
         {"t": "end", "test": nodeid, "outcome": "passed"},
     ]
-    slow = parse_stream(Record(t, json.dumps(line).encode()) for t, line in zip((0, 0, 3.0, 3.0), lines))
-    fast = parse_stream(Record(t, json.dumps(line).encode()) for t, line in zip((0, 0, 1.0, 1.0), lines))
-    assert "took 3.00 s by the grader's clock; the limit is 1.5 s" in verdict(slow, reference).reason
-    assert verdict(fast, reference).passed
+    start_line = json.dumps(lines[1]).encode()
+    records = [
+        Record(since, json.dumps(lines[0]).encode()),
+        TimerStart(stop_at, start_line, "t0", since) if acknowledged else Record(stop_at, start_line),
+        Record(stop_at, json.dumps(lines[2]).encode()),
+        Record(stop_at, json.dumps(lines[3]).encode()),
+    ]
+    return parse_stream(records)
+
+
+def test_timed_blocks_use_the_graders_clock_from_the_line_before_the_start():
+    reference = one_test(check("timer_start"), check("timer_stop", limit=1.5))
+    # Start and stop arrive together at 3.5: the block is timed from the line before (0.5).
+    assert "took 3.00 s by the grader's clock; the limit is 1.5 s" in verdict(timed_run(3.5), reference).reason
+    assert verdict(timed_run(1.5), reference).passed
+
+
+def test_a_timed_block_that_did_not_wait_for_the_grader_fails():
+    reference = one_test(check("timer_start"), check("timer_stop", limit=1.5))
+    for run in (timed_run(1.0, token="made-up"), timed_run(1.0, token=None), timed_run(1.0, acknowledged=False)):
+        assert "the timed block did not wait for the grader" in verdict(run, reference).reason
 
 
 def test_snapshots_are_the_graders_copy():

@@ -21,7 +21,9 @@ The helpers:
 * ``check_equal(actual, expected)``: the same, exactly (token ids, strings, bytes, shapes).
 * ``pytest.raises(...)``: while grading, the exception raised (its classes and message) is
   recorded and judged against the reference run's ``pytest.raises`` arguments.
-* ``time_limit(seconds)``: a block that must finish in time, timed by the grader's clock.
+* ``time_limit(seconds)``: a block that must finish in time, timed by the grader's clock. While
+  grading, the block starts only once the grader has acknowledged its start (a token on the pipe
+  named by ``CS288_ACK_FD``), and its stop record carries that token.
 * the ``numpy_snapshot`` fixture (``tests/snapshots.py``) records what it is given, and the grader
   compares it with its own copy of the snapshot.
 
@@ -36,6 +38,7 @@ import contextlib
 import io
 import json
 import os
+import select
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -46,6 +49,10 @@ import numpy as np
 import pytest
 
 RECORD_FD_ENV = "CS288_RECORD_FD"
+ACK_FD_ENV = "CS288_ACK_FD"
+# How long a timed block waits for the grader to acknowledge its start: generous, since a busy
+# grader only delays the acknowledgement, never the verdict.
+ACK_TIMEOUT_SECONDS = 120.0
 # Bounds on what one value may take in the stream (the grader enforces its own caps as well).
 MAX_STRING_CHARS = 1 << 20
 MAX_INT_DIGITS = 40
@@ -153,6 +160,42 @@ class _Stream:
 _stream = _Stream()
 
 
+class GraderDidNotAcknowledge(RuntimeError):
+    """The grader did not acknowledge the start of a timed block in time."""
+
+
+class _Acks:
+    """The grader's acknowledgements of timed blocks' starts: one token a line, in order."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self._pending = b""
+
+    def open_from_environment(self) -> None:
+        value = os.environ.get(ACK_FD_ENV)
+        self.fd = int(value) if value else None
+
+    def next_token(self, timeout: float) -> str:
+        """The next token, waiting up to ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if self.fd is None or remaining <= 0:
+                raise GraderDidNotAcknowledge(
+                    f"the grader did not acknowledge the start of the timed block within {timeout:g} s"
+                )
+            if select.select([self.fd], [], [], remaining)[0]:
+                chunk = os.read(self.fd, 4096)
+                if not chunk:
+                    raise GraderDidNotAcknowledge("the grader closed the acknowledgement pipe")
+                self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode("ascii", errors="replace")
+
+
+_acks = _Acks()
+
+
 def grading() -> bool:
     """Whether the tests run under the autograder (values are recorded, not asserted)."""
     return _stream.grading
@@ -255,11 +298,16 @@ def _short(value: Any, limit: int = 300) -> str:
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """The block must finish within ``seconds`` (timed by the grader's own clock when grading)."""
+    """The block must finish within ``seconds`` (timed by the grader's own clock when grading).
+
+    While grading, the block runs only after the grader has acknowledged the start record: the
+    grader times it from the record before the start to the stop, which carries the grader's token.
+    """
     if _stream.grading:
         record_check("timer_start")
+        token = _acks.next_token(ACK_TIMEOUT_SECONDS)
         yield
-        record_check("timer_stop", limit=seconds)
+        record_check("timer_stop", limit=seconds, token=token)
         return
     start = time.perf_counter()
     yield
@@ -328,6 +376,7 @@ _outcomes = _Outcomes()
 
 def pytest_configure(config: pytest.Config) -> None:
     _stream.open_from_environment()
+    _acks.open_from_environment()
     if _stream.grading:
         pytest.raises = _recording_raises(pytest.raises)
 
