@@ -251,7 +251,7 @@ def test_exit_statuses(tmp_path: Path, body: str, returncode: int, problem: str 
 
 def test_local_run_hides_paths_and_leaves_no_process(tmp_path: Path, namespaces: None, token: str) -> None:
     result = escape_attempts(tmp_path, token, None)
-    assert result.isolation == "user, mount and PID namespaces"
+    assert result.isolation == "user, mount, PID and IPC namespaces"
 
 
 def test_local_run_without_namespaces_leaves_no_process(tmp_path: Path, no_namespaces: None, token: str) -> None:
@@ -287,7 +287,7 @@ def test_sandbox_user_run_hides_paths_and_leaves_nothing(
         result = escape_attempts(tmp_path, token, sandbox_user, root_only / "file")
     finally:
         shutil.rmtree(root_only)
-    assert result.isolation == "sandbox user, mount and PID namespaces"
+    assert result.isolation == "sandbox user, mount, PID and IPC namespaces"
     report = recorded(result)[0]
     assert report["uid"] == sandbox_user.pw_uid and report["root_only"] == "PermissionError"
     assert user_processes(sandbox_user) == []
