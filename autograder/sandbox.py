@@ -891,10 +891,14 @@ def _make_read_only(covers: list[list[str]], keep: list[str], writable: list[str
     scratch = [path for path, kind in covers if kind == "scratch"]
     for point, options in _mounts():
         kept = any(_within(point, path) for path in keep)
-        if any(_within(point, path) for path in writable) or not kept and (
-            _within(point, "/proc")
-            or any(_within(point, path) for path in scratch)
-            or any(_within(point, path) and point != path for path in hidden)
+        if (
+            any(_within(point, path) for path in writable)
+            or not kept
+            and (
+                _within(point, "/proc")
+                or any(_within(point, path) for path in scratch)
+                or any(_within(point, path) and point != path for path in hidden)
+            )
         ):
             continue
         flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | (_MS_NODEV if kept else 0)
