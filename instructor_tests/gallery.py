@@ -383,13 +383,13 @@ def planted_canary() -> Iterator[str]:
 def leftover_ipc() -> list[str]:
     """The System V objects with the IPC attack's key (removed here, once reported)."""
     found = []
-    for table, column, remove in (("shm", "shmid", "shmctl"), ("msg", "msqid", "msgctl"), ("sem", "semid", "semctl")):
+    for table, column, option in (("shm", "shmid", "-m"), ("msg", "msqid", "-q"), ("sem", "semid", "-s")):
         lines = Path("/proc/sysvipc", table).read_text().splitlines()
         rows = [dict(zip(lines[0].split(), line.split(), strict=False)) for line in lines[1:]]
         for row in rows:
             if int(row["key"]) == IPC_KEY:
                 found.append(f"{table} {row[column]}")
-                subprocess.run(["ipcrm", f"-{table[0]}", row[column]], check=False, capture_output=True)
+                subprocess.run(["ipcrm", option, row[column]], check=False, capture_output=True)
     return found
 
 
