@@ -27,6 +27,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+
+# Imported now, though first used while judging: once a test process has run, the grader imports
+# nothing more from disk, where a submission might have written (instructor_tests/test_sandbox.py).
+import encodings.cp437  # noqa: F401 (zip member names, as np.load reads an .npz snapshot)
 import json
 import os
 import re
@@ -36,6 +40,7 @@ import tempfile
 import time
 import traceback
 import uuid
+import zipfile  # noqa: F401 (np.load of an .npz snapshot; see encodings.cp437 above)
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,7 +58,7 @@ from autograder.bundle import (
 from autograder.imports_check import ForbiddenImport, ReviewFlag, allowed_modules, forbidden_imports, review_flags
 from autograder.judge import Stream, Verdict, judge_stream, parse_stream
 from autograder.make_handout import REPO_ROOT, write_tree
-from autograder.sandbox import Limits, PytestRun, become_subreaper, run_pytest, share_of_cores
+from autograder.sandbox import Limits, PytestRun, become_subreaper, grading_problem, run_pytest, share_of_cores
 from autograder.strip_expected import parse_source, sandbox_tree
 
 MAX_LISTED_FAILURES = 25
@@ -492,6 +497,9 @@ def grade(
             f"jobs={jobs}: it must be at least 1, and 1 with a sandbox user (the end of a run kills every "
             "process of that user and deletes its files, so runs beside it would break)"
         )
+    unsafe = grading_problem(limits.user)
+    if unsafe is not None:
+        raise RuntimeError(unsafe)
     become_subreaper()
     started = time.monotonic()
     bundle = Bundle.load(bundle_dir)
@@ -579,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     add_jobs_option(parser)
     args = parser.parse_args(argv)
     check_jobs_option(parser, args)
+    unsafe = grading_problem(args.sandbox_user)
+    if unsafe is not None:  # before building a bundle; results.json says so too, for Gradescope
+        print(f"grade: {unsafe}", file=sys.stderr)
+        write_results(failure_results(RuntimeError(unsafe)), args.out)
+        return 2
     try:
         with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
             bundle_dir = args.bundle

@@ -5,9 +5,10 @@
 
 Every subdirectory of ``--submissions`` is one student's submission (its name is the student's).
 ``--out`` receives ``<student>/results.json``, ``summary.csv`` (one row per student: the total,
-then the score of every graded entry) and, after grading, ``similarity/``: the most similar pairs
-of submissions per student module (:mod:`autograder.similarity`; skipped, with a note, when
-copydetect from requirements-dev.txt is not installed).
+then the score of every graded entry) and, written first (before any submitted code runs),
+``similarity/``: the most similar pairs of submissions per student module
+(:mod:`autograder.similarity`; skipped, with a note, when copydetect from requirements-dev.txt is
+not installed).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from autograder.bundle import build_bundle
 from autograder.grade import add_jobs_option, check_jobs_option, failure_results, grade, limits_from, write_results
+from autograder.sandbox import grading_problem
 from autograder.similarity import similarity_report
 
 
@@ -72,18 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     add_jobs_option(parser)
     args = parser.parse_args(argv)
     check_jobs_option(parser, args)
+    unsafe = grading_problem(args.sandbox_user)
+    if unsafe is not None:
+        print(f"grade_all: {unsafe}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
         bundle = args.bundle
         if bundle is None:
             bundle = Path(temporary) / "bundle"
             build_bundle(bundle)
-        grade_folder(args.submissions, args.out, bundle, args.only, args.sandbox_user, args.jobs)
-        print(f"summary written to {args.out / 'summary.csv'}")
         if not args.no_similarity:
+            # Before any submitted code runs: copydetect imports much (and pygments finds lexers as
+            # it goes), and once a test process has run the grader imports nothing more from disk.
             manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
             similarity_report(
                 args.submissions, manifest["student_modules"], bundle / "handout", args.out / "similarity"
             )
+        grade_folder(args.submissions, args.out, bundle, args.only, args.sandbox_user, args.jobs)
+        print(f"summary written to {args.out / 'summary.csv'}")
     return 0
 
 

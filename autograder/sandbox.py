@@ -16,14 +16,18 @@ the grader runs as root and a sandbox user is named, that user's uid and gid. It
 launcher, this file run as a script (``python -I -S sandbox.py CONFIG``), which, where the kernel
 lets it create namespaces:
 
-1. enters new mount and PID namespaces (and, when the grader is not root, a user namespace in
-   which it is root, so that it may mount);
+1. enters new mount, PID and IPC namespaces (and, when the grader is not root, a user namespace
+   in which it is root, so that it may mount): System V shared memory, message queues, semaphores
+   and POSIX message queues of the run die with it, and no run sees another's or the grader's;
 2. forks the PID namespace's init. Init mounts a fresh ``/proc`` (showing only the namespace's
    processes), fresh ``/tmp``, ``/var/tmp`` and ``/dev/shm``, an empty read-only tmpfs over each
    hidden path (the grading bundle, the instructors' repository, other submissions) and, for a
    sandbox user, over each directory on the way to the interpreter that the user could not enter;
    then it binds back what the tests need: the work directory, the private directories and the
-   interpreter's prefixes (a virtualenv may lie inside the hidden repository);
+   interpreter's prefixes (a virtualenv may lie inside the hidden repository). Last, every mount
+   the tests can reach becomes read-only (and nosuid), except the run's own: the work directory,
+   the private directories and the fresh scratch directories. So even a grader running as root
+   cannot be handed code through the interpreter's library or the system's files;
 3. forks pytest, which drops to the sandbox user or, without one, enters a second user and mount
    namespace. Either way it cannot undo those mounts: it has no capability over them, and mounts
    a less privileged namespace inherits are locked (mount_namespaces(7)). Init, which pytest can
@@ -35,7 +39,8 @@ forbids ``unshare``), nothing is hidden and :attr:`PytestRun.isolation` says so.
 the grader kills whatever may be left anyway: the process group; every process of the sandbox
 user; every other descendant of the grader, which is a child subreaper, so that double-forked
 daemons are re-parented to it (except the processes of other runs still in progress). Then it
-deletes the sandbox user's files from world-writable directories.
+deletes the sandbox user's files from world-writable directories and removes its System V IPC
+objects (which, without an IPC namespace, outlive their processes).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import functools
 import json
 import os
 import pwd
+import re
 import resource
 import secrets
 import select
@@ -88,14 +94,18 @@ SYSTEM_DIRS = (
     "usr",
     "var",
 )
-WORLD_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+# /dev/mqueue: POSIX message queues are files there (where it is mounted); unlinking one removes it.
+WORLD_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
 READER_GRACE_SECONDS = 1.0  # how long the readers wait for more after everything was killed
 
 # Linux constants (sched.h, sys/mount.h, sys/prctl.h) for the libc calls Python 3.11 lacks.
-_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWUSER, _CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_NOSYMFOLLOW = 1, 2, 4, 8, 256
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
+_IPC_RMID = 0  # sys/ipc.h
+# Per-mount options a read-only remount keeps (a user namespace may not clear them: they are locked).
+_KEPT_MOUNT_OPTIONS = {"nodev": _MS_NODEV, "noexec": _MS_NOEXEC, "nosymfollow": _MS_NOSYMFOLLOW}
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,7 @@ def run_pytest(
             "grader_ids": (os.getuid(), os.getgid()),
             "covers": _covers(hidden_paths, keep, ids),
             "keep": keep,
+            "writable": _writable_paths(work_dir, private_dir),
             "memory_bytes": limits.memory_bytes,
             "file_bytes": limits.file_bytes,
         }
@@ -234,6 +245,7 @@ def run_pytest(
             os.close(ack_write)  # after the record reader, its only user, has stopped
         if account is not None:
             clean_sandbox_user_files(account.pw_name, keep=(work_dir, private_dir))
+            remove_user_ipc(account.pw_uid)
     returncode = None if not finished else status.exit_code if config["namespaces"] else process.returncode
     problems = []
     if collector.overflowed:
@@ -265,7 +277,7 @@ def _exit_problem(returncode: int) -> str:
 def _isolation(ids: tuple[int, int] | None, unavailable: str | None) -> str:
     """One line on what kept the test process apart from the grader."""
     if unavailable is None:
-        return "sandbox user, mount and PID namespaces" if ids else "user, mount and PID namespaces"
+        return "sandbox user, mount, PID and IPC namespaces" if ids else "user, mount, PID and IPC namespaces"
     return ("sandbox user only" if ids else "none") + f" (namespaces unavailable: {unavailable})"
 
 
@@ -274,10 +286,44 @@ def _sandbox_user(name: str | None) -> pwd.struct_passwd | None:
     return pwd.getpwnam(name) if name and os.geteuid() == 0 else None
 
 
+def grading_problem(user: str | None) -> str | None:
+    """Why submitted code must not be graded here with ``user`` as the sandbox user, or None.
+
+    Refused: a sandbox account that does not exist, and root with neither a sandbox user nor
+    namespaces (the tests would run as root, free to write into the interpreter the grader runs).
+    """
+    if os.geteuid() != 0:
+        return None
+    if user:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return (
+                f"there is no account {user!r} to run the tests as (--sandbox-user): create it with "
+                "autograder/gradescope/create_sandbox_user.sh (as root; it creates grader-sandbox) or name an existing "
+                "unprivileged account"
+            )
+        return None
+    unavailable = _namespace_problem(None)
+    if unavailable is None:
+        return None
+    return (
+        f"refusing to grade as root without a sandbox user where namespaces are unavailable ({unavailable}): "
+        "submitted code would run as root; pass --sandbox-user grader-sandbox (create it with "
+        "autograder/gradescope/create_sandbox_user.sh), or run as a non-root user, or run where unshare is allowed "
+        "(user namespaces enabled, no seccomp profile forbidding it)"
+    )
+
+
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
     """Give ``root`` and everything under it to the sandbox user."""
     for path in [root, *root.rglob("*")]:
         os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def _writable_paths(work_dir: Path, private_dir: Path) -> list[str]:
+    """The run's own directories, the only kept ones that stay writable inside the namespaces."""
+    return sorted(os.path.realpath(path) for path in (work_dir, private_dir))
 
 
 def _kept_paths(work_dir: Path, private_dir: Path) -> list[str]:
@@ -298,6 +344,8 @@ def _kept_paths(work_dir: Path, private_dir: Path) -> list[str]:
 def _covers(hidden_paths: Sequence[Path], keep: list[str], ids: tuple[int, int] | None) -> list[tuple[str, str]]:
     """What init mounts a tmpfs over: ``scratch`` (fresh, writable) or ``hidden`` (empty, read-only)."""
     covers = {os.path.realpath(path): "scratch" for path in SCRATCH_DIRS if os.path.isdir(path)}
+    # The grader's own POSIX message queues, listed there: the run's are in its IPC namespace.
+    covers.update({path: "hidden" for path in ("/dev/mqueue",) if os.path.isdir(path)})
     covers.update({os.path.realpath(path): "hidden" for path in hidden_paths if os.path.exists(path)})
     for entry in os.scandir("/"):
         if entry.is_dir(follow_symlinks=False) and entry.name not in SYSTEM_DIRS:
@@ -644,6 +692,39 @@ def clean_sandbox_user_files(user: str, *, keep: Collection[Path] = ()) -> list[
     return removed
 
 
+# /proc/sysvipc's table, its id column, and the libc call that removes one object of it.
+_SYSV_IPC = (("shm", "shmid", "shmctl"), ("msg", "msqid", "msgctl"), ("sem", "semid", "semctl"))
+
+
+def remove_user_ipc(uid: int) -> list[str]:
+    """Remove every System V shared memory segment, message queue and semaphore set that ``uid``
+    owns or created; return them (``"shm 5"``). The kernel keeps these after their processes end:
+    without an IPC namespace they would carry data to a later run and hold memory no limit counts."""
+    removed = []
+    for table, id_column, call in _SYSV_IPC:
+        for ident in _ipc_objects(table, id_column, uid):
+            arguments = (ctypes.c_int(ident), ctypes.c_int(_IPC_RMID), None)
+            if table == "sem":  # semctl(id, semnum, cmd)
+                arguments = (ctypes.c_int(ident), ctypes.c_int(0), ctypes.c_int(_IPC_RMID))
+            try:
+                _call(call, *arguments)
+            except OSError:  # already gone
+                continue
+            removed.append(f"{table} {ident}")
+    return removed
+
+
+def _ipc_objects(table: str, id_column: str, uid: int) -> list[int]:
+    """The ids of ``/proc/sysvipc/<table>`` whose owner or creator is ``uid`` (an owner may give an object away)."""
+    try:
+        lines = Path("/proc/sysvipc", table).read_text().splitlines()
+    except OSError:  # no System V IPC in this kernel
+        return []
+    header = lines[0].split() if lines else []
+    rows = [dict(zip(header, line.split(), strict=False)) for line in lines[1:]]
+    return [int(row[id_column]) for row in rows if uid in (int(row["uid"]), int(row["cuid"]))]
+
+
 def _entries(directory: str) -> list[os.DirEntry]:
     try:
         with os.scandir(directory) as entries:
@@ -701,6 +782,7 @@ def _namespace_problem(ids: tuple[int, int] | None) -> str | None:
             "grader_ids": (os.getuid(), os.getgid()),
             "covers": [(str(kept.parent), "hidden")],
             "keep": [str(kept)],
+            "writable": [str(kept)],
             "memory_bytes": resource.RLIM_INFINITY,
             "file_bytes": resource.RLIM_INFINITY,
         }
@@ -784,7 +866,7 @@ def _report(fd: int, line: str) -> None:
 def _enter_namespaces(config: dict) -> None:
     """Steps 1 to 3 of the module docstring; returns in pytest's process, which has dropped its powers."""
     uid, gid = os.getuid(), os.getgid()
-    _unshare(_CLONE_NEWNS | _CLONE_NEWPID | (0 if uid == 0 else _CLONE_NEWUSER))
+    _unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | (0 if uid == 0 else _CLONE_NEWUSER))
     if uid != 0:
         _map_ids(0, uid, 0, gid)  # root in the new user namespace: it may mount
     _fork_and_wait(status_fd=None)  # the launcher waits outside; its child is the namespace's init
@@ -792,7 +874,8 @@ def _enter_namespaces(config: dict) -> None:
     _prctl(_PR_SET_DUMPABLE, 0)  # pytest (same uid without a sandbox user) must not trace init
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing propagates back to the grader
     _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-    _cover(config["covers"], config["keep"], config["file_bytes"])
+    _cover(config["covers"], config["keep"], config["writable"], config["file_bytes"])
+    _make_read_only(config["covers"], config["keep"], config["writable"])
     _fork_and_wait(status_fd=config["status_fd"])  # init waits; its child goes on to be pytest
     _prctl(_PR_SET_DUMPABLE, 1)  # inherited from init; its /proc/self files would be root's
     if config["account"] is None:
@@ -826,8 +909,9 @@ def _fork_and_wait(status_fd: int | None) -> None:
     os._exit(code if code >= 0 else 128 - code)
 
 
-def _cover(covers: list[list[str]], keep: list[str], scratch_bytes: int) -> None:
-    """Mount a tmpfs over each cover, deepest first, then bind every kept directory back in place."""
+def _cover(covers: list[list[str]], keep: list[str], writable: list[str], scratch_bytes: int) -> None:
+    """Mount a tmpfs over each cover, deepest first, then bind every kept directory back in place
+    (the writable ones always: each must be a mount of its own, the only ones left writable)."""
     originals = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in keep}  # before covering
     umask = os.umask(0o022)  # mount points the sandbox user can pass
     for path, kind in sorted(covers, key=lambda cover: -len(Path(cover[0]).parts)):
@@ -843,10 +927,51 @@ def _cover(covers: list[list[str]], keep: list[str], scratch_bytes: int) -> None
             _mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     for path in sorted(keep, key=lambda kept: len(Path(kept).parts)):
         original = originals.pop(path)
-        if not os.path.samestat(os.stat(path), os.fstat(original)):  # not already back with a parent
+        if path in writable or not os.path.samestat(os.stat(path), os.fstat(original)):  # not back with a parent
             _mount(f"/proc/self/fd/{original}", path, None, _MS_BIND | _MS_REC)
         os.close(original)
     os.umask(umask)
+
+
+def _make_read_only(covers: list[list[str]], keep: list[str], writable: list[str]) -> None:
+    """Remount every mount the tests can reach read-only and nosuid (kept directories also nodev),
+    except the writable kept directories, the scratch tmpfs and the namespace's own /proc.
+
+    A bind mount's read-only flag is its own: each submount (an ``MS_REC`` bind brings them, and
+    the system has its own under /, /dev, /sys) is remounted on its own. Mounts beneath a cover
+    cannot be reached and are left. Locked options (nodev, noexec, ...) are kept, as a user
+    namespace must; in the tests' less privileged namespace the read-only flag is locked in turn.
+    """
+    hidden = [path for path, kind in covers if kind == "hidden"]
+    scratch = [path for path, kind in covers if kind == "scratch"]
+    for point, options in _mounts():
+        kept = any(_within(point, path) for path in keep)
+        if (
+            any(_within(point, path) for path in writable)
+            or not kept
+            and (
+                _within(point, "/proc")
+                or any(_within(point, path) for path in scratch)
+                or any(_within(point, path) and point != path for path in hidden)
+            )
+        ):
+            continue
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | (_MS_NODEV if kept else 0)
+        for option, flag in _KEPT_MOUNT_OPTIONS.items():
+            flags |= flag if option in options else 0
+        _mount(None, point, None, flags)
+
+
+def _mounts() -> list[tuple[str, set[str]]]:
+    """This mount namespace's mounts, parents first: mount point and per-mount options (mountinfo(5))."""
+    with open("/proc/self/mountinfo", "rb") as file:
+        lines = file.read().splitlines()
+    found = []
+    for line in lines:
+        fields = line.split(b" ")
+        point = re.sub(rb"\\([0-7]{3})", lambda match: bytes([int(match.group(1), 8)]), fields[4])
+        found.append((os.fsdecode(point), set(fields[5].decode().split(","))))
+    return found
 
 
 def _prepare_exec(config: dict) -> None:

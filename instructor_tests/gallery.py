@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import secrets
 import shutil
+import subprocess
+import sys
+import sysconfig
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +33,9 @@ LATER_MODULE = "tests/test_model.py"  # for attacks that try to reach a later mo
 PREDICTIONS = ("finetuned_predictions.json", "prompting_predictions.json")
 DAEMON_MARKER = "cs288-gallery-daemon"
 LEAK_MARKER = "CS288-LEAKED"
+IPC_KEY = 0x43533238  # the System V key of the IPC attack's segment, queue and semaphore set
+IPC_MARKER = "CS288-IPC-KEPT"
+PLANTED_NAME = "cs288-gallery-planted.pth"  # empty: harmless if it were ever written
 
 Files = dict[str, bytes]
 
@@ -325,6 +332,49 @@ _getter = getattr(__builtins__, "get", None)
 """
 
 
+# Reads every System V shared memory segment it can attach (a hidden module could have left its
+# inputs there), then leaves a marker in a segment of its own, a message queue and a semaphore set
+# for a later module, and fails at import with what it read in the message (shown to students).
+IPC_CARRIER = f"""
+import ctypes as _ctypes
+_libc = _ctypes.CDLL(None, use_errno=True)
+_libc.shmat.restype = _ctypes.c_void_p
+_failed = _ctypes.c_void_p(-1).value
+_found = []
+for _line in open("/proc/sysvipc/shm").read().splitlines()[1:]:
+    _address = _libc.shmat(int(_line.split()[1]), None, 0o10000)  # SHM_RDONLY
+    if _address not in (None, _failed):
+        _found.append(_ctypes.string_at(_address, 64).rstrip(b"\\0").decode(errors="replace"))
+_kept = "{IPC_MARKER[:9]}" + "{IPC_MARKER[9:]}"
+_address = _libc.shmat(_libc.shmget({IPC_KEY}, 4096, 0o1666), None, 0)  # IPC_CREAT
+if _address not in (None, _failed):
+    _ctypes.memmove(_address, _kept.encode(), len(_kept))
+_libc.msgget({IPC_KEY}, 0o1666)
+_libc.semget({IPC_KEY}, 1, 0o1666)
+raise RuntimeError("ipc found: [" + " | ".join(_found) + "]")
+"""
+
+# Tries to create a file in the interpreter's library and site-packages (a .pth or a module there
+# would run in every later Python process, the grader's imports included) and to open the zipfile
+# module for writing (nothing is written), and says where it could.
+INTERPRETER_WRITER = f"""
+import os as _os, sys as _sys, sysconfig as _sysconfig, zipfile as _zipfile
+_written = []
+for _directory in sorted({{_sys.prefix, _sys.base_prefix, _os.path.dirname(_os.__file__), _sysconfig.get_paths()["purelib"]}}):
+    try:
+        open(_os.path.join(_directory, "{PLANTED_NAME}"), "w").close()
+        _written.append(_directory)
+    except OSError:
+        pass
+try:
+    open(_zipfile.__file__, "ab").close()
+    _written.append(_zipfile.__file__)
+except OSError:
+    pass
+raise RuntimeError(f"planted: {{_written}}")
+"""
+
+
 def answers() -> list[dict]:
     return json.loads((REPO_ROOT / "data/qa/test.json").read_text(encoding="utf-8"))
 
@@ -438,6 +488,28 @@ def planted_canary() -> Iterator[str]:
         shutil.rmtree(CANARY.parent, ignore_errors=True)
 
 
+def leftover_ipc() -> list[str]:
+    """The System V objects with the IPC attack's key (removed here, once reported)."""
+    found = []
+    for table, column, option in (("shm", "shmid", "-m"), ("msg", "msqid", "-q"), ("sem", "semid", "-s")):
+        lines = Path("/proc/sysvipc", table).read_text().splitlines()
+        rows = [dict(zip(lines[0].split(), line.split(), strict=False)) for line in lines[1:]]
+        for row in rows:
+            if int(row["key"]) == IPC_KEY:
+                found.append(f"{table} {row[column]}")
+                subprocess.run(["ipcrm", option, row[column]], check=False, capture_output=True)
+    return found
+
+
+def planted_files() -> list[Path]:
+    """The files the interpreter writer left in this interpreter's folders (removed here, once reported)."""
+    folders = {sys.prefix, sys.base_prefix, os.path.dirname(os.__file__), sysconfig.get_paths()["purelib"]}
+    found = [Path(folder, PLANTED_NAME) for folder in sorted(folders) if Path(folder, PLANTED_NAME).exists()]
+    for path in found:
+        path.unlink()
+    return found
+
+
 def alive_daemons() -> list[int]:
     alive = []
     for entry_ in Path("/proc").iterdir():
@@ -502,6 +574,8 @@ CASES = [
     ),
     Case("daemon_outlives_the_tests", with_code(DAEMON), reason="NotImplementedError"),
     Case("exfiltrates_secrets", with_code(EXFILTRATE), (LATER_MODULE, GALLERY_MODULE), reason=LEAK_MARKER),
+    Case("carries_data_in_ipc", with_code(IPC_CARRIER), (LATER_MODULE, GALLERY_MODULE), reason="ipc found: ["),
+    Case("writes_into_the_interpreter", with_code(INTERPRETER_WRITER), reason="planted: []"),
     Case("links_and_fifos_where_logs_were", with_code(LINKS_AND_FIFOS), reason="NotImplementedError"),
     Case(
         "dynamic_imports",
@@ -605,8 +679,10 @@ def case_problems(case: Case, results: dict, bundle: Path, canary: str) -> list[
     shown = visible_text(results)
     secrets_ = [*secret_strings(bundle), canary]
     problems += [f"a secret is shown: {secret!r}" for secret in secrets_ if secret in shown]
-    if "cs288-loot" in shown or f"{LEAK_MARKER} {LEAK_MARKER}" in shown:
+    if "cs288-loot" in shown or f"{LEAK_MARKER} {LEAK_MARKER}" in shown or IPC_MARKER in shown:
         problems.append("a later module saw what an earlier one kept")
+    problems += [f"an IPC object outlived grading: {found}" for found in leftover_ipc()]
+    problems += [f"a file was written into the interpreter: {path}" for path in planted_files()]
     flags = entry_named(results, "Review flags")
     for flag in case.flags:
         if flags is None or flag not in flags["output"]:

@@ -8,6 +8,7 @@ that allows them (as in CI).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pwd
@@ -15,6 +16,8 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import textwrap
 import threading
@@ -251,7 +254,7 @@ def test_exit_statuses(tmp_path: Path, body: str, returncode: int, problem: str 
 
 def test_local_run_hides_paths_and_leaves_no_process(tmp_path: Path, namespaces: None, token: str) -> None:
     result = escape_attempts(tmp_path, token, None)
-    assert result.isolation == "user, mount and PID namespaces"
+    assert result.isolation == "user, mount, PID and IPC namespaces"
 
 
 def test_local_run_without_namespaces_leaves_no_process(tmp_path: Path, no_namespaces: None, token: str) -> None:
@@ -287,7 +290,7 @@ def test_sandbox_user_run_hides_paths_and_leaves_nothing(
         result = escape_attempts(tmp_path, token, sandbox_user, root_only / "file")
     finally:
         shutil.rmtree(root_only)
-    assert result.isolation == "sandbox user, mount and PID namespaces"
+    assert result.isolation == "sandbox user, mount, PID and IPC namespaces"
     report = recorded(result)[0]
     assert report["uid"] == sandbox_user.pw_uid and report["root_only"] == "PermissionError"
     assert user_processes(sandbox_user) == []
@@ -411,3 +414,215 @@ def test_clean_sandbox_user_files(sandbox_user: pwd.struct_passwd, token: str, t
 
 def as_user(user: pwd.struct_passwd, script: str) -> None:
     subprocess.run(["sh", "-c", script], user=user.pw_uid, group=user.pw_gid, extra_groups=[], cwd="/", check=True)
+
+
+# --- read-only binds, IPC, imports, refusal --------------------------------------------------------
+
+PLANTED = f"cs288-planted-{secrets.token_hex(6)}.pth"  # an empty .pth: harmless were it ever written
+INTERPRETER_DIRS = sorted(
+    {sys.prefix, sys.base_prefix, os.path.dirname(os.__file__), sysconfig.get_paths()["purelib"], "/etc", "/usr/lib"}
+)
+
+
+def test_the_interpreter_and_the_system_are_read_only_and_the_runs_own_folders_writable(
+    tmp_path: Path, namespaces: None
+) -> None:
+    """In local mode as root the test process is root too: only a read-only mount stops it from
+    writing into the interpreter the grader imports from (or /etc, /usr); it cannot remount it."""
+    try:
+        result = run(
+            tmp_path,
+            f"""
+            import errno
+            PLANTED, READ_ONLY = {PLANTED!r}, {INTERPRETER_DIRS!r}
+
+            def attempt(directory):
+                try:
+                    with open(os.path.join(directory, PLANTED), "w"):
+                        return "written"
+                except OSError as error:
+                    return errno.errorcode[error.errno]
+
+            def test_writes():
+                libc = ctypes.CDLL(None, use_errno=True)
+                remounted = libc.mount(None, sys.prefix.encode(), None, ctypes.c_ulong(32 | 4096), None)  # rw again
+                own = [os.getcwd(), os.environ["HOME"], os.environ["TMPDIR"], "/tmp", "/dev/shm"]
+                record(read_only=[attempt(path) for path in READ_ONLY], own=[attempt(path) for path in own],
+                       remounted=remounted, uid=os.getuid())
+            """,
+        )
+        assert result.problem is None, result.output_tail
+        report = recorded(result)[0]
+        assert report["own"] == ["written"] * 5
+        assert report["remounted"] == -1
+        expected = "EROFS" if report["uid"] == 0 else {"EROFS", "EACCES"}
+        assert all(outcome in expected for outcome in report["read_only"]), report
+    finally:
+        planted = [Path(directory, PLANTED) for directory in INTERPRETER_DIRS]
+        left = [path for path in planted if path.exists()]
+        for path in left:
+            path.unlink()
+    assert left == []
+
+
+IPC = """
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+
+def make_ipc(key, text):
+    # A shared memory segment holding text, a message queue and a semaphore set, all with key.
+    segment = libc.shmget(key, 4096, 0o1600)  # IPC_CREAT | 0600
+    address = libc.shmat(segment, None, 0)
+    ctypes.memmove(address, text.encode(), len(text))
+    return [segment, libc.msgget(key, 0o1600), libc.semget(key, 1, 0o1600)]
+
+def read_segment(key):
+    segment = libc.shmget(key, 0, 0)
+    return None if segment < 0 else ctypes.string_at(libc.shmat(segment, None, 0), 64).rstrip(b"\\0").decode()
+"""
+
+
+def ipc_keys(kind: str) -> set[int]:
+    """The keys of the System V objects of one kind (shm, msg, sem) the grader's namespace holds."""
+    lines = Path("/proc/sysvipc", kind).read_text().splitlines()
+    return {int(line.split()[0]) for line in lines[1:]}
+
+
+def test_a_run_has_its_own_ipc_namespace(tmp_path: Path, namespaces: None) -> None:
+    """A segment of the grader's namespace is out of reach, and what a run creates dies with it."""
+    grader_key, run_key = (0x43530000 + secrets.randbelow(0xFFFF) for _ in range(2))
+    libc = ctypes.CDLL(None, use_errno=True)
+    outside = libc.shmget(grader_key, 4096, 0o1600)
+    assert outside >= 0
+    try:
+        result = run(
+            tmp_path,
+            IPC
+            + textwrap.dedent(f"""
+            def test_ipc():
+                seen = read_segment({grader_key})
+                made = make_ipc({run_key}, "kept")
+                record(seen=seen, made=made, again=read_segment({run_key}), listed=read("/proc/sysvipc/shm"))
+            """),
+        )
+    finally:
+        libc.shmctl(outside, 0, None)  # IPC_RMID
+    assert result.problem is None, result.output_tail
+    report = recorded(result)[0]
+    assert report["seen"] is None and report["again"] == "kept" and min(report["made"]) >= 0
+    assert str(grader_key) not in report["listed"]
+    assert all(run_key not in ipc_keys(kind) for kind in ("shm", "msg", "sem"))
+
+
+def user_ipc(user: pwd.struct_passwd) -> list[str]:
+    """The System V objects ``user`` owns: "shm 12", ..."""
+    return [
+        f"{kind} {ident}"
+        for kind, column, _ in sandbox._SYSV_IPC
+        for ident in sandbox._ipc_objects(kind, column, user.pw_uid)
+    ]
+
+
+def test_without_namespaces_the_sandbox_users_ipc_objects_are_removed_after_a_run(
+    tmp_path: Path, no_namespaces: None, sandbox_user: pwd.struct_passwd
+) -> None:
+    """Without an IPC namespace, System V objects outlive their processes: the end of every run
+    removes the sandbox user's. (Made with ipcmk beforehand: without namespaces the sandbox user
+    may not reach this interpreter, and the run's end is the same whatever the run did.)"""
+    as_user(sandbox_user, "ipcmk -M 4096 && ipcmk -Q && ipcmk -S 1")
+    try:
+        assert len(user_ipc(sandbox_user)) == 3
+        run(
+            tmp_path,
+            "def test_nothing():\n    record(t='ran')\n",
+            Limits(60, 4 << 30, 1 << 30, user=sandbox_user.pw_name),
+        )
+        left = user_ipc(sandbox_user)
+    finally:
+        sandbox.remove_user_ipc(sandbox_user.pw_uid)
+    assert left == []
+
+
+WATCH_IMPORTS = """
+import importlib.abc, json, sys
+
+class Watch(importlib.abc.MetaPathFinder):
+    armed, late = False, []
+
+    def find_spec(self, name, path=None, target=None):
+        if Watch.armed:
+            Watch.late.append(name)
+        return None  # the other finders import it
+
+sys.meta_path.insert(0, Watch())
+from autograder import grade, grade_all
+
+run_pytest = grade.run_pytest
+
+def armed(*args, **kwargs):
+    Watch.armed = True  # from the first test process on
+    return run_pytest(*args, **kwargs)
+
+grade.run_pytest = armed
+grade_all.main(sys.argv[1:])
+print("LATE", json.dumps(sorted(set(Watch.late) - set(sys.builtin_module_names))))
+"""
+
+
+def test_the_grader_imports_nothing_once_a_test_process_ran(grading_bundle, tmp_path: Path) -> None:
+    """A submission that could write into the interpreter's library (``zipfile.py``, a ``.pth``)
+    would run code in the grader if it imported a module afterwards. grade_all on the solution and
+    the bare handout (judging snapshots, failures, the similarity report): every module the grader
+    imports, it imports before the first test process starts."""
+    from instructor_tests.gallery import solution_files, stub_files, write_files
+
+    write_files(tmp_path / "submissions" / "solution", solution_files(grading_bundle.path))
+    write_files(tmp_path / "submissions" / "stubs", stub_files(grading_bundle.path))
+    command = [
+        sys.executable, "-c", WATCH_IMPORTS,
+        "--submissions", str(tmp_path / "submissions"), "--out", str(tmp_path / "out"),
+        "--bundle", str(grading_bundle.path), "--only", "tests/test_nn_utils.py", "tests/test_model.py",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    late = json.loads(result.stdout.rsplit("LATE ", 1)[1])
+    assert late == []
+    assert (tmp_path / "out" / "solution" / "results.json").is_file()
+
+
+def test_root_without_namespaces_or_a_sandbox_user_is_refused(
+    tmp_path: Path, no_namespaces: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from autograder import grade, grade_all
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    out = tmp_path / "results.json"
+    assert grade.main(["--submission", str(tmp_path), "--out", str(out), "--bundle", str(tmp_path)]) == 2
+    assert grade_all.main(["--submissions", str(tmp_path), "--out", str(tmp_path / "all"), "--bundle", "x"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["grade", "grade_all"]
+    for line in lines:
+        assert "refusing to grade as root without a sandbox user" in line and "disabled by the test" in line
+        assert "--sandbox-user" in line and "create_sandbox_user.sh" in line and "unshare" in line
+    assert json.loads(out.read_text())["score"] == 0  # Gradescope still gets a results.json
+    assert not (tmp_path / "all").exists()
+
+
+def test_a_missing_sandbox_account_is_one_line(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the account is looked up only as root")
+    command = [
+        sys.executable,
+        "-m",
+        "autograder.grade",
+        "--submission",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    result = subprocess.run(
+        [*command, "--sandbox-user", "cs288-no-such-user"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "'cs288-no-such-user'" in line and "create_sandbox_user.sh" in line
