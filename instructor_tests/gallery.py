@@ -22,6 +22,8 @@ from autograder.make_handout import REPO_ROOT
 from cs288_lm.common import predictions
 
 NN_UTILS = "cs288_lm/nn_utils.py"
+MODEL = "cs288_lm/model.py"
+NO_FUNCTIONAL_MODULES = ("tests/test_no_functional.py", "autograder/hidden_tests/test_no_functional_hidden.py")
 GALLERY_MODULE = "tests/test_nn_utils.py"  # small and fast: every module runs through the same sandbox
 LATER_MODULE = "tests/test_model.py"  # for attacks that try to reach a later module
 PREDICTIONS = ("finetuned_predictions.json", "prompting_predictions.json")
@@ -36,7 +38,9 @@ class Case:
     """One submission: how to make its files, its time limit, and what it must get.
 
     ``modules``: the test modules it is graded on. ``full_points``: whether it earns every point of
-    their problems (else none). ``reason``: text that must appear in the output of one of its entries.
+    their problems (else none). ``lost``: if given, the problems (by name) that earn nothing while
+    every other problem graded earns every point. ``reason``: text that must appear in the output of
+    one of its entries.
     """
 
     name: str
@@ -44,6 +48,7 @@ class Case:
     modules: tuple[str, ...] = (GALLERY_MODULE,)
     seconds: float = 60
     full_points: bool = False
+    lost: tuple[str, ...] = ()
     reason: str = ""
     flags: list[str] = field(default_factory=list)
 
@@ -215,6 +220,53 @@ _json = _importlib.import_module("json")
 exec("import math as _math")
 _getter = getattr(__builtins__, "get", None)
 """
+
+
+# torch's own ops, kept at import in default arguments (no module-level name the rule's name check
+# sees), before the no-functional tests replace torch.softmax, torch._C._nn.linear, ...
+KEPT_IN_NN_UTILS = """
+
+def softmax(x, dim=-1, _kept=torch.softmax):
+    return _kept(x, dim)
+
+
+def log_softmax(x, dim=-1, _kept=torch.log_softmax):
+    return _kept(x, dim)
+"""
+KEPT_IN_MODEL = """
+
+def silu(x, _kept=torch._C._nn.silu):
+    return _kept(x)
+
+
+def _forward(self, x, _kept=torch._C._nn.linear):
+    return _kept(x, self.weight)
+
+
+Linear.forward = _forward
+"""
+# The problems whose no-functional tests reach those ops (the others earn every point).
+KEPT_OPS_LOSE = (
+    "linear",
+    "SiLU",
+    "SwiGLU",
+    "softmax",
+    "scaled_dot_product_attention",
+    "multihead_self_attention",
+    "multihead_self_attention_with_rope",
+    "transformer_block",
+    "transformer_lm",
+    "cross_entropy",
+)
+
+
+def keeps_torch_ops(solution: Files, stubs: Files) -> Files:
+    """The solution with softmax, log_softmax, SiLU and Linear redefined on torch's own ops."""
+    return {
+        **solution,
+        NN_UTILS: solution[NN_UTILS] + KEPT_IN_NN_UTILS.encode(),
+        MODEL: solution[MODEL] + KEPT_IN_MODEL.encode(),
+    }
 
 
 def answers() -> list[dict]:
@@ -402,6 +454,14 @@ CASES = [
         flags=["__import__", "importlib", "exec"],
     ),
     Case(
+        "torch_ops_kept_before_the_no_functional_patch",
+        keeps_torch_ops,
+        NO_FUNCTIONAL_MODULES,
+        lost=KEPT_OPS_LOSE,
+        reason="Part 2 forbids torch",
+        flags=["torch._C"],
+    ),
+    Case(
         "huge_int_prediction",
         lambda solution, stubs: {**solution, PREDICTIONS[1]: huge_int_predictions(solution)},
         full_points=True,
@@ -418,14 +478,26 @@ def entry_named(results: dict, prefix: str) -> dict | None:
     return found[0] if len(found) == 1 else None
 
 
+def problem_name(entry: dict) -> str:
+    """``rope`` for the entry ``Part 2: rope (public tests)``."""
+    return re.sub(r"^Part \d: (.+) \((public|hidden) tests\)$", r"\1", entry["name"])
+
+
+def wanted_score(case: Case, entry: dict) -> float:
+    """What a problem entry must score for ``case``: every point or none."""
+    full = problem_name(entry) not in case.lost if case.lost else case.full_points
+    return entry["max_score"] if full else 0
+
+
 def case_problems(case: Case, results: dict, bundle: Path, canary: str) -> list[str]:
     """Everything about ``results`` that is not what ``case`` earned (empty when all is right)."""
     problems = valid_results_problems(results)
     graded = problem_entries(results)
     if not graded:
         problems.append("no problem entry")
-    wanted = (lambda t: t["score"] == t["max_score"]) if case.full_points else (lambda t: t["score"] == 0)
-    problems += [f"{t['name']}: {t['score']}/{t['max_score']}" for t in graded if not wanted(t)]
+    problems += [f"{t['name']}: {t['score']}/{t['max_score']}" for t in graded if t["score"] != wanted_score(case, t)]
+    names = {problem_name(t) for t in graded}
+    problems += [f"no entry for the lost problem {name}" for name in case.lost if name not in names]
     outputs = "\n".join(t["output"] for t in results["tests"])
     if case.reason not in outputs:
         problems.append(f"no entry says {case.reason!r}")

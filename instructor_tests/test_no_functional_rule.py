@@ -140,20 +140,18 @@ ROUTES: dict[str, tuple[Callable[[], object], str]] = {
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_reference_kept_before_the_block_is_refused(route):
     call, named = ROUTES[route]
-    with pytest.raises(ForbiddenShortcut, match=rf"^Part 2 forbids .*{named}"):
-        with forbidden_shortcuts("Part 2"):
-            call()
+    with pytest.raises(ForbiddenShortcut, match=rf"^Part 2 forbids .*{named}"), forbidden_shortcuts("Part 2"):
+        call()
 
 
 @pytest.mark.parametrize("route", ["torch.softmax", "torch._C._nn.linear", "torch.ops.aten.silu", "clip_grad_norm_"])
 def test_a_refusal_the_code_catches_still_fails_the_block(route):
     call, named = ROUTES[route]
-    with pytest.raises(ForbiddenShortcut, match=rf"^Part 3 forbids .*{named}"):
-        with forbidden_shortcuts("Part 3"):
-            try:
-                call()
-            except ForbiddenShortcut:
-                pass
+    with pytest.raises(ForbiddenShortcut, match=rf"^Part 3 forbids .*{named}"), forbidden_shortcuts("Part 3"):
+        try:
+            call()
+        except ForbiddenShortcut:
+            pass
 
 
 @pytest.mark.parametrize(
@@ -162,9 +160,11 @@ def test_a_refusal_the_code_catches_still_fails_the_block(route):
     ids=["function mode popped", "dispatch mode popped", "profile function removed"],
 )
 def test_turning_a_layer_off_fails_the_block(turn_off):
-    with pytest.raises(ForbiddenShortcut, match="^Part 2 forbids turning off the checks"):
-        with forbidden_shortcuts("Part 2"):
-            turn_off()
+    with (
+        pytest.raises(ForbiddenShortcut, match="^Part 2 forbids turning off the checks"),
+        forbidden_shortcuts("Part 2"),
+    ):
+        turn_off()
     assert sys.getprofile() is None
     torch.softmax(X, -1)  # nothing of the block is left behind
 
