@@ -11,7 +11,9 @@ tamper with the grader from inside the test process: dynamic imports, ``exec``/`
 ``ctypes``, starting, forking or signalling processes (``multiprocessing`` too, which a BPE trainer
 may use fairly), exit handlers, stack, frame and heap introspection (``sys._getframe``,
 ``gc.get_objects``, ``sys.modules``), pytest's arguments, hooks and report files, and monkeypatching
-of imported modules. The grader shows these to instructors only (Gradescope "hidden" visibility) and
+of imported modules, torch's private parts (``torch._C``: where the torch function and dispatch modes
+of the no-functional tests are turned off), ``torch.overrides``, ``torch.ops`` and threads (those modes
+are per thread). The grader shows these to instructors only (Gradescope "hidden" visibility) and
 they never change a score: they are leads for reading the code, not verdicts. It sees names, not
 values (``getattr(os, "sys" + "tem")`` is flagged as a computed lookup, what it returns is not
 known), ignores scopes (a student's own function named ``compile`` is flagged like the builtin), and
@@ -119,9 +121,14 @@ WATCHED: dict[str, str] = {
             "threading.setprofile",
             "pytest",
             "_pytest",
+            # The no-functional tests' torch function and dispatch modes (torch.ops reaches kernels by name).
+            "torch.overrides",
+            "torch.ops",
         ),
         TAMPERING,
     ),
+    # A torch function or dispatch mode is per thread: torch run in another thread escapes it.
+    **dict.fromkeys(("threading.Thread", "_thread", "concurrent.futures.ThreadPoolExecutor"), PROCESS_CONTROL),
 }
 # Names that mean the builtin even when nothing imports them.
 BUILTIN_NAMES = frozenset(
@@ -353,6 +360,18 @@ def _watched(name: str) -> tuple[str, str] | None:
         for end in range(len(parts), 0, -1):
             if (kind := WATCHED.get(key := ".".join(parts[:end]))) is not None:
                 return key, kind
+    return _private_torch(name)
+
+
+def _private_torch(name: str) -> tuple[str, str] | None:
+    """``torch._C`` for ``torch._C._nn.linear``: torch's private parts are where its checks are turned off
+    (``torch._C._DisableTorchFunction``, the mode stacks) and where forbidden kernels are kept."""
+    parts = name.split(".")
+    if parts[0] != "torch":
+        return None
+    for end, part in enumerate(parts[1:], 2):
+        if part.startswith("_") and not part.endswith("__"):
+            return ".".join(parts[:end]), TAMPERING
     return None
 
 

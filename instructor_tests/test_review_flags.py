@@ -257,6 +257,41 @@ ATTACKS = {
             "6: tampering: deletes torch.equal",
         ],
     ),
+    # The no-functional tests' torch function mode, dispatch mode and forbidden kernels.
+    "torch function mode turned off": (
+        "import torch\nwith torch._C.DisableTorchFunction():\n    y = kept(x)",
+        ["2: tampering: torch._C.DisableTorchFunction()"],
+    ),
+    "dispatch mode popped": (
+        "from torch.utils._python_dispatch import _pop_mode\n_pop_mode()",
+        [
+            "1: tampering: imports torch.utils._python_dispatch._pop_mode",
+            "2: tampering: torch.utils._python_dispatch._pop_mode()",
+        ],
+    ),
+    "torch private op kept in a default argument": (
+        "import torch\ndef linear(x, w, _op=torch._C._nn.linear):\n    return _op(x, w)",
+        ["2: tampering: uses torch._C._nn.linear"],
+    ),
+    "kernel by name": (
+        "import torch\ny = torch.ops.aten._softmax.default(x, -1, False)",
+        ["2: tampering: torch.ops.aten._softmax.default(...)"],
+    ),
+    "a mode of one's own": (
+        "from torch.overrides import TorchFunctionMode",
+        ["1: tampering: imports torch.overrides.TorchFunctionMode"],
+    ),
+    "thread (the modes are per thread)": (
+        "import threading\nthreading.Thread(target=run).start()",
+        ["2: process control: threading.Thread(...)"],
+    ),
+    "thread pool": (
+        "from concurrent.futures import ThreadPoolExecutor\npool = ThreadPoolExecutor()",
+        [
+            "1: process control: imports concurrent.futures.ThreadPoolExecutor",
+            "2: process control: concurrent.futures.ThreadPoolExecutor()",
+        ],
+    ),
 }
 
 ORDINARY = """
