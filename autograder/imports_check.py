@@ -23,8 +23,11 @@ gives up on files that do not parse (reported elsewhere).
 from __future__ import annotations
 
 import ast
+import codecs
+import io
 import re
 import sys
+import tokenize
 import warnings
 from dataclasses import dataclass
 
@@ -72,6 +75,39 @@ def forbidden_imports(source: str, path: str, allowed: frozenset[str]) -> list[F
     return sorted(found, key=lambda item: (item.line, item.module))
 
 
+# --- Source as Python reads it ------------------------------------------------------------------
+
+UTF8_NAMES = ("utf-8", "utf-8-sig")
+
+
+class DeclaredEncoding(ValueError):
+    """A submitted file declares an encoding other than UTF-8 (PEP 263): Python would read it so, and a
+    UTF-8 reading can see other code (a utf-7 ``+AAo-`` is a line break that hides an import in a comment)."""
+
+    def __init__(self, path: str, line: int, encoding: str) -> None:
+        super().__init__(f"{path} declares the {encoding} encoding (line {line})")
+        self.path, self.line, self.encoding = path, line, encoding
+
+    def flag(self) -> ReviewFlag:
+        return ReviewFlag(self.path, self.line, ENCODING, f"declares {self.encoding}: graded as the stub")
+
+
+def python_source(data: bytes, path: str) -> str:
+    """``data`` decoded as the interpreter decodes a source file: a BOM or a PEP 263 cookie decides.
+
+    Raises :class:`DeclaredEncoding` for any encoding but UTF-8, ``SyntaxError`` for a cookie Python
+    refuses (unknown, or against the BOM), ``UnicodeDecodeError`` for bytes that are not UTF-8.
+    """
+    try:
+        encoding, lines = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        data.decode("utf-8")  # bytes that are not UTF-8 are named as such, not as a bad declaration
+        raise
+    if codecs.lookup(encoding).name not in UTF8_NAMES:
+        raise DeclaredEncoding(path, len(lines), encoding)  # the cookie is on the last line read
+    return data.decode(codecs.lookup(encoding).name)
+
+
 # --- Review flags (instructors only, never scored) ---------------------------------------------
 
 DYNAMIC_IMPORT = "dynamic import"
@@ -79,6 +115,7 @@ CODE_EXECUTION = "code execution"
 PROCESS_CONTROL = "process control"
 INTROSPECTION = "introspection"
 TAMPERING = "tampering"
+ENCODING = "source encoding"
 
 _OS_PROCESS_CALLS = (
     "system popen fork forkpty setsid setpgrp setpgid kill killpg _exit posix_spawn posix_spawnp"

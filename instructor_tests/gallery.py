@@ -269,6 +269,19 @@ def keeps_torch_ops(solution: Files, stubs: Files) -> Files:
     }
 
 
+# In UTF-7, "+AAo-" is a line break: read as UTF-8 (as the import check and the review once did), this
+# line is a comment; Python, which obeys the cookie, imports sympy (outside requirements.txt) and os.
+HIDDEN_BY_UTF7 = b"# helpers +AAo-import sympy+AAo-import os as _os+AAo-\n"
+
+
+def declares_utf7(solution: Files, stubs: Files) -> Files:
+    """The solution's nn_utils.py in UTF-7, with a PEP 263 cookie and imports only UTF-7 shows."""
+    anchor = "from __future__ import annotations\n"
+    body = solution[NN_UTILS].decode().encode("utf-7")
+    hidden = body.replace(anchor.encode("utf-7"), anchor.encode() + HIDDEN_BY_UTF7, 1)
+    return {**solution, NN_UTILS: b"# -*- coding: utf-7 -*-\n" + hidden}
+
+
 def answers() -> list[dict]:
     return json.loads((REPO_ROOT / "data/qa/test.json").read_text(encoding="utf-8"))
 
@@ -460,6 +473,12 @@ CASES = [
         lost=KEPT_OPS_LOSE,
         reason="Part 2 forbids torch",
         flags=["torch._C"],
+    ),
+    Case(
+        "utf7_cookie_hides_imports",
+        declares_utf7,
+        reason=f"{NN_UTILS} declares the utf-7 encoding (line 1), not UTF-8",
+        flags=[f"{NN_UTILS}:1: source encoding: declares utf-7: graded as the stub"],
     ),
     Case(
         "huge_int_prediction",
