@@ -10,7 +10,9 @@ The same goes for what those would give away: torch's own softmax (``torch.softm
 Every test computes its expected values first (with ``torch.nn.functional`` and friends), then runs
 the adapter inside :func:`forbidden_shortcuts`, where each of those functions raises
 :class:`ForbiddenShortcut` naming itself ("Part 2 forbids torch.nn.functional.linear: implement it
-with tensor operations"). A solution that calls one fails here even when its values are right.
+with tensor operations"). A solution that calls one fails here even when its values are right,
+under whatever name it reaches them (a reference kept from before the block, ``torch._C._nn``,
+``torch.ops.aten``), and even when it catches the exception.
 
 Select a part with ``pytest -k``: ``linear``, ``embedding``, ``rmsnorm``, ``silu``, ``swiglu``,
 ``rope``, ``softmax``, ``sdpa``, ``mha``, ``transformer_block``, ``transformer_lm``,
