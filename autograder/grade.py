@@ -8,7 +8,8 @@ Without ``--bundle`` a grading bundle is built from this repository first (a min
 1. Read the bundle (handout, hidden tests, the reference records, snapshots, answers) and the
    submission into memory. The submission's student modules (the files with solution markers in
    the solution, found by relative path or by file name anywhere in DIR) are checked statically:
-   a file that is missing, not UTF-8 or does not parse is replaced by its handout stub (its tests
+   a file that is missing, declares an encoding other than UTF-8 (read as Python reads it: BOM,
+   PEP 263 cookie), is not UTF-8 or does not parse is replaced by its handout stub (its tests
    fail, the others still count); imports outside requirements.txt and the standard library cost
    the configured deduction per file; dynamic imports and tampering APIs are flagged for the
    instructors (never a deduction).
@@ -55,7 +56,15 @@ from autograder.bundle import (
     snapshot_loader,
     trusted_snapshots,
 )
-from autograder.imports_check import ForbiddenImport, ReviewFlag, allowed_modules, forbidden_imports, review_flags
+from autograder.imports_check import (
+    DeclaredEncoding,
+    ForbiddenImport,
+    ReviewFlag,
+    allowed_modules,
+    forbidden_imports,
+    python_source,
+    review_flags,
+)
 from autograder.judge import Stream, Verdict, judge_stream, parse_stream
 from autograder.make_handout import REPO_ROOT, write_tree
 from autograder.sandbox import Limits, PytestRun, become_subreaper, grading_problem, run_pytest, share_of_cores
@@ -147,10 +156,13 @@ def find_submitted(target: str, files: list[str], by_name: bool) -> tuple[str | 
 def check_module(
     path: str, data: bytes, allowed: frozenset[str]
 ) -> tuple[str | None, list[ForbiddenImport], list[ReviewFlag]]:
-    """Why a submitted module cannot be used (not UTF-8, does not parse), its forbidden imports, its review flags."""
+    """Why a submitted module cannot be used (declares an encoding other than UTF-8, is not UTF-8, does not
+    parse), its forbidden imports, its review flags. The source is read as Python reads it (BOM, PEP 263 cookie)."""
     try:
-        source = data.decode("utf-8")
+        source = python_source(data, path)
         parse_source(source, path)
+    except DeclaredEncoding as error:
+        return f"{error}, not UTF-8: the grader reads only UTF-8 source", [], [error.flag()]
     except UnicodeDecodeError as error:
         return f"{path} is not UTF-8 text ({error.reason} at byte {error.start})", [], []
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
@@ -172,8 +184,8 @@ def choose_module(
         problem = f"{module} is larger than {max_bytes // 1024} KB"
     else:
         problem, forbidden, flags = check_module(module, (directory / found).read_bytes(), allowed)
-    if problem:
-        return bundle.handout[module], f"{problem}: graded as the unimplemented handout stub", [], []
+    if problem:  # flags kept: a declared encoding is a lead even though the stub is graded
+        return bundle.handout[module], f"{problem}: graded as the unimplemented handout stub", [], flags
     return (directory / found).read_bytes(), f"{module}: graded {found}", forbidden, flags
 
 

@@ -11,7 +11,9 @@ tamper with the grader from inside the test process: dynamic imports, ``exec``/`
 ``ctypes``, starting, forking or signalling processes (``multiprocessing`` too, which a BPE trainer
 may use fairly), exit handlers, stack, frame and heap introspection (``sys._getframe``,
 ``gc.get_objects``, ``sys.modules``), pytest's arguments, hooks and report files, and monkeypatching
-of imported modules. The grader shows these to instructors only (Gradescope "hidden" visibility) and
+of imported modules, torch's private parts (``torch._C``: where the torch function and dispatch modes
+of the no-functional tests are turned off), ``torch.overrides``, ``torch.ops`` and threads (those modes
+are per thread). The grader shows these to instructors only (Gradescope "hidden" visibility) and
 they never change a score: they are leads for reading the code, not verdicts. It sees names, not
 values (``getattr(os, "sys" + "tem")`` is flagged as a computed lookup, what it returns is not
 known), ignores scopes (a student's own function named ``compile`` is flagged like the builtin), and
@@ -21,8 +23,11 @@ gives up on files that do not parse (reported elsewhere).
 from __future__ import annotations
 
 import ast
+import codecs
+import io
 import re
 import sys
+import tokenize
 import warnings
 from dataclasses import dataclass
 
@@ -70,6 +75,39 @@ def forbidden_imports(source: str, path: str, allowed: frozenset[str]) -> list[F
     return sorted(found, key=lambda item: (item.line, item.module))
 
 
+# --- Source as Python reads it ------------------------------------------------------------------
+
+UTF8_NAMES = ("utf-8", "utf-8-sig")
+
+
+class DeclaredEncoding(ValueError):
+    """A submitted file declares an encoding other than UTF-8 (PEP 263): Python would read it so, and a
+    UTF-8 reading can see other code (a utf-7 ``+AAo-`` is a line break that hides an import in a comment)."""
+
+    def __init__(self, path: str, line: int, encoding: str) -> None:
+        super().__init__(f"{path} declares the {encoding} encoding (line {line})")
+        self.path, self.line, self.encoding = path, line, encoding
+
+    def flag(self) -> ReviewFlag:
+        return ReviewFlag(self.path, self.line, ENCODING, f"declares {self.encoding}: graded as the stub")
+
+
+def python_source(data: bytes, path: str) -> str:
+    """``data`` decoded as the interpreter decodes a source file: a BOM or a PEP 263 cookie decides.
+
+    Raises :class:`DeclaredEncoding` for any encoding but UTF-8, ``SyntaxError`` for a cookie Python
+    refuses (unknown, or against the BOM), ``UnicodeDecodeError`` for bytes that are not UTF-8.
+    """
+    try:
+        encoding, lines = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        data.decode("utf-8")  # bytes that are not UTF-8 are named as such, not as a bad declaration
+        raise
+    if codecs.lookup(encoding).name not in UTF8_NAMES:
+        raise DeclaredEncoding(path, len(lines), encoding)  # the cookie is on the last line read
+    return data.decode(codecs.lookup(encoding).name)
+
+
 # --- Review flags (instructors only, never scored) ---------------------------------------------
 
 DYNAMIC_IMPORT = "dynamic import"
@@ -77,6 +115,7 @@ CODE_EXECUTION = "code execution"
 PROCESS_CONTROL = "process control"
 INTROSPECTION = "introspection"
 TAMPERING = "tampering"
+ENCODING = "source encoding"
 
 _OS_PROCESS_CALLS = (
     "system popen fork forkpty setsid setpgrp setpgid kill killpg _exit posix_spawn posix_spawnp"
@@ -119,9 +158,14 @@ WATCHED: dict[str, str] = {
             "threading.setprofile",
             "pytest",
             "_pytest",
+            # The no-functional tests' torch function and dispatch modes (torch.ops reaches kernels by name).
+            "torch.overrides",
+            "torch.ops",
         ),
         TAMPERING,
     ),
+    # A torch function or dispatch mode is per thread: torch run in another thread escapes it.
+    **dict.fromkeys(("threading.Thread", "_thread", "concurrent.futures.ThreadPoolExecutor"), PROCESS_CONTROL),
 }
 # Names that mean the builtin even when nothing imports them.
 BUILTIN_NAMES = frozenset(
@@ -353,6 +397,18 @@ def _watched(name: str) -> tuple[str, str] | None:
         for end in range(len(parts), 0, -1):
             if (kind := WATCHED.get(key := ".".join(parts[:end]))) is not None:
                 return key, kind
+    return _private_torch(name)
+
+
+def _private_torch(name: str) -> tuple[str, str] | None:
+    """``torch._C`` for ``torch._C._nn.linear``: torch's private parts are where its checks are turned off
+    (``torch._C._DisableTorchFunction``, the mode stacks) and where forbidden kernels are kept."""
+    parts = name.split(".")
+    if parts[0] != "torch":
+        return None
+    for end, part in enumerate(parts[1:], 2):
+        if part.startswith("_") and not part.endswith("__"):
+            return ".".join(parts[:end]), TAMPERING
     return None
 
 

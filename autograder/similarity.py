@@ -9,6 +9,10 @@ given counts as nobody's similarity. Written to ``out`` (``grade_all`` uses ``<o
     similarity.md             the same pairs as readable tables, most similar first
     <module>.html             copydetect's own report for one module ("/" in the path becomes "__")
 
+A file that declares another encoding than UTF-8 (PEP 263) is compared as Python reads it: a UTF-8
+copy of its decoded text is written to ``decoded/<student>/<module>`` (a UTF-7 file can hide its code
+in what a UTF-8 reader takes for a comment).
+
 ``similarity_a`` is the share of student A's fingerprinted tokens also found in B's file (and
 ``similarity_b`` the reverse), as copydetect defines them. Pairs with no overlap are left out.
 """
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autograder.grade import find_submitted, submitted_files
+from autograder.imports_check import DeclaredEncoding, python_source
 
 if TYPE_CHECKING:
     from copydetect import CopyDetector
@@ -59,6 +64,24 @@ def module_files(submissions: Path, modules: list[str]) -> dict[str, dict[str, P
             if path is not None:
                 found[module][student.name] = student / path
     return found
+
+
+def as_python_reads(path: Path, copy: Path) -> Path:
+    """``path`` if Python reads it as UTF-8 (or not at all); else ``copy``, written with the text Python reads."""
+    data = path.read_bytes()
+    try:
+        python_source(data, str(path))
+        return path
+    except DeclaredEncoding as declared:
+        try:
+            text = data.decode(declared.encoding)
+        except (UnicodeDecodeError, LookupError):
+            return path
+    except (SyntaxError, ValueError):  # not Python's either: copydetect skips what is not UTF-8
+        return path
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(text, encoding="utf-8")
+    return copy
 
 
 def compare_module(detector: CopyDetector, module: str, files: dict[str, Path], stub: Path, top: int) -> list[Pair]:
@@ -119,6 +142,9 @@ def similarity_report(submissions: Path, modules: list[str], handout: Path, out:
     out.mkdir(parents=True, exist_ok=True)
     students = sorted(p.name for p in submissions.iterdir() if p.is_dir())
     found = module_files(submissions, modules)
+    for module, files in found.items():
+        for student, path in files.items():
+            files[student] = as_python_reads(path, out / "decoded" / student / module)
     rows: list[Pair] = []
     lines = [
         "# Similarity between submissions",

@@ -28,6 +28,8 @@ from cs288_lm.common import predictions
 NN_UTILS = "cs288_lm/nn_utils.py"
 BPE = "cs288_lm/bpe.py"
 TRAIN_BPE_MODULE = "tests/test_train_bpe.py"
+MODEL = "cs288_lm/model.py"
+NO_FUNCTIONAL_MODULES = ("tests/test_no_functional.py", "autograder/hidden_tests/test_no_functional_hidden.py")
 GALLERY_MODULE = "tests/test_nn_utils.py"  # small and fast: every module runs through the same sandbox
 LATER_MODULE = "tests/test_model.py"  # for attacks that try to reach a later module
 PREDICTIONS = ("finetuned_predictions.json", "prompting_predictions.json")
@@ -46,7 +48,8 @@ class Case:
 
     ``modules``: the test modules it is graded on. ``full_points``: whether it earns every point of
     their problems (else none), except the share of the tests named in ``failing``, which must fail.
-    ``reason``: text that must appear in the output of one of its entries.
+    ``lost``: if given, the problems (by name) that earn nothing while every other problem graded
+    earns every point. ``reason``: text that must appear in the output of one of its entries.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Case:
     modules: tuple[str, ...] = (GALLERY_MODULE,)
     seconds: float = 60
     full_points: bool = False
+    lost: tuple[str, ...] = ()
     reason: str = ""
     flags: list[str] = field(default_factory=list)
     failing: tuple[str, ...] = ()
@@ -373,6 +377,71 @@ except OSError:
     pass
 raise RuntimeError(f"planted: {{_written}}")
 """
+# torch's own ops, kept at import in default arguments (no module-level name the rule's name check
+# sees), before the no-functional tests replace torch.softmax, torch._C._nn.linear, ...
+KEPT_IN_NN_UTILS = """
+
+def softmax(x, dim=-1, _kept=torch.softmax):
+    return _kept(x, dim)
+
+
+def log_softmax(x, dim=-1, _kept=torch.log_softmax):
+    return _kept(x, dim)
+
+
+def cross_entropy(logits, targets, ignore_index=None, _kept=torch.log_softmax):
+    keep = torch.ones_like(targets, dtype=torch.bool) if ignore_index is None else targets != ignore_index
+    picked = _kept(logits, -1).gather(-1, torch.where(keep, targets, 0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(keep, -picked, torch.zeros_like(picked)).sum() / keep.sum().clamp_min(1)
+"""
+KEPT_IN_MODEL = """
+
+def silu(x, _kept=torch._C._nn.silu):
+    return _kept(x)
+
+
+def _forward(self, x, _kept=torch._C._nn.linear):
+    return _kept(x, self.weight)
+
+
+Linear.forward = _forward
+"""
+# The problems whose no-functional tests reach those ops (the others earn every point).
+KEPT_OPS_LOSE = (
+    "linear",
+    "SiLU",
+    "SwiGLU",
+    "softmax",
+    "scaled_dot_product_attention",
+    "multihead_self_attention",
+    "multihead_self_attention_with_rope",
+    "transformer_block",
+    "transformer_lm",
+    "cross_entropy",
+    "perplexity",
+)
+
+
+def keeps_torch_ops(solution: Files, stubs: Files) -> Files:
+    """The solution with softmax, log_softmax, cross_entropy, SiLU and Linear redefined on torch's own ops."""
+    return {
+        **solution,
+        NN_UTILS: solution[NN_UTILS] + KEPT_IN_NN_UTILS.encode(),
+        MODEL: solution[MODEL] + KEPT_IN_MODEL.encode(),
+    }
+
+
+# In UTF-7, "+AAo-" is a line break: read as UTF-8 (as the import check and the review once did), this
+# line is a comment; Python, which obeys the cookie, imports sympy (outside requirements.txt) and os.
+HIDDEN_BY_UTF7 = b"# helpers +AAo-import sympy+AAo-import os as _os+AAo-\n"
+
+
+def declares_utf7(solution: Files, stubs: Files) -> Files:
+    """The solution's nn_utils.py in UTF-7, with a PEP 263 cookie and imports only UTF-7 shows."""
+    anchor = "from __future__ import annotations\n"
+    body = solution[NN_UTILS].decode().encode("utf-7")
+    hidden = body.replace(anchor.encode("utf-7"), anchor.encode() + HIDDEN_BY_UTF7, 1)
+    return {**solution, NN_UTILS: b"# -*- coding: utf-7 -*-\n" + hidden}
 
 
 def answers() -> list[dict]:
@@ -584,6 +653,20 @@ CASES = [
         flags=["__import__", "importlib", "exec"],
     ),
     Case(
+        "torch_ops_kept_before_the_no_functional_patch",
+        keeps_torch_ops,
+        NO_FUNCTIONAL_MODULES,
+        lost=KEPT_OPS_LOSE,
+        reason="Part 2 forbids torch",
+        flags=["torch._C"],
+    ),
+    Case(
+        "utf7_cookie_hides_imports",
+        declares_utf7,
+        reason=f"{NN_UTILS} declares the utf-7 encoding (line 1), not UTF-8",
+        flags=[f"{NN_UTILS}:1: source encoding: declares utf-7: graded as the stub"],
+    ),
+    Case(
         "huge_int_prediction",
         lambda solution, stubs: {**solution, PREDICTIONS[1]: huge_int_predictions(solution)},
         full_points=True,
@@ -657,21 +740,36 @@ def entry_named(results: dict, prefix: str) -> dict | None:
     return found[0] if len(found) == 1 else None
 
 
+def problem_name(entry: dict) -> str:
+    """``rope`` for the entry ``Part 2: rope (public tests)``."""
+    return re.sub(r"^Part \d: (.+) \((public|hidden) tests\)$", r"\1", entry["name"])
+
+
+def wanted_score(case: Case, entry: dict) -> float:
+    """What a problem entry must score for ``case``: every point or none."""
+    full = problem_name(entry) not in case.lost if case.lost else case.full_points
+    return entry["max_score"] if full else 0
+
+
 def case_problems(case: Case, results: dict, bundle: Path, canary: str) -> list[str]:
     """Everything about ``results`` that is not what ``case`` earned (empty when all is right)."""
     problems = valid_results_problems(results)
     graded = problem_entries(results)
     if not graded:
         problems.append("no problem entry")
-    if case.full_points:
+    if case.lost:
+        wanted = {t["name"]: wanted_score(case, t) for t in graded}
+    elif case.full_points:
         shares = failing_shares(case, bundle)
         wanted = {t["name"]: round(t["max_score"] * (1 - shares.get(t["name"], 0)), 2) for t in graded}
     else:
         wanted = {t["name"]: 0 for t in graded}
     problems += [f"{t['name']}: {t['score']}/{t['max_score']}" for t in graded if t["score"] != wanted[t["name"]]]
     failed = {name for t in graded for name in re.findall(r"^  (test_\w+)[^:]*: ", t["output"], re.MULTILINE)}
-    if case.full_points and failed != set(case.failing):
+    if case.full_points and not case.lost and failed != set(case.failing):
         problems.append(f"failed {sorted(failed)} where {sorted(case.failing)} must fail")
+    names = {problem_name(t) for t in graded}
+    problems += [f"no entry for the lost problem {name}" for name in case.lost if name not in names]
     problems += shown_total_problems(results)
     outputs = "\n".join(t["output"] for t in results["tests"])
     if case.reason not in outputs:

@@ -222,6 +222,12 @@ def test_exfiltrated_files_do_not_reach_a_later_module(gallery_results):
 UNUSABLE = {
     "syntax_error": (b"def softmax(x:\n    return x\n", "does not parse: SyntaxError at line 1"),
     "not_utf8": (b"x = '\xff'\n", "is not UTF-8"),
+    "utf7_cookie": (b"# -*- coding: utf-7 -*-\n# +AAo-import os+AAo-\n", "declares the utf-7 encoding (line 1)"),
+    "latin1_cookie_on_line_2": (
+        b"#!/usr/bin/env python\n# vim: set fileencoding=latin-1 :\nx = '\xe9'\n",
+        "declares the iso-8859-1 encoding (line 2)",
+    ),
+    "unknown_cookie": (b"# coding: no-such-codec\n", "does not parse: SyntaxError"),
     "missing_file": (None, "is missing"),
 }
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from autograder.imports_check import ReviewFlag, review_flags
+from autograder.imports_check import DeclaredEncoding, ReviewFlag, python_source, review_flags
 from autograder.make_handout import REPO_ROOT
 
 ATTACKS = {
@@ -257,6 +257,41 @@ ATTACKS = {
             "6: tampering: deletes torch.equal",
         ],
     ),
+    # The no-functional tests' torch function mode, dispatch mode and forbidden kernels.
+    "torch function mode turned off": (
+        "import torch\nwith torch._C.DisableTorchFunction():\n    y = kept(x)",
+        ["2: tampering: torch._C.DisableTorchFunction()"],
+    ),
+    "dispatch mode popped": (
+        "from torch.utils._python_dispatch import _pop_mode\n_pop_mode()",
+        [
+            "1: tampering: imports torch.utils._python_dispatch._pop_mode",
+            "2: tampering: torch.utils._python_dispatch._pop_mode()",
+        ],
+    ),
+    "torch private op kept in a default argument": (
+        "import torch\ndef linear(x, w, _op=torch._C._nn.linear):\n    return _op(x, w)",
+        ["2: tampering: uses torch._C._nn.linear"],
+    ),
+    "kernel by name": (
+        "import torch\ny = torch.ops.aten._softmax.default(x, -1, False)",
+        ["2: tampering: torch.ops.aten._softmax.default(...)"],
+    ),
+    "a mode of one's own": (
+        "from torch.overrides import TorchFunctionMode",
+        ["1: tampering: imports torch.overrides.TorchFunctionMode"],
+    ),
+    "thread (the modes are per thread)": (
+        "import threading\nthreading.Thread(target=run).start()",
+        ["2: process control: threading.Thread(...)"],
+    ),
+    "thread pool": (
+        "from concurrent.futures import ThreadPoolExecutor\npool = ThreadPoolExecutor()",
+        [
+            "1: process control: imports concurrent.futures.ThreadPoolExecutor",
+            "2: process control: concurrent.futures.ThreadPoolExecutor()",
+        ],
+    ),
 }
 
 ORDINARY = """
@@ -382,3 +417,53 @@ def test_docstrings_are_not_read_and_long_literals_are_cut():
 )
 def test_never_raises_and_gives_nothing_for_what_does_not_parse(source):
     assert review_flags(source, "m.py") == []
+
+
+# --- Source as Python reads it (python_source) ---------------------------------------------------
+
+HIDES_IMPORT = b"# -*- coding: utf-7 -*-\n# +AAo-import os+AAo-\n"
+
+
+def test_a_declared_encoding_other_than_utf8_is_refused_with_its_line_and_flag():
+    with pytest.raises(DeclaredEncoding) as refused:
+        python_source(HIDES_IMPORT, "cs288_lm/nn_utils.py")
+    assert (refused.value.line, refused.value.encoding) == (1, "utf-7")
+    assert str(refused.value.flag()) == "cs288_lm/nn_utils.py:1: source encoding: declares utf-7: graded as the stub"
+    # What the interpreter reads, and what a UTF-8 reading misses.
+    assert HIDES_IMPORT.decode("utf-7").splitlines()[2] == "import os"
+    assert review_flags(HIDES_IMPORT.decode("utf-8"), "m.py") == []
+
+
+def test_a_cookie_on_the_second_line_counts_and_the_third_does_not():
+    with pytest.raises(DeclaredEncoding) as refused:
+        python_source(b"#!/usr/bin/env python\n# vim: set fileencoding=latin-1 :\nx = 1\n", "m.py")
+    assert (refused.value.line, refused.value.encoding) == (2, "iso-8859-1")
+    assert python_source(b"x = 1\ny = 2\n# coding: latin-1\n", "m.py") == "x = 1\ny = 2\n# coding: latin-1\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"x = 'caf\xc3\xa9'\n",
+        b"\xef\xbb\xbfx = 'caf\xc3\xa9'\n",
+        b"# coding: utf8\nx = 'caf\xc3\xa9'\n",
+        b"# -*- coding: UTF_8 -*-\n",
+    ],
+    ids=["plain", "BOM", "utf8 cookie", "UTF_8 cookie"],
+)
+def test_utf8_however_declared_is_read_without_its_bom(data):
+    assert python_source(data, "m.py") == data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"# coding: no-such-codec\n", SyntaxError),
+        (b"\xef\xbb\xbf# coding: latin-1\n", SyntaxError),
+        (b"x = '\xff'\n", UnicodeDecodeError),
+    ],
+    ids=["unknown codec", "BOM against the cookie", "not UTF-8"],
+)
+def test_what_python_would_refuse_is_refused(data, error):
+    with pytest.raises(error):
+        python_source(data, "m.py")

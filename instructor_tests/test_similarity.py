@@ -117,6 +117,25 @@ def test_the_copied_pair_ranks_first_and_the_stub_matches_nobody(
     assert "alice" in (out / report_name(MODULE)).read_text(encoding="utf-8")
 
 
+def hidden_in_utf7(text: str) -> bytes:
+    """``text`` as one comment line to a UTF-8 reader; to Python, which obeys the cookie, the whole file."""
+    return b"# coding: utf-7\n# " + text.encode("utf-7").replace(b"\n", b"+AAo-") + b"\n"
+
+
+def test_a_file_in_another_encoding_is_compared_as_python_reads_it(handout: Path, tmp_path: Path) -> None:
+    submissions = make_submissions(
+        tmp_path / "submissions", {"alice": (MODULE, ORIGINAL), "carol": (MODULE, DIFFERENT)}
+    )
+    (submissions / "bob" / "pkg").mkdir(parents=True)
+    (submissions / "bob" / MODULE).write_bytes(hidden_in_utf7(COPY))
+    out = tmp_path / "similarity"
+    assert similarity_report(submissions, [MODULE], handout, out)
+    first = read_rows(out)[0]
+    assert (first["student_a"], first["student_b"]) == ("alice", "bob")
+    assert float(first["similarity_a"]) > 0.8 and float(first["similarity_b"]) > 0.8
+    assert (out / "decoded" / "bob" / MODULE).read_text(encoding="utf-8") == "# coding: utf-7\n# " + COPY + "\n"
+
+
 def test_fewer_than_two_submissions_leave_nothing_to_compare(handout: Path, tmp_path: Path) -> None:
     submissions = make_submissions(tmp_path / "submissions", {"alice": (MODULE, ORIGINAL)})
     out = tmp_path / "similarity"

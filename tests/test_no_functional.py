@@ -10,7 +10,9 @@ The same goes for what those would give away: torch's own softmax (``torch.softm
 Every test computes its expected values first (with ``torch.nn.functional`` and friends), then runs
 the adapter inside :func:`forbidden_shortcuts`, where each of those functions raises
 :class:`ForbiddenShortcut` naming itself ("Part 2 forbids torch.nn.functional.linear: implement it
-with tensor operations"). A solution that calls one fails here even when its values are right.
+with tensor operations"). A solution that calls one fails here even when its values are right,
+under whatever name it reaches them (a reference kept from before the block, ``torch._C._nn``,
+``torch.ops.aten``), and even when it catches the exception.
 
 Select a part with ``pytest -k``: ``linear``, ``embedding``, ``rmsnorm``, ``silu``, ``swiglu``,
 ``rope``, ``softmax``, ``sdpa``, ``mha``, ``transformer_block``, ``transformer_lm``,
@@ -21,16 +23,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import inspect
 import math
 import sys
-from collections.abc import Iterator
-from types import ModuleType
+from collections.abc import Callable, Iterator
+from types import CodeType, ModuleType
+from typing import NoReturn
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
+from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
 import adapters
 from tests.graded import check_close, check_equal
@@ -135,28 +141,237 @@ def forbidden_shortcuts(part: str) -> Iterator[None]:
     """Inside the block, every forbidden function raises :class:`ForbiddenShortcut`.
 
     Names the student modules bound to one of them at import (``from torch.nn.functional import
-    softmax``) are replaced too. Everything is put back when the block ends.
+    softmax``) are replaced too. References kept from before the block (``stashed = torch.softmax``,
+    ``torch._C._nn.linear``, ``torch.ops.aten._softmax.default``, ``torch.optim.adam._single_tensor_adam``)
+    are refused below the attributes: see :func:`watching`. A forbidden call fails the test even when
+    the code that made it catches the exception: the block raises again when it ends. Everything is
+    put back when the block ends.
     """
-
-    def refusal(name: str):
-        def refuse(*args, **kwargs):
-            raise ForbiddenShortcut(
-                f"{part} forbids {name}: implement it with tensor operations (torch and einops; "
-                "torch.nn.functional and the torch.nn layers are not allowed)"
-            )
-
-        return refuse
-
+    watch = Watch(part)
     targets = forbidden_targets()
     originals = {id(getattr(owner, attribute)): name for owner, attribute, name in targets if attribute != "forward"}
     with pytest.MonkeyPatch.context() as patch:
         for owner, attribute, name in targets:
-            patch.setattr(owner, attribute, refusal(name))
+            patch.setattr(owner, attribute, watch.refusal(name))
         for module in student_modules():
             for attribute, value in list(vars(module).items()):
                 if id(value) in originals:
-                    patch.setattr(module, attribute, refusal(originals[id(value)]))
+                    patch.setattr(module, attribute, watch.refusal(originals[id(value)]))
+        with watching(watch, forbidden_functions(targets)):
+            yield
+
+
+# ---------------------------------------------------------------------------------------------
+# Below the attributes: what a reference kept from before the block still reaches
+# ---------------------------------------------------------------------------------------------
+
+# Torch functions refused under any name that reaches a torch function mode (C bindings such as
+# torch._C._nn.linear, Tensor methods, torch.ops overloads): their names, without the overload.
+_FORBIDDEN_FUNCTION_NAMES = frozenset(
+    {
+        "softmax",
+        "log_softmax",
+        "_softmax",
+        "_log_softmax",
+        "special_softmax",
+        "special_log_softmax",
+        "linear",
+        "silu",
+        "silu_",
+        "gelu",
+        "glu",
+        "embedding",
+        "embedding_bag",
+        "_embedding_bag",
+        "layer_norm",
+        "native_layer_norm",
+        "rms_norm",
+        "_fused_rms_norm",
+        "group_norm",
+        "native_group_norm",
+        "scaled_dot_product_attention",
+        "cross_entropy_loss",
+        "nll_loss",
+        "nll_loss_nd",
+        "nll_loss2d",
+    }
+)
+# Kernels that only forbidden functions reach, whatever the route (a dispatch mode sees them after
+# composite ops such as aten::linear have decomposed: linear itself arrives as aten::mm, like x @ W.T).
+_FORBIDDEN_KERNELS = frozenset(
+    {
+        "aten::_softmax",
+        "aten::_log_softmax",
+        "aten::silu",
+        "aten::silu_",
+        "aten::gelu",
+        "aten::gelu_",
+        "aten::glu",
+        "aten::embedding",
+        "aten::_embedding_bag",
+        "aten::native_layer_norm",
+        "aten::_fused_rms_norm",
+        "aten::native_group_norm",
+        "aten::nll_loss_forward",
+        "aten::nll_loss2d_forward",
+    }
+)
+_FORBIDDEN_PREFIXES = ("_scaled_dot_product", "aten::_scaled_dot_product", "_fused_adam", "aten::_fused_adam")
+# Python modules of torch whose every function is refused: AdamW and clip_grad_norm_ are made of
+# elementwise kernels a student's version uses too, so only their code objects tell them apart.
+_FORBIDDEN_SOURCES = (
+    "torch.nn.functional",
+    "torch.nn.utils.clip_grad",
+    "torch.optim.adam",
+    "torch.optim.adamw",
+    "torch.optim._functional",
+)
+
+
+class Watch:
+    """The forbidden calls seen in one block, and the refusal that records them."""
+
+    def __init__(self, part: str) -> None:
+        self.part = part
+        self.seen: list[str] = []
+
+    def refuse(self, name: str) -> NoReturn:
+        self.seen.append(name)
+        raise ForbiddenShortcut(
+            f"{self.part} forbids {name}: implement it with tensor operations (torch and einops; "
+            "torch.nn.functional and the torch.nn layers are not allowed)"
+        )
+
+    def refusal(self, name: str) -> Callable[..., NoReturn]:
+        def refuse(*args, **kwargs):
+            self.refuse(name)
+
+        return refuse
+
+    def verdict(self, intact: bool) -> None:
+        """Raise if a forbidden call was made (even one whose exception was caught) or the checks were turned off."""
+        if self.seen:
+            self.refuse(self.seen[0])
+        if not intact:
+            raise ForbiddenShortcut(
+                f"{self.part} forbids turning off the checks of this test (the torch function mode, the "
+                "dispatch mode or the profile function it installs)"
+            )
+
+
+def forbidden_functions(targets: list[tuple[object, str, str]]) -> dict[int, str]:
+    """Ids of the patched functions' originals, by name; torch's own tensor operations that
+    torch.nn.functional merely re-exports (torch.conv2d, torch.cosine_similarity) stay allowed."""
+    operations = {id(getattr(torch, name)) for name in dir(torch) if not name.startswith("_")}
+    operations |= {id(getattr(torch.Tensor, name)) for name in dir(torch.Tensor) if not name.startswith("_")}
+    found = {}
+    for owner, attribute, name in targets:
+        value = getattr(owner, attribute)
+        if attribute != "forward" and (owner is not F or id(value) not in operations):
+            found[id(value)] = name
+    return found
+
+
+def function_name(func: object) -> str:
+    """How a message names what reached the torch function mode."""
+    if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        return f"torch.ops.{func}"
+    name = getattr(func, "__name__", repr(func))
+    if type(func).__name__ == "method_descriptor":
+        return f"torch.Tensor.{name}"
+    return f"{getattr(func, '__module__', None) or 'torch'}.{name}"
+
+
+def is_forbidden_name(name: str) -> bool:
+    return name in _FORBIDDEN_FUNCTION_NAMES or name in _FORBIDDEN_KERNELS or name.startswith(_FORBIDDEN_PREFIXES)
+
+
+class RefuseFunctions(TorchFunctionMode):
+    """Consulted inside torch's C bindings, so a forbidden function kept under another name still arrives here."""
+
+    def __init__(self, watch: Watch, forbidden: dict[int, str]) -> None:
+        super().__init__()
+        self.watch, self.forbidden = watch, forbidden
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = self.forbidden.get(id(func))
+        if name is None and is_forbidden_name(getattr(func, "__name__", "").split(".")[0]):
+            name = function_name(func)
+        if name is not None:
+            self.watch.refuse(name)
+        return func(*args, **(kwargs or {}))
+
+
+class RefuseKernels(TorchDispatchMode):
+    """Sees the kernels below autograd: the fused ones only forbidden functions reach."""
+
+    def __init__(self, watch: Watch) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if is_forbidden_name(func.name()):
+            self.watch.refuse(f"torch's {func.name()} kernel")
+        return func(*args, **(kwargs or {}))
+
+
+def forbidden_code() -> dict[CodeType, str]:
+    """Every code object defined in :data:`_FORBIDDEN_SOURCES` (nested functions too), by qualified name."""
+    found: dict[CodeType, str] = {}
+
+    def add(code: CodeType, module: str) -> None:
+        if code not in found:
+            found[code] = f"{module}.{code.co_qualname}"
+            for constant in code.co_consts:
+                if isinstance(constant, CodeType):
+                    add(constant, module)
+
+    for module_name in _FORBIDDEN_SOURCES:
+        module = importlib.import_module(module_name)
+        values = list(vars(module).values())
+        values += [v for cls in values if isinstance(cls, type) for v in vars(cls).values()]
+        for value in values:
+            value = getattr(value, "__func__", value)  # staticmethod, classmethod
+            while value is not None:
+                code = getattr(value, "__code__", None)
+                if isinstance(code, CodeType) and code.co_filename == module.__file__:
+                    add(code, module_name)
+                value = getattr(value, "__wrapped__", None)
+    return found
+
+
+def verify_modes(functions: RefuseFunctions, kernels: RefuseKernels) -> bool:
+    """Whether both modes are still on their stacks (code in the block may pop them)."""
+    return any(mode is functions for mode in _get_current_function_mode_stack()) and any(
+        mode is kernels for mode in _get_current_dispatch_mode_stack()
+    )
+
+
+@contextlib.contextmanager
+def watching(watch: Watch, forbidden: dict[int, str]) -> Iterator[None]:
+    """A torch function mode, a dispatch mode and a profile function refuse forbidden calls; when the
+    block ends, any call they saw, or any of them missing, fails it."""
+    codes = forbidden_code()
+
+    def profile(frame, event, arg):
+        if event == "call" and (name := codes.get(frame.f_code)) is not None:
+            watch.refuse(name)
+
+    functions, kernels = RefuseFunctions(watch, forbidden), RefuseKernels(watch)
+    previous = sys.getprofile()
+    functions.__enter__()
+    kernels.__enter__()
+    sys.setprofile(profile)
+    try:
         yield
+    finally:
+        intact = sys.getprofile() is profile and verify_modes(functions, kernels)
+        sys.setprofile(previous)
+        with contextlib.suppress(Exception):  # a mode popped in the block: nothing left to pop
+            kernels.__exit__(None, None, None)
+        with contextlib.suppress(Exception):
+            functions.__exit__(None, None, None)
+    watch.verdict(intact)
 
 
 def bound_to_functional(module: ModuleType) -> list[str]:
@@ -243,10 +458,11 @@ def test_linear_forbidden_shortcuts_raise_a_clear_error():
         ("torch.nn.RMSNorm", lambda: nn.RMSNorm(4)(x)),
         ("torch.nn.utils.clip_grad_norm_", lambda: torch.nn.utils.clip_grad_norm_([nn.Parameter(x)], 1.0)),
     ]
+    for name, call in calls:
+        refused = pytest.raises(ForbiddenShortcut, match=f"Part 2 forbids {name}: implement it with tensor operations")
+        with refused, forbidden_shortcuts("Part 2"):
+            call()
     with forbidden_shortcuts("Part 2"):
-        for name, call in calls:
-            with pytest.raises(ForbiddenShortcut, match=f"Part 2 forbids {name}: implement it with tensor operations"):
-                call()
         allowed = torch.sigmoid(x) + torch.logsumexp(x, -1, keepdim=True) + torch.exp(x).sum()
         layer = nn.Module()
         layer.weight = nn.Parameter(torch.empty(2, 4))

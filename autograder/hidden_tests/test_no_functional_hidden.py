@@ -2,7 +2,9 @@
 
 Each adapter runs inside :func:`tests.test_no_functional.forbidden_shortcuts`, where
 ``torch.nn.functional``, the ``forward`` of every ``torch.nn`` layer, ``torch.softmax`` and its
-aliases, ``clip_grad_norm_`` and ``torch.optim``'s Adam(W) raise. The expected values are computed
+aliases, ``clip_grad_norm_`` and ``torch.optim``'s Adam(W) raise, also when reached through a
+reference kept from before the block (a torch function mode, a dispatch mode and a profile
+function see them below the attributes). The expected values are computed
 before the block, in float64 where the check needs it, from the definitions or with
 ``torch.nn.functional``. Inputs differ from the public tests: float64 and bfloat16, no batch
 dimension or extra leading dimensions, non-contiguous views, per-batch token positions, fully
