@@ -129,6 +129,11 @@ class _Probe:
                 self.produce(item, depth + 1)
 
 
+def _made_by_package(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module == "adapters" or module.split(".", 1)[0] == "cs288_lm"
+
+
 def _items(value: Any) -> Iterator[Any]:
     if isinstance(value, (list, tuple, set, frozenset)):
         for index, item in enumerate(value):
@@ -141,8 +146,9 @@ def _items(value: Any) -> Iterator[Any]:
                 return
             yield key
             yield item
-    elif hasattr(value, "__dict__") and not isinstance(value, (types.ModuleType, type)):
-        # Attributes of objects the test holds (a dataclass case, a fixture's namespace).
+    elif hasattr(value, "__dict__") and not isinstance(value, (types.ModuleType, type)) and not _made_by_package(value):
+        # Attributes of objects the test holds (a dataclass case, a fixture's namespace); not of
+        # the package's own objects, whose attributes (a tokenizer's cache) are the work's.
         try:
             attributes = vars(value)
         except TypeError:

@@ -28,6 +28,7 @@ import ast
 import copy
 import re
 import threading
+from collections.abc import Iterator
 
 # Check name -> (position of its expected argument, keyword of its expected argument).
 CHECKS = {"check_close": (1, "expected"), "check_equal": (1, "expected")}
@@ -80,7 +81,7 @@ def _stored_names(statement: ast.stmt) -> list[str] | None:
     """The names ``statement`` assigns, if it is a plain assignment to names (or a tuple of them)."""
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
         target = statement.targets[0]
-    elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+    elif isinstance(statement, (ast.AnnAssign, ast.AugAssign)) and statement.value is not None:
         target = statement.target
     else:
         return None
@@ -88,27 +89,46 @@ def _stored_names(statement: ast.stmt) -> list[str] | None:
     return [t.id for t in targets] if all(isinstance(t, ast.Name) for t in targets) else None
 
 
-def _drop_dead_stores(function: Function, read_before: set[str], edits: list[Edit]) -> None:
-    """Drop the assignments that stripping made dead: none of their names is read any more, and
-    one of them was read before."""
+def _statement_lists(function: Function) -> Iterator[tuple[ast.AST, str, list[ast.stmt]]]:
+    for node in ast.walk(function):
+        for field in ("body", "orelse", "finalbody"):
+            statements = getattr(node, field, None)
+            if isinstance(statements, list) and statements and isinstance(statements[0], ast.stmt):
+                yield node, field, statements
+
+
+def _live_names(function: Function, read_before: set[str]) -> set[str]:
+    """The names still read, not counting reads by assignments to names that are otherwise unread
+    (``expected = expected / expected.sum()`` keeps no ``expected`` alive)."""
+    assignments = [s for _, _, statements in _statement_lists(function) for s in statements if _stored_names(s)]
+    candidates = set(read_before)
     while True:
-        loaded = _loaded_names(function)
+        feeding = {id(n) for s in assignments if set(_stored_names(s) or ()) <= candidates for n in ast.walk(s)}
+        live = {
+            n.id
+            for n in ast.walk(function)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Load, ast.Del)) and id(n) not in feeding
+        }
+        if not candidates & live:
+            return live
+        candidates -= live
+
+
+def _drop_dead_stores(function: Function, read_before: set[str], edits: list[Edit]) -> None:
+    """Drop the assignments that stripping made dead: none of their names is read any more (but
+    by such assignments), and one of them was read before."""
+    while True:
+        loaded = _live_names(function, read_before)
         dead = read_before - loaded
         changed = False
-        for node in ast.walk(function):
-            for field in ("body", "orelse", "finalbody"):
-                statements = getattr(node, field, None)
-                if not isinstance(statements, list) or not statements or not isinstance(statements[0], ast.stmt):
-                    continue
-                dropped = [
-                    s
-                    for s in statements
-                    if (names := _stored_names(s)) and not set(names) & loaded and set(names) & dead
-                ]
-                if dropped:
-                    changed = True
-                    edits += [(statement, "pass") for statement in dropped]
-                    setattr(node, field, [s for s in statements if s not in dropped] or [ast.Pass()])
+        for node, field, statements in list(_statement_lists(function)):
+            dropped = [
+                s for s in statements if (names := _stored_names(s)) and not set(names) & loaded and set(names) & dead
+            ]
+            if dropped:
+                changed = True
+                edits += [(statement, "pass") for statement in dropped]
+                setattr(node, field, [s for s in statements if s not in dropped] or [ast.Pass()])
         if not changed:
             return
 

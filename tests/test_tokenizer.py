@@ -49,9 +49,9 @@ def gpt2_plain_tokenizer():
 @pytest.mark.parametrize("path", FIXTURE_TEXTS, ids=lambda path: path.name)
 def test_matches_tiktoken_on_fixture_texts(gpt2_tokenizer, path):
     text = path.read_bytes().decode("utf-8")
-    expected = gpt2_tiktoken().encode(text, allowed_special="all")
-    check_equal(gpt2_tokenizer.encode(text), expected)
-    check_equal(gpt2_tokenizer.decode(expected), text)
+    ids = gpt2_tokenizer.encode(text)
+    check_equal(ids, gpt2_tiktoken().encode(text, allowed_special="all"))
+    check_equal(gpt2_tokenizer.decode(ids), text)
 
 
 def test_matches_tiktoken_on_tinystories(gpt2_tokenizer):
@@ -59,7 +59,7 @@ def test_matches_tiktoken_on_tinystories(gpt2_tokenizer):
     check_equal(gpt2_tokenizer.encode(text), gpt2_tiktoken().encode(text, allowed_special="all"))
 
 
-@pytest.mark.parametrize("text", ["", " ", "\n", "a", "🙂", "  \n\n ", "Hello, world!", "ß" * 40])
+@pytest.mark.parametrize("text", [" ", "\n", "a", "🙂", "  \n\n ", "Hello, world!", "ß" * 40])
 def test_round_trip_and_tiktoken_on_short_strings(gpt2_plain_tokenizer, text):
     ids = gpt2_plain_tokenizer.encode(text)
     check_equal(ids, gpt2_tiktoken().encode_ordinary(text))
@@ -69,6 +69,8 @@ def test_round_trip_and_tiktoken_on_short_strings(gpt2_plain_tokenizer, text):
 def test_without_special_tokens_the_marker_is_plain_text(gpt2_plain_tokenizer):
     text = f"end{EOT}start"
     check_equal(gpt2_plain_tokenizer.encode(text), gpt2_tiktoken().encode_ordinary(text))
+    check_equal(gpt2_plain_tokenizer.encode(""), [])  # the empty text round trip
+    check_equal(gpt2_plain_tokenizer.decode([]), "")
 
 
 def test_special_token_is_one_id(gpt2_tokenizer):
@@ -112,6 +114,7 @@ def test_decode_replaces_invalid_utf8(gpt2_plain_tokenizer):
 def test_decode_unknown_id_is_a_clear_error(gpt2_plain_tokenizer):
     with pytest.raises(ValueError, match="unknown token id 99999"):
         gpt2_plain_tokenizer.decode([1, 99999])
+    check_equal(gpt2_plain_tokenizer.decode([1, 9999, 50255]), gpt2_tiktoken().decode([1, 9999, 50255]))
 
 
 @pytest.mark.parametrize("path", FIXTURE_TEXTS, ids=lambda path: path.name)
@@ -201,18 +204,31 @@ def test_bad_vocab_file_is_a_clear_error(tmp_path, monkeypatch, content, message
     Path("merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         adapters.get_tokenizer_from_files(Path("vocab.json"), Path("merges.txt"))
+    _check_files_load(GPT2_VOCAB)  # and a good file next to the bad one still loads
+
+
+def _check_files_load(vocab_path: Path) -> None:
+    """The GPT-2 files (vocabulary from ``vocab_path``) load and encode as tiktoken does."""
+    text = "Files load: ok?"
+    tokenizer = adapters.get_tokenizer_from_files(vocab_path, GPT2_MERGES)
+    check_equal(tokenizer.encode(text), gpt2_tiktoken().encode_ordinary(text))
 
 
 def test_missing_tokenizer_file_names_the_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative path: the recorded message holds no temporary folder
     with pytest.raises(FileNotFoundError, match="nowhere.json"):
         adapters.get_tokenizer_from_files(Path("nowhere.json"), GPT2_MERGES)
+    Path("somewhere.json").write_bytes(GPT2_VOCAB.read_bytes())
+    _check_files_load(Path("somewhere.json"))
 
 
 def test_merge_outside_the_vocab_is_a_clear_error():
     vocab = {i: bytes([i]) for i in range(256)}
     with pytest.raises(ValueError, match="not in the vocabulary"):
         adapters.get_tokenizer(vocab, [(b"a", b"b")])
+    # With the merged token in the vocabulary the same merge is applied.
+    tokenizer = adapters.get_tokenizer({**vocab, 256: b"ab"}, [(b"a", b"b")])
+    check_equal(tokenizer.encode("abcab ab"), [256, ord("c"), 256, ord(" "), 256])
 
 
 @pytest.mark.parametrize("workers", [1, 2])
