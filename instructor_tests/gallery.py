@@ -28,6 +28,8 @@ from cs288_lm.common import predictions
 NN_UTILS = "cs288_lm/nn_utils.py"
 BPE = "cs288_lm/bpe.py"
 TRAIN_BPE_MODULE = "tests/test_train_bpe.py"
+TOKENIZER = "cs288_lm/tokenizer.py"
+TOKENIZER_MODULES = ("tests/test_tokenizer.py", "autograder/hidden_tests/test_tokenizer_hidden.py")
 MODEL = "cs288_lm/model.py"
 NO_FUNCTIONAL_MODULES = ("tests/test_no_functional.py", "autograder/hidden_tests/test_no_functional_hidden.py")
 GALLERY_MODULE = "tests/test_nn_utils.py"  # small and fast: every module runs through the same sandbox
@@ -201,6 +203,72 @@ for _obj in _gc.get_objects():
         _obj.pluginmanager.register(_Patch(), "block-first")
         break
 """
+
+
+# A tokenizer that does no work: it returns what its caller's frames hold (any list of ids for
+# encode, the text or expected string for decode). On the tests as students read them it passes
+# round trips and hand-worked cases; the stripped tests hold nothing it could return.
+FRAME_THIEF = """
+
+
+import sys as _sys
+
+
+def _held_values():
+    frame = _sys._getframe(2)
+    while frame is not None:
+        if "test" in frame.f_code.co_filename.rsplit("/", 1)[-1]:
+            yield from list(frame.f_locals.items())
+            yield from ((None, c) for c in frame.f_code.co_consts)
+        frame = frame.f_back
+
+
+def _steal_ids(self, text=None):
+    for _, value in _held_values():
+        if isinstance(value, list) and value and all(type(v) is int for v in value):
+            return list(value)
+    return []
+
+
+def _steal_text(self, ids=()):
+    for name, value in _held_values():
+        if name in ("text", "expected") and isinstance(value, str):
+            return value
+    return ""
+
+
+def _steal_stream(self, iterable):
+    yield from _steal_ids(self)
+
+
+def _no_work(self, *args, **kwargs):
+    pass
+
+
+Tokenizer.__init__ = _no_work
+Tokenizer.encode, Tokenizer.decode, Tokenizer.encode_iterable = _steal_ids, _steal_text, _steal_stream
+"""
+
+# Every pytest.raises recorded as raised, with the expected class and a message its pattern
+# matches: on a bare stub the exception checks alone would pass.
+FORGED_RAISES = """
+import tests.graded as _graded
+
+
+def _forged_exit(self, exc_type, exc_value, traceback):
+    _graded.record_check(
+        "raises", expected=self._expected, match=self._match, raised=list(self._expected), message=self._match or ""
+    )
+    return True
+
+
+_graded._RecordedRaises.__exit__ = _forged_exit
+"""
+
+
+def stubs_with(module: str, code: str) -> Callable[[Files, Files], Files]:
+    """The bare handout with ``code`` appended to ``module`` (a student module)."""
+    return lambda solution, stubs: {**solution, **stubs, module: stubs[module] + code.encode()}
 
 
 def slow_trainer_timed_after_the_block(token: str) -> Callable[[Files, Files], Files]:
@@ -674,6 +742,21 @@ CASES = [
     ),
     Case(
         "deeply_nested_prediction", with_predictions(PREDICTIONS[1], DEEP), full_points=True, reason="nested more than"
+    ),
+    Case(
+        "frame_thief_tokenizer",
+        stubs_with(TOKENIZER, FRAME_THIEF),
+        TOKENIZER_MODULES,
+        seconds=120,
+        reason="where the reference has",
+        flags=["sys._getframe"],
+    ),
+    Case(
+        "forged_raises_records",
+        stubs_with(TOKENIZER, FORGED_RAISES),
+        (TOKENIZER_MODULES[0], TRAIN_BPE_MODULE),
+        seconds=120,
+        reason="NotImplementedError",
     ),
     Case(
         "slow_trainer_timed_after_the_block",
