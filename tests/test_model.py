@@ -37,15 +37,15 @@ THETA = 10000.0
 BATCH = 2
 SEQ = 12
 EPS = 1e-5  # RMSNorm's default eps
-LM_CONFIG = dict(
-    vocab_size=VOCAB_SIZE,
-    context_length=CONTEXT_LENGTH,
-    d_model=D_MODEL,
-    num_layers=NUM_LAYERS,
-    num_heads=NUM_HEADS,
-    d_ff=D_FF,
-    rope_theta=THETA,
-)
+LM_CONFIG = {
+    "vocab_size": VOCAB_SIZE,
+    "context_length": CONTEXT_LENGTH,
+    "d_model": D_MODEL,
+    "num_layers": NUM_LAYERS,
+    "num_heads": NUM_HEADS,
+    "d_ff": D_FF,
+    "rope_theta": THETA,
+}
 ATTENTION_KEYS = ("q_proj", "k_proj", "v_proj", "output_proj")
 
 
@@ -269,6 +269,11 @@ def test_linear_and_embedding_initialisation():
     _check_truncated_normal(state["layers.0.attn.q_proj.weight"], math.sqrt(2 / (2 * d_model)))
     for key in ("layers.0.ln1.weight", "layers.0.ln2.weight", "final_ln.weight"):
         check_equal(state[key], torch.ones(d_model))  # norm gains start at ones
+    # The statistics above are the draw's: the layers' outputs on known weights of these sizes are not.
+    weight, x = randn(d_ff, d_model, seed=100, scale=d_model**-0.5), randn(3, d_model, seed=101)
+    assert_close(adapters.run_linear(d_model, d_ff, weight, x), F.linear(x, weight))
+    table, ids = randn(vocab_size, d_model, seed=102), torch.tensor([[0, 7, vocab_size - 1]])
+    check_equal(adapters.run_embedding(vocab_size, d_model, table, ids), F.embedding(ids, table))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +298,9 @@ def test_rmsnorm_matches_functional_rms_norm(eps):
 def test_rmsnorm_zero_input_gives_zero():
     out = adapters.run_rmsnorm(8, EPS, torch.ones(8), torch.zeros(2, 8))
     check_equal(out, torch.zeros(2, 8))
+    # Near zero, eps dominates the mean square: the output stays small, not normalised to unit scale.
+    weight, x = 1 + 0.1 * randn(8, seed=103), randn(2, 8, seed=104, scale=1e-3)
+    assert_close(adapters.run_rmsnorm(8, EPS, weight, x), F.rms_norm(x, (8,), weight, EPS))
 
 
 def test_rmsnorm_bfloat16_returns_bfloat16_computed_in_float32():
@@ -435,6 +443,10 @@ def test_rope_positions_outside_max_seq_len_raise(bad_position):
     positions[5] = bad_position
     with pytest.raises(ValueError, match=re.escape(str(bad_position))):
         adapters.run_rope(8, THETA, 16, randn(8, 8, seed=48), positions)
+    # The same call with the last allowed position instead rotates as the reference does.
+    positions[5] = 15
+    x = randn(8, 8, seed=48)
+    assert_close(adapters.run_rope(8, THETA, 16, x, positions), reference_rope(x, positions, THETA))
 
 
 def test_rope_last_position_is_allowed():
@@ -640,6 +652,12 @@ def test_multihead_self_attention_with_rope_positions_out_of_range_raise(feature
             in_features=features,
             token_positions=torch.arange(SEQ) + 5,
         )
+    # Shifted one less, every position is inside the context: the output is the reference's.
+    weights, positions = attention_weights(91), torch.arange(SEQ) + 4
+    out = adapters.run_multihead_self_attention_with_rope(
+        D_MODEL, NUM_HEADS, CONTEXT_LENGTH, THETA, **weights, in_features=features, token_positions=positions
+    )
+    assert_close(out, reference_attention(features, by_layer_names(weights), NUM_HEADS, THETA, positions))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -676,6 +694,9 @@ def test_transformer_block_missing_weight_raises(block_weights, features):
     weights = {key: value for key, value in block_weights.items() if key != "ffn.w3.weight"}
     with pytest.raises(ValueError, match=re.escape("ffn.w3.weight")):
         run_block(weights, features)
+    # With every weight the block loads and computes the reference's output.
+    out = run_block(block_weights, features)
+    assert_close(out, reference_block(features, block_weights, NUM_HEADS, THETA), atol=1e-4, rtol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -751,10 +772,16 @@ def test_transformer_lm_loads_cs336_key_names(lm_weights, tokens):
     assert_same(out, run_lm(lm_weights, tokens), atol=0)  # exactly the logits of the usual names
 
 
+def check_full_weights_load(weights: dict[str, torch.Tensor], tokens: torch.Tensor) -> None:
+    """Next to a rejected load: the load of exactly the right weights works and gives the reference's logits."""
+    assert_close(run_lm(weights, tokens), reference_lm(tokens, weights), atol=1e-4, rtol=1e-4)
+
+
 def test_transformer_lm_missing_weight_raises_naming_it(lm_weights, tokens):
     weights = {key: value for key, value in lm_weights.items() if key != "layers.1.ffn.w2.weight"}
     with pytest.raises(ValueError, match=re.escape("layers.1.ffn.w2.weight")):
         run_lm(weights, tokens)
+    check_full_weights_load(lm_weights, tokens)
 
 
 def test_transformer_lm_mis_shaped_weight_raises_naming_it(lm_weights, tokens):
@@ -764,15 +791,17 @@ def test_transformer_lm_mis_shaped_weight_raises_naming_it(lm_weights, tokens):
     weights = {**lm_weights, "layers.0.ffn.w1.weight": torch.zeros(D_FF + 1, D_MODEL)}
     with pytest.raises(ValueError, match=re.escape("layers.0.ffn.w1.weight")):
         run_lm(weights, tokens)
+    check_full_weights_load(lm_weights, tokens)
 
 
 def test_transformer_lm_unexpected_weight_raises_naming_it(lm_weights, tokens):
     weights = {**lm_weights, "layers.2.ln1.weight": torch.ones(D_MODEL)}
     with pytest.raises(ValueError, match=re.escape("layers.2.ln1.weight")):
         run_lm(weights, tokens)
+    check_full_weights_load(lm_weights, tokens)
 
 
-def test_transformer_lm_created_model_round_trips_its_state_dict(tokens):
+def test_transformer_lm_created_model_round_trips_its_state_dict(lm_weights, tokens):
     torch.manual_seed(0)
     lm = adapters.create_transformer_lm(**LM_CONFIG)
     check_equal(isinstance(lm, adapters.TransformerLM), True, message=f"a {type(lm).__name__}, not a TransformerLM")
@@ -781,6 +810,10 @@ def test_transformer_lm_created_model_round_trips_its_state_dict(tokens):
         direct = lm(tokens)
     # The weights are this implementation's random initialisation: record how far apart the two runs are.
     assert_same(run_lm(state, tokens), direct, atol=1e-6)
+    # Known weights loaded into the created model: its logits are the reference's.
+    lm.load_state_dict(lm_weights)
+    with torch.no_grad():
+        assert_close(lm(tokens), reference_lm(tokens, lm_weights), atol=1e-4, rtol=1e-4)
 
 
 def test_transformer_lm_parameter_count():

@@ -5,7 +5,8 @@ parameter name (``pin_weights``), so the tokens are the same on every run and fo
 implementation. The reference for every decoding check is the model's own ``forward`` on the whole
 (cropped) prefix, one token at a time. ``sample_next_token`` draws with ``torch.multinomial`` and
 the given generator, so seeded samples are part of the spec; only the sets of tokens drawn many
-times from fixed logits are graded against the test's own expectation. Select a part with
+times from fixed logits are graded against the test's own expectation (the first of those draws
+are graded against the reference's). Select a part with
 ``pytest -k``: ``greedy``, ``cache``, ``padded``, ``top_k``, ``top_p``, ``temperature``, ``eos``,
 ``seed``, ``crop``, ``errors``.
 """
@@ -26,6 +27,7 @@ NUM_LAYERS = 2
 NUM_HEADS = 4
 D_FF = 64
 ARCHITECTURES = ("llama", "gpt2")
+SHOWN_DRAWS = 256  # the first seeded draws, recorded token by token
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/torch_threads.py
@@ -47,6 +49,16 @@ def greedy_by_forward(model: torch.nn.Module, input_ids: torch.Tensor, max_new_t
         next_token = model(sequence[:, -CONTEXT_LENGTH:])[:, -1].argmax(dim=-1)
         sequence = torch.cat([sequence, next_token[:, None]], dim=1)
     return sequence[:, input_ids.shape[1] :]
+
+
+def seeded_draws(logits: torch.Tensor, kept: set[int], seed: int) -> torch.Tensor:
+    """The spec's first draws: ``torch.multinomial`` on the float32 softmax of ``logits`` with the
+    tokens outside ``kept`` at ``-inf``, using a generator seeded with ``seed``."""
+    outside = torch.ones(logits.shape[-1], dtype=torch.bool)
+    outside[list(kept)] = False
+    probabilities = torch.softmax(logits.float().masked_fill(outside, float("-inf")), dim=-1)
+    samples = torch.multinomial(probabilities, num_samples=1, generator=torch.Generator().manual_seed(seed))
+    return samples.squeeze(-1)[:SHOWN_DRAWS]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,6 +154,7 @@ def test_top_k_never_samples_outside_the_k_best():
     # Every draw among the 5 best, and each of them drawn: a statistic of 3000 draws, graded
     # against the test's own set.
     check_equal(sorted(set(samples.tolist())), sorted(best), against="expected")
+    check_equal(samples[:SHOWN_DRAWS], seeded_draws(logits, best, seed=1))
 
 
 def test_top_p_filter_keeps_the_smallest_nucleus():
@@ -168,6 +181,7 @@ def test_top_p_never_samples_outside_the_nucleus():
     samples = adapters.run_sample_next_token(logits, top_p=0.8, generator=torch.Generator().manual_seed(3))
     # A statistic of 3000 draws, graded against the test's own nucleus.
     check_equal(sorted(set(samples.tolist())), sorted(nucleus), against="expected")
+    check_equal(samples[:SHOWN_DRAWS], seeded_draws(logits, nucleus, seed=3))
 
 
 def test_top_k_and_top_p_decoding_stay_inside_their_sets():
@@ -275,5 +289,11 @@ def test_zero_new_tokens_and_the_model_mode():
     ],
 )
 def test_errors_for_bad_input(call, message):
+    model, input_ids = make_model("llama"), prompts(2, 3)
     with pytest.raises(ValueError, match=message):
-        call(make_model("llama"), prompts(2, 3))
+        call(model, input_ids)
+    # Valid input next to the bad one: greedy tokens of the forward pass, and the 2 best logits kept.
+    check_equal(adapters.generate(model, input_ids, 3, temperature=0.0), greedy_by_forward(model, input_ids, 3))
+    logits = torch.randn(2, 7, generator=torch.Generator().manual_seed(4))
+    best = torch.full_like(logits, float("-inf")).scatter(-1, logits.topk(2).indices, logits.topk(2).values)
+    check_equal(adapters.run_top_k_filter(logits, 2), best)

@@ -53,7 +53,7 @@ def reference_swiglu(x, w1, w2, w3) -> torch.Tensor:
     return (reference_silu(x @ w1.double().T) * (x @ w3.double().T)) @ w2.double().T
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rotation_matrix(position: int, d: int, theta: float) -> torch.Tensor:
     """The d x d matrix of RoPE at ``position``: dimension k rotates with k + d/2 by p * theta^(-2k/d)."""
     matrix = torch.zeros(d, d, dtype=torch.float64)
@@ -388,6 +388,8 @@ def test_softmax_huge_values_and_negative_infinity():
 def test_softmax_over_a_dimension_of_size_one_is_one():
     x = randn(generator(16), 4, 1, 3, scale=100.0)
     close(adapters.run_softmax(x, 1), torch.ones(4, 1, 3), rtol=0, atol=0)
+    # Over the dimension of size 3 of the same tensor (scaled down) the softmax is not trivial.
+    close(adapters.run_softmax(x / 100, 2), torch.softmax(x.double() / 100, dim=2), rtol=1e-5, atol=1e-7)
 
 
 # --------------------------------------------------------------------------- scaled dot-product attention
@@ -454,6 +456,10 @@ def test_sdpa_single_allowed_key_copies_its_value():
 def test_sdpa_single_query_and_key_returns_the_value():
     Q, K, V = qkv(26, (1,), n_queries=1, n_keys=1, dtype=torch.float32)
     close(adapters.run_scaled_dot_product_attention(Q, K, V), V, rtol=1e-6, atol=1e-6)
+    # A second key and value: the single query now mixes the two values.
+    _, K2, V2 = qkv(100, (1,), n_queries=1, n_keys=1, dtype=torch.float32)
+    K, V = torch.cat((K, K2), dim=-2), torch.cat((V, V2), dim=-2)
+    close(adapters.run_scaled_dot_product_attention(Q, K, V), reference_attention(Q, K, V), rtol=1e-5, atol=1e-6)
 
 
 def test_sdpa_large_scores_are_stable():
@@ -788,6 +794,7 @@ def test_transformer_lm_our_key_names_give_the_same_logits():
     cs336 = run_lm(weights, tokens, 2)
     ours = run_lm(to_our_names(weights), tokens, 2)
     agree(ours, cs336, (2, CONTEXT, VOCAB), rtol=0, atol=0)
+    close(ours, reference_lm(tokens, weights, 2, 3, 1e6), rtol=1e-4, atol=1e-4)
 
 
 def test_transformer_lm_logits_snapshot(numpy_snapshot):
@@ -894,6 +901,12 @@ def test_transformer_lm_initialisation():
         check_within(f"std of {key}", float(weight.std()), 0.9 * std, 1.05 * std)
     for key in ("layers.0.ln1.weight", "layers.0.ln2.weight", "final_ln.weight"):
         check_equal(state[key].double(), torch.ones(d_model, dtype=torch.float64))
+    # The statistics are the draw's; the same model's logits on known weights are not.
+    weights = lm_weights(100, 1, vocab=vocab, d_model=d_model, d_ff=d_ff)
+    lm.load_state_dict(to_our_names(weights))
+    tokens = tokens_for(101, seq=16, vocab=vocab)
+    with torch.no_grad():
+        close(lm(tokens), reference_lm(tokens, weights, 1, 4, 10000.0), rtol=1e-4, atol=1e-4)
 
 
 def test_transformer_lm_gradients_match_reference_for_every_parameter():
@@ -932,11 +945,17 @@ def test_transformer_lm_gradients_match_reference_for_every_parameter():
     check_equal(sorted(gradients), sorted(expected_lm_shapes(VOCAB, D_MODEL, 3, D_FF)))
 
 
+def check_full_weights_load(weights: dict, tokens: torch.Tensor, num_layers: int) -> None:
+    """Next to a rejected load: exactly the right weights load and give the reference's logits."""
+    close(run_lm(weights, tokens, num_layers), reference_lm(tokens, weights, num_layers, 3, 1e6), rtol=1e-4, atol=1e-4)
+
+
 def test_load_weights_rejects_unexpected_key_and_names_it():
     weights = lm_weights(76, 1)
     weights["layers.0.attn.bias"] = torch.zeros(D_MODEL)
     with pytest.raises(ValueError, match=r"layers\.0\.attn\.bias"):
         run_lm(weights, tokens_for(77), 1)
+    check_full_weights_load(lm_weights(76, 1), tokens_for(77), 1)
 
 
 def test_load_weights_rejects_wrong_shape_and_names_it():
@@ -944,6 +963,7 @@ def test_load_weights_rejects_wrong_shape_and_names_it():
     weights["layers.2.ffn.w2.weight"] = torch.zeros(D_FF, D_MODEL)  # transposed
     with pytest.raises(ValueError, match=r"layers\.2\.ffn\.w2\.weight"):
         run_lm(weights, tokens_for(79), 3)
+    check_full_weights_load(lm_weights(78, 3), tokens_for(79), 3)
 
 
 def test_load_weights_rejects_missing_key_and_names_it():
@@ -951,12 +971,14 @@ def test_load_weights_rejects_missing_key_and_names_it():
     del weights["layers.1.ln2.weight"]
     with pytest.raises(ValueError, match=r"layers\.1\.ln2\.weight"):
         run_lm(weights, tokens_for(81), 3)
+    check_full_weights_load(lm_weights(80, 3), tokens_for(81), 3)
 
 
 def test_load_weights_rejects_too_few_layers():
     """Weights of a 1-layer model cannot be loaded into a 3-layer one."""
     with pytest.raises(ValueError, match=r"layers\.2\."):
         run_lm(lm_weights(82, 1), tokens_for(83), 3)
+    check_full_weights_load(lm_weights(82, 3), tokens_for(83), 3)
 
 
 # --------------------------------------------------------------------------- accounting

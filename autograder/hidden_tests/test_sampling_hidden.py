@@ -5,7 +5,9 @@ d_model 48 with 3 or 6 heads, 1 or 3 layers, context 10, batch 1 and 5, the refe
 backend). The references are written here: greedy decoding by ``model.forward`` on the cropped
 prefix, and the filtered distributions computed in float64 straight from their definitions;
 empirical frequencies over many seeded draws must match them (graded against those distributions,
-not against the reference's draws). The models' weight matrices are set by parameter name
+not against the reference's draws), and the first of those draws, which the specification fixes
+(``torch.multinomial`` on the float32 softmax, with the given generator), are graded against the
+reference's. The models' weight matrices are set by parameter name
 (``pin_weights``), so every correct implementation has the same weights.
 """
 
@@ -24,6 +26,7 @@ D_MODEL, D_FF = 48, 80
 DRAWS = 40_000
 # Three standard deviations of a frequency estimated from DRAWS draws is at most 3 * 0.5 / 200.
 FREQUENCY_TOLERANCE = 0.0075
+SHOWN_DRAWS = 256  # the first seeded draws, recorded token by token
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/torch_threads.py
@@ -81,6 +84,15 @@ def frequencies(samples: torch.Tensor, vocab: int) -> torch.Tensor:
 def draw(logits_row: torch.Tensor, seed: int, **settings) -> torch.Tensor:
     logits = logits_row[None].repeat(DRAWS, 1)
     return adapters.run_sample_next_token(logits, generator=torch.Generator().manual_seed(seed), **settings)
+
+
+def seeded_draws(kept: torch.Tensor, scaled: torch.Tensor, seed: int) -> torch.Tensor:
+    """The specification's first draws: ``torch.multinomial`` on the float32 softmax of the kept
+    scaled logits (the others ``-inf``), over the same ``DRAWS`` rows as :func:`draw`."""
+    row = torch.where(kept, scaled.float(), torch.tensor(float("-inf")))
+    probabilities = torch.softmax(row[None].repeat(DRAWS, 1), dim=-1)
+    samples = torch.multinomial(probabilities, num_samples=1, generator=torch.Generator().manual_seed(seed))
+    return samples.squeeze(-1)[:SHOWN_DRAWS]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,8 +165,13 @@ def test_padding_that_is_cropped_away_and_pad_equal_to_eos():
 
 
 def test_a_prompt_of_only_padding_is_an_error():
+    model = llama()
     with pytest.raises(ValueError, match="padding"):
-        adapters.generate(llama(), torch.tensor([[0, 0, 0], [0, 4, 5]]), 3, pad_token_id=0)
+        adapters.generate(model, torch.tensor([[0, 0, 0], [0, 4, 5]]), 3, pad_token_id=0)
+    # With one real token in the first row, both rows decode as their unpadded prompts do.
+    new = adapters.generate(model, torch.tensor([[0, 0, 7], [0, 4, 5]]), 3, temperature=0.0, pad_token_id=0)
+    expected = [greedy_reference(model, prompt, 3)[0] for prompt in (torch.tensor([[7]]), torch.tensor([[4, 5]]))]
+    check_equal(new, torch.stack(expected))
 
 
 def test_sampling_with_and_without_the_cache_agree():
@@ -252,31 +269,40 @@ def test_low_precision_logits_are_sampled():
 @pytest.mark.parametrize("k", [2, 5, 12])
 def test_top_k_frequencies_match_the_renormalised_probabilities(k):
     logits = torch.randn(VOCAB, generator=torch.Generator().manual_seed(k))
-    observed = frequencies(draw(logits, seed=k, top_k=k), VOCAB)
+    samples = draw(logits, seed=k, top_k=k)
+    observed = frequencies(samples, VOCAB)
     check_close(observed, top_k_distribution(logits, k), atol=FREQUENCY_TOLERANCE, rtol=0, against="expected")
+    check_equal(samples[:SHOWN_DRAWS], seeded_draws(top_k_distribution(logits, k) > 0, logits, seed=k))
 
 
 @pytest.mark.parametrize("p", [0.5, 0.8, 0.95])
 def test_top_p_frequencies_match_the_renormalised_probabilities(p):
     logits = torch.randn(VOCAB, generator=torch.Generator().manual_seed(int(p * 100))) * 1.5
-    observed = frequencies(draw(logits, seed=1, top_p=p), VOCAB)
+    samples = draw(logits, seed=1, top_p=p)
+    observed = frequencies(samples, VOCAB)
     check_close(observed, top_p_distribution(logits, p), atol=FREQUENCY_TOLERANCE, rtol=0, against="expected")
+    check_equal(samples[:SHOWN_DRAWS], seeded_draws(top_p_distribution(logits, p) > 0, logits, seed=1))
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
 def test_temperature_frequencies_match_the_scaled_softmax(temperature):
     logits = torch.randn(VOCAB, generator=torch.Generator().manual_seed(7))
-    observed = frequencies(draw(logits, seed=2, temperature=temperature), VOCAB)
+    samples = draw(logits, seed=2, temperature=temperature)
+    observed = frequencies(samples, VOCAB)
     expected = torch.softmax(logits.double() / temperature, dim=-1)
     check_close(observed, expected, atol=FREQUENCY_TOLERANCE, rtol=0, against="expected")
+    every_token = torch.ones(VOCAB, dtype=torch.bool)
+    check_equal(samples[:SHOWN_DRAWS], seeded_draws(every_token, logits / temperature, seed=2))
 
 
 def test_temperature_is_applied_before_top_p():
     logits = torch.randn(VOCAB, generator=torch.Generator().manual_seed(8))
-    observed = frequencies(draw(logits, seed=3, temperature=2.0, top_p=0.7, top_k=20), VOCAB)
+    samples = draw(logits, seed=3, temperature=2.0, top_p=0.7, top_k=20)
+    observed = frequencies(samples, VOCAB)
     scaled = torch.where(top_k_distribution(logits, 20) > 0, logits / 2.0, torch.tensor(float("-inf")))
     expected = top_p_distribution(scaled, 0.7)
     check_close(observed, expected, atol=FREQUENCY_TOLERANCE, rtol=0, against="expected")
+    check_equal(samples[:SHOWN_DRAWS], seeded_draws(expected > 0, logits / 2.0, seed=3))
 
 
 def test_first_generated_token_follows_the_model_distribution():
@@ -336,6 +362,9 @@ def test_decode_wrappers_return_the_prompt_then_the_new_tokens():
 def test_sample_next_token_rejects_bad_settings(bad):
     with pytest.raises(ValueError):
         adapters.run_sample_next_token(torch.zeros(2, 5), **bad)
+    # Valid settings on the same function: top_k=1 draws the most likely token of each row.
+    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(20))
+    check_equal(adapters.run_sample_next_token(logits, top_k=1), logits.argmax(-1))
 
 
 @pytest.mark.parametrize(
@@ -343,5 +372,9 @@ def test_sample_next_token_rejects_bad_settings(bad):
     [torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 3, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.bool)],
 )
 def test_generate_rejects_bad_prompts(bad_ids):
+    model = llama(1, 3)
     with pytest.raises(ValueError, match="input_ids"):
-        adapters.generate(llama(1, 3), bad_ids, 2)
+        adapters.generate(model, bad_ids, 2)
+    # A valid prompt of the same batch size decodes greedily as the forward pass does.
+    input_ids = tokens(2, 3, seed=21)
+    check_equal(adapters.generate(model, input_ids, 2, temperature=0.0), greedy_reference(model, input_ids, 2))
