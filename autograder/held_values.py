@@ -9,7 +9,7 @@ with ``held``: whether the value the reference solution recorded was already hel
 process, as one of
 
 * the locals of a test frame at the moment it called into the package (``cs288_lm/``,
-  ``adapters.py``), items of containers among them included;
+  ``adapters.py``), and the arguments it passed, items of containers among them included;
 * the constants of a test frame's code and the module-level values of the test modules;
 
 each also as the values it is trivially rebuilt from: a tuple and a list with the same items, a
@@ -74,6 +74,8 @@ class _Probe:
         if not entering or self.is_package(caller.f_code.co_filename):
             return None
         self.collect(caller, with_locals=True)
+        for value in list(frame.f_locals.values()):  # the arguments the test passes in
+            self.add(value)
         frame.f_trace_lines = False  # only its return matters
         return self.leave
 

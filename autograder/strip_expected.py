@@ -173,8 +173,11 @@ def _case_values(case: ast.expr, count: int) -> list[ast.expr] | None:
     return list(case.elts) if isinstance(case, (ast.Tuple, ast.List)) else None
 
 
-def _auto_id(node: ast.expr, name: str, index: int) -> str | None:
-    """pytest's id of a literal parameter value; None where it cannot be known from the source."""
+def _auto_id(node: ast.expr, name: str, index: int, constants: dict[str, ast.expr]) -> str | None:
+    """pytest's id of a literal parameter value (or of a module constant holding one); None where
+    it cannot be known from the source."""
+    if isinstance(node, ast.Name) and node.id in constants:
+        node = constants[node.id]
     try:
         value = ast.literal_eval(node)
     except ValueError:
@@ -188,7 +191,17 @@ def _auto_id(node: ast.expr, name: str, index: int) -> str | None:
     return f"{name}{index}"
 
 
-def _strip_parametrize(function: Function, unread: set[str]) -> list[Edit]:
+def _module_constants(tree: ast.Module) -> dict[str, ast.expr]:
+    """Module-level names assigned once, to a literal."""
+    found: dict[str, ast.expr] = {}
+    for node in tree.body:
+        names = _stored_names(node) if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if names and len(names) == 1:
+            found[names[0]] = node.value
+    return found
+
+
+def _strip_parametrize(function: Function, unread: set[str], constants: dict[str, ast.expr]) -> list[Edit]:
     """Replace with None, in every case of the function's ``parametrize`` decorators, the values of
     the arguments that only fed expected values; keep the test ids pytest gave the cases before."""
     edits: list[Edit] = []
@@ -216,7 +229,7 @@ def _strip_parametrize(function: Function, unread: set[str]) -> list[Edit]:
             if explicit:
                 ids.append(explicit[0])
                 continue
-            parts = [_auto_id(value, name, index) for value, name in zip(values, names)]
+            parts = [_auto_id(value, name, index, constants) for value, name in zip(values, names)]
             if None in parts:
                 break
             ids.append(ast.Constant("-".join(parts)))
@@ -329,6 +342,7 @@ def _apply(source: str, edits: list[Edit]) -> str:
 def strip_expected(source: str, filename: str = "<test>") -> str:
     """The test module ``source`` without its expected values (see the module docstring)."""
     tree = ast.parse(source, filename=filename)
+    constants = _module_constants(tree)
     checks = _wrappers(tree)
     edits: list[Edit] = []
     for function in _outer_functions(tree):
@@ -336,7 +350,7 @@ def strip_expected(source: str, filename: str = "<test>") -> str:
         if function.name.startswith("test_") and not function.args.defaults:
             unused = unread - _parametrized_names(function)  # fixtures that only fed expected values
             edits += [(argument, "") for argument in function.args.args if argument.arg in unused]
-            edits += _strip_parametrize(function, unread & _parametrized_names(function))
+            edits += _strip_parametrize(function, unread & _parametrized_names(function), constants)
     edits += _unused_module_definitions(tree, _loaded_names(ast.parse(source, filename=filename)))
     stripped = _apply(source, edits)
     ast.parse(stripped, filename=filename)  # a broken edit must fail here, not in a sandbox
