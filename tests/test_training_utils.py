@@ -249,15 +249,14 @@ def _lockstep(ours, our_optimizer, theirs, their_optimizer, steps: int, seed: in
 def test_adamw_matches_torch_1000_steps():
     ours = _model(0)
     theirs, start = copy.deepcopy(ours), copy.deepcopy(ours)
-    hyper = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    hyper = {"lr": 1e-2, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.parameters(), **hyper), 1000, seed=0,
     )  # fmt: skip
     check_close(our_path, their_path, atol=1e-6, rtol=0)
-    assert (
-        max_parameter_difference(theirs.parameters(), start.parameters()) > 0.5
-    )  # the parameters really moved (ours too: they follow torch's)
+    # the parameters really moved (ours too: they follow torch's)
+    assert max_parameter_difference(theirs.parameters(), start.parameters()) > 0.5
 
 
 def test_adamw_default_hyperparameters_match_torch():
@@ -281,7 +280,7 @@ def test_adamw_param_groups():
             {"params": [model.b.bias], "betas": (0.8, 0.99)},  # the defaults for the rest
         ]
 
-    hyper = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05)
+    hyper = {"lr": 1e-3, "betas": (0.9, 0.999), "weight_decay": 0.05}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(groups(ours), **hyper),
         theirs, torch.optim.AdamW(groups(theirs), **hyper), 300, seed=2,
@@ -298,7 +297,7 @@ def test_adamw_learning_rate_changed_by_schedule():
             return 2e-2 * step / 20
         return 1e-3 + (2e-2 - 1e-3) * (1 + math.cos(math.pi * min(1.0, (step - 20) / 180))) / 2
 
-    hyper = dict(lr=0.5, weight_decay=0.05)  # the initial lr must be overwritten by the schedule
+    hyper = {"lr": 0.5, "weight_decay": 0.05}  # the initial lr must be overwritten by the schedule
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.parameters(), **hyper), 250, seed=3, lr_at=lr_at,

@@ -90,7 +90,7 @@ def test_ties_compare_raw_utf8_bytes(tmp_path):
     # All four pairs occur once. "é" is b"\xc3\xa9", so (\xc3,\xa9) is the greatest pair, then
     # (é, a) because its left side starts with \xc3, then (z, q), then (" ", zq).
     path = write_utf8(tmp_path / "corpus.txt", "éa zq")
-    vocab, merges, ran_out = train(path, 256 + 4, [])
+    _vocab, merges, ran_out = train(path, 256 + 4, [])
     check_equal(merges, [(b"\xc3", b"\xa9"), ("é".encode(), b"a"), (b"z", b"q"), (b" ", b"zq")])
     check_equal(ran_out, False, message="exactly enough merges were possible, no warning expected")
 
@@ -99,7 +99,7 @@ def test_tie_break_compares_token_bytes_not_token_ids(tmp_path):
     # Pre-tokens " a" x3, " ax" x2, " by" x2. First (" ",a)=5. Then (" a",x), (" ",b) and (b,y)
     # all have count 2: b"b" > b" a" > b" " picks (b,y), although " a" has the larger id.
     path = write_utf8(tmp_path / "corpus.txt", " a a a ax ax by by")
-    vocab, merges, _ = train(path, 256 + 4, [])
+    _vocab, merges, _ = train(path, 256 + 4, [])
     check_equal(merges, [(b" ", b"a"), (b"b", b"y"), (b" a", b"x"), (b" ", b"by")])
 
 

@@ -384,7 +384,7 @@ def _lockstep(ours, our_optimizer, theirs, their_optimizer, steps, seed, before_
 def test_adamw_hidden_1000_steps_other_hyperparameters():
     ours = _Problem(40, d_in=5, d_out=7, heads=2)
     theirs, start = copy.deepcopy(ours), copy.deepcopy(ours)
-    hyper = dict(lr=3e-3, betas=(0.85, 0.98), eps=1e-7, weight_decay=0.02)
+    hyper = {"lr": 3e-3, "betas": (0.85, 0.98), "eps": 1e-7, "weight_decay": 0.02}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.heads.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.heads.parameters(), **hyper), 1000, seed=40,
@@ -398,7 +398,7 @@ def test_adamw_hidden_large_epsilon_small_gradients():
     # eps comparable to sqrt(v_hat): only the update rule of the docstring (and torch) gets this right
     ours = _Problem(41, d_in=5, d_out=4, heads=1, scale=1e-3)
     theirs = copy.deepcopy(ours)
-    hyper = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.0)
+    hyper = {"lr": 1e-3, "betas": (0.9, 0.99), "eps": 1e-3, "weight_decay": 0.0}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.heads.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.heads.parameters(), **hyper), 300, seed=41,
@@ -409,7 +409,7 @@ def test_adamw_hidden_large_epsilon_small_gradients():
 def test_adamw_hidden_float64_parameters():
     ours = _Problem(42, d_in=6, d_out=3, heads=2, dtype=torch.float64)
     theirs = copy.deepcopy(ours)
-    hyper = dict(lr=2e-2, betas=(0.9, 0.999), weight_decay=0.3)
+    hyper = {"lr": 2e-2, "betas": (0.9, 0.999), "weight_decay": 0.3}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.heads.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.heads.parameters(), **hyper), 200, seed=42,
@@ -423,7 +423,7 @@ def test_adamw_hidden_parameters_without_gradient_on_some_steps():
     # and a parameter with no gradient is not touched at all (not even by weight decay)
     ours = _Problem(43, d_in=4, d_out=3, heads=3)
     theirs, start = copy.deepcopy(ours), copy.deepcopy(ours)
-    hyper = dict(lr=1e-2, betas=(0.9, 0.95), weight_decay=0.1)
+    hyper = {"lr": 1e-2, "betas": (0.9, 0.95), "weight_decay": 0.1}
 
     def used_at(step):
         return [0, 1] if step % 2 == 0 else [0]
@@ -455,7 +455,7 @@ def test_adamw_hidden_every_hyperparameter_changed_mid_run():
         if step == 70:
             optimizer.param_groups[1]["lr"] = 0.0
 
-    hyper = dict(lr=1e-3, weight_decay=0.05)
+    hyper = {"lr": 1e-3, "weight_decay": 0.05}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(groups(ours), **hyper),
         theirs, torch.optim.AdamW(groups(theirs), **hyper), 120, seed=44, before_step=before_step,
