@@ -612,6 +612,7 @@ def test_get_batch_hidden_uniform_chi_square_and_independent_rows():
         correlation = np.corrcoef(batches[:, a], batches[:, b])[0, 1]
         check_close(float(correlation), 0.0, atol=0.05, rtol=0, against="expected")
         check_close(float(((batches[:, b] - batches[:, a]) == 1).mean()), 0.0, atol=0.02, rtol=0, against="expected")
+    _check_only_window(dataset, 4, context, rng)  # the last valid start, high - 1
 
 
 def test_get_batch_hidden_default_generator_is_numpys_global():
