@@ -9,8 +9,9 @@ checkpoints by a save/load round trip that must continue training identically.
 Graded values: where two correct implementations give different numbers (the windows
 ``get_batch`` draws with a seed, the initial weights of a model), the tests record what every
 correct implementation shares instead: statistics of the draws (checked against the test's own
-bounds), and differences that must be 0 (a window and the data it came from, a model and the
-model restored from its checkpoint).
+bounds), differences that must be 0 (a window and the data it came from, a model and the model
+restored from its checkpoint), the batch of a dataset that holds one window only, and the logits
+of a restored model whose weights the test pinned by parameter name.
 """
 
 from __future__ import annotations

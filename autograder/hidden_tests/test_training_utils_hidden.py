@@ -10,8 +10,9 @@ file objects for checkpoints and resuming a run exactly.
 Graded values: where two correct implementations give different numbers (the windows
 ``get_batch`` draws with a seed, the initial weights of a model), the tests record what every
 correct implementation shares instead: statistics of the draws (checked against the test's own
-bounds), and differences that must be 0 (a window and the data it came from, a run resumed from
-a checkpoint and the run without interruption).
+bounds), differences that must be 0 (a window and the data it came from, a run resumed from a
+checkpoint and the run without interruption), the batch of a dataset that holds one window only,
+and the logits of a restored model whose weights the test pinned by parameter name.
 """
 
 from __future__ import annotations
