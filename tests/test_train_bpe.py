@@ -69,13 +69,13 @@ def test_vocab_id_order_is_specials_then_bytes_then_merges(tmp_path):
 def test_every_occurrence_of_a_pair_counts(tmp_path):
     # "aaaa" (x1) holds (a, a) three times; "ab" (x2) holds (a, b) twice. Counting a pair once
     # per word would pick (a, b) first.
-    vocab, merges = _train_text(tmp_path, "aaaa ab ab", 257, [])
+    _vocab, merges = _train_text(tmp_path, "aaaa ab ab", 257, [])
     check_equal(merges, [(b"a", b"a")])
 
 
 def test_ties_go_to_the_lexicographically_greatest_pair(tmp_path):
     # Pre-tokens "ab", " cd", " ab", " cd": (a, b), (" ", c) and (c, d) all occur twice.
-    vocab, merges = _train_text(tmp_path, "ab cd ab cd", 257, [])
+    _vocab, merges = _train_text(tmp_path, "ab cd ab cd", 257, [])
     check_equal(merges, [(b"c", b"d")])
 
 
@@ -86,6 +86,7 @@ def test_merges_never_cross_special_tokens_or_pretokens(tmp_path):
     check_equal([token for token in tokens if b"<|" in token or b"|>" in token], [])
     # A pre-token holds a space only at its start, unless it is all whitespace.
     check_equal([token for token in tokens if b" " in token[1:] and not token.isspace()], [])
+    check_equal(merges, naive_train_bpe(_train_head(20_000), 600, [EOT])[1])  # the merges themselves
 
 
 def test_same_merges_with_one_and_two_workers(tmp_path):
@@ -100,7 +101,7 @@ def test_training_speed(tmp_path):
     """The course's public bar: ~130 KB of English to vocab 500 in under 1.5 s (ours: ~0.1 s)."""
     path = _write(tmp_path, _train_head(130_000))
     with time_limit(1.5):
-        vocab, merges = adapters.run_train_bpe(path, 500, SPECIALS)
+        _vocab, merges = adapters.run_train_bpe(path, 500, SPECIALS)
     check_equal(merges, naive_train_bpe(_train_head(130_000), 500, SPECIALS)[1])  # fast, and right
 
 
@@ -109,6 +110,9 @@ def test_missing_file_names_the_path(tmp_path, monkeypatch):
     missing = Path("no_such_corpus.txt")
     with pytest.raises(FileNotFoundError, match="no_such_corpus.txt"):
         adapters.run_train_bpe(missing, 300, SPECIALS)
+    # once the file is there, the same call trains on it
+    missing.write_bytes(_train_head(3_000).encode("utf-8"))
+    check_equal(adapters.run_train_bpe(missing, 300, SPECIALS), naive_train_bpe(_train_head(3_000), 300, SPECIALS))
 
 
 def test_vocab_size_too_small(tmp_path):
@@ -118,6 +122,8 @@ def test_vocab_size_too_small(tmp_path):
     vocab, merges = adapters.run_train_bpe(path, 257, SPECIALS)
     check_equal(len(vocab), 257)
     check_equal(merges, [])
+    # one more entry is one merge
+    check_equal(adapters.run_train_bpe(path, 258, SPECIALS), naive_train_bpe("hello", 258, SPECIALS))
 
 
 def test_invalid_utf8_says_where(tmp_path, monkeypatch):
@@ -126,6 +132,10 @@ def test_invalid_utf8_says_where(tmp_path, monkeypatch):
     path.write_bytes(b"Once upon a time\nthere was a \xff\xfe bad byte.\n")
     with pytest.raises(ValueError, match=r"UTF-8.*offset 29"):
         adapters.run_train_bpe(path, 300, SPECIALS)
+    # without the bad bytes the same file trains
+    path.write_bytes(b"Once upon a time\nthere was a bad byte.\n")
+    trained = adapters.run_train_bpe(path, 270, SPECIALS)
+    check_equal(trained, naive_train_bpe("Once upon a time\nthere was a bad byte.\n", 270, SPECIALS))
 
 
 def test_empty_file_gives_the_base_vocabulary(tmp_path):
@@ -148,5 +158,6 @@ def test_running_out_of_pairs_stops_and_warns(tmp_path):
 def test_no_warning_when_the_vocabulary_is_reached(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        vocab, _ = _train_text(tmp_path, _train_head(5_000), 300)
+        vocab, merges = _train_text(tmp_path, _train_head(5_000), 300)
     check_equal(len(vocab), 300)
+    check_equal((vocab, merges), naive_train_bpe(_train_head(5_000), 300, SPECIALS))

@@ -9,8 +9,9 @@ checkpoints by a save/load round trip that must continue training identically.
 Graded values: where two correct implementations give different numbers (the windows
 ``get_batch`` draws with a seed, the initial weights of a model), the tests record what every
 correct implementation shares instead: statistics of the draws (checked against the test's own
-bounds), and differences that must be 0 (a window and the data it came from, a model and the
-model restored from its checkpoint).
+bounds), differences that must be 0 (a window and the data it came from, a model and the model
+restored from its checkpoint), the batch of a dataset that holds one window only, and the logits
+of a restored model whose weights the test pinned by parameter name.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.common import (
     flat_parameters,
     lm_training_step,
     max_parameter_difference,
+    pin_weights,
     state_differences,
     window_mismatches,
 )
@@ -248,13 +250,14 @@ def _lockstep(ours, our_optimizer, theirs, their_optimizer, steps: int, seed: in
 def test_adamw_matches_torch_1000_steps():
     ours = _model(0)
     theirs, start = copy.deepcopy(ours), copy.deepcopy(ours)
-    hyper = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    hyper = {"lr": 1e-2, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.parameters(), **hyper), 1000, seed=0,
     )  # fmt: skip
     check_close(our_path, their_path, atol=1e-6, rtol=0)
-    assert max_parameter_difference(theirs.parameters(), start.parameters()) > 0.5  # the parameters really moved (ours too: they follow torch's)
+    # the parameters really moved (ours too: they follow torch's)
+    assert max_parameter_difference(theirs.parameters(), start.parameters()) > 0.5
 
 
 def test_adamw_default_hyperparameters_match_torch():
@@ -278,7 +281,7 @@ def test_adamw_param_groups():
             {"params": [model.b.bias], "betas": (0.8, 0.99)},  # the defaults for the rest
         ]
 
-    hyper = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05)
+    hyper = {"lr": 1e-3, "betas": (0.9, 0.999), "weight_decay": 0.05}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(groups(ours), **hyper),
         theirs, torch.optim.AdamW(groups(theirs), **hyper), 300, seed=2,
@@ -295,7 +298,7 @@ def test_adamw_learning_rate_changed_by_schedule():
             return 2e-2 * step / 20
         return 1e-3 + (2e-2 - 1e-3) * (1 + math.cos(math.pi * min(1.0, (step - 20) / 180))) / 2
 
-    hyper = dict(lr=0.5, weight_decay=0.05)  # the initial lr must be overwritten by the schedule
+    hyper = {"lr": 0.5, "weight_decay": 0.05}  # the initial lr must be overwritten by the schedule
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.parameters(), **hyper), 250, seed=3, lr_at=lr_at,
@@ -373,7 +376,17 @@ def test_cosine_schedule_without_warmup():
 # how the generator is used to draw them: two correct implementations give different windows for
 # the same seed. So the tests record what every correct implementation shares (shapes, dtypes,
 # how far each row is from being a window of the data, 0) and statistics of the starts checked
-# against bounds the tests compute themselves (against="expected").
+# against bounds the tests compute themselves (against="expected"). Each test also records the
+# batch drawn from the last ``context_length + 1`` tokens of its data, where only one window fits:
+# every correct implementation returns that window, whatever the generator draws.
+
+
+def _check_only_window(dataset, batch_size: int, context_length: int, rng) -> None:
+    """Record get_batch on the last ``context_length + 1`` tokens of ``dataset`` (one window)."""
+    inputs, targets = adapters.run_get_batch(dataset[-context_length - 1 :], batch_size, context_length, "cpu", rng=rng)
+    window = torch.as_tensor(np.asarray(dataset[-context_length - 1 :], dtype=np.int64))
+    check_equal(inputs, window[:-1].repeat(batch_size, 1), message="the only window of the data was not drawn")
+    check_equal(targets, window[1:].repeat(batch_size, 1), message="the only window's targets were not drawn")
 
 
 def test_get_batch_shapes_dtype_and_shift():
@@ -394,6 +407,7 @@ def test_get_batch_windows_come_from_the_data():
         window_mismatches(dataset, 20, inputs, targets), [0] * 16,
         message="a row is not a window of the dataset (inputs) followed by the next tokens (targets)",
     )  # fmt: skip
+    _check_only_window(dataset, 16, 20, np.random.default_rng(2))
 
 
 def test_get_batch_starts_in_range_and_uniform():
@@ -411,6 +425,7 @@ def test_get_batch_starts_in_range_and_uniform():
     # neither end of the range is favoured or starved
     check_close(float((starts < high // 4).mean()), 0.25, atol=0.02, rtol=0, against="expected")
     check_close(float((starts >= high - high // 4).mean()), 0.25, atol=0.02, rtol=0, against="expected")
+    _check_only_window(dataset, 5, context, rng)  # the last valid start, high - 1
 
 
 def test_get_batch_every_start_drawn_on_tiny_dataset():
@@ -424,6 +439,7 @@ def test_get_batch_every_start_drawn_on_tiny_dataset():
     check_equal(len(counts), 6, message=f"a start beyond 5 was drawn: {sorted(set(starts.tolist()))}")
     check_equal(int((counts == 0).sum()), 0, message=f"some start was never drawn: {counts}", against="expected")
     check_close(counts.astype(np.float64), np.full(6, 1000 / 6), atol=60, rtol=0, against="expected")
+    _check_only_window(dataset, 50, context, rng)  # the last valid start, 5
 
 
 def test_get_batch_memmap(tmp_path):
@@ -447,18 +463,22 @@ def test_get_batch_rng_reproducible():
     check_equal(second[0] - first[0], torch.zeros(6, 64, dtype=torch.int64))
     check_equal(second[1] - first[1], torch.zeros(6, 64, dtype=torch.int64))
     check_equal(torch.equal(first[0], other[0]), False, message="another seed must give other windows")
+    _check_only_window(dataset, 6, 64, np.random.default_rng(123))
 
 
 def test_get_batch_too_short_dataset_raises():
     with pytest.raises(ValueError):
         adapters.run_get_batch(np.arange(8), 2, 8, "cpu", rng=np.random.default_rng(0))
+    _check_only_window(np.arange(9) * 5 + 3, 2, 8, np.random.default_rng(0))  # one token more is enough
 
 
 # --------------------------------------------------------------------------- checkpointing
 #
 # The weights of a model depend on how its initialisation draws random numbers, which differs
-# between correct implementations: the tests record how the restored model and its training
-# differ from the saved one (nothing: {} and 0), and the iteration.
+# between correct implementations, so the tests redraw them by parameter name (``pin_weights``):
+# every correct implementation then restores the same model. The tests record how the restored
+# model and its training differ from the saved one (nothing: {} and 0), the iteration, and the
+# logits of the restored model.
 
 
 def _small_lm():
@@ -469,7 +489,7 @@ def _small_lm():
 
 def _trained_lm(seed: int, steps: int):
     torch.manual_seed(seed)
-    model = _small_lm()
+    model = pin_weights(_small_lm(), seed)
     optimizer = adapters.get_adamw_cls()(model.parameters(), lr=3e-3, weight_decay=0.1)
     tokens = torch.randint(0, 50, (4, 17), generator=torch.Generator().manual_seed(seed))
     for _ in range(steps):
@@ -479,9 +499,13 @@ def _trained_lm(seed: int, steps: int):
 
 def _assert_restored(model, optimizer, tokens, restored, restored_optimizer):
     check_equal(state_differences(model, restored), {}, message="the restored weights differ")
+    check_close(restored(tokens[:, :-1]), model(tokens[:, :-1]), atol=1e-4, rtol=1e-4)  # the restored logits
     check_equal(int((model(tokens[:, :-1]) != restored(tokens[:, :-1])).sum()), 0, message="the outputs differ")
     # the optimizer state came back too: the next steps are identical (loss differences 0)
-    losses = [lm_training_step(model, optimizer, tokens) - lm_training_step(restored, restored_optimizer, tokens) for _ in range(2)]
+    losses = [
+        lm_training_step(model, optimizer, tokens) - lm_training_step(restored, restored_optimizer, tokens)
+        for _ in range(2)
+    ]
     check_equal(losses, [0.0, 0.0], message="the losses of the next steps differ")
     check_equal(
         state_differences(dict(model.named_parameters()), dict(restored.named_parameters())), {},
@@ -491,7 +515,7 @@ def _assert_restored(model, optimizer, tokens, restored, restored_optimizer):
 
 def _fresh_copy(seed: int):
     torch.manual_seed(seed)
-    model = _small_lm()
+    model = pin_weights(_small_lm(), seed)
     return model, adapters.get_adamw_cls()(model.parameters(), lr=3e-3, weight_decay=0.1)
 
 

@@ -90,7 +90,7 @@ def test_ties_compare_raw_utf8_bytes(tmp_path):
     # All four pairs occur once. "é" is b"\xc3\xa9", so (\xc3,\xa9) is the greatest pair, then
     # (é, a) because its left side starts with \xc3, then (z, q), then (" ", zq).
     path = write_utf8(tmp_path / "corpus.txt", "éa zq")
-    vocab, merges, ran_out = train(path, 256 + 4, [])
+    _vocab, merges, ran_out = train(path, 256 + 4, [])
     check_equal(merges, [(b"\xc3", b"\xa9"), ("é".encode(), b"a"), (b"z", b"q"), (b" ", b"zq")])
     check_equal(ran_out, False, message="exactly enough merges were possible, no warning expected")
 
@@ -99,7 +99,7 @@ def test_tie_break_compares_token_bytes_not_token_ids(tmp_path):
     # Pre-tokens " a" x3, " ax" x2, " by" x2. First (" ",a)=5. Then (" a",x), (" ",b) and (b,y)
     # all have count 2: b"b" > b" a" > b" " picks (b,y), although " a" has the larger id.
     path = write_utf8(tmp_path / "corpus.txt", " a a a ax ax by by")
-    vocab, merges, _ = train(path, 256 + 4, [])
+    _vocab, merges, _ = train(path, 256 + 4, [])
     check_equal(merges, [(b" ", b"a"), (b"b", b"y"), (b" a", b"x"), (b" ", b"by")])
 
 
@@ -154,6 +154,10 @@ def test_missing_file_raises_file_not_found_naming_the_path(tmp_path, monkeypatc
     missing = relative_path(tmp_path, monkeypatch, "no_such_dir/corpus_missing_4711.txt")
     with pytest.raises(FileNotFoundError, match=re.escape("corpus_missing_4711.txt")):
         adapters.run_train_bpe(missing, 300, [EOT])
+    # once the file is there, the same call trains on it
+    missing.parent.mkdir()
+    write_utf8(missing, unseen_stories_text(4_000))
+    assert_same_as_naive(missing, 300, [EOT])
 
 
 @pytest.mark.parametrize("specials", [[], [EOT], ["<|a|>", "<|b|>", "<|c|>"]])
@@ -161,6 +165,7 @@ def test_vocab_size_below_base_raises_value_error(tmp_path, specials):
     path = write_utf8(tmp_path / "corpus.txt", "hello hello\n")
     with pytest.raises(ValueError):
         adapters.run_train_bpe(path, 256 + len(specials) - 1, specials)
+    assert_same_as_naive(path, 256 + len(specials) + 1, specials)  # two entries more: one merge
 
 
 def test_vocab_size_counts_each_special_token_once(tmp_path):
@@ -169,6 +174,7 @@ def test_vocab_size_counts_each_special_token_once(tmp_path):
     check_equal(merges, [])
     check_equal(vocab[0], EOT.encode())
     check_equal(len(vocab), 257)
+    assert_same_as_naive(path, 259, [EOT, EOT, EOT])  # two merges after the one special token
 
 
 @pytest.mark.parametrize(
@@ -187,6 +193,8 @@ def test_invalid_utf8_reports_byte_offset(tmp_path, monkeypatch, prefix_size, ba
     message = path_free(str(info.value), tmp_path, path)
     # The message is free text: what is recorded is whether it names the offset as a number.
     check_equal(bool(re.search(rf"(?<!\d){prefix_size}(?!\d)", message)), True, message=message)
+    path.write_bytes(prefix + suffix)  # without the bad bytes the same file trains
+    assert_same_as_naive(path, 300, [])
 
 
 def test_invalid_utf8_offset_is_exact_with_two_workers(tmp_path, monkeypatch):
@@ -201,6 +209,8 @@ def test_invalid_utf8_offset_is_exact_with_two_workers(tmp_path, monkeypatch):
         adapters.run_train_bpe(path, 400, [EOT], workers=2)
     message = path_free(str(info.value), tmp_path, path)
     check_equal(bool(re.search(rf"(?<!\d){offset}(?!\d)", message)), True, message=message)
+    path.write_bytes(good)  # without the bad byte the same file trains
+    assert_same_as_naive(path, 400, [EOT], workers=2)
 
 
 def test_empty_file_gives_base_vocab_and_warns(tmp_path):

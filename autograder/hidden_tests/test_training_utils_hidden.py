@@ -10,8 +10,9 @@ file objects for checkpoints and resuming a run exactly.
 Graded values: where two correct implementations give different numbers (the windows
 ``get_batch`` draws with a seed, the initial weights of a model), the tests record what every
 correct implementation shares instead: statistics of the draws (checked against the test's own
-bounds), and differences that must be 0 (a window and the data it came from, a run resumed from
-a checkpoint and the run without interruption).
+bounds), differences that must be 0 (a window and the data it came from, a run resumed from a
+checkpoint and the run without interruption), the batch of a dataset that holds one window only,
+and the logits of a restored model whose weights the test pinned by parameter name.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tests.common import (
     flat_parameters,
     lm_training_step,
     max_parameter_difference,
+    pin_weights,
     state_differences,
     window_mismatches,
 )
@@ -92,6 +94,12 @@ def test_cross_entropy_hidden_vocabulary_of_one():
     logits = torch.randn(4, 3, 1, generator=torch.Generator().manual_seed(11)) * 10
     loss = adapters.run_cross_entropy(logits, torch.zeros(4, 3, dtype=torch.long))
     check_close(loss.item(), 0.0, atol=1e-6, rtol=0)
+    # the same logits beside a second word of logit 0: no longer certain
+    pair = torch.cat([logits, torch.zeros_like(logits)], -1)
+    loss = adapters.run_cross_entropy(pair, torch.zeros(4, 3, dtype=torch.long))
+    check_close(
+        loss.item(), _reference_cross_entropy(pair, torch.zeros(4, 3, dtype=torch.long)).item(), rtol=1e-5, atol=0
+    )
 
 
 def test_cross_entropy_hidden_four_leading_dims_non_contiguous():
@@ -157,6 +165,9 @@ def test_cross_entropy_hidden_ignore_index_all_positions_is_zero():
     check_equal(loss.numel(), 1)
     check_equal(bool(torch.isfinite(loss)), True, message="all positions ignored must not give inf or NaN")
     check_equal(loss.item(), 0.0)
+    targets[2, 1] = 5  # one position left: its loss alone
+    loss = adapters.run_cross_entropy(logits, targets, ignore_index=-100)
+    check_close(loss.item(), -F.log_softmax(logits[2, 1].double(), -1)[5].item(), rtol=1e-5, atol=0)
 
 
 def test_cross_entropy_hidden_ignore_index_all_but_one():
@@ -324,6 +335,13 @@ def test_gradient_clipping_hidden_no_gradients_at_all():
     parameters = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2, 2))]
     check_equal(float(adapters.run_gradient_clipping(parameters, 1.0)), 0.0)
     check_equal([p.grad is None for p in parameters], [True, True], message="no .grad may be created")
+    # then one parameter gets a gradient: the norm is its norm alone, and it is clipped to 1
+    gradient = torch.randn(2, 2, generator=torch.Generator().manual_seed(34)) * 3
+    parameters[1].grad = gradient.clone()
+    norm = adapters.run_gradient_clipping(parameters, 1.0)
+    check_close(float(norm), gradient.norm().item(), rtol=1e-5, atol=0)
+    check_close(parameters[1].grad, gradient / gradient.norm(), rtol=1e-5, atol=1e-6)
+    check_equal(parameters[0].grad is None, True, message="no .grad may be created")
 
 
 # --------------------------------------------------------------------------- AdamW
@@ -367,7 +385,7 @@ def _lockstep(ours, our_optimizer, theirs, their_optimizer, steps, seed, before_
 def test_adamw_hidden_1000_steps_other_hyperparameters():
     ours = _Problem(40, d_in=5, d_out=7, heads=2)
     theirs, start = copy.deepcopy(ours), copy.deepcopy(ours)
-    hyper = dict(lr=3e-3, betas=(0.85, 0.98), eps=1e-7, weight_decay=0.02)
+    hyper = {"lr": 3e-3, "betas": (0.85, 0.98), "eps": 1e-7, "weight_decay": 0.02}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.heads.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.heads.parameters(), **hyper), 1000, seed=40,
@@ -381,7 +399,7 @@ def test_adamw_hidden_large_epsilon_small_gradients():
     # eps comparable to sqrt(v_hat): only the update rule of the docstring (and torch) gets this right
     ours = _Problem(41, d_in=5, d_out=4, heads=1, scale=1e-3)
     theirs = copy.deepcopy(ours)
-    hyper = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.0)
+    hyper = {"lr": 1e-3, "betas": (0.9, 0.99), "eps": 1e-3, "weight_decay": 0.0}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.heads.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.heads.parameters(), **hyper), 300, seed=41,
@@ -392,7 +410,7 @@ def test_adamw_hidden_large_epsilon_small_gradients():
 def test_adamw_hidden_float64_parameters():
     ours = _Problem(42, d_in=6, d_out=3, heads=2, dtype=torch.float64)
     theirs = copy.deepcopy(ours)
-    hyper = dict(lr=2e-2, betas=(0.9, 0.999), weight_decay=0.3)
+    hyper = {"lr": 2e-2, "betas": (0.9, 0.999), "weight_decay": 0.3}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(ours.heads.parameters(), **hyper),
         theirs, torch.optim.AdamW(theirs.heads.parameters(), **hyper), 200, seed=42,
@@ -406,7 +424,7 @@ def test_adamw_hidden_parameters_without_gradient_on_some_steps():
     # and a parameter with no gradient is not touched at all (not even by weight decay)
     ours = _Problem(43, d_in=4, d_out=3, heads=3)
     theirs, start = copy.deepcopy(ours), copy.deepcopy(ours)
-    hyper = dict(lr=1e-2, betas=(0.9, 0.95), weight_decay=0.1)
+    hyper = {"lr": 1e-2, "betas": (0.9, 0.95), "weight_decay": 0.1}
 
     def used_at(step):
         return [0, 1] if step % 2 == 0 else [0]
@@ -438,7 +456,7 @@ def test_adamw_hidden_every_hyperparameter_changed_mid_run():
         if step == 70:
             optimizer.param_groups[1]["lr"] = 0.0
 
-    hyper = dict(lr=1e-3, weight_decay=0.05)
+    hyper = {"lr": 1e-3, "weight_decay": 0.05}
     our_path, their_path = _lockstep(
         ours, adapters.get_adamw_cls()(groups(ours), **hyper),
         theirs, torch.optim.AdamW(groups(theirs), **hyper), 120, seed=44, before_step=before_step,
@@ -508,7 +526,18 @@ def test_cosine_schedule_hidden_edge_cases():
 # how the generator is used to draw them: two correct implementations give different windows for
 # the same seed. So the tests record what every correct implementation shares (shapes, dtypes,
 # how far each row is from being a window of the data, 0) and statistics of the starts checked
-# against bounds the tests compute themselves (against="expected").
+# against bounds the tests compute themselves (against="expected"). Tests that draw with a seed
+# also record the batch drawn from the last ``context_length + 1`` tokens of their data, where
+# only one window fits: every correct implementation returns it, whatever the generator draws.
+
+
+def _check_only_window(dataset, batch_size: int, context_length: int, rng=None) -> None:
+    """Record get_batch on the last ``context_length + 1`` tokens of ``dataset`` (one window);
+    ``rng=None`` draws from numpy's global generator."""
+    inputs, targets = adapters.run_get_batch(dataset[-context_length - 1 :], batch_size, context_length, "cpu", rng=rng)
+    window = torch.as_tensor(np.asarray(dataset[-context_length - 1 :], dtype=np.int64))
+    check_equal(inputs, window[:-1].repeat(batch_size, 1), message="the only window of the data was not drawn")
+    check_equal(targets, window[1:].repeat(batch_size, 1), message="the only window's targets were not drawn")
 
 
 def test_get_batch_hidden_single_position():
@@ -530,6 +559,8 @@ def test_get_batch_hidden_exactly_one_window():
 def test_get_batch_hidden_too_short_raises(length, context):
     with pytest.raises(ValueError):
         adapters.run_get_batch(np.arange(length, dtype=np.int64), 1, context, "cpu", rng=np.random.default_rng(0))
+    # one token more than the shortest refused dataset is enough
+    _check_only_window(np.arange(context + 1, dtype=np.int64) * 7 + 2, 2, context, np.random.default_rng(0))
 
 
 def test_get_batch_hidden_batch_of_one_and_large_token_ids():
@@ -582,6 +613,7 @@ def test_get_batch_hidden_uniform_chi_square_and_independent_rows():
         correlation = np.corrcoef(batches[:, a], batches[:, b])[0, 1]
         check_close(float(correlation), 0.0, atol=0.05, rtol=0, against="expected")
         check_close(float(((batches[:, b] - batches[:, a]) == 1).mean()), 0.0, atol=0.02, rtol=0, against="expected")
+    _check_only_window(dataset, 4, context, rng)  # the last valid start, high - 1
 
 
 def test_get_batch_hidden_default_generator_is_numpys_global():
@@ -595,6 +627,7 @@ def test_get_batch_hidden_default_generator_is_numpys_global():
     check_equal(second[1] - first[1], torch.zeros(8, 16, dtype=torch.int64))
     third = adapters.run_get_batch(dataset, 8, 16, "cpu")
     check_equal(torch.equal(first[0], third[0]), False, message="the global generator must move on")
+    _check_only_window(dataset, 8, 16)
 
 
 def test_get_batch_hidden_given_rng_is_the_only_randomness():
@@ -611,20 +644,24 @@ def test_get_batch_hidden_given_rng_is_the_only_randomness():
     b = adapters.run_get_batch(dataset, 8, 16, "cpu", rng=rng)
     check_equal(a[0] - first[0], torch.zeros(8, 16, dtype=torch.int64))
     check_equal(torch.equal(a[0], b[0]), False, message="the generator must move on to new windows")
+    _check_only_window(dataset, 8, 16, rng)
 
 
 # --------------------------------------------------------------------------- checkpointing
 #
 # The weights of a model depend on how its initialisation draws random numbers, which differs
-# between correct implementations: the tests record how the restored model and its training
-# differ from the saved one or the uninterrupted run (nothing: {} and 0), and the iteration.
+# between correct implementations, so the tests redraw them by parameter name (``pin_weights``):
+# every correct implementation then restores the same model. The tests record how the restored
+# model and its training differ from the saved one or the uninterrupted run (nothing: {} and 0),
+# the iteration, and the logits of the restored model.
 
 
 def _lm(seed: int):
     torch.manual_seed(seed)
-    return adapters.create_transformer_lm(
+    model = adapters.create_transformer_lm(
         vocab_size=37, context_length=12, d_model=24, num_layers=1, num_heads=3, d_ff=40, rope_theta=500.0
     )
+    return pin_weights(model, seed)
 
 
 def _batches(seed: int, count: int):
@@ -657,6 +694,7 @@ def test_checkpoint_hidden_resume_equals_uninterrupted_run(tmp_path):
         message="the losses differ from the uninterrupted run",
     )  # fmt: skip
     check_equal(state_differences(second, straight), {}, message="the weights differ from the uninterrupted run")
+    check_close(second(batches[0][:, :-1]), straight(batches[0][:, :-1]), atol=1e-4, rtol=1e-4)
 
 
 def test_checkpoint_hidden_iteration_zero_and_restores_earlier_state():
@@ -677,7 +715,11 @@ def test_checkpoint_hidden_iteration_zero_and_restores_earlier_state():
     buffer.seek(0)
     check_equal(adapters.run_load_checkpoint(buffer, model, optimizer), 0)  # ... and loading rolls it back
     check_equal(state_differences(model.state_dict(), saved_state), {}, message="the saved weights did not come back")
-    losses = [lm_training_step(model, optimizer, batch) - lm_training_step(reference, reference_optimizer, batch) for batch in batches[1:]]
+    check_close(model(batches[0][:, :-1]), reference(batches[0][:, :-1]), atol=1e-4, rtol=1e-4)  # the restored logits
+    losses = [
+        lm_training_step(model, optimizer, batch) - lm_training_step(reference, reference_optimizer, batch)
+        for batch in batches[1:]
+    ]
     check_equal(losses, [0.0] * 3, message="the losses after loading differ")
     check_equal(state_differences(model, reference), {})
 
@@ -702,7 +744,11 @@ def test_checkpoint_hidden_any_optimizer(tmp_path, optimizer_name):
     restored_optimizer = make(restored)
     check_equal(adapters.run_load_checkpoint(path, restored, restored_optimizer), 987_654)
     check_equal(state_differences(model, restored), {}, message="the restored weights differ")
-    losses = [lm_training_step(model, optimizer, batch) - lm_training_step(restored, restored_optimizer, batch) for batch in batches[2:]]
+    check_close(restored(batches[0][:, :-1]), model(batches[0][:, :-1]), atol=1e-4, rtol=1e-4)  # the restored logits
+    losses = [
+        lm_training_step(model, optimizer, batch) - lm_training_step(restored, restored_optimizer, batch)
+        for batch in batches[2:]
+    ]
     check_equal(losses, [0.0] * 3, message="the losses after loading differ")
     check_equal(state_differences(model, restored), {})
 
