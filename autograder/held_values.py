@@ -25,6 +25,7 @@ It is the instructors' proof, not a defence: it changes no check and no value, o
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import sys
 import types
@@ -74,7 +75,7 @@ class _Probe:
         if not entering or self.is_package(caller.f_code.co_filename):
             return None
         self.collect(caller, with_locals=True)
-        for value in list(frame.f_locals.values()):  # the arguments the test passes in
+        for value in _arguments(frame):  # what the test passes in
             self.add(value)
         frame.f_trace_lines = False  # only its return matters
         return self.leave
@@ -129,6 +130,15 @@ class _Probe:
         if depth < MAX_DEPTH:
             for item in _items(value):
                 self.produce(item, depth + 1)
+
+
+def _arguments(frame: types.FrameType) -> list[Any]:
+    """The values of a call's parameters (not its other locals: a resumed generator has its own)."""
+    code = frame.f_code
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    local_values = frame.f_locals
+    return [local_values[name] for name in code.co_varnames[:count] if name in local_values]
 
 
 def _made_by_package(value: Any) -> bool:
