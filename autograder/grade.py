@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from autograder.bundle import (
     build_bundle,
@@ -67,7 +68,15 @@ from autograder.imports_check import (
 )
 from autograder.judge import Stream, Verdict, judge_stream, parse_stream
 from autograder.make_handout import REPO_ROOT, write_tree
-from autograder.sandbox import Limits, PytestRun, become_subreaper, grading_problem, run_pytest, share_of_cores
+from autograder.sandbox import (
+    Limits,
+    PytestRun,
+    become_subreaper,
+    grading_problem,
+    removed_after,
+    run_pytest,
+    share_of_cores,
+)
 from autograder.strip_expected import parse_source, sandbox_tree
 
 MAX_LISTED_FAILURES = 25
@@ -241,9 +250,9 @@ def run_module(
 ) -> ModuleResult:
     """Run one test module on the submission in a fresh directory and judge what it recorded."""
     files = {**bundle.handout, **({} if is_public(module) else bundle.hidden), **submission.modules}
-    with tempfile.TemporaryDirectory(prefix="submission-") as work:
+    with removed_after(tempfile.mkdtemp(prefix="submission-")) as work:
         os.chmod(work, 0o711)  # a sandbox user may enter it (run_pytest hands it the work directory)
-        work_dir = Path(work) / "repo"
+        work_dir = work / "repo"
         write_tree(sandbox_tree(files), work_dir)
         run = run_pytest(work_dir, [module], limits, hidden_paths=hidden_paths)
     return judge_run(module, run, bundle)
@@ -572,13 +581,29 @@ def failure_results(error: BaseException) -> dict:
     }
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(value: Any) -> Any:
+    """``value`` with every string cleaned of what a submission's messages may carry that strict
+    JSON readers refuse or terminals obey: lone surrogates, NUL and other control characters (tab
+    and newline stay), each replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _UNPRINTABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [printable(item) for item in value]
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    return value
+
+
 def write_results(results: dict, out: Path) -> None:
     """Write results.json atomically: a complete file appears under its name, or nothing changes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".results-", dir=out.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(json.dumps(results, indent=2) + "\n")
+            file.write(json.dumps(printable(results), indent=2) + "\n")
         os.replace(temporary, out)
     except BaseException:
         os.unlink(temporary)

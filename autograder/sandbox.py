@@ -10,15 +10,17 @@ pipe, of which a second thread keeps only the tail. The grader opens no path the
 have touched, and a process that keeps the pipes open cannot make it wait: after the run the
 readers stop at a deadline.
 
-The test process gets a wall-time limit, a soft address-space and file-size limit
-(``RLIMIT_AS``, ``RLIMIT_FSIZE``), no core dumps, a fresh private ``HOME`` and ``TMPDIR`` and, when
+The test process gets a wall-time limit, an address-space and file-size limit, soft and hard
+(``RLIMIT_AS``, ``RLIMIT_FSIZE``: it may lower them, never raise them), no core dumps, a fresh private ``HOME`` and ``TMPDIR`` and, when
 the grader runs as root and a sandbox user is named, that user's uid and gid. It is started by a
 launcher, this file run as a script (``python -I -S sandbox.py CONFIG``), which, where the kernel
 lets it create namespaces:
 
-1. enters new mount, PID and IPC namespaces (and, when the grader is not root, a user namespace
-   in which it is root, so that it may mount): System V shared memory, message queues, semaphores
-   and POSIX message queues of the run die with it, and no run sees another's or the grader's;
+1. enters new mount, PID, IPC and network namespaces (and, when the grader is not root, a user
+   namespace in which it is root, so that it may mount): System V shared memory, message queues,
+   semaphores, POSIX message queues and sockets of the run die with it (a TIME_WAIT entry in
+   ``/proc/net/tcp`` cannot carry data to the next module), no run sees another's or the grader's,
+   and the run has no network (not even loopback: nothing to send a secret to);
 2. forks the PID namespace's init. Init mounts a fresh ``/proc`` (showing only the namespace's
    processes), fresh ``/tmp``, ``/var/tmp`` and ``/dev/shm``, an empty read-only tmpfs over each
    hidden path (the grading bundle, the instructors' repository, other submissions) and, for a
@@ -45,6 +47,7 @@ objects (which, without an IPC namespace, outlive their processes).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
@@ -62,7 +65,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -100,6 +103,7 @@ READER_GRACE_SECONDS = 1.0  # how long the readers wait for more after everythin
 
 # Linux constants (sched.h, sys/mount.h, sys/prctl.h) for the libc calls Python 3.11 lacks.
 _CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWUSER, _CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
+_CLONE_NEWNET = 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_NOSYMFOLLOW = 1, 2, 4, 8, 256
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
@@ -170,8 +174,7 @@ def run_pytest(
     if ids is not None and _world_writable is None:
         threading.Thread(target=_world_writable_dirs, daemon=True).start()  # ready by the end of the run
     unavailable = _namespace_problem(ids)
-    with tempfile.TemporaryDirectory(prefix="sandbox-", ignore_cleanup_errors=True) as private:
-        private_dir = Path(private)
+    with removed_after(tempfile.mkdtemp(prefix="sandbox-")) as private_dir:
         home, temporary = private_dir / "home", private_dir / "tmp"
         home.mkdir()
         temporary.mkdir()
@@ -263,6 +266,31 @@ def run_pytest(
     )
 
 
+def remove_tree(path: str | os.PathLike) -> None:
+    """Delete ``path`` and everything under it, whatever a submission left there (a tree deeper
+    than Python's recursion limit, folders without permissions); never raises. Symbolic links are
+    removed, not followed."""
+    try:
+        shutil.rmtree(path)
+        return
+    except (OSError, RecursionError):
+        pass
+    # ``rm`` walks iteratively and stays on one file system; chmod first for folders a non-root
+    # grader could not list.
+    for command in (["chmod", "-R", "u+rwx", "--", str(path)], ["rm", "-rf", "--one-file-system", "--", str(path)]):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=600, check=False)
+
+
+@contextlib.contextmanager
+def removed_after(directory: str) -> Iterator[Path]:
+    """``directory`` as a Path, removed with :func:`remove_tree` when the block ends."""
+    try:
+        yield Path(directory)
+    finally:
+        remove_tree(directory)
+
+
 def _exit_problem(returncode: int) -> str:
     """Why an exit status other than pytest's 0, 1 (tests failed) or 2 (interrupted, collection errors)."""
     if returncode < 0:
@@ -277,7 +305,11 @@ def _exit_problem(returncode: int) -> str:
 def _isolation(ids: tuple[int, int] | None, unavailable: str | None) -> str:
     """One line on what kept the test process apart from the grader."""
     if unavailable is None:
-        return "sandbox user, mount, PID and IPC namespaces" if ids else "user, mount, PID and IPC namespaces"
+        return (
+            "sandbox user, mount, PID, IPC and network namespaces"
+            if ids
+            else "user, mount, PID, IPC and network namespaces"
+        )
     return ("sandbox user only" if ids else "none") + f" (namespaces unavailable: {unavailable})"
 
 
@@ -743,7 +775,7 @@ def _clean(directory: str, uid: int, kept: list[str], removed: list[str]) -> Non
             continue
         if info.st_uid == uid:
             if stat.S_ISDIR(info.st_mode):
-                shutil.rmtree(entry.path, ignore_errors=True)
+                remove_tree(entry.path)
             else:
                 try:
                     os.unlink(entry.path)
@@ -866,7 +898,7 @@ def _report(fd: int, line: str) -> None:
 def _enter_namespaces(config: dict) -> None:
     """Steps 1 to 3 of the module docstring; returns in pytest's process, which has dropped its powers."""
     uid, gid = os.getuid(), os.getgid()
-    _unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | (0 if uid == 0 else _CLONE_NEWUSER))
+    _unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWNET | (0 if uid == 0 else _CLONE_NEWUSER))
     if uid != 0:
         _map_ids(0, uid, 0, gid)  # root in the new user namespace: it may mount
     _fork_and_wait(status_fd=None)  # the launcher waits outside; its child is the namespace's init
@@ -987,8 +1019,8 @@ def _prepare_exec(config: dict) -> None:
         (resource.RLIMIT_FSIZE, config["file_bytes"]),
         (resource.RLIMIT_CORE, 0),
     ):
-        # Soft limits only: the public memory test lifts its own limit to the hard one.
-        resource.setrlimit(limit, (value, resource.getrlimit(limit)[1]))
+        # Hard limits too: a soft limit alone is one setrlimit call away from gone.
+        resource.setrlimit(limit, (value, value))
     for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by Python; what subprocess restores
         signal.signal(signum, signal.SIG_DFL)
 

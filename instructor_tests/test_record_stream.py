@@ -172,3 +172,17 @@ def test_the_total_shown_at_once_counts_only_visible_entries():
     assert text.splitlines()[0] == "Total of the entries shown now: 10 points."
     assert "19.75" not in text and "13.75" not in text and "3.75" not in text and "Part 4A" not in text
     assert "  Part 1: train_bpe (public tests): 7.5/7.5" in text
+
+
+def test_results_json_holds_only_printable_text(tmp_path: Path) -> None:
+    """What a submission's messages carry (lone surrogates, NUL, escape sequences) never reaches
+    results.json, which strict JSON readers must accept."""
+    from autograder.grade import write_results
+
+    message = "bad \ud800 char \x00 nul \x1b[31m red\tand\nnewline"
+    write_results({"score": 0, "tests": [{"name": "x", "output": message}]}, tmp_path / "results.json")
+    data = (tmp_path / "results.json").read_bytes()
+    data.decode("utf-8", errors="strict")
+    text = json.loads(data)["tests"][0]["output"]
+    assert text == "bad \ufffd char \ufffd nul \ufffd[31m red\tand\nnewline"
+    assert b"\\ud800" not in data and b"\\u0000" not in data

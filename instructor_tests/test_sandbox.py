@@ -254,7 +254,7 @@ def test_exit_statuses(tmp_path: Path, body: str, returncode: int, problem: str 
 
 def test_local_run_hides_paths_and_leaves_no_process(tmp_path: Path, namespaces: None, token: str) -> None:
     result = escape_attempts(tmp_path, token, None)
-    assert result.isolation == "user, mount, PID and IPC namespaces"
+    assert result.isolation == "user, mount, PID, IPC and network namespaces"
 
 
 def test_local_run_without_namespaces_leaves_no_process(tmp_path: Path, no_namespaces: None, token: str) -> None:
@@ -290,7 +290,7 @@ def test_sandbox_user_run_hides_paths_and_leaves_nothing(
         result = escape_attempts(tmp_path, token, sandbox_user, root_only / "file")
     finally:
         shutil.rmtree(root_only)
-    assert result.isolation == "sandbox user, mount, PID and IPC namespaces"
+    assert result.isolation == "sandbox user, mount, PID, IPC and network namespaces"
     report = recorded(result)[0]
     assert report["uid"] == sandbox_user.pw_uid and report["root_only"] == "PermissionError"
     assert user_processes(sandbox_user) == []
@@ -626,3 +626,93 @@ def test_a_missing_sandbox_account_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.splitlines()
     assert "'cs288-no-such-user'" in line and "create_sandbox_user.sh" in line
+
+
+def test_a_run_has_its_own_network_namespace(tmp_path: Path, namespaces: None) -> None:
+    """A listener of the grader's network is out of reach, and no connection state a run leaves
+    (TIME_WAIT entries in /proc/net/tcp, readable by the next module) outlives it."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        result = run(
+            tmp_path,
+            f"""
+            import socket
+
+            def test_network():
+                try:
+                    socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+                    reached = "connected"
+                except OSError as error:
+                    reached = type(error).__name__
+                record(reached=reached, tcp=read("/proc/net/tcp"))
+            """,
+        )
+    assert result.problem is None, result.output_tail
+    report = recorded(result)[0]
+    assert report["reached"] != "connected"
+    assert f":{port:04X}" not in report["tcp"]  # the grader's listener is not in the run's table
+
+
+def test_limits_are_hard(tmp_path: Path) -> None:
+    """The address-space and file-size limits cannot be raised from inside the run."""
+    result = run(
+        tmp_path,
+        """
+        import resource
+
+        def test_raise():
+            raised = []
+            for name in ("RLIMIT_AS", "RLIMIT_FSIZE"):
+                limit = getattr(resource, name)
+                try:
+                    resource.setrlimit(limit, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+                    raised.append(name)
+                except (ValueError, OSError):
+                    pass
+            record(raised=raised, limits=[resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_FSIZE)])
+        """,
+    )
+    assert result.problem is None, result.output_tail
+    report = recorded(result)[0]
+    assert report["raised"] == []
+    assert report["limits"] == [[LIMITS.memory_bytes] * 2, [LIMITS.file_bytes] * 2]
+
+
+def test_a_tree_deeper_than_python_recursion_is_removed(tmp_path: Path) -> None:
+    """What a submission leaves in its folders (a tree thousands of levels deep, a folder without
+    permissions) is removed after the run, and removing it never fails the grader."""
+    result = run(
+        tmp_path,
+        """
+        def test_deep():
+            for base in (os.environ["TMPDIR"], os.environ["HOME"]):
+                os.chdir(base)
+                os.mkdir("deep-tree-marker")
+                os.chdir("deep-tree-marker")
+                for _ in range(3000):
+                    os.mkdir("d")
+                    os.chdir("d")
+                os.chdir(base)
+                os.mkdir("locked")
+                os.chmod("locked", 0)
+            record(made=True)
+        """,
+    )
+    assert result.problem is None, result.output_tail
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    descriptor = os.open(deep, os.O_RDONLY)
+    for _ in range(3000):  # os.makedirs would recurse as deep
+        os.mkdir("d", dir_fd=descriptor)
+        inner = os.open("d", os.O_RDONLY, dir_fd=descriptor)
+        os.close(descriptor)
+        descriptor = inner
+    os.close(descriptor)
+    sandbox.remove_tree(deep)
+    assert not deep.exists()
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("sandbox-*") if (p / "home" / "deep-tree-marker").exists()]
+    assert leftovers == []
