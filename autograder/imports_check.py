@@ -116,6 +116,7 @@ PROCESS_CONTROL = "process control"
 INTROSPECTION = "introspection"
 TAMPERING = "tampering"
 ENCODING = "source encoding"
+LIBRARY_DOES_THE_WORK = "library that can do the work"
 
 _OS_PROCESS_CALLS = (
     "system popen fork forkpty setsid setpgrp setpgid kill killpg _exit posix_spawn posix_spawnp"
@@ -124,7 +125,14 @@ _OS_PROCESS_CALLS = (
 )
 # Dotted names worth a look; a module stands for all its members ("subprocess" covers subprocess.run).
 WATCHED: dict[str, str] = {
-    **dict.fromkeys(("__import__", "importlib", "pkgutil", "runpy"), DYNAMIC_IMPORT),
+    # pickle's GLOBAL opcode imports any module and fetches any attribute (sys._getframe included)
+    # from bytes: an import and a frame access that no import statement or attribute names.
+    **dict.fromkeys(
+        ("__import__", "importlib", "pkgutil", "runpy", "pickle", "_pickle", "marshal", "copyreg", "shelve"),
+        DYNAMIC_IMPORT,
+    ),
+    # Allowed by requirements.txt for the tests, but it can do the tokenizer's merging itself.
+    "tiktoken": LIBRARY_DOES_THE_WORK,
     **dict.fromkeys(("exec", "eval", "compile", "code", "ctypes"), CODE_EXECUTION),
     **dict.fromkeys(
         ("subprocess", "pty", "multiprocessing", "concurrent.futures.ProcessPoolExecutor", "signal", "atexit"),

@@ -58,6 +58,7 @@ class TestRun:
     records: list[Record] = field(default_factory=list)
     values: int = 0  # the values its check lines hold, counted as the JSON separators that begin them
     outcome: str | None = None  # passed / failed / skipped; None: it never ended
+    ended: float | None = None  # arrival of its end line (the grader's clock)
     message: str = ""
     report: str = ""  # the end of pytest's report of a failure (shown to instructors, never judged)
     corrupt: str | None = None  # why its records cannot be read
@@ -162,6 +163,7 @@ def parse_stream(records: Iterable[Record]) -> Stream:
         elif kind == "end" and current is not None and data.get("test") == current.nodeid:
             outcome = data.get("outcome")
             current.outcome = outcome if outcome in ("passed", "failed", "skipped") else "failed"
+            current.ended = record.received
             message = data.get("message")
             current.message = message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else ""
             report = data.get("report")
@@ -411,8 +413,11 @@ def judge_test(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader
         where = expected.get("site", "?")
         if expected["kind"] == "timer_start":
             timer = record if isinstance(record, TimerStart) else None
+        # A timed block ends at the line after its stop (the next check, or the test's end): that
+        # line cannot be sent before the block ran, even by a process that sends its stop early.
+        after = run.records[index + 1].received if index + 1 < len(run.records) else run.ended
         try:
-            problem = _check_problem(index, record, expected, snapshot, timer)
+            problem = _check_problem(index, record, expected, snapshot, timer, after)
         except BadRecord as error:
             problem = f"unreadable value ({error})"
         except Exception as error:  # noqa: BLE001 (whatever a value does to the judge fails its test only)
@@ -423,7 +428,12 @@ def judge_test(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader
 
 
 def _check_problem(
-    index: int, record: Record, expected: dict, snapshot: SnapshotLoader, timer: TimerStart | None
+    index: int,
+    record: Record,
+    expected: dict,
+    snapshot: SnapshotLoader,
+    timer: TimerStart | None,
+    after: float | None,
 ) -> str | None:
     """Why the check line ``record`` does not agree with the reference run's check ``expected``."""
     check = check_of(record)
@@ -438,7 +448,7 @@ def _check_problem(
     if expected["kind"] == "timer_stop":
         if timer is None or check.get("token") != timer.token:
             return NOT_ACKNOWLEDGED
-        elapsed = record.received - timer.since
+        elapsed = max(record.received, after if after is not None else record.received) - timer.since
     return judge_check(check, expected, snapshot, elapsed)
 
 

@@ -205,6 +205,39 @@ for _obj in _gc.get_objects():
 """
 
 
+# A time_limit that sends its stop, with the grader's real token, as soon as the grader answers
+# the start, before the block runs (the later, real stop is dropped).
+EARLY_STOP_TIME_LIMIT = """
+import contextlib as _contextlib, gc as _gc
+import tests.graded as _graded
+
+@_contextlib.contextmanager
+def _stop_first(seconds):
+    _graded.record_check("timer_start")
+    _graded.record_check("timer_stop", limit=seconds, token=_graded._acks.next_token(60))
+    yield
+
+class _Patch:
+    def pytest_runtest_setup(self, item):
+        for _module in (_graded, item.module):
+            if hasattr(_module, "time_limit"):
+                _module.time_limit = _stop_first
+
+for _obj in _gc.get_objects():
+    if type(_obj).__name__ == "Config" and hasattr(_obj, "pluginmanager"):
+        _obj.pluginmanager.register(_Patch(), "stop-first")
+        break
+"""
+
+
+def slow_trainer_stopped_early(solution: Files, stubs: Files) -> Files:
+    """The solution's BPE trainer, slow on the speed test, with a time_limit that stops the clock
+    before the block runs."""
+    files = with_code_in(BPE, SLOW_TRAINER + EARLY_STOP_TIME_LIMIT)(solution, stubs)
+    files[BPE] = (files[BPE].decode() + "\n\ntrain_bpe = _slowly(train_bpe)\n").encode()
+    return files
+
+
 # A tokenizer that does no work: it returns what its caller's frames hold (any list of ids for
 # encode, the text or expected string for decode). On the tests as students read them it passes
 # round trips and hand-worked cases; the stripped tests hold nothing it could return.
@@ -499,6 +532,31 @@ def keeps_torch_ops(solution: Files, stubs: Files) -> Files:
     }
 
 
+# torch's softmax kernel under a name no list had (torch._masked_softmax with nothing masked),
+# fetched through pickle's GLOBAL opcode so that no import or attribute names it, and sympy
+# imported the same way (outside requirements.txt, but no import statement names it).
+MASKED_SOFTMAX_THROUGH_PICKLE = """
+
+import pickle as _pickle
+
+_kernel = _pickle.loads(b"ctorch\\n_masked_" + b"softmax\\n.")
+_symbol = _pickle.loads(b"csympy\\nSymbol\\n.")
+
+
+def softmax(x, dim=-1):
+    return _kernel(x, torch.zeros_like(x, dtype=torch.bool), dim)
+"""
+# The problems whose no-functional tests reach softmax.
+SOFTMAX_LOSES = (
+    "softmax",
+    "scaled_dot_product_attention",
+    "multihead_self_attention",
+    "multihead_self_attention_with_rope",
+    "transformer_block",
+    "transformer_lm",
+)
+
+
 # In UTF-7, "+AAo-" is a line break: read as UTF-8 (as the import check and the review once did), this
 # line is a comment; Python, which obeys the cookie, imports sympy (outside requirements.txt) and os.
 HIDDEN_BY_UTF7 = b"# helpers +AAo-import sympy+AAo-import os as _os+AAo-\n"
@@ -729,6 +787,14 @@ CASES = [
         flags=["torch._C"],
     ),
     Case(
+        "masked_softmax_through_pickle",
+        lambda solution, stubs: {**solution, NN_UTILS: solution[NN_UTILS] + MASKED_SOFTMAX_THROUGH_PICKLE.encode()},
+        NO_FUNCTIONAL_MODULES,
+        lost=SOFTMAX_LOSES,
+        reason="Part 2 forbids torch",
+        flags=["dynamic import: imports pickle", "dynamic import: pickle.loads(...)"],
+    ),
+    Case(
         "utf7_cookie_hides_imports",
         declares_utf7,
         reason=f"{NN_UTILS} declares the utf-7 encoding (line 1), not UTF-8",
@@ -761,6 +827,14 @@ CASES = [
     Case(
         "slow_trainer_timed_after_the_block",
         slow_trainer_timed_after_the_block("_graded._acks.next_token(60)"),
+        (TRAIN_BPE_MODULE,),
+        full_points=True,
+        failing=("test_training_speed",),
+        reason="by the grader's clock; the limit is 1.5 s",
+    ),
+    Case(
+        "slow_trainer_stopped_early",
+        slow_trainer_stopped_early,
         (TRAIN_BPE_MODULE,),
         full_points=True,
         failing=("test_training_speed",),

@@ -283,9 +283,12 @@ def test_raises_is_judged_by_the_reference_runs_class_and_pattern():
     assert "nothing was raised" in verdict(one_test(raises(None, None)), reference).reason
 
 
-def timed_run(stop_at: float, token: str = "t0", since: float = 0.5, acknowledged: bool = True):
+def timed_run(
+    stop_at: float, token: str = "t0", since: float = 0.5, acknowledged: bool = True, end_at: float | None = None
+):
     """A test whose timed block's start (after a line that arrived at ``since``) was acknowledged
-    with token ``t0``, and whose stop carries ``token`` and arrives at ``stop_at``."""
+    with token ``t0``, whose stop carries ``token`` and arrives at ``stop_at``, and whose end line
+    arrives at ``end_at`` (default: with the stop)."""
     nodeid = "tests/test_x.py::test_a"
     lines = [
         {"t": "start", "test": nodeid},
@@ -298,7 +301,7 @@ def timed_run(stop_at: float, token: str = "t0", since: float = 0.5, acknowledge
         Record(since, json.dumps(lines[0]).encode()),
         TimerStart(stop_at, start_line, "t0", since) if acknowledged else Record(stop_at, start_line),
         Record(stop_at, json.dumps(lines[2]).encode()),
-        Record(stop_at, json.dumps(lines[3]).encode()),
+        Record(stop_at if end_at is None else end_at, json.dumps(lines[3]).encode()),
     ]
     return parse_stream(records)
 
@@ -308,6 +311,14 @@ def test_timed_blocks_use_the_graders_clock_from_the_line_before_the_start():
     # Start and stop arrive together at 3.5: the block is timed from the line before (0.5).
     assert "took 3.00 s by the grader's clock; the limit is 1.5 s" in verdict(timed_run(3.5), reference).reason
     assert verdict(timed_run(1.5), reference).passed
+
+
+def test_a_timed_block_ends_at_the_line_after_its_stop():
+    """A stop sent early (right after the acknowledgement, before the block ran) does not end the
+    block: the line after it, which the test sends only once the block is done, does."""
+    reference = one_test(check("timer_start"), check("timer_stop", limit=1.5))
+    assert "took 4.50 s by the grader's clock" in verdict(timed_run(1.0, end_at=5.0), reference).reason
+    assert verdict(timed_run(1.0, end_at=1.2), reference).passed
 
 
 def test_a_timed_block_that_did_not_wait_for_the_grader_fails():

@@ -30,6 +30,8 @@ KEPT = {
     "torch._C._nn.scaled_dot_product_attention": torch._C._nn.scaled_dot_product_attention,
     "torch._C._nn.cross_entropy_loss": torch._C._nn.cross_entropy_loss,
     "torch._C._VariableFunctions.softmax": torch._C._VariableFunctions.softmax,
+    "torch._masked_softmax": torch._masked_softmax,
+    "torch._native_multi_head_attention": torch._native_multi_head_attention,
     "torch.ops.aten._softmax.default": torch.ops.aten._softmax.default,
     "torch.ops.aten._log_softmax.default": torch.ops.aten._log_softmax.default,
     "torch.ops.aten.linear.default": torch.ops.aten.linear.default,
@@ -134,6 +136,17 @@ ROUTES: dict[str, tuple[Callable[[], object], str]] = {
     "Adam.step function": (lambda: KEPT["Adam.step"](OPTIMIZER), "torch.optim.adam"),
     "_single_tensor_adam": (single_tensor_adam, "torch.optim.adam._single_tensor_adam"),
     "torch._fused_adamw_": (fused_adamw, "_fused_adamw_"),
+    # other entry points to torch's own kernels (found by a fresh attack): refused by family
+    "torch._masked_softmax": (
+        lambda: KEPT["torch._masked_softmax"](X, torch.zeros_like(X, dtype=torch.bool), 1),
+        "_masked_softmax",
+    ),
+    "torch._native_multi_head_attention": (
+        lambda: KEPT["torch._native_multi_head_attention"](
+            Q, Q, Q, 4, 2, torch.eye(12, 4).T.repeat(3, 1), torch.zeros(12), torch.eye(4), torch.zeros(4)
+        ),
+        "multi_head_attention",
+    ),
 }
 
 

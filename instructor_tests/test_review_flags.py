@@ -13,6 +13,22 @@ from autograder.imports_check import DeclaredEncoding, ReviewFlag, python_source
 from autograder.make_handout import REPO_ROOT
 
 ATTACKS = {
+    # pickle's GLOBAL opcode: an import (and sys._getframe) that no statement names
+    "pickle global": (
+        'import pickle\n_Symbol = pickle.loads(b"csympy\\nSymbol\\n.")',
+        ["1: dynamic import: imports pickle", "2: dynamic import: pickle.loads(...)"],
+    ),
+    "pickle loads alias": (
+        "from pickle import loads as _l\n_frame = _l(data)",
+        ["1: dynamic import: imports pickle.loads", "2: dynamic import: pickle.loads(...)"],
+    ),
+    "tiktoken merging": (
+        "import tiktoken\n_encoding = tiktoken.Encoding('x', pat_str=p, mergeable_ranks=r, special_tokens={})",
+        [
+            "1: library that can do the work: imports tiktoken",
+            "2: library that can do the work: tiktoken.Encoding('x', ...)",
+        ],
+    ),
     "__import__": ("mod = __import__('requests')", ["1: dynamic import: __import__('requests')"]),
     "importlib": (
         """

@@ -26,6 +26,7 @@ import copy
 import importlib
 import inspect
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from types import CodeType, ModuleType
@@ -282,8 +283,22 @@ def function_name(func: object) -> str:
     return f"{getattr(func, '__module__', None) or 'torch'}.{name}"
 
 
+# Families of fused operations, whatever the exact kernel: torch has more entry points to its own
+# softmax, norms and attention than any list (torch._masked_softmax, torch._sparse_softmax,
+# torch._native_multi_head_attention, their backward kernels, ...).
+_FORBIDDEN_FAMILIES = re.compile(
+    r"softmax|layer_norm|rms_norm|group_norm|batch_norm|instance_norm|scaled_dot_product|multi_head_attention"
+    r"|transformer_encoder|embedding|silu|gelu|glu|nll_loss|cross_entropy|fused_adam|linear"
+)
+
+
 def is_forbidden_name(name: str) -> bool:
-    return name in _FORBIDDEN_FUNCTION_NAMES or name in _FORBIDDEN_KERNELS or name.startswith(_FORBIDDEN_PREFIXES)
+    return (
+        name in _FORBIDDEN_FUNCTION_NAMES
+        or name in _FORBIDDEN_KERNELS
+        or name.startswith(_FORBIDDEN_PREFIXES)
+        or bool(_FORBIDDEN_FAMILIES.search(name.removeprefix("aten::")))
+    )
 
 
 class RefuseFunctions(TorchFunctionMode):
