@@ -301,7 +301,8 @@ def time_limit(seconds: float) -> Iterator[None]:
     """The block must finish within ``seconds`` (timed by the grader's own clock when grading).
 
     While grading, the block runs only after the grader has acknowledged the start record: the
-    grader times it from the record before the start to the stop, which carries the grader's token.
+    grader times it from the record before the start to the record after the stop (the stop
+    carries the grader's token), so the block's time includes everything up to the next check.
     """
     if _stream.grading:
         record_check("timer_start")
