@@ -29,3 +29,11 @@ def grading_bundle(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
     on the bare handout."""
     path = tmp_path_factory.mktemp("grading") / "bundle"
     return BuiltBundle(path, build_bundle(path).handout_runs)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that grades the gallery (its ``gallery_results`` fixture) is marked ``gallery``:
+    minutes of grading, run as its own CI step (``pytest -m gallery``), not by plain ``pytest``."""
+    for item in items:
+        if "gallery_results" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.gallery)
