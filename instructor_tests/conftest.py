@@ -31,9 +31,13 @@ def grading_bundle(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
     return BuiltBundle(path, build_bundle(path).handout_runs)
 
 
+WHOLE_GRADES = ("solution_results", "gallery_results")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that grades the gallery (its ``gallery_results`` fixture) is marked ``gallery``:
-    minutes of grading, run as its own CI step (``pytest -m gallery``), not by plain ``pytest``."""
+    """Every test that grades whole submissions (the reference solution on every module, the
+    gallery of attacks: the fixtures of ``WHOLE_GRADES``) is marked ``grading``: minutes of
+    grading, run as its own CI step (``pytest -m grading``), not by plain ``pytest``."""
     for item in items:
-        if "gallery_results" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.gallery)
+        if set(WHOLE_GRADES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.grading)
