@@ -182,60 +182,69 @@ def _slowly(train):
     return slow
 """
 
-BLOCK_FIRST_TIME_LIMIT = """
+# Replaces time_limit, in tests.graded and in each test module, with ``_patched(seconds)``, a
+# context manager whose body is put at BODY.
+PATCHED_TIME_LIMIT = """
 import contextlib as _contextlib, gc as _gc
 import tests.graded as _graded
 
 @_contextlib.contextmanager
-def _block_first(seconds):
-    yield
-    _graded.record_check("timer_start")
-    _graded.record_check("timer_stop", limit=seconds, token=_TOKEN())
+def _patched(seconds):
+BODY
 
 class _Patch:
     def pytest_runtest_setup(self, item):
         for _module in (_graded, item.module):
             if hasattr(_module, "time_limit"):
-                _module.time_limit = _block_first
+                _module.time_limit = _patched
 
 for _obj in _gc.get_objects():
     if type(_obj).__name__ == "Config" and hasattr(_obj, "pluginmanager"):
-        _obj.pluginmanager.register(_Patch(), "block-first")
+        _obj.pluginmanager.register(_Patch(), "patched-time-limit")
         break
 """
 
 
-# A time_limit that sends its stop, with the grader's real token, as soon as the grader answers
-# the start, before the block runs (the later, real stop is dropped).
-EARLY_STOP_TIME_LIMIT = """
-import contextlib as _contextlib, gc as _gc
-import tests.graded as _graded
+def slow_trainer_with_time_limit(body: str) -> Callable[[Files, Files], Files]:
+    """The solution's BPE trainer, slow on the speed test, timed by a time_limit whose body is ``body``."""
 
-@_contextlib.contextmanager
-def _stop_first(seconds):
+    def make(solution: Files, stubs: Files) -> Files:
+        patch = PATCHED_TIME_LIMIT.replace("BODY", textwrap.indent(textwrap.dedent(body).strip(), "    "))
+        files = with_code_in(BPE, SLOW_TRAINER + patch)(solution, stubs)
+        files[BPE] = (files[BPE].decode() + "\n\ntrain_bpe = _slowly(train_bpe)\n").encode()
+        return files
+
+    return make
+
+
+def speed_case(name: str, body: str, reason: str) -> Case:
+    """A slow trainer with a patched time_limit (``body``): it must lose only the speed test."""
+    return Case(
+        name,
+        slow_trainer_with_time_limit(body),
+        (TRAIN_BPE_MODULE,),
+        full_points=True,
+        failing=("test_training_speed",),
+        reason=reason,
+    )
+
+
+# The block runs first; then its start and its stop are sent together, the stop with ``token``.
+def block_first(token: str) -> str:
+    return f"""
+        yield
+        _graded.record_check("timer_start")
+        _graded.record_check("timer_stop", limit=seconds, token={token})
+    """
+
+
+# The stop is sent, with the grader's real token, as soon as the grader answers the start, before
+# the block runs.
+STOP_FIRST = """
     _graded.record_check("timer_start")
     _graded.record_check("timer_stop", limit=seconds, token=_graded._acks.next_token(60))
     yield
-
-class _Patch:
-    def pytest_runtest_setup(self, item):
-        for _module in (_graded, item.module):
-            if hasattr(_module, "time_limit"):
-                _module.time_limit = _stop_first
-
-for _obj in _gc.get_objects():
-    if type(_obj).__name__ == "Config" and hasattr(_obj, "pluginmanager"):
-        _obj.pluginmanager.register(_Patch(), "stop-first")
-        break
 """
-
-
-def slow_trainer_stopped_early(solution: Files, stubs: Files) -> Files:
-    """The solution's BPE trainer, slow on the speed test, with a time_limit that stops the clock
-    before the block runs."""
-    files = with_code_in(BPE, SLOW_TRAINER + EARLY_STOP_TIME_LIMIT)(solution, stubs)
-    files[BPE] = (files[BPE].decode() + "\n\ntrain_bpe = _slowly(train_bpe)\n").encode()
-    return files
 
 
 # A tokenizer that does no work: it returns what its caller's frames hold (any list of ids for
@@ -302,20 +311,6 @@ _graded._RecordedRaises.__exit__ = _forged_exit
 def stubs_with(module: str, code: str) -> Callable[[Files, Files], Files]:
     """The bare handout with ``code`` appended to ``module`` (a student module)."""
     return lambda solution, stubs: {**solution, **stubs, module: stubs[module] + code.encode()}
-
-
-def slow_trainer_timed_after_the_block(token: str) -> Callable[[Files, Files], Files]:
-    """The solution's BPE trainer, slow on the speed test, timed by a patched time_limit; ``token``
-    is an expression for the stop's token."""
-
-    def make(solution: Files, stubs: Files) -> Files:
-        code = SLOW_TRAINER + BLOCK_FIRST_TIME_LIMIT.replace("_TOKEN()", token)
-        files = with_code_in(BPE, code)(solution, stubs)
-        source = files[BPE].decode()
-        files[BPE] = (source + "\n\ntrain_bpe = _slowly(train_bpe)\n").encode()
-        return files
-
-    return make
 
 
 # The first value of test_softmax_is_stable_for_large_inputs replaced by a .npy header that
@@ -507,20 +502,17 @@ def _forward(self, x, _kept=torch._C._nn.linear):
 
 Linear.forward = _forward
 """
-# The problems whose no-functional tests reach those ops (the others earn every point).
-KEPT_OPS_LOSE = (
-    "linear",
-    "SiLU",
-    "SwiGLU",
+# The problems whose no-functional tests reach softmax.
+SOFTMAX_LOSES = (
     "softmax",
     "scaled_dot_product_attention",
     "multihead_self_attention",
     "multihead_self_attention_with_rope",
     "transformer_block",
     "transformer_lm",
-    "cross_entropy",
-    "perplexity",
 )
+# The problems whose no-functional tests reach those ops (the others earn every point).
+KEPT_OPS_LOSE = ("linear", "SiLU", "SwiGLU", *SOFTMAX_LOSES, "cross_entropy", "perplexity")
 
 
 def keeps_torch_ops(solution: Files, stubs: Files) -> Files:
@@ -546,15 +538,6 @@ _symbol = _pickle.loads(b"csympy\\nSymbol\\n.")
 def softmax(x, dim=-1):
     return _kernel(x, torch.zeros_like(x, dtype=torch.bool), dim)
 """
-# The problems whose no-functional tests reach softmax.
-SOFTMAX_LOSES = (
-    "softmax",
-    "scaled_dot_product_attention",
-    "multihead_self_attention",
-    "multihead_self_attention_with_rope",
-    "transformer_block",
-    "transformer_lm",
-)
 
 
 # In UTF-7, "+AAo-" is a line break: read as UTF-8 (as the import check and the review once did), this
@@ -824,29 +807,14 @@ CASES = [
         seconds=120,
         reason="NotImplementedError",
     ),
-    Case(
+    speed_case(
         "slow_trainer_timed_after_the_block",
-        slow_trainer_timed_after_the_block("_graded._acks.next_token(60)"),
-        (TRAIN_BPE_MODULE,),
-        full_points=True,
-        failing=("test_training_speed",),
-        reason="by the grader's clock; the limit is 1.5 s",
+        block_first("_graded._acks.next_token(60)"),
+        "by the grader's clock; the limit is 1.5 s",
     ),
-    Case(
-        "slow_trainer_stopped_early",
-        slow_trainer_stopped_early,
-        (TRAIN_BPE_MODULE,),
-        full_points=True,
-        failing=("test_training_speed",),
-        reason="by the grader's clock; the limit is 1.5 s",
-    ),
-    Case(
-        "slow_trainer_with_a_made_up_token",
-        slow_trainer_timed_after_the_block("'0' * 32"),
-        (TRAIN_BPE_MODULE,),
-        full_points=True,
-        failing=("test_training_speed",),
-        reason="the timed block did not wait for the grader",
+    speed_case("slow_trainer_stopped_early", STOP_FIRST, "by the grader's clock; the limit is 1.5 s"),
+    speed_case(
+        "slow_trainer_with_a_made_up_token", block_first("'0' * 32"), "the timed block did not wait for the grader"
     ),
     Case(
         "npy_header_bomb",
