@@ -43,6 +43,7 @@ MAX_VALUES_PER_TEST = 3_000_000
 MAX_MESSAGE_CHARS = 300
 SHOWN_VALUE_CHARS = 200
 CHECK_PREFIX = b'{"t":"check",'  # how tests/graded.py begins a check line
+RECORD_TYPES = ("start", "check", "end", "collect_error")  # every record tests/graded.py writes
 NOT_ACKNOWLEDGED = "the timed block did not wait for the grader"
 
 
@@ -59,6 +60,8 @@ class TestRun:
     values: int = 0  # the values its check lines hold, counted as the JSON separators that begin them
     outcome: str | None = None  # passed / failed / skipped; None: it never ended
     ended: float | None = None  # arrival of its end line (the grader's clock)
+    # arrival of the last known line before its start line (the previous test's end, say)
+    opened_after: float | None = None
     message: str = ""
     report: str = ""  # the end of pytest's report of a failure (shown to instructors, never judged)
     corrupt: str | None = None  # why its records cannot be read
@@ -135,17 +138,22 @@ def parse_stream(records: Iterable[Record]) -> Stream:
     tests: dict[str, TestRun] = {}
     collect_errors: list[str] = []
     current: TestRun | None = None
+    last_known: float | None = None  # arrival of the last line that is a record graded.py writes
     for record in records:
         if record.line.startswith(CHECK_PREFIX):
             if current is not None and current.outcome is None:
                 current.add_check(record)
+            last_known = record.received
             continue
         try:
             data = _json_line(record.line, MAX_OTHER_LINE_BYTES)
+            if data["t"] not in RECORD_TYPES:
+                raise BadRecord(f"a record of unknown type {data['t'][:20]!r}")
         except BadRecord as error:
             if current is not None:
                 current.corrupt = current.corrupt or str(error)
             continue
+        opened_after, last_known = last_known, record.received
         kind = data["t"]
         if kind == "start" and isinstance(data.get("test"), str):
             nodeid = data["test"]
@@ -157,7 +165,7 @@ def parse_stream(records: Iterable[Record]) -> Stream:
             if len(tests) >= MAX_TESTS or len(nodeid) > MAX_NODEID_CHARS:
                 current = None  # what it records goes nowhere: a test of the reference never runs this way
                 continue
-            current = tests[nodeid] = TestRun(nodeid)
+            current = tests[nodeid] = TestRun(nodeid, opened_after=opened_after)
         elif kind == "check" and current is not None and current.outcome is None:
             current.add_check(record)
         elif kind == "end" and current is not None and data.get("test") == current.nodeid:
@@ -417,7 +425,7 @@ def judge_test(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader
         # line cannot be sent before the block ran, even by a process that sends its stop early.
         after = run.records[index + 1].received if index + 1 < len(run.records) else run.ended
         try:
-            problem = _check_problem(index, record, expected, snapshot, timer, after)
+            problem = _check_problem(index, record, expected, snapshot, timer, after, run.opened_after)
         except BadRecord as error:
             problem = f"unreadable value ({error})"
         except Exception as error:  # noqa: BLE001 (whatever a value does to the judge fails its test only)
@@ -434,6 +442,7 @@ def _check_problem(
     snapshot: SnapshotLoader,
     timer: TimerStart | None,
     after: float | None,
+    run_opened_after: float | None,
 ) -> str | None:
     """Why the check line ``record`` does not agree with the reference run's check ``expected``."""
     check = check_of(record)
@@ -448,7 +457,10 @@ def _check_problem(
     if expected["kind"] == "timer_stop":
         if timer is None or check.get("token") != timer.token:
             return NOT_ACKNOWLEDGED
-        elapsed = max(record.received, after if after is not None else record.received) - timer.since
+        # From the line before the test's start at the latest: a test start held back until the
+        # work was done does not shorten the block.
+        since = timer.since if run_opened_after is None else min(timer.since, run_opened_after)
+        elapsed = max(record.received, after if after is not None else record.received) - since
     return judge_check(check, expected, snapshot, elapsed)
 
 

@@ -238,6 +238,15 @@ def block_first(token: str) -> str:
     """
 
 
+# The block runs first; then a line of no known type, so that the line before the start (where
+# the grader's clock starts) comes after the work; then the start and the stop with the real token.
+EXTRA_LINE_FIRST = """
+    yield
+    _graded._stream.write({"t": "noop"})
+    _graded.record_check("timer_start")
+    _graded.record_check("timer_stop", limit=seconds, token=_graded._acks.next_token(60))
+"""
+
 # The stop is sent, with the grader's real token, as soon as the grader answers the start, before
 # the block runs.
 STOP_FIRST = """
@@ -813,6 +822,7 @@ CASES = [
         "by the grader's clock; the limit is 1.5 s",
     ),
     speed_case("slow_trainer_stopped_early", STOP_FIRST, "by the grader's clock; the limit is 1.5 s"),
+    speed_case("slow_trainer_timed_after_an_extra_line", EXTRA_LINE_FIRST, "a record of unknown type 'noop'"),
     speed_case(
         "slow_trainer_with_a_made_up_token", block_first("'0' * 32"), "the timed block did not wait for the grader"
     ),

@@ -321,6 +321,28 @@ def test_a_timed_block_ends_at_the_line_after_its_stop():
     assert verdict(timed_run(1.0, end_at=1.2), reference).passed
 
 
+def test_a_timed_block_counts_from_before_its_tests_start_and_unknown_lines_corrupt():
+    """A line sent after the work (an unknown record type) does not move the block's start: it
+    damages the test; a test start held back until the work was done does not either."""
+    reference = one_test(check("timer_start"), check("timer_stop", limit=1.5))
+    nodeid = "tests/test_x.py::test_a"
+    lines = [
+        {"t": "end", "test": "tests/test_x.py::test_before", "outcome": "passed"},  # the previous test
+        {"t": "start", "test": nodeid},
+        {"t": "noop"},
+        check("timer_start"),
+        check("timer_stop", limit=1e9, token="t0"),
+        {"t": "end", "test": nodeid, "outcome": "passed"},
+    ]
+    times = [0.5, 3.4, 3.45, 3.5, 3.5, 3.5]
+    records = [Record(t, json.dumps(line).encode()) for t, line in zip(times, lines)]
+    records[3] = TimerStart(3.5, records[3].line, "t0", 3.45)
+    assert "unknown type 'noop'" in verdict(parse_stream(records), reference).reason
+    del records[2]  # without the made-up line: the start line (3.4) came after the work
+    records[2] = TimerStart(3.5, records[2].line, "t0", 3.4)
+    assert "took 3.00 s by the grader's clock" in verdict(parse_stream(records), reference).reason
+
+
 def test_a_timed_block_that_did_not_wait_for_the_grader_fails():
     reference = one_test(check("timer_start"), check("timer_stop", limit=1.5))
     for run in (timed_run(1.0, token="made-up"), timed_run(1.0, token=None), timed_run(1.0, acknowledged=False)):
