@@ -128,7 +128,19 @@ WATCHED: dict[str, str] = {
     # pickle's GLOBAL opcode imports any module and fetches any attribute (sys._getframe included)
     # from bytes: an import and a frame access that no import statement or attribute names.
     **dict.fromkeys(
-        ("__import__", "importlib", "pkgutil", "runpy", "pickle", "_pickle", "marshal", "copyreg", "shelve"),
+        (
+            "__import__",
+            "importlib",
+            "pkgutil",
+            "runpy",
+            "pickle",
+            "_pickle",
+            "marshal",
+            "copyreg",
+            "shelve",
+            "pydoc",
+            "logging.config",
+        ),
         DYNAMIC_IMPORT,
     ),
     # Allowed by requirements.txt for the tests, but it can do the tokenizer's merging itself.
@@ -166,9 +178,17 @@ WATCHED: dict[str, str] = {
             "threading.setprofile",
             "pytest",
             "_pytest",
-            # The no-functional tests' torch function and dispatch modes (torch.ops reaches kernels by name).
+            # The no-functional tests' torch function and dispatch modes (torch.ops reaches kernels by name;
+            # compiled code runs below the function mode).
             "torch.overrides",
             "torch.ops",
+            "torch.jit",
+            "torch.fx",
+            # sys, and so sys.modules and sys._getframe, reached through another module (os.sys)
+            "os.sys",
+            "warnings.sys",
+            "operator.attrgetter",
+            "operator.methodcaller",
         ),
         TAMPERING,
     ),

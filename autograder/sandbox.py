@@ -213,6 +213,9 @@ def run_pytest(
             # Few malloc arenas, so that the address-space limit measures memory, not the 64 MB
             # that glibc reserves for each of many threads' arenas on a machine with many cores.
             "MALLOC_ARENA_MAX": "2",
+            # TorchScript off: torch.jit.script gives back the Python function, so a scripted
+            # F.linear runs where the no-functional tests' torch function mode sees it.
+            "PYTORCH_JIT": "0",
             RECORD_FD_ENV: str(records.write_end),
             ACK_FD_ENV: str(ack_read),
         }

@@ -13,6 +13,22 @@ from autograder.imports_check import DeclaredEncoding, ReviewFlag, python_source
 from autograder.make_handout import REPO_ROOT
 
 ATTACKS = {
+    # found by a second fresh attack: sys through another module, attribute names as strings,
+    # imports through pydoc and logging.config, TorchScript (compiled code runs below the torch
+    # function mode of the no-functional tests)
+    "sys through os": (
+        "import os\ngraded = os.sys.modules.get('tests.graded')",
+        ["2: tampering: os.sys.modules.get('tests.graded')"],
+    ),
+    "attrgetter": (
+        "import operator\nback = operator.attrgetter('f_back')",
+        ["2: tampering: operator.attrgetter('f_back')"],
+    ),
+    "pydoc locate": (
+        "import pydoc\nx = pydoc.locate('networkx')",
+        ["1: dynamic import: imports pydoc", "2: dynamic import: pydoc.locate('networkx')"],
+    ),
+    "torchscript": ("import torch\nf = torch.jit.script(g)", ["2: tampering: torch.jit.script(...)"]),
     # pickle's GLOBAL opcode: an import (and sys._getframe) that no statement names
     "pickle global": (
         'import pickle\n_Symbol = pickle.loads(b"csympy\\nSymbol\\n.")',

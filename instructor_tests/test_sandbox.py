@@ -716,3 +716,20 @@ def test_a_tree_deeper_than_python_recursion_is_removed(tmp_path: Path) -> None:
     assert not deep.exists()
     leftovers = [p for p in Path(tempfile.gettempdir()).glob("sandbox-*") if (p / "home" / "deep-tree-marker").exists()]
     assert leftovers == []
+
+
+def test_torchscript_is_off_in_a_run(tmp_path: Path) -> None:
+    """A scripted function is the Python function again, so that F.linear inside it runs where the
+    no-functional tests' torch function mode sees it."""
+    result = run(
+        tmp_path,
+        """
+        import torch
+
+        def test_script():
+            scripted = torch.jit.script(lambda x: torch.nn.functional.linear(x, x))
+            record(kind=type(scripted).__name__)
+        """,
+    )
+    assert result.problem is None, result.output_tail
+    assert recorded(result)[0]["kind"] == "function"
