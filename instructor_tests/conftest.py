@@ -34,10 +34,19 @@ def grading_bundle(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
 WHOLE_GRADES = ("solution_results", "gallery_results")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "grading: grades whole submissions, the solution and the gallery (minutes; its own CI step)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that grades whole submissions (the reference solution on every module, the
     gallery of attacks: the fixtures of ``WHOLE_GRADES``) is marked ``grading``: minutes of
-    grading, run as its own CI step (``pytest -m grading``), not by plain ``pytest``."""
-    for item in items:
-        if set(WHOLE_GRADES) & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.grading)
+    grading, run as its own CI step (``pytest -m grading``). Without ``-m`` they are left out."""
+    grading = [item for item in items if set(WHOLE_GRADES) & set(getattr(item, "fixturenames", ()))]
+    for item in grading:
+        item.add_marker(pytest.mark.grading)
+    if grading and not config.option.markexpr:
+        config.hook.pytest_deselected(items=grading)
+        items[:] = [item for item in items if item not in grading]
