@@ -264,7 +264,11 @@ def judge_run(module: str, run: PytestRun, bundle: Bundle) -> ModuleResult:
     verdicts = judge_stream(stream, bundle.reference(module), bundle.snapshots(module))
     stopped = run.problem
     if stopped is None and stream.collect_errors:
-        stopped = "the tests could not be collected: " + "; ".join(stream.collect_errors)[:600]
+        # What a hidden module's process says is the submission's text next to hidden code: not shown.
+        said = (
+            "; ".join(stream.collect_errors)[:600] if is_public(module) else "(details are not shown for hidden tests)"
+        )
+        stopped = "the tests could not be collected: " + said
     if stopped is None and not stream.tests and run.returncode not in (0, 1):
         stopped = f"the test process exited with status {run.returncode} before any test ran"
     running = stream.unfinished.split("::", 1)[-1] if stopped and stream.unfinished else None

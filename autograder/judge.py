@@ -177,6 +177,10 @@ def parse_stream(records: Iterable[Record]) -> Stream:
             report = data.get("report")
             current.report = report[-3000:] if isinstance(report, str) else ""
             current = None
+        elif kind == "collect_error" and tests:
+            # pytest collects before any test runs: a collection error after a start is forged
+            if current is not None:
+                current.corrupt = current.corrupt or "a collection error in the middle of a test"
         elif kind == "collect_error":
             message = data.get("message")
             collect_errors.append(message[-MAX_MESSAGE_CHARS:] if isinstance(message, str) else "collection error")

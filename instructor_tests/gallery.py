@@ -29,6 +29,7 @@ NN_UTILS = "cs288_lm/nn_utils.py"
 BPE = "cs288_lm/bpe.py"
 TRAIN_BPE_MODULE = "tests/test_train_bpe.py"
 TOKENIZER = "cs288_lm/tokenizer.py"
+CHECKPOINTING = "cs288_lm/checkpointing.py"
 TOKENIZER_MODULES = ("tests/test_tokenizer.py", "autograder/hidden_tests/test_tokenizer_hidden.py")
 MODEL = "cs288_lm/model.py"
 NO_FUNCTIONAL_MODULES = ("tests/test_no_functional.py", "autograder/hidden_tests/test_no_functional_hidden.py")
@@ -236,6 +237,38 @@ def block_first(token: str) -> str:
         _graded.record_check("timer_start")
         _graded.record_check("timer_stop", limit=seconds, token={token})
     """
+
+
+# A checkpoint kept in the saving process's memory, with a tag in the file: every round trip in one
+# process passes (found by a fresh attack); a fresh process that loads the file cannot.
+CHECKPOINT_IN_MEMORY = """
+
+import copy as _copy
+
+_SAVED = []
+
+
+def save_checkpoint(model, optimizer, iteration, out):
+    _SAVED.append((_copy.deepcopy(model.state_dict()), _copy.deepcopy(optimizer.state_dict()), iteration))
+    tag = ("ckpt%08d" % (len(_SAVED) - 1)).encode()
+    if isinstance(out, (str, os.PathLike)):
+        with open(out, "wb") as file:
+            file.write(tag)
+    else:
+        out.write(tag)
+
+
+def load_checkpoint(src, model, optimizer):
+    if isinstance(src, (str, os.PathLike)):
+        with open(src, "rb") as file:
+            tag = file.read(12)
+    else:
+        tag = src.read(12)
+    state, optimizer_state, iteration = _SAVED[int(tag[4:])]
+    model.load_state_dict(_copy.deepcopy(state))
+    optimizer.load_state_dict(_copy.deepcopy(optimizer_state))
+    return iteration
+"""
 
 
 # The block runs first; then a line of no known type, so that the line before the start (where
@@ -825,6 +858,14 @@ CASES = [
     speed_case("slow_trainer_timed_after_an_extra_line", EXTRA_LINE_FIRST, "a record of unknown type 'noop'"),
     speed_case(
         "slow_trainer_with_a_made_up_token", block_first("'0' * 32"), "the timed block did not wait for the grader"
+    ),
+    Case(
+        "checkpoint_kept_in_memory",
+        lambda solution, stubs: {**solution, CHECKPOINTING: solution[CHECKPOINTING] + CHECKPOINT_IN_MEMORY.encode()},
+        ("tests/test_training_utils.py",),
+        full_points=True,
+        failing=("test_checkpoint_loads_in_a_fresh_process",),
+        reason="checkpoint_loads_in_a_fresh_process",
     ),
     Case(
         "npy_header_bomb",

@@ -343,6 +343,24 @@ def test_a_timed_block_counts_from_before_its_tests_start_and_unknown_lines_corr
     assert "took 3.00 s by the grader's clock" in verdict(parse_stream(records), reference).reason
 
 
+def test_a_collection_error_after_a_test_started_is_forged():
+    """pytest collects before it runs: a collection error in the middle of a test damages that test
+    and is not reported as one (a submission used it to show hidden test source)."""
+    nodeid = "tests/test_x.py::test_a"
+    value = check("equal", actual=encode([1, 2]), against="reference")
+    lines = [
+        {"t": "start", "test": nodeid},
+        {"t": "collect_error", "test": "x", "message": "MARKER hidden source"},
+        value,
+        {"t": "end", "test": nodeid, "outcome": "passed"},
+    ]
+    parsed = parse_stream([Record(1.0, json.dumps(line).encode()) for line in lines])
+    assert parsed.collect_errors == []
+    assert "collection error in the middle of a test" in verdict(parsed, one_test(value)).reason
+    before = parse_stream([Record(1.0, json.dumps(line).encode()) for line in [lines[1], lines[0], *lines[2:]]])
+    assert before.collect_errors == ["MARKER hidden source"]
+
+
 def test_a_timed_block_that_did_not_wait_for_the_grader_fails():
     reference = one_test(check("timer_start"), check("timer_stop", limit=1.5))
     for run in (timed_run(1.0, token="made-up"), timed_run(1.0, token=None), timed_run(1.0, acknowledged=False)):

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 
 import adapters
 from tests.common import (
+    REPO_ROOT,
     flat_parameters,
     lm_training_step,
     max_parameter_difference,
@@ -517,6 +521,49 @@ def _fresh_copy(seed: int):
     torch.manual_seed(seed)
     model = pin_weights(_small_lm(), seed)
     return model, adapters.get_adamw_cls()(model.parameters(), lr=3e-3, weight_decay=0.1)
+
+
+# A checkpoint is a file: a fresh process, which shares no memory with the one that saved it,
+# restores it and prints the restored model's logits and the next step's loss.
+_FRESH_PROCESS_LOAD = """
+import json, sys
+sys.path.insert(0, {root!r})
+import torch
+import adapters
+from tests.common import lm_training_step
+from tests.test_training_utils import _fresh_copy
+
+model, optimizer = _fresh_copy(99)
+iteration = adapters.run_load_checkpoint(sys.argv[1], model, optimizer)
+tokens = torch.tensor(json.loads(sys.argv[2]))
+with torch.no_grad():
+    logits = model(tokens[:, :-1])
+loss = lm_training_step(model, optimizer, tokens)
+print(json.dumps({{"iteration": iteration, "logits": logits.tolist(), "loss": loss}}))
+"""
+
+
+def test_checkpoint_loads_in_a_fresh_process(tmp_path):
+    """What load_checkpoint restores comes from the file, not from the process that saved it."""
+    model, optimizer, tokens = _trained_lm(0, 5)
+    path = tmp_path / "checkpoint.pt"
+    adapters.run_save_checkpoint(model, optimizer, 5, path)
+    script = tmp_path / "load.py"
+    script.write_text(_FRESH_PROCESS_LOAD.format(root=str(REPO_ROOT)), encoding="utf-8")
+    loaded = subprocess.run(
+        [sys.executable, str(script), str(path), json.dumps(tokens.tolist())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    check_equal(loaded.returncode, 0, message=loaded.stderr[-2000:])
+    report = json.loads(loaded.stdout.strip().splitlines()[-1]) if loaded.returncode == 0 else {}
+    check_equal(report.get("iteration"), 5)
+    with torch.no_grad():
+        expected_logits = model(tokens[:, :-1])
+    check_close(torch.tensor(report.get("logits", [])), expected_logits, atol=1e-4, rtol=1e-4)
+    check_close(report.get("loss"), lm_training_step(model, optimizer, tokens), atol=1e-5, rtol=1e-5)
 
 
 def test_checkpoint_round_trip_path(tmp_path):
