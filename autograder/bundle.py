@@ -18,8 +18,8 @@ Layout of the bundle directory (also the ``bundle/`` folder of the Gradescope zi
 Building runs every test module twice in grading mode (``tests/graded.py``): with the reference
 solution, whose records become the oracle (every test must pass and record at least one value,
 and every graded test at least one value that the test process did not already hold: see
-``autograder/held_values.py``), and on the bare handout, where a test that passes does not depend on student code and earns
-nothing (every other test must fail there: ``instructor_tests/test_handout.py`` checks it).
+``autograder/held_values.py``), and on the bare handout, where a test that passes does not depend
+on student code and earns nothing (every other test must fail there: ``instructor_tests/test_handout.py`` checks it).
 """
 
 from __future__ import annotations
@@ -217,22 +217,17 @@ def build_manifest(
     return manifest
 
 
-def work_checks(test: TestRun) -> list[int]:
-    """The checks of a reference run that only the work can satisfy: values judged against the
-    reference solution that the test process did not hold (``held_values``), and snapshots.
-    Exceptions and times are not among them: the test process reports those itself."""
-    return [
-        index
-        for index, check in enumerate(test.checks)
-        if check.get("kind") == "snapshot"
+def needs_work(test: TestRun) -> bool:
+    """Whether a reference run records a check that only the work can satisfy: a value judged
+    against the reference solution that the test process did not hold (``held_values``), or a
+    snapshot. Exceptions and times are not such checks: the test process reports those itself."""
+    return any(
+        check.get("kind") == "snapshot"
         or check.get("kind") in ("close", "equal")
         and check.get("against") != "expected"
         and check.get("held") is False
-    ]
-
-
-def needs_work(test: TestRun) -> bool:
-    return bool(work_checks(test))
+        for check in test.checks
+    )
 
 
 def scored_tests(entry: dict) -> list[str]:
@@ -256,9 +251,8 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
     config = json.loads(GRADING_CONFIG.read_text(encoding="utf-8"))
     check_config(config, json.loads(handout[config["rules"]]), modules)
     students = student_modules(root, handout_files(root))
-    solution = {module: (root / module).read_bytes() for module in students}
-    probe = {PROBE_FILE: Path(held_values.__file__).read_bytes()}  # the reference run only
-    reference, on_handout = record_modules([{**handout, **hidden, **solution, **probe}, {**handout, **hidden}], modules)
+    reference_tree = with_solution(root, students, {**handout, **hidden})
+    reference, on_handout = record_modules([reference_tree, {**handout, **hidden}], modules)
     snapshots = trusted_snapshots(handout, hidden_snapshots)
     manifest = {"student_modules": students, "modules": build_manifest(reference, on_handout, snapshots, config)}
     contents = {f"handout/{path}": data for path, data in handout.items()}
@@ -275,6 +269,13 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
     (out / "secret").chmod(0o700)
     runs = {nodeid: test for stream in on_handout.values() for nodeid, test in stream.tests.items()}
     return BuiltBundle(manifest["modules"], runs)
+
+
+def with_solution(root: Path, students: list[str], tests: dict[str, bytes]) -> dict[str, bytes]:
+    """The tree of the reference run: ``tests`` (handout and hidden tests) with the solution's
+    student modules, and the held-values probe, which runs in the reference run only."""
+    solution = {module: (root / module).read_bytes() for module in students}
+    return {**tests, **solution, PROBE_FILE: Path(held_values.__file__).read_bytes()}
 
 
 def reference_records(stream: Stream) -> list[Record]:
@@ -302,9 +303,8 @@ def work_report(root: Path, selected: list[str]) -> list[str]:
     modules = [m for m in find_test_modules({**handout, **hidden}) if not selected or any(s in m for s in selected)]
     if not modules:
         raise ValueError(f"no test module matches {selected}")
-    solution = {module: (root / module).read_bytes() for module in student_modules(root, handout_files(root))}
-    probe = {PROBE_FILE: Path(held_values.__file__).read_bytes()}
-    (reference,) = record_modules([{**handout, **hidden, **solution, **probe}], modules)
+    reference_tree = with_solution(root, student_modules(root, handout_files(root)), {**handout, **hidden})
+    (reference,) = record_modules([reference_tree], modules)
     lines = []
     for stream in reference.values():
         for nodeid, test in stream.tests.items():

@@ -133,20 +133,19 @@ def _drop_dead_stores(function: Function, read_before: set[str], edits: list[Edi
             return
 
 
+def _parametrize_decorators(function: Function) -> list[ast.Call]:
+    """The function's ``parametrize`` decorators (with at least their argument names)."""
+    return [
+        decorator
+        for decorator in function.decorator_list
+        if isinstance(decorator, ast.Call) and getattr(decorator.func, "attr", None) == "parametrize" and decorator.args
+    ]
+
+
 def _parametrized_names(function: Function) -> set[str]:
-    names: set[str] = set()
-    for decorator in function.decorator_list:
-        if (
-            isinstance(decorator, ast.Call)
-            and getattr(decorator.func, "attr", None) == "parametrize"
-            and decorator.args
-        ):
-            first = decorator.args[0]
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                names |= {name.strip() for name in first.value.split(",")}
-            elif isinstance(first, (ast.List, ast.Tuple)):
-                names |= {e.value for e in first.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
-    return names
+    return {
+        name for decorator in _parametrize_decorators(function) for name in _argument_names(decorator.args[0]) or ()
+    }
 
 
 def _argument_names(node: ast.expr) -> list[str] | None:
@@ -205,12 +204,8 @@ def _strip_parametrize(function: Function, unread: set[str], constants: dict[str
     """Replace with None, in every case of the function's ``parametrize`` decorators, the values of
     the arguments that only fed expected values; keep the test ids pytest gave the cases before."""
     edits: list[Edit] = []
-    for decorator in function.decorator_list:
-        if not (
-            isinstance(decorator, ast.Call)
-            and getattr(decorator.func, "attr", None) == "parametrize"
-            and len(decorator.args) >= 2
-        ):
+    for decorator in _parametrize_decorators(function):
+        if len(decorator.args) < 2:
             continue
         names = _argument_names(decorator.args[0])
         cases = decorator.args[1]
