@@ -295,9 +295,13 @@ def problem_tests(problem: dict, public: bool, module: str, bundle: Bundle) -> l
     return [t for t in entry["tests"] if entry["problems"].get(t) == problem["name"]]
 
 
+def problem_entry_name(problem: dict, public: bool) -> str:
+    """The name of a problem's public or hidden entry, e.g. ``Part 2: rope (public tests)``."""
+    return f"Part {problem['part']}: {problem['name']} ({'public' if public else 'hidden'} tests)"
+
+
 def problem_entry(problem: dict, public: bool, results: list[ModuleResult], bundle: Bundle) -> dict:
     """The Gradescope entry of one problem's public or hidden tests."""
-    name = problem["name"]
     modules = [m for m in problem["modules"] if is_public(m) == public]
     tests, scored, stopped = [], [], []
     for result in results:
@@ -319,7 +323,7 @@ def problem_entry(problem: dict, public: bool, results: list[ModuleResult], bund
         if len(failed) > MAX_LISTED_FAILURES:
             lines.append(f"  ... and {len(failed) - MAX_LISTED_FAILURES} more")
     return {
-        "name": f"Part {problem['part']}: {name} ({'public' if public else 'hidden'} tests)",
+        "name": problem_entry_name(problem, public),
         "score": round(score, 2),
         "max_score": round(points, 2),
         "output": "\n".join(lines),
@@ -392,6 +396,26 @@ def review_entry(submission: Submission, isolation: set[str]) -> dict:
         "max_score": 0,
         "output": "\n".join(lines),
         "visibility": INSTRUCTORS,
+        "extra_data": {"review_flags": len(submission.flags)},  # for grade_all's summary; as hidden as the entry
+    }
+
+
+def grading_facts(bundle: Bundle, submission: Submission, accuracies: dict[str, float | None], imports: dict) -> dict:
+    """results.json's ``extra_data`` ("extra data to be stored", in Gradescope's format), read by
+    grade_all's summary (:mod:`autograder.summary`); every fact here is also said in a visible entry.
+
+    ``stub_modules``: the student modules graded as the handout stub (missing, unusable, or
+    submitted unchanged); ``invalid_predictions``: "missing" or "invalid" per Part 4 file that
+    earns nothing for it; ``forbidden_imports_deduction``: the points the import check takes off.
+    """
+    return {
+        "stub_modules": [module for module, data in submission.modules.items() if data == bundle.handout[module]],
+        "invalid_predictions": {
+            key: "missing" if submission.predictions[key] is None else "invalid"
+            for key, accuracy in accuracies.items()
+            if accuracy is None
+        },
+        "forbidden_imports_deduction": imports["score"],
     }
 
 
@@ -530,10 +554,8 @@ def grade(
     bundle = Bundle.load(bundle_dir)
     submission = read_submission(submission_dir, bundle)
     part4, accuracies = part4_entries(bundle, submission)  # before any submitted code runs
-    checks = [
-        files_entry(submission),
-        imports_entry(submission, bundle.config["forbidden_imports"]["deduction_per_file"]),
-    ]
+    imports = imports_entry(submission, bundle.config["forbidden_imports"]["deduction_per_file"])
+    checks = [files_entry(submission), imports]
     covered = [bundle_dir, REPO_ROOT, submission_dir, *hidden_paths]
     if jobs > 1 and limits.threads is None:
         limits = dataclasses.replace(limits, threads=share_of_cores(jobs))
@@ -553,6 +575,7 @@ def grade(
     tests.append(review_entry(submission, {result.isolation for result in results if result.isolation}))
     output = summary(tests)
     outcome = {"score": score, "output": output, "execution_time": round(time.monotonic() - started, 1), "tests": tests}
+    outcome["extra_data"] = grading_facts(bundle, submission, accuracies, imports)
     board = leaderboard(bundle, accuracies)
     if board:
         outcome["leaderboard"] = board

@@ -4,9 +4,11 @@
                                    [--no-similarity] [--sandbox-user USER]
 
 Every subdirectory of ``--submissions`` is one student's submission (its name is the student's).
-``--out`` receives ``<student>/results.json``, ``summary.csv`` (one row per student: the total,
-then the score of every graded entry) and, written first (before any submitted code runs),
-``similarity/``: the most similar pairs of submissions per student module
+``--out`` receives ``<student>/results.json``, ``summary.csv`` (one row per student: the total, the
+total of each part, flags such as "all stubs", then the score of every scored entry in
+grading-config order; see :mod:`autograder.summary`) and, written first (before any submitted code
+runs), ``similarity/``: the pairs of submissions ranked by their similarity over all student
+modules, the reference solution among them, and the most similar pairs per module
 (:mod:`autograder.similarity`; skipped, with a note, when copydetect from requirements-dev.txt is
 not installed).
 """
@@ -14,7 +16,6 @@ not installed).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -23,8 +24,10 @@ from pathlib import Path
 
 from autograder.bundle import build_bundle
 from autograder.grade import add_jobs_option, check_jobs_option, failure_results, grade, limits_from, write_results
+from autograder.make_handout import REPO_ROOT
 from autograder.sandbox import grading_problem
 from autograder.similarity import similarity_report
+from autograder.summary import Layout, summary_row, write_summary
 
 
 def grade_folder(
@@ -37,6 +40,7 @@ def grade_folder(
     """
     config = json.loads((bundle / "grading_config.json").read_text(encoding="utf-8"))
     limits = limits_from(config, None, None, user)
+    layout = Layout.load(bundle)
     rows = []
     for student in sorted(p for p in submissions.iterdir() if p.is_dir()):
         try:
@@ -45,22 +49,10 @@ def grade_folder(
             traceback.print_exc()
             results = failure_results(error)
         write_results(results, out / student.name / "results.json")
-        rows.append(
-            {"student": student.name, "total": results["score"]} | {t["name"]: t["score"] for t in results["tests"]}
-        )
+        rows.append(summary_row(student.name, results, layout))
         print(f"{student.name}: {results['score']:g}")
-    write_summary(rows, out / "summary.csv")
+    write_summary(rows, layout, out / "summary.csv")
     return rows
-
-
-def write_summary(rows: list[dict], path: Path) -> None:
-    """The CSV summary: student, total, then every entry that appears in any row."""
-    columns = ["student", "total"] + sorted({key for row in rows for key in row} - {"student", "total"})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             # it goes), and once a test process has run the grader imports nothing more from disk.
             manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
             similarity_report(
-                args.submissions, manifest["student_modules"], bundle / "handout", args.out / "similarity"
+                args.submissions,
+                manifest["student_modules"],
+                bundle / "handout",
+                args.out / "similarity",
+                reference=REPO_ROOT,
             )
         grade_folder(args.submissions, args.out, bundle, args.only, args.sandbox_user, args.jobs)
         print(f"summary written to {args.out / 'summary.csv'}")

@@ -652,7 +652,7 @@ def problem_entries(results: dict) -> list[dict]:
 
 def valid_results_problems(results: dict) -> list[str]:
     """What is wrong with results.json for Gradescope (a score; tests with name, score, max_score,
-    output and visibility; no NaN)."""
+    output and visibility, and optionally extra_data; no NaN)."""
     problems = []
     try:
         json.dumps(results, allow_nan=False)
@@ -663,7 +663,7 @@ def valid_results_problems(results: dict) -> list[str]:
     if not isinstance(results.get("output"), str):
         problems.append("no output")
     for test in results.get("tests", []):
-        if set(test) != {"name", "score", "max_score", "output", "visibility"}:
+        if set(test) - {"extra_data"} != {"name", "score", "max_score", "output", "visibility"}:
             problems.append(f"entry with keys {sorted(test)}")
         elif test["visibility"] not in ("visible", "after_published", "hidden"):
             problems.append(f"{test['name']}: visibility {test['visibility']!r}")
