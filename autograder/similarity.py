@@ -198,6 +198,12 @@ def pair_totals(comparisons: list[ModuleComparison]) -> list[PairTotal]:
     return sorted(totals.values(), key=PairTotal.rank)
 
 
+def md(name: str) -> str:
+    """A student's name as a Markdown table shows it: ``<reference solution>`` is not read as an HTML tag,
+    a "|" does not end the cell."""
+    return name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def short_name(module: str) -> str:
     """A module's column title in the Markdown table: its file name."""
     return module.split("/")[-1]
@@ -217,7 +223,7 @@ def totals_section(totals: list[PairTotal], modules: list[str], top: int) -> lis
     for t in totals[:top]:
         cells = [f"{t.modules[m]:.0%}" if m in t.modules else "-" for m in modules]
         lines.append(
-            f"| {t.student_a} | {t.student_b} | {t.similarity_a:.0%} | {t.similarity_b:.0%} | {t.overlap_tokens} | "
+            f"| {md(t.student_a)} | {md(t.student_b)} | {t.similarity_a:.0%} | {t.similarity_b:.0%} | {t.overlap_tokens} | "
             + " | ".join(cells)
             + " |"
         )
@@ -229,7 +235,7 @@ def module_section(module: str, files: dict[str, Path], students: list[str], pai
     lines = [f"## {module}", ""]
     missing = [student for student in students if student not in files]
     if missing:
-        lines += [f"No file from: {', '.join(missing)}.", ""]
+        lines += [f"No file from: {', '.join(map(md, missing))}.", ""]
     if len(files) < 2:
         return lines + ["Fewer than two submissions have this file: nothing to compare.", ""]
     lines += [f"copydetect's report: [{report_name(module)}]({report_name(module)})", ""]
@@ -237,7 +243,7 @@ def module_section(module: str, files: dict[str, Path], students: list[str], pai
         return lines + ["No two submissions share code beyond the handout stub.", ""]
     lines += ["| student A | student B | similarity A | similarity B | overlapping tokens |", "|---|---|---|---|---|"]
     lines += [
-        f"| {p.student_a} | {p.student_b} | {p.similarity_a:.0%} | {p.similarity_b:.0%} | {p.overlap_tokens} |"
+        f"| {md(p.student_a)} | {md(p.student_b)} | {p.similarity_a:.0%} | {p.similarity_b:.0%} | {p.overlap_tokens} |"
         for p in pairs
     ]
     return lines + [""]
@@ -258,7 +264,7 @@ def reference_note(reference: Path | None, found: dict[str, Path], modules: list
         return f"The reference solution is not compared: {reference} has no student module with solution markers."
     missing = [m for m in modules if m not in found]
     left = f" (not {', '.join(missing)}: no solution markers there)" if missing else ""
-    return f"The reference solution ({reference}) is compared as `{REFERENCE}`{left}."
+    return f"The reference solution ({reference}) is compared as `{REFERENCE}`{left}."  # in backticks: shown as is
 
 
 def similarity_report(

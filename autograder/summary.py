@@ -131,10 +131,9 @@ def score_columns(rows: list[dict], layout: Layout) -> list[Column]:
 
 
 def header(name: str, max_points: float | None, bonus: bool = False) -> str:
-    """A column's header: its name and, where it has one, its maximum (``[max 20, bonus]``)."""
-    if max_points is None:
-        return name
-    return f"{name} [max {max_points:g}{', bonus' if bonus else ''}]"
+    """A column's header: its name and, where it has one, its maximum (``Part 4 (bonus) [max 20]``)."""
+    name += " (bonus)" if bonus else ""
+    return name if max_points is None else f"{name} [max {max_points:g}]"
 
 
 def cell(value: Any) -> Any:

@@ -111,7 +111,7 @@ def test_columns_follow_the_config_with_their_maxima_and_leave_out_entries_worth
         "total [max 10 + 20 bonus]",
         "Part 1 [max 5]",
         "Part 2 [max 5]",
-        "Part 4 [max 20, bonus]",
+        "Part 4 (bonus) [max 20]",
         "all stubs",
         "stub modules",
         "invalid predictions",
@@ -135,7 +135,7 @@ def test_parts_add_up_their_entries_and_the_deduction_stands_apart(tmp_path: Pat
     _, (bob,) = read_summary(rows, tmp_path)
     assert bob["Part 1 [max 5]"] == "3.75"
     assert bob["Part 2 [max 5]"] == "3.5"
-    assert bob["Part 4 [max 20, bonus]"] == "8"
+    assert bob["Part 4 (bonus) [max 20]"] == "8"
     assert bob["forbidden imports deduction"] == "-10"
     assert bob["total [max 10 + 20 bonus]"] == "5.25"  # 3.75 + 3.5 + 8 - 10
     assert (bob["all stubs"], bob["stub modules"], bob["invalid predictions"], bob["review flags"]) == (
