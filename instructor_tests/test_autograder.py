@@ -382,14 +382,19 @@ def test_grade_all_writes_one_result_per_student_and_a_summary(grading_bundle, t
     write_files(tmp_path / "submissions" / "alice", solution)
     write_files(tmp_path / "submissions" / "bob", {path: data for path, data in solution.items() if path != NN_UTILS})
     write_files(tmp_path / "submissions" / "carol", {NN_UTILS: b"import sklearn\n"})
+    write_files(tmp_path / "submissions" / "dave", stub_files(grading_bundle.path))  # the handout, unchanged
     rows = grade_folder(tmp_path / "submissions", tmp_path / "out", grading_bundle.path, only=[])  # no test runs
-    assert [row["student"] for row in rows] == ["alice", "bob", "carol"]
+    assert [row["student"] for row in rows] == ["alice", "bob", "carol", "dave"]
     with open(tmp_path / "out" / "summary.csv", encoding="utf-8") as file:
         table = list(csv.DictReader(file))
-    assert [(row["student"], row["Allowed imports"]) for row in table] == [
-        ("alice", "0"),
-        ("bob", "0"),
-        ("carol", "-10"),
+    flags = ["forbidden imports deduction", "all stubs", "stub modules", "invalid predictions"]
+    names = [module.split("/")[-1] for module in stub_files(grading_bundle.path)]
+    others = " ".join(name for name in names if name != NN_UTILS.split("/")[-1])
+    assert [[row["student"], *(row[flag] for flag in flags)] for row in table] == [
+        ["alice", "0", "no", "", ""],
+        ["bob", "0", "no", NN_UTILS.split("/")[-1], ""],
+        ["carol", "-10", "no", others, "4A missing; 4B missing"],
+        ["dave", "0", "yes", " ".join(names), "4A missing; 4B missing"],
     ]
     bob = json.loads((tmp_path / "out" / "bob" / "results.json").read_text(encoding="utf-8"))
     assert f"{NN_UTILS} is missing" in entry(bob, "Submitted files")["output"]
