@@ -594,6 +594,21 @@ def make_questions(
 # ---- reading and writing question files -------------------------------------------------------
 
 
+def has_one_blank(question: str) -> bool:
+    """Whether ``question`` has exactly one blank ``___``: what a cloze reading (the choice put
+    into the blank) needs. The generated questions always have one; other files may have none."""
+    return question.count(BLANK) == 1
+
+
+def check_one_blank(question: str, what: str) -> None:
+    """A ValueError naming the question unless it has exactly one blank (see :func:`has_one_blank`)."""
+    if not has_one_blank(question):
+        raise ValueError(
+            f"{what}: question {question!r} has {question.count(BLANK)} blanks {BLANK!r}; a cloze template "
+            "needs exactly one (use a template without {filled} or {question_before_blank} for it)"
+        )
+
+
 class QuestionFileError(ValueError):
     """A question file that cannot be read: the message names the file and the bad record."""
 
