@@ -163,7 +163,7 @@ class PromptTemplate:
 
     def content_free(self, record: dict) -> dict:
         """``record`` with context and question replaced by "N/A" (the blank kept), for calibration."""
-        before, blank, after = record["question"].partition(BLANK)
+        _, blank, after = record["question"].partition(BLANK)
         return {**record, "context": CONTENT_FREE, "question": f"{CONTENT_FREE} {blank}{after}".rstrip() if blank else CONTENT_FREE}
 
     def describe(self) -> str:
