@@ -290,10 +290,14 @@ def distinct_allowed(values: list[int], allowed: set[int]) -> list[int]:
 
 def reference_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """Pooling of right-padded hidden states (batch, seq, d) over each row's real positions, in
-    float64: the last real position, their mean or their element-wise maximum."""
+    float64: the last real position, their mean or their element-wise maximum; zeros for a row
+    without real positions."""
     rows = []
     for states, row_mask in zip(hidden.double(), mask):
         real = states[: int(row_mask.sum())]
+        if len(real) == 0:
+            rows.append(torch.zeros(states.shape[-1], dtype=torch.float64))
+            continue
         rows.append({"last": real[-1], "mean": real.sum(0) / len(real), "max": real.max(0).values}[pooling])
     return torch.stack(rows)
 

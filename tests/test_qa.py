@@ -410,14 +410,17 @@ def test_pool_hidden_states_unknown_pooling_is_a_value_error():
         adapters.run_pool_hidden_states(HIDDEN, MASK, "median")
 
 
-def test_pool_hidden_states_refuses_a_row_of_only_padding():
-    """A row whose mask is all 0 has nothing to pool: a ValueError naming the row, for every pooling."""
+def test_pool_hidden_states_gives_zeros_for_a_row_of_only_padding():
+    """A row whose mask is all 0 pools to zeros for every pooling (none of its padding leaks in);
+    the other rows pool as they do alone."""
     empty = MASK.clone()
     empty[1] = 0
     for pooling in POOLINGS:
-        check_close(adapters.run_pool_hidden_states(HIDDEN, MASK, pooling), torch.tensor(POOLED[pooling]))
-        with pytest.raises(ValueError, match=r"rows \[1\]"):
-            adapters.run_pool_hidden_states(HIDDEN, empty, pooling)
+        pooled = adapters.run_pool_hidden_states(HIDDEN - 1000.0, empty, pooling)
+        expected = torch.tensor(POOLED[pooling]) - 1000.0
+        expected[1] = 0.0
+        check_close(pooled, expected)
+        check_close(pooled, reference_pool(HIDDEN - 1000.0, empty, pooling).float())
 
 
 def example(lengths: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
