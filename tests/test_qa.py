@@ -494,7 +494,11 @@ def test_freeze_backbone_trains_only_the_head():
         head_grads = [p.requires_grad for p in model.classifier.parameters()]
         check_equal(head_grads, [True] * len(head_grads))
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-        loss = torch.nn.functional.cross_entropy(model(ids[None], mask[None]), labels)
+        logits = model(ids[None], mask[None])
+        with torch.no_grad():
+            pooled = reference_pool(model.transformer_lm.hidden_states(ids), mask, "mean").float()
+            check_close(logits, model.classifier(pooled).reshape(1, 4), atol=1e-5, rtol=1e-5)  # in train mode too
+        loss = torch.nn.functional.cross_entropy(logits, labels)
         loss.backward()
         optimizer.step()
         after = dict(model.transformer_lm.named_parameters())
@@ -657,9 +661,9 @@ def test_continuation_space_for_any_whitespace_before_the_blank():
     }
     for question, (prompt_end, continuation) in cases.items():
         record = {**RECORD, "question": question}
-        prompt = cloze.format(record)
-        check_equal(prompt[max(0, len(prompt) - len(prompt_end)) :], prompt_end)
+        check_equal(cloze.format(record), f"{RECORD['context']} {prompt_end}")
         check_equal(cloze.continuation(record, 0), continuation)
+        check_equal(cloze.continuation(record, 3), continuation.replace("ball", "cake", 1))
 
 
 def test_cloze_template_needs_exactly_one_blank():
