@@ -34,14 +34,15 @@ class PretrainingDataset(Dataset):
     """Fixed-length windows of a tokenized text file, for language modeling.
 
     The whole file is read as UTF-8 text exactly as it is (its bytes decoded: no newline
-    translation, so ``"\r\n"`` stays ``"\r\n"``, as in ``train_bpe.py`` and
+    translation, so ``"\\r\\n"`` stays ``"\\r\\n"``, as in ``train_bpe.py`` and
     :mod:`cs288_lm.pipelines.encode_file`) and encoded once with ``tokenizer.encode``, so special
-    tokens in the text (the ``<|endoftext|>`` between stories) become their ids. Window ``i`` covers tokens ``[i * stride, i * stride +
-    max_length + 1)``; an item is ``{"input_ids": window[:-1], "labels": window[1:]}`` (int64 tensors
-    of length ``max_length``), so ``labels[t]`` is the token that follows ``input_ids[t]``.
-    ``stride`` defaults to ``max_length`` (windows that do not overlap); a smaller stride overlaps
-    them. Tokens at the end that do not fill a whole window are dropped. A file too short for one
-    window is a ValueError.
+    tokens in the text (the ``<|endoftext|>`` between stories) become their ids.
+
+    Window ``i`` covers tokens ``[i * stride, i * stride + max_length + 1)``; an item is
+    ``{"input_ids": window[:-1], "labels": window[1:]}`` (int64 tensors of length ``max_length``),
+    so ``labels[t]`` is the token that follows ``input_ids[t]``. ``stride`` defaults to
+    ``max_length`` (windows that do not overlap); a smaller stride overlaps them. Tokens at the end
+    that do not fill a whole window are dropped. A file too short for one window is a ValueError.
     """
 
     def __init__(

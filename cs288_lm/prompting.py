@@ -236,7 +236,7 @@ class PromptingPipeline:
                 raise ValueError(f"continuation {continuation!r} has {len(continuation_ids)} tokens; it must fit the context")
             prompt_ids = self.tokenizer.encode(prompt)
             if not prompt_ids:
-                raise ValueError(f"prompt {prompt!r} encodes to no token: the first continuation token needs one before it")
+                raise ValueError(f"prompt {prompt!r} encodes to no token; the first continuation token needs one")
             ids = (prompt_ids + continuation_ids)[-self.context_length :]
             sequences.append(ids)
             lengths.append(len(continuation_ids))
