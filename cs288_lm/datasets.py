@@ -15,13 +15,13 @@ from jaxtyping import Int
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cs288_lm.common.qa_data import BLANK, load_questions
+from cs288_lm.common.qa_data import BLANK, check_one_blank, load_questions
 from cs288_lm.tokenizer import Tokenizer
 
 CHOICE_TEMPLATE = "{context}\n\nQuestion: {question}\n\nAnswer: {choice}"
 # A cloze question read as plain text: the context, then the question with the choice in its blank.
 CLOZE_TEMPLATE = "{context} {filled}"
-NO_ANSWER = -1  # the label of a question without an answer (the test split given to students)
+NO_ANSWER = -1  # the label of a question whose record has no answer (the test split given to students)
 
 
 def padding_token_id(tokenizer: Tokenizer) -> int:
@@ -33,12 +33,16 @@ def padding_token_id(tokenizer: Tokenizer) -> int:
 class PretrainingDataset(Dataset):
     """Fixed-length windows of a tokenized text file, for language modeling.
 
-    The whole file is encoded once. Window ``i`` covers tokens ``[i * stride, i * stride +
-    max_length + 1)``; an item is ``{"input_ids": window[:-1], "labels": window[1:]}`` (int64 tensors
-    of length ``max_length``), so ``labels[t]`` is the token that follows ``input_ids[t]``.
-    ``stride`` defaults to ``max_length`` (windows that do not overlap); a smaller stride overlaps
-    them. Tokens at the end that do not fill a whole window are dropped. A file too short for one
-    window is a ValueError.
+    The whole file is read as UTF-8 text exactly as it is (its bytes decoded: no newline
+    translation, so ``"\\r\\n"`` stays ``"\\r\\n"``, as in ``train_bpe.py`` and
+    :mod:`cs288_lm.pipelines.encode_file`) and encoded once with ``tokenizer.encode``, so special
+    tokens in the text (the ``<|endoftext|>`` between stories) become their ids.
+
+    Window ``i`` covers tokens ``[i * stride, i * stride + max_length + 1)``; an item is
+    ``{"input_ids": window[:-1], "labels": window[1:]}`` (int64 tensors of length ``max_length``),
+    so ``labels[t]`` is the token that follows ``input_ids[t]``. ``stride`` defaults to
+    ``max_length`` (windows that do not overlap); a smaller stride overlaps them. Tokens at the end
+    that do not fill a whole window are dropped. A file too short for one window is a ValueError.
     """
 
     def __init__(
@@ -51,7 +55,7 @@ class PretrainingDataset(Dataset):
             raise FileNotFoundError(f"pretraining data {path} does not exist")
         self.max_length, self.stride = max_length, stride or max_length
         # BEGIN SOLUTION
-        self.tokens = torch.tensor(tokenizer.encode(path.read_text(encoding="utf-8")), dtype=torch.long)
+        self.tokens = torch.tensor(tokenizer.encode(path.read_bytes().decode("utf-8")), dtype=torch.long)
         self.num_windows = (
             (len(self.tokens) - max_length - 1) // self.stride + 1 if len(self.tokens) > max_length else 0
         )
@@ -80,7 +84,8 @@ class MultipleChoiceQADataset(Dataset):
 
     Choice ``j`` of a question becomes ``template`` with its fields filled in: ``{context}``,
     ``{question}``, ``{choice}`` (choice ``j``) and ``{filled}`` (the question with its blank ``___``
-    replaced by choice ``j``). The default, :data:`CHOICE_TEMPLATE`, is
+    replaced by choice ``j``; a template with ``{filled}`` needs every question to have exactly one
+    blank, else a ValueError names the question). The default, :data:`CHOICE_TEMPLATE`, is
     ``"{context}\\n\\nQuestion: {question}\\n\\nAnswer: {choice}"``; :data:`CLOZE_TEMPLATE`,
     ``"{context} {filled}"``, reads a cloze question as the story itself. A template must start with
     ``{context}`` (anything else is a ValueError). An item is a dictionary of tensors:
@@ -88,15 +93,18 @@ class MultipleChoiceQADataset(Dataset):
     * ``input_ids``: (num_choices, max_length) int64, each row right-padded with
       ``pad_token_id`` (:func:`padding_token_id`);
     * ``attention_mask``: (num_choices, max_length) int64, 1 on real tokens and 0 on padding;
-    * ``labels``: a scalar int64, the index of the right choice (``NO_ANSWER`` = -1 if unknown).
+    * ``labels``: a scalar int64, the record's ``answer``, or ``NO_ANSWER`` = -1 when the record has
+      no answer (no ``"answer"`` key, or ``None``).
 
     Sequences longer than ``max_length`` lose tokens from the left: from the *start of the context*,
     so that what follows the context (question and choice) survives whole when it fits. If it alone
     is longer than ``max_length``, the whole context goes and the rest loses its first tokens too,
     so that the row still ends as the template does (no error). ``max_length`` below 1 is a
     ValueError. ``data`` is a list of records ``{"id", "context", "question", "choices", "answer"}``
-    (see :mod:`cs288_lm.common.qa_data`; ``id`` and ``answer`` are optional); every record needs
-    ``num_choices`` choices.
+    as :func:`~cs288_lm.common.qa_data.load_questions` returns them (``id`` and ``answer`` are
+    optional); every record needs ``num_choices`` choices, and an ``answer`` is the 0-based index
+    of the right choice, an int in ``[0, num_choices)``. A letter or a choice's text is a ValueError
+    here: :meth:`from_json` (through ``load_questions``) is what turns those into indices.
     """
 
     def __init__(
@@ -112,10 +120,18 @@ class MultipleChoiceQADataset(Dataset):
         if not template.startswith("{context}"):
             raise ValueError(f"a choice template must start with '{{context}}', got {template!r}")
         for index, record in enumerate(data):
+            name = f"question {record.get('id', index)!r}"
             if len(record["choices"]) != num_choices:
+                raise ValueError(f"{name} has {len(record['choices'])} choices, expected {num_choices}")
+            answer = record.get("answer")
+            is_index = isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < num_choices
+            if answer is not None and not is_index:
                 raise ValueError(
-                    f"question {record.get('id', index)!r} has {len(record['choices'])} choices, expected {num_choices}"
+                    f"{name}: answer {answer!r} is not an index in [0, {num_choices}); load the file with from_json "
+                    "(load_questions), which turns letters and choice texts into indices"
                 )
+            if "{filled}" in template:
+                check_one_blank(record["question"], name)
         self.data, self.tokenizer = list(data), tokenizer
         self.max_length, self.num_choices, self.template = max_length, num_choices, template
         self.pad_token_id = padding_token_id(tokenizer)

@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from cs288_lm.common.qa_data import BLANK
+from cs288_lm.common.qa_data import BLANK, check_one_blank
 from cs288_lm.tokenizer import Tokenizer
 
 TEMPLATES = {
@@ -102,11 +102,20 @@ class PromptTemplate:
         Give the question either as a record (``context``, ``question``, ``choices``) or as the
         keywords ``format(context=..., question=..., choices=[...])``. ``choices`` and
         ``choices_formatted`` are both :meth:`format_choices`' lines; ``question_before_blank`` is
-        the question up to the blank, without the whitespace before it; ``demonstrations`` is each
-        demonstration in the basic layout followed by `` {label}. {answer}`` and a blank line. A
-        cloze prompt never ends with whitespace, even when the blank starts the question (the space
-        goes to :meth:`continuation`)."""
+        the question up to the blank, without the whitespace (any whitespace) before it;
+        ``demonstrations`` is each demonstration in the basic layout followed by
+        `` {label}. {answer}`` and a blank line.
+
+        For a cloze template (:attr:`is_cloze`) the question must have exactly one blank ``___``
+        (no blank or several is a ValueError, checked here, before your code), and the prompt is
+        the filled-in template with the whitespace at its *end* removed (``rstrip`` of the whole
+        prompt, and nothing else: whitespace inside it, in the context for instance, stays). So it
+        never ends with whitespace, even when the blank starts the question and the prompt ends
+        with the context: the space goes to :meth:`continuation`. Other templates are returned as
+        filled in, and a question without a blank is fine for them."""
         record = _question_record(record, context, question, choices)
+        if self.is_cloze:
+            check_one_blank(record["question"], f"template {self.name!r}")
         # BEGIN SOLUTION
         before_blank = record["question"].split(BLANK, 1)[0].rstrip()
         fields = {
@@ -132,24 +141,29 @@ class PromptTemplate:
         """The text whose likelihood scores choice ``index`` after :meth:`format`'s prompt.
 
         For a cloze template: the choice in the blank and the rest of the question, after one
-        space if a space precedes the blank or the blank starts the question, and after nothing
-        otherwise: ``" ball."`` for "... the ___.", but ``'ball".'`` for 'a "___".'. So with the
-        ``cloze`` template, prompt and continuation together read "{context} {filled-in question}".
-        Other templates: a space and the choice (``" ball"``). The leading space belongs to the
+        space if whitespace (a space, a newline, a tab, ...: any ``str.isspace`` character)
+        precedes the blank or the blank starts the question, and after nothing otherwise:
+        ``" ball."`` for "... the ___.", ``" Tom came."`` for "... said:\\n___ came.", but
+        ``'ball".'`` for 'a "___".'. The question needs exactly one blank, as in :meth:`format`.
+        So with the ``cloze`` template, prompt and continuation together read "{context}
+        {filled-in question}" (whitespace before the blank becomes one space). Other templates: a
+        space and the choice (``" ball"``), whatever the question. The leading space belongs to the
         continuation because a byte-level BPE tokenizer attaches it to the word.
         """
+        if self.is_cloze:
+            check_one_blank(record["question"], f"template {self.name!r}")
         # BEGIN SOLUTION
         choice = record["choices"][index]
         if self.is_cloze:
             before, _, after = record["question"].partition(BLANK)
-            space = " " if before.endswith(" ") or not before else ""
+            space = " " if not before or before[-1].isspace() else ""
             return f"{space}{choice}{after}"
         return f" {choice}"
         # END SOLUTION
 
     def content_free(self, record: dict) -> dict:
         """``record`` with context and question replaced by "N/A" (the blank kept), for calibration."""
-        before, blank, after = record["question"].partition(BLANK)
+        _, blank, after = record["question"].partition(BLANK)
         return {**record, "context": CONTENT_FREE, "question": f"{CONTENT_FREE} {blank}{after}".rstrip() if blank else CONTENT_FREE}
 
     def describe(self) -> str:
@@ -209,7 +223,10 @@ class PromptingPipeline:
 
         Prompt and continuation are encoded separately and joined; the joined sequence is cut
         from the left to the model's context length; all pairs run as one right-padded batch.
-        Returns one 1-D tensor per pair (length = the continuation's number of tokens).
+        Returns one 1-D float32 tensor per pair, on the CPU (length = the continuation's number of
+        tokens). The first continuation token is read from the prompt's last token, so a prompt
+        that encodes to no token (``""``) is a ValueError, as is a continuation of no token or of
+        ``context_length`` tokens or more (it must leave room for one prompt token).
         """
         # BEGIN SOLUTION
         sequences, lengths = [], []
@@ -217,7 +234,10 @@ class PromptingPipeline:
             continuation_ids = self.tokenizer.encode(continuation)
             if not 0 < len(continuation_ids) < self.context_length:
                 raise ValueError(f"continuation {continuation!r} has {len(continuation_ids)} tokens; it must fit the context")
-            ids = (self.tokenizer.encode(prompt) + continuation_ids)[-self.context_length :]
+            prompt_ids = self.tokenizer.encode(prompt)
+            if not prompt_ids:
+                raise ValueError(f"prompt {prompt!r} encodes to no token; the first continuation token needs one")
+            ids = (prompt_ids + continuation_ids)[-self.context_length :]
             sequences.append(ids)
             lengths.append(len(continuation_ids))
         batch, _ = self._right_padded(sequences)

@@ -32,19 +32,25 @@ def pool_hidden_states(
     * ``"max"``: the elementwise maximum over real tokens.
 
     Padding must never change the result: the same sequence padded to any length pools the same.
+    A row with no real token (its mask all 0) pools to zeros, for every pooling, so that nothing
+    of its padding leaks in either (and without an error, which would need the mask's values on
+    the host: a GPU sync at every step). The result has the dtype of ``hidden``. An unknown
+    ``pooling`` is a ValueError.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
     # BEGIN SOLUTION
     mask = attention_mask.bool()
     if pooling == "last":
-        last = mask.sum(dim=-1).clamp(min=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    if pooling == "mean":
+        last = (mask.sum(dim=-1) - 1).clamp(min=0)
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    elif pooling == "mean":
         weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1)
-    if pooling == "max":
-        return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(dim=-2)
+        pooled = (hidden * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1)
+    else:
+        pooled = hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(dim=-2)
+    return pooled.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     # END SOLUTION
-    raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
 
 
 class TransformerForMultipleChoice(nn.Module):

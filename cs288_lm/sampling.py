@@ -34,7 +34,8 @@ def top_k_filter(logits: Float[Tensor, "... vocab"], k: int) -> Float[Tensor, ".
     """Keep the ``k`` largest logits of each row (last dimension); set the others to ``-inf``.
 
     Tokens tied with the k-th largest logit are kept too. ``k >= vocab`` keeps everything.
-    Returns a new tensor; ``logits`` is not modified. ``k < 1`` raises a ValueError.
+    Returns a new tensor of the same shape and dtype as ``logits``, the kept logits unchanged;
+    ``logits`` is not modified. ``k < 1`` raises a ValueError.
     """
     if k < 1:
         raise ValueError(f"top-k needs k >= 1, got {k}")
@@ -50,20 +51,25 @@ def top_p_filter(logits: Float[Tensor, "... vocab"], p: float) -> Float[Tensor, 
     The nucleus is the smallest set of most likely tokens whose probabilities (``softmax`` of the
     row) sum to at least ``p``: sort the tokens by probability, most likely first, and keep a
     token when the tokens before it sum to less than ``p``. The most likely token is therefore
-    always kept, and ``p = 1`` keeps every token. Returns a new tensor. ``p`` outside ``(0, 1]``
-    raises a ValueError.
+    always kept, and ``p = 1`` keeps every token. Ties, as in :func:`top_k_filter`: every token
+    whose logit equals that of the least likely kept token is kept too, so the result never
+    depends on how a sort orders equal values.
+
+    The probabilities and their running sums are computed in float32 (in float64 for float64
+    logits), whatever the dtype of ``logits``. Returns a new tensor of the same shape and dtype as
+    ``logits``, the kept logits unchanged. ``p`` outside ``(0, 1]`` raises a ValueError.
     """
     if not 0.0 < p <= 1.0:
         raise ValueError(f"top-p needs 0 < p <= 1, got {p}")
     if p == 1.0:
         return logits.clone()  # the whole distribution, without rounding errors in the cumulative sum
     # BEGIN SOLUTION
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    sorted_probabilities = torch.softmax(sorted_logits.float(), dim=-1)
+    sorted_logits = torch.sort(logits, dim=-1, descending=True).values
+    sorted_probabilities = torch.softmax(sorted_logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     mass_before = sorted_probabilities.cumsum(dim=-1) - sorted_probabilities
-    drop_sorted = mass_before >= p
-    drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
-    return logits.masked_fill(drop, float("-inf"))
+    # The least likely kept logit of each row; every token at or above it (its ties too) is kept.
+    smallest_kept = sorted_logits.masked_fill(mass_before >= p, float("inf")).amin(dim=-1, keepdim=True)
+    return logits.masked_fill(logits < smallest_kept, float("-inf"))
     # END SOLUTION
 
 
@@ -79,8 +85,9 @@ def sample_next_token(
     ``temperature == 0``: the most likely token (``argmax``; ``top_k``, ``top_p`` and the
     generator are then unused). Otherwise divide the logits by ``temperature``, apply
     :func:`top_k_filter` (if ``top_k`` is given), then :func:`top_p_filter` (if ``top_p`` is
-    given), and draw from the softmax with ``torch.multinomial(..., generator=generator)``.
-    Work in float32 whatever the dtype of ``logits``. A negative temperature raises a ValueError.
+    given), and draw from the softmax with ``torch.multinomial(..., generator=generator)``: one
+    draw per row, all rows in one call. Work in float32 whatever the dtype of ``logits``. Returns
+    int64 token ids on the device of ``logits``. A negative temperature raises a ValueError.
     """
     check_sampling_settings(temperature, top_k, top_p)
     # BEGIN SOLUTION
@@ -126,21 +133,29 @@ def generate(
     columns. Call ``step`` only when another token is needed (not after the last one), with the
     sampled tokens: ``pad_token_id`` need not be a token the model knows.
 
+    Every step samples every row, finished or not, with one :func:`sample_next_token` call on the
+    whole batch (a finished row's draw is then replaced by the filler). So finished rows go on
+    drawing from the generator, and a row finishing never changes the tokens the other rows
+    draw: with a seed, each unfinished row gets the tokens it gets without ``eos_token_id``.
+
     The caller's ``generator``, or a new one seeded with ``seed``, makes sampling reproducible
     (both at once is an error). The model runs in eval mode, without gradients, and is put
     back in its previous mode afterwards. Returns a (batch, new) tensor of token ids with
-    ``new <= max_new_tokens``, ``(batch, 0)`` for ``max_new_tokens == 0``.
+    ``new <= max_new_tokens``, ``(batch, 0)`` for ``max_new_tokens == 0``, of the dtype of
+    ``input_ids`` and on the model's device (that of its parameters, where the logits are), even
+    when ``input_ids`` is elsewhere: the decode wrappers below move it back to the prompt's.
     """
     check_input_ids(input_ids)
     check_sampling_settings(temperature, top_k, top_p)
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    generator = make_generator(seed, generator, next(model.parameters()).device)
+    device = next(model.parameters()).device
+    generator = make_generator(seed, generator, device)
     with eval_mode(model):
         # BEGIN SOLUTION
         batch = input_ids.shape[0]
         if max_new_tokens == 0:
-            return input_ids.new_empty(batch, 0)
+            return torch.empty(batch, 0, dtype=input_ids.dtype, device=device)
         decoder = IncrementalDecoder(model, input_ids, pad_token_id, use_cache)
         logits = decoder.prefill()
         filler = pad_token_id if pad_token_id is not None else eos_token_id

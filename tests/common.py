@@ -290,10 +290,14 @@ def distinct_allowed(values: list[int], allowed: set[int]) -> list[int]:
 
 def reference_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """Pooling of right-padded hidden states (batch, seq, d) over each row's real positions, in
-    float64: the last real position, their mean or their element-wise maximum."""
+    float64: the last real position, their mean or their element-wise maximum; zeros for a row
+    without real positions."""
     rows = []
     for states, row_mask in zip(hidden.double(), mask):
         real = states[: int(row_mask.sum())]
+        if len(real) == 0:
+            rows.append(torch.zeros(states.shape[-1], dtype=torch.float64))
+            continue
         rows.append({"last": real[-1], "mean": real.sum(0) / len(real), "max": real.max(0).values}[pooling])
     return torch.stack(rows)
 
@@ -301,9 +305,15 @@ def reference_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> to
 @torch.no_grad()
 def reference_log_probs(model, tokenizer, prompt: str, continuation: str) -> torch.Tensor:
     """log p(continuation token t | everything before it) in float64, from ``model.forward`` on the
-    joined ids cropped from the left to the context length."""
-    continuation_ids = tokenizer.encode(continuation)
-    ids = (tokenizer.encode(prompt) + continuation_ids)[-model.context_length :]
+    joined ids cropped from the left to the context length. The prompt must encode to at least
+    one token (the first continuation token is read from its last one)."""
+    prompt_ids, continuation_ids = tokenizer.encode(prompt), tokenizer.encode(continuation)
+    if not prompt_ids or not 0 < len(continuation_ids) < model.context_length:
+        raise ValueError(
+            "reference_log_probs needs a prompt of 1 token or more and a continuation of 1 to context_length - 1 "
+            f"tokens, got {prompt!r} + {continuation!r}"
+        )
+    ids = (prompt_ids + continuation_ids)[-model.context_length :]
     log_probs = torch.log_softmax(model(torch.tensor([ids]))[0].double(), dim=-1)
     start = len(ids) - len(continuation_ids)
     return log_probs[torch.arange(start - 1, len(ids) - 1), torch.tensor(continuation_ids)]

@@ -28,6 +28,7 @@ from tests.common import (
     pinned_lm,
     reference_log_probs,
     reference_pool,
+    write_utf8,
 )
 from tests.graded import check_close, check_equal
 
@@ -174,6 +175,22 @@ def test_pretraining_dataset_errors_and_boundaries(tokenizer, story_file, monkey
         adapters.PretrainingDataset(Path("missing.txt"), tokenizer, max_length=16)
 
 
+def test_pretraining_reads_the_file_as_it_is(tokenizer, tmp_path):
+    """The file's text byte for byte: "\\r\\n" line ends stay (no newline translation), and the
+    <|endoftext|> between stories is its special id."""
+    text = "Tom ran.\r\nHe was happy.\r\n" + EOT + "\r\nSue sat down.\r\nShe was tired.\r\n"
+    tokens = tokenizer.encode(text)
+    # Guards on the test's input: "\r\n" tokenizes otherwise than "\n", and EOT is one special id.
+    assert tokens != tokenizer.encode(text.replace("\r\n", "\n"))
+    assert tokenizer.encode(EOT) == [tokenizer.special_token_ids[EOT]]
+    dataset = adapters.PretrainingDataset(write_utf8(tmp_path / "crlf.txt", text), tokenizer, max_length=4, stride=3)
+    check_equal(len(dataset), (len(tokens) - 5) // 3 + 1)
+    windows = [
+        dataset[index]["input_ids"].tolist() + dataset[index]["labels"].tolist()[-1:] for index in range(len(dataset))
+    ]
+    check_equal(windows, [tokens[3 * index : 3 * index + 5] for index in range(len(dataset))])
+
+
 # ---------------------------------------------------------------------------------------------
 # MultipleChoiceQADataset
 # ---------------------------------------------------------------------------------------------
@@ -302,6 +319,39 @@ def test_multiple_choice_from_json_on_the_shipped_files(tokenizer):
     check_equal(test[0]["labels"].item(), -1)
 
 
+def test_multiple_choice_answers_are_indices_or_none(tokenizer, tmp_path):
+    """labels is the record's answer index; no answer (key missing or None) is NO_ANSWER = -1; a
+    letter, a choice's text or an index out of range is a ValueError naming the question, while
+    from_json turns letters and texts into indices."""
+    missing = {key: value for key, value in RECORD.items() if key != "answer"}
+    records = [RECORD, RECORD_2, missing, {**RECORD, "answer": None}, {**RECORD, "answer": 3}]
+    dataset = adapters.MultipleChoiceQADataset(records, tokenizer, max_length=40)
+    check_equal([dataset[index]["labels"].item() for index in range(5)], [0, 2, -1, -1, 3])
+    check_equal(dataset[2]["input_ids"], dataset[0]["input_ids"])  # the answer never changes the rows
+    for answer in ("A", "ball", 4, -1, True):
+        with pytest.raises(ValueError, match="toy-1"):
+            adapters.MultipleChoiceQADataset([{**RECORD, "answer": answer}], tokenizer, max_length=40)
+    lettered = [{**RECORD, "answer": "B"}, {**RECORD_2, "answer": "tree"}, missing]
+    path = tmp_path / "lettered.json"
+    path.write_text(json.dumps(lettered), encoding="utf-8")
+    from_file = adapters.MultipleChoiceQADataset.from_json(path, tokenizer, max_length=40)
+    check_equal([from_file[index]["labels"].item() for index in range(3)], [1, 3, -1])
+
+
+def test_multiple_choice_filled_needs_exactly_one_blank(tokenizer):
+    """A template with {filled} needs one blank in every question: none or two is a ValueError naming
+    the question; templates without {filled} take any question."""
+    no_blank = {**RECORD, "id": "no-blank", "question": "Sue caught it with both hands."}
+    two_blanks = {**RECORD, "id": "two-blanks", "question": "Sue caught the ___ and the ___."}
+    for record in (no_blank, two_blanks):
+        with pytest.raises(ValueError, match=f"{record['id']}.*blank"):
+            adapters.MultipleChoiceQADataset([record], tokenizer, max_length=64, template=adapters.CLOZE_TEMPLATE)
+    dataset = adapters.MultipleChoiceQADataset([no_blank, two_blanks], tokenizer, max_length=64)
+    for index, record in enumerate((no_blank, two_blanks)):
+        length = int(dataset[index]["attention_mask"][1].sum())
+        check_equal(tokenizer.decode(dataset[index]["input_ids"][1, :length].tolist()), choice_text(record, "dog"))
+
+
 def test_multiple_choice_num_choices(tokenizer):
     """num_choices sets the rows of an item; a record with another number of choices is a ValueError."""
     three = {**RECORD, "choices": ["ball", "dog", "tree"]}
@@ -358,6 +408,19 @@ def test_pool_hidden_states_unknown_pooling_is_a_value_error():
     check_equal(tuple(adapters.run_pool_hidden_states(HIDDEN, MASK, "last").shape), (3, 2))
     with pytest.raises(ValueError, match="median"):
         adapters.run_pool_hidden_states(HIDDEN, MASK, "median")
+
+
+def test_pool_hidden_states_gives_zeros_for_a_row_of_only_padding():
+    """A row whose mask is all 0 pools to zeros for every pooling (none of its padding leaks in);
+    the other rows pool as they do alone."""
+    empty = MASK.clone()
+    empty[1] = 0
+    for pooling in POOLINGS:
+        pooled = adapters.run_pool_hidden_states(HIDDEN - 1000.0, empty, pooling)
+        expected = torch.tensor(POOLED[pooling]) - 1000.0
+        expected[1] = 0.0
+        check_close(pooled, expected)
+        check_close(pooled, reference_pool(HIDDEN - 1000.0, empty, pooling).float())
 
 
 def example(lengths: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -431,7 +494,11 @@ def test_freeze_backbone_trains_only_the_head():
         head_grads = [p.requires_grad for p in model.classifier.parameters()]
         check_equal(head_grads, [True] * len(head_grads))
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-        loss = torch.nn.functional.cross_entropy(model(ids[None], mask[None]), labels)
+        logits = model(ids[None], mask[None])
+        with torch.no_grad():
+            pooled = reference_pool(model.transformer_lm.hidden_states(ids), mask, "mean").float()
+            check_close(logits, model.classifier(pooled).reshape(1, 4), atol=1e-5, rtol=1e-5)  # in train mode too
+        loss = torch.nn.functional.cross_entropy(logits, labels)
         loss.backward()
         optimizer.step()
         after = dict(model.transformer_lm.named_parameters())
@@ -569,6 +636,54 @@ def test_continuation_puts_the_choice_in_the_blank():
     check_equal(rebuilt, f"{RECORD['context']} Sue caught the ball with both hands.")
 
 
+def test_template_cloze_strips_only_the_end_of_the_prompt():
+    """A cloze prompt is the filled-in template without the whitespace at its end; whitespace inside
+    it stays. When the blank starts the question the prompt ends with the context, and the space
+    goes to the continuation."""
+    cloze = adapters.PromptTemplate("cloze")
+    first = {**RECORD, "context": "Tom had a dog.\n\nThe dog was big.\n", "question": "___ ran away."}
+    check_equal(cloze.format(first), "Tom had a dog.\n\nThe dog was big.")
+    check_equal(cloze.continuation(first, 1), " dog ran away.")
+    custom = adapters.PromptTemplate(custom_template="  {context}\n{question_before_blank}\n\n")
+    check_equal(custom.format(RECORD), f"  {RECORD['context']}\nSue caught the")
+    check_equal(adapters.PromptTemplate("basic").format({**RECORD, "context": "Tom ran. "})[:10], "Tom ran. \n")
+
+
+def test_continuation_space_for_any_whitespace_before_the_blank():
+    """Any whitespace before the blank (a newline, a tab, two spaces) gives the continuation one
+    leading space, as a space does; no whitespace gives none."""
+    cloze = adapters.PromptTemplate("cloze")
+    cases = {
+        "Tom said:\n___ came.": ("Tom said:", " ball came."),
+        "Sue caught the\t___ fast.": ("Sue caught the", " ball fast."),
+        "Sue caught the  ___.": ("Sue caught the", " ball."),
+        'It was a "___".': ('It was a "', 'ball".'),
+    }
+    for question, (prompt_end, continuation) in cases.items():
+        record = {**RECORD, "question": question}
+        check_equal(cloze.format(record), f"{RECORD['context']} {prompt_end}")
+        check_equal(cloze.continuation(record, 0), continuation)
+        check_equal(cloze.continuation(record, 3), continuation.replace("ball", "cake", 1))
+
+
+def test_cloze_template_needs_exactly_one_blank():
+    """For a cloze template a question with no blank or with two is a ValueError (format and
+    continuation); listed templates take any question."""
+    no_blank = {**RECORD, "question": "Sue caught it with both hands."}
+    two_blanks = {**RECORD, "question": "Sue caught the ___ and the ___."}
+    cloze = adapters.PromptTemplate("cloze")
+    for record in (no_blank, two_blanks):
+        with pytest.raises(ValueError, match="blank"):
+            cloze.format(record)
+        with pytest.raises(ValueError, match="blank"):
+            cloze.continuation(record, 0)
+    basic = adapters.PromptTemplate("basic")
+    check_endswith(
+        basic.format(no_blank), f"Question: {no_blank['question']}\n\nChoices:\n{RECORD_CHOICE_LINES}\n\nAnswer:"
+    )
+    check_equal(basic.continuation(two_blanks, 3), " cake")
+
+
 # ---------------------------------------------------------------------------------------------
 # The prompting pipeline
 # ---------------------------------------------------------------------------------------------
@@ -590,6 +705,19 @@ def test_continuation_log_probs_equal_the_model_forward(tokenizer, language_mode
         check_equal(tuple(result.shape), (len(tokenizer.encode(continuation)),))
         check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
         check_equal(bool((result <= 0).all()), True)  # the values themselves are recorded just above
+
+
+def test_continuation_log_probs_refuse_a_prompt_of_no_token(tokenizer, language_model):
+    """The first continuation token is read from the prompt's last token: an empty prompt is a
+    ValueError; a one-token prompt works."""
+    pipeline = adapters.PromptingPipeline(language_model, tokenizer)
+    with pytest.raises(ValueError, match="prompt"):
+        pipeline.continuation_log_probs(["Once upon a time", ""], [" there", " there"])
+    result = pipeline.continuation_log_probs(["Once"], [" upon a time"])[0]
+    assert len(tokenizer.encode("Once")) == 1  # a guard on the test's input
+    check_close(
+        result.double(), reference_log_probs(language_model, tokenizer, "Once", " upon a time"), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_continuation_log_probs_crop_long_prompts_from_the_left(tokenizer):

@@ -172,6 +172,25 @@ def test_top_p_filter_keeps_the_smallest_nucleus():
     check_equal(int(torch.isfinite(single).sum()), 1, message="the most likely token is always kept")
 
 
+def test_top_p_filter_keeps_ties_at_the_edge_and_the_dtype():
+    """Tokens tied with the least likely kept token are kept too (as top-k keeps ties), so the
+    result does not depend on how a sort orders equal values; the dtype is kept."""
+    probabilities = torch.tensor([0.2, 0.4, 0.1, 0.2, 0.1])
+    logits = probabilities.log()[None]
+
+    def kept(p: float, dtype: torch.dtype = torch.float32) -> list[int]:
+        return torch.isfinite(adapters.run_top_p_filter(logits.to(dtype), p))[0].nonzero().flatten().tolist()
+
+    # 0.5: 0.4 and one 0.2 reach it, and the other 0.2 is tied with that one; 0.85: likewise for 0.1.
+    check_equal((kept(0.3), kept(0.5), kept(0.7), kept(0.85)), ([1], [0, 1, 3], [0, 1, 3], [0, 1, 2, 3, 4]))
+    check_equal(kept(0.5, torch.float64), [0, 1, 3])
+    for dtype in (torch.float64, torch.bfloat16):
+        filtered = adapters.run_top_p_filter(logits.to(dtype), 0.5)
+        check_equal(filtered.dtype, dtype)
+        finite = torch.isfinite(filtered)
+        check_equal(filtered[finite], logits.to(dtype)[finite])  # the kept logits are unchanged
+
+
 def test_top_p_never_samples_outside_the_nucleus():
     logits = torch.randn(1, 40, generator=torch.Generator().manual_seed(2)).mul(2).repeat(3000, 1)
     probabilities = torch.softmax(logits[0].double(), dim=-1)
@@ -235,6 +254,21 @@ def test_eos_finishes_a_row_which_is_padded_while_the_others_continue():
     check_equal(stopped[1], free[1])  # the unfinished row is not affected
     without_pad = adapters.generate(model, input_ids, 12, temperature=0.0, eos_token_id=eos)
     check_equal(without_pad[0, j + 1 :].tolist(), [eos] * (12 - j - 1), message="no pad token: the row repeats EOS")
+
+
+def test_finished_rows_keep_drawing_so_seeded_rows_do_not_change():
+    """Every step samples every row, finished or not, in one call: with a seed, a row that does not
+    finish gets exactly the tokens it gets without eos_token_id, and the finished row is padded."""
+    model = make_model("llama")
+    input_ids = prompts(2, 4, seed=7)
+    free = adapters.generate(model, input_ids, 12, seed=11)
+    j, eos = eos_candidate(free)
+    pad = VOCAB_SIZE + 1
+    stopped = adapters.generate(model, input_ids, 12, seed=11, eos_token_id=eos, pad_token_id=pad)
+    check_equal(tuple(stopped.shape), (2, 12))
+    check_equal(stopped[0, : j + 1], free[0, : j + 1])
+    check_equal(stopped[0, j + 1 :].tolist(), [pad] * (12 - j - 1))
+    check_equal(stopped[1], free[1], message="a finished row must go on drawing, or the other rows' draws change")
 
 
 def test_generation_stops_early_when_every_row_has_finished():

@@ -223,6 +223,20 @@ def test_pooling_equals_a_float64_reference_on_random_masks(pooling, dtype):
         check_close(pooled.double(), expected, atol=tolerance, rtol=tolerance)
 
 
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_pooling_rows_of_only_padding_give_zeros_in_random_batches(pooling):
+    """Random masks where some rows have no real token: those rows pool to zeros, the others to
+    their float64 reference; huge values under the padding never show."""
+    generator = torch.Generator().manual_seed(12)
+    lengths = torch.tensor([0, 3, 0, 8, 1, 0])
+    mask = (torch.arange(8)[None] < lengths[:, None]).long()
+    hidden = torch.randn(6, 8, 5, generator=generator, dtype=torch.float64) - 4
+    hidden = torch.where(mask[..., None].bool(), hidden, torch.full_like(hidden, 1e4))
+    pooled = adapters.run_pool_hidden_states(hidden.float(), mask, pooling)
+    check_close(pooled.double(), reference_pool(hidden.float(), mask, pooling), atol=1e-5, rtol=1e-5)
+    check_equal(pooled[lengths == 0].abs().sum().item(), 0.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # The multiple-choice model
 # ---------------------------------------------------------------------------------------------
@@ -393,6 +407,27 @@ def test_cloze_prompt_and_continuation_rebuild_the_sentence():
     records = dev_records(40) + [RECORD, quoted]
     rebuilt = [cloze.format(r) + cloze.continuation(r, index) for r in records for index in range(len(r["choices"]))]
     check_equal(rebuilt, [f"{r['context']} {r['question'].replace('___', c)}" for r in records for c in r["choices"]])
+
+
+def test_cloze_rebuilds_the_sentence_after_any_whitespace_before_the_blank():
+    """Dev questions with the space before the blank replaced by a newline, a tab or two spaces:
+    prompt + continuation is the context, a space and the sentence with one space before the
+    choice; questions with no blank or two are ValueErrors for cloze templates only."""
+    cloze = adapters.PromptTemplate("cloze")
+    records = [r for r in dev_records(30) if " ___" in r["question"]][:8]
+    for whitespace in ("\n", "\t", "  ", " \n "):
+        for record in records:
+            changed = {**record, "question": record["question"].replace(" ___", whitespace + "___")}
+            before, after = record["question"].split(" ___")
+            rebuilt = [cloze.format(changed) + cloze.continuation(changed, i) for i in range(len(record["choices"]))]
+            check_equal(rebuilt, [f"{record['context']} {before} {choice}{after}" for choice in record["choices"]])
+    custom = adapters.PromptTemplate(custom_template="{question}\n\n{context} {question_before_blank}")
+    for question in ("No blank here.", "Two ___ and ___."):
+        broken = {**RECORD, "question": question}
+        for call in (cloze.format, custom.format, lambda r: cloze.continuation(r, 1)):
+            with pytest.raises(ValueError, match="blank"):
+                call(broken)
+        check_equal(adapters.PromptTemplate("instruction").continuation(broken, 1), " pie")
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

@@ -237,6 +237,29 @@ def test_top_p_filter_matches_the_definition(p):
         check_equal(torch.isfinite(filtered[row]), expected)
 
 
+def nucleus_with_ties(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """The tokens of each row at or above the least likely token of its float64 nucleus."""
+    kept = torch.zeros_like(logits, dtype=torch.bool)
+    for index in range(logits.shape[0]):
+        row = logits[index]
+        kept[index] = row >= row[top_p_distribution(row, p) > 0].min()
+    return kept
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_top_p_filter_keeps_every_tie_at_the_edge(p):
+    """Each value three times in a row: the edge of the nucleus falls inside a group of ties, and
+    the whole group is kept, in any leading dimensions and whatever order a sort gives them."""
+    generator = torch.Generator().manual_seed(int(p * 10) + 30)
+    values = torch.randn(12, 6, generator=generator)
+    logits = values.repeat_interleave(3, dim=-1)[:, torch.randperm(18, generator=generator)]
+    probabilities = torch.softmax(logits.double(), dim=-1).sort(dim=-1, descending=True).values
+    assert (probabilities.cumsum(-1) - p).abs().min() > 1e-4  # a guard on the test's input: no sum at p
+    filtered = adapters.run_top_p_filter(logits.reshape(3, 4, 18), p)
+    check_equal(torch.isfinite(filtered).reshape(12, 18), nucleus_with_ties(logits, p))
+    check_equal(int(torch.isfinite(filtered).sum(-1).remainder(3).sum()), 0)  # whole groups only
+
+
 def test_top_p_one_and_k_at_least_vocab_equal_plain_sampling():
     logits = torch.randn(500, 23, generator=torch.Generator().manual_seed(1))
     plain = adapters.run_sample_next_token(logits, generator=torch.Generator().manual_seed(2))
@@ -335,6 +358,24 @@ def test_every_row_finishes_at_its_own_eos():
     everyone = [(free[row] == eos).nonzero().flatten().tolist() for row in range(5)]
     expected_width = max(hits[0] + 1 for hits in everyone) if all(everyone) else 10
     check_equal(tuple(stopped.shape), (5, expected_width))
+
+
+def test_finished_rows_keep_drawing_in_a_bigger_batch():
+    """Seeded top-k sampling of 5 rows: with an end-of-sequence token every row gets the tokens it
+    gets without one up to its own EOS (finished rows keep drawing), then padding."""
+    model = gpt2()
+    input_ids = tokens(5, 3, seed=17)
+    free = adapters.generate(model, input_ids, 10, top_k=10, temperature=1.5, seed=4)
+    eos = int(free[0, 1])
+    hits = [(free[row] == eos).nonzero().flatten().tolist() for row in range(5)]
+    assert sum(not row_hits or row_hits[0] > 2 for row_hits in hits) >= 2  # a guard: rows going on after row 0
+    stopped = adapters.generate(
+        model, input_ids, 10, top_k=10, temperature=1.5, seed=4, eos_token_id=eos, pad_token_id=VOCAB
+    )
+    for row in range(5):
+        end = hits[row][0] + 1 if hits[row] else 10
+        check_equal(stopped[row, :end], free[row, :end])
+        check_equal(stopped[row, end:].tolist(), [VOCAB] * (stopped.shape[1] - end))
 
 
 def test_decode_wrappers_return_the_prompt_then_the_new_tokens():

@@ -594,6 +594,21 @@ def make_questions(
 # ---- reading and writing question files -------------------------------------------------------
 
 
+def has_one_blank(question: str) -> bool:
+    """Whether ``question`` has exactly one blank ``___``: what a cloze reading (the choice put
+    into the blank) needs. The generated questions always have one; other files may have none."""
+    return question.count(BLANK) == 1
+
+
+def check_one_blank(question: str, what: str) -> None:
+    """A ValueError naming the question unless it has exactly one blank (see :func:`has_one_blank`)."""
+    if not has_one_blank(question):
+        raise ValueError(
+            f"{what}: question {question!r} has {question.count(BLANK)} blanks {BLANK!r}; a cloze template "
+            "needs exactly one (use a template without {filled} or {question_before_blank} for it)"
+        )
+
+
 class QuestionFileError(ValueError):
     """A question file that cannot be read: the message names the file and the bad record."""
 
@@ -603,9 +618,12 @@ def load_questions(path: str | os.PathLike, require_answers: bool = False) -> li
     ``"data"``, ``"questions"`` or ``"examples"`` (the cs288 starter's ``qa_*.json`` layout).
 
     Each record needs ``context``, ``question`` and ``choices`` (a list of at least two strings);
-    ``answer`` may be a 0-based index, a letter ("A", "B", ...) or the text of a choice, and may be
-    missing (test questions) unless ``require_answers``. A missing ``id`` becomes the record's
-    position. Returns records with ``answer`` normalised to an index (or None).
+    ``answer`` may be a 0-based index, the text of a choice or a letter ("A", "b", ...; a string is
+    looked up among the choices first, then read as a letter, in either case), and may be missing
+    or ``null`` (test questions: no answer) unless ``require_answers``. A missing ``id`` becomes the
+    record's position; ids are returned as strings. Returns records with ``answer`` normalised to
+    an index, or None for no answer (which :class:`~cs288_lm.datasets.MultipleChoiceQADataset`
+    labels ``NO_ANSWER``).
     """
     path = Path(path)
     try:

@@ -34,7 +34,7 @@ import torch
 from cs288_lm.bpe import train_bpe
 from cs288_lm.common.predictions import accuracy, load_grading_rules, part4_points, save_predictions
 from cs288_lm.common.pretokenization import EOT
-from cs288_lm.common.qa_data import BLANK, load_questions
+from cs288_lm.common.qa_data import has_one_blank, load_questions
 from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset
 from cs288_lm.pipelines.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
 from cs288_lm.pipelines.loading import load_pretrained_model, read_checkpoint
@@ -59,7 +59,7 @@ class QAJobConfig:
     pretrain: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings for that LM
     finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig settings
     pooling: str = "mean"  # dev 39.9% after 2 epochs, as "last" (cloze template, 128 tokens)
-    # "auto": CLOZE_TEMPLATE when every question has a blank (dev 39.9% against 33.0% for
+    # "auto": CLOZE_TEMPLATE when every question has one blank (dev 39.9% against 33.0% for
     # CHOICE_TEMPLATE, 2 epochs), else CHOICE_TEMPLATE; or a template of MultipleChoiceQADataset.
     choice_template: str = "auto"
     freeze_backbone: bool = False
@@ -155,7 +155,7 @@ def choice_template(config: QAJobConfig, splits: dict[str, list[dict]]) -> str:
     if config.choice_template != "auto":
         return config.choice_template
     questions = [q for name in ("train", "dev", "test") for q in splits[name]]
-    return CLOZE_TEMPLATE if all(BLANK in q["question"] for q in questions) else CHOICE_TEMPLATE
+    return CLOZE_TEMPLATE if all(has_one_blank(q["question"]) for q in questions) else CHOICE_TEMPLATE
 
 
 def run_finetuning(
