@@ -10,9 +10,8 @@ course's rule, whose thresholds live in ``configs/grading.json``:
 * 4A (fine-tuned): 0 points at or below 30% accuracy, all 12 at 50% or above, linear in between;
 * 4B (prompting): all 8 points if it beats the fine-tuned accuracy by at least 2 points, scaled
   down linearly to 0 when it does not beat it at all. The margin is measured over 4A's zero point
-  (30%) when the fine-tuned accuracy is lower, so prompting at or below 30% earns nothing, and
-  neither part earns anything at or below the zero point (fine-tuned at 20% and prompting at 25%:
-  0 + 0, not 8 for prompting's 5-point margin);
+  (30%) when the fine-tuned accuracy is lower, so neither part earns anything at or below 30%
+  (fine-tuned at 20% and prompting at 25%: 0 + 0, not 8 for a 5-point margin);
 * with ``"require_beating_baselines": true`` a part earns points only if its test accuracy is above
   the published baseline's (``baseline_metrics.json``, the reference job's accuracies).
 """
@@ -407,8 +406,8 @@ def part4_points(
     if required and baselines is None:
         raise ValueError("the Part 4 rules require beating the baselines, and no baseline accuracies were given")
 
-    def earns(rule: str, accuracy: float | None) -> bool:
-        return accuracy is not None and (not required or accuracy > baselines[rule])
+    def earns(rule: str, score: float | None) -> bool:
+        return score is not None and (not required or score > baselines[rule])
 
     points_4a = 0.0
     if earns("finetuned", finetuned_accuracy):
