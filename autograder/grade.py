@@ -435,9 +435,10 @@ def instructor_predictions(handout: dict[str, bytes]) -> ModuleType:
 def part4_entries(bundle: Bundle, submission: Submission) -> tuple[list[dict], dict[str, float | None]]:
     """Parts 4A and 4B: the predictions files scored against the hidden answers; and the accuracies.
 
-    Whether each file is valid is said at once in the submitted-files notes; the accuracy and the
-    points go to entries with the configured visibility (by default shown after publication, so
-    that the test set cannot be probed by resubmitting). A bad file earns 0 for its own part.
+    Whether each file is valid is said at once in the submitted-files notes; the accuracy, the
+    published baseline's beside it and the points go to entries with the configured visibility (by
+    default shown after publication, so that the test set cannot be probed by resubmitting). A bad
+    file earns 0 for its own part (and a bad fine-tuned file 0 for 4B too: 4B's margin is over 4A).
     """
     if bundle.answers is None:
         return [], {}
@@ -460,13 +461,17 @@ def part4_entries(bundle: Bundle, submission: Submission) -> tuple[list[dict], d
         accuracies[key] = predictions.accuracy(graded, questions)
         outputs[key] = f"Accuracy on the {len(questions)} test questions: {accuracies[key]:.2%}"
         submission.notes.append(f"{name}: valid, {len(graded)} predictions")
-    points = predictions.part4_points(accuracies["4A"], accuracies["4B"], bundle.rules)
+    baselines = part4_baselines(bundle, predictions)
+    by_rule = {spec["rule"]: accuracies[key] for key, spec in config["predictions"].items()}
+    points = predictions.part4_points(by_rule["finetuned"], by_rule["prompting"], bundle.rules, baselines)
     entries = [
         {
             "name": spec["name"],
             "score": round(points[key], 2),
             "max_score": rules[spec["rule"]]["points"],
-            "output": outputs[key],
+            "output": outputs[key]
+            + baseline_note(accuracies[key], (baselines or {}).get(spec["rule"]), rules)
+            + (margin_note(by_rule["finetuned"], by_rule["prompting"], rules) if spec["rule"] == "prompting" else ""),
             "visibility": config["visibility"],
         }
         for key, spec in config["predictions"].items()
@@ -474,8 +479,45 @@ def part4_entries(bundle: Bundle, submission: Submission) -> tuple[list[dict], d
     return entries, accuracies
 
 
+def part4_baselines(bundle: Bundle, predictions: ModuleType) -> dict[str, float] | None:
+    """The published baselines' test accuracies by rule (the handout's ``baseline_metrics.json``), or
+    None when the bundle has none and the rules do not need them."""
+    path = bundle.config["part4"].get("baselines")
+    if path is None or path not in bundle.handout:
+        if bundle.rules["part4"].get("require_beating_baselines"):
+            raise ValueError(f"the Part 4 rules require beating the baselines, and the bundle has no {path}")
+        return None
+    return predictions.baseline_accuracies(json.loads(bundle.handout[path]), "test")
+
+
+def baseline_note(accuracy: float | None, baseline: float | None, rules: dict) -> str:
+    """The published baseline beside the student's accuracy, and why nothing was earned when not beating it."""
+    if baseline is None:
+        return ""
+    note = f" (published baseline: {baseline:.2%})"
+    if rules.get("require_beating_baselines") and accuracy is not None and accuracy <= baseline:
+        note += "; this part earns points only above the baseline"
+    return note
+
+
+def margin_note(finetuned: float | None, prompting: float | None, rules: dict) -> str:
+    """4B's margin: over the fine-tuned accuracy, or over 4A's zero point when that is higher."""
+    if finetuned is None or prompting is None:
+        return "" if prompting is None else ". 4B is measured against 4A, which has no valid predictions"
+    zero, full = rules["finetuned"]["zero_at_accuracy"], rules["prompting"]["full_at_margin"]
+    margin = 100 * (prompting - max(finetuned, zero))
+    return (
+        f". Margin over your fine-tuned accuracy (or {zero:.0%} when it is lower): {margin:+.2f} points;"
+        f" {100 * full:g} or more earn all {rules['prompting']['points']} points, 0 or less none"
+    )
+
+
 def leaderboard(bundle: Bundle, accuracies: dict[str, float | None]) -> list[dict]:
-    """Gradescope's leaderboard: the Part 4 test accuracies (0 for a missing or invalid file)."""
+    """Gradescope's leaderboard: the Part 4 test accuracies (0 for a missing or invalid file).
+
+    Off unless ``grading_config.json`` sets ``part4.leaderboard``: a leaderboard shows the test
+    accuracies at once, while 4A and 4B are shown after publication (resubmissions would probe the
+    test set)."""
     if not bundle.config["part4"].get("leaderboard") or not accuracies:
         return []
     return [

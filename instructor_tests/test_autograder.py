@@ -91,7 +91,7 @@ def test_solution_earns_every_point(solution_results):
         if test["name"].startswith("Feedback"):
             passed, total = re.match(r"(\d+) of (\d+) tests passed", test["output"]).groups()
             assert passed == total, test["name"]
-    assert [round(row["value"]) for row in solution_results["leaderboard"]] == [40, 45]
+    assert "leaderboard" not in solution_results  # off unless grading_config.json opts in (test_part4_grading.py)
 
 
 @pytest.mark.slow
@@ -333,7 +333,7 @@ def predictions_json(correct: int) -> bytes:
             0.0,
             "Accuracy on the 50 test questions: 50.00%",
         ),  # no margin
-        (b"[{'id': 'q0'", predictions_json(30), 0.0, 0.0, "finetuned_predictions.json: not valid JSON"),  # 4B needs 4A
+        (b"[{'id': 'q0'", predictions_json(30), 0.0, 0.0, "finetuned_predictions.json line 1 column 3: single quotes"),
         (
             predictions_json(50)[:-1] + b', {"id": "q0", "prediction": 1}]',
             None,

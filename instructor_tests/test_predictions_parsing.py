@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import json
 import random
+import re
 
 import pytest
 
@@ -45,29 +46,68 @@ HOSTILE = {
     "empty": (b"", ["not valid JSON", "empty"]),
     "whitespace only": (b" \n\t\r\n", ["not valid JSON", "empty"]),
     "only a BOM": (codecs.BOM_UTF8, ["not valid JSON", "empty"]),
-    "not UTF-8": (VALID.replace(b'"q1"', b'"q\xff1"'), ["not UTF-8", "byte 0xff at line 7, column 11"]),
+    "not UTF-8": (
+        VALID.replace(b'"q1"', b'"q\xff1"'),
+        ["line 7 column 11: byte 0xff is not UTF-8", "save it as UTF-8"],
+    ),
     "truncated UTF-8": (VALID[:-1] + "é".encode()[:1], ["not UTF-8", "byte 0xc3"]),
-    "encoded surrogate": (b'["\xed\xa0\x80"]', ["not UTF-8", "byte 0xed at line 1, column 3"]),
+    "encoded surrogate": (b'["\xed\xa0\x80"]', ["line 1 column 3: byte 0xed is not UTF-8"]),
     "UTF-16 with BOM": (VALID.decode().encode("utf-16"), ["cannot be read", "UTF-16", "save it as UTF-8"]),
     "UTF-16 without BOM": (VALID.decode().encode("utf-16-be"), ["UTF-16"]),
     "UTF-32": (VALID.decode().encode("utf-32"), ["UTF-32"]),
-    "random bytes": (random.Random(0).randbytes(1000), ["cannot be read"]),
-    "invalid JSON": (b'[{"id": "q0",\n "prediction" 1}]', ["not valid JSON", "line 2 column 15"]),
-    "single quotes": (b"[{'id': 'q0'", ["not valid JSON", "line 1 column 3"]),
-    "trailing comma": (VALID[:-1] + b",]", ["not valid JSON"]),
-    "two documents": (VALID + VALID, ["not valid JSON", "Extra data"]),
-    "100000 deep": (b"[" * 100_000 + b"]" * 100_000, ["nested more than 20 deep", "line 1, column 21"]),
+    "random bytes": (random.Random(0).randbytes(1000), ["is not UTF-8", "cannot be read"]),
+    "missing colon": (
+        b'[{"id": "q0",\n "prediction" 1}]',
+        ["line 2 column 15: expected ':' after the key, found '1}]'"],
+    ),
+    "single quotes": (b"[{'id': 'q0'", ["line 1 column 3: single quotes: JSON strings and keys take double quotes"]),
+    "trailing comma": (VALID[:-1] + b",]", ["line 14 column 2: trailing comma after the last item (not valid JSON)"]),
+    "trailing comma, spaced": (VALID[:-1] + b",\n\n  ]", ["line 16 column 3: trailing comma after the last item"]),
+    "trailing comma in an entry": (entries('{"id": "q0", "prediction": 1,}'), ["line 1 column 31: trailing comma"]),
+    "missing comma": (entries('{"id": "q0" "prediction": 1}'), ["line 1 column 14: missing comma: expected ','"]),
+    "missing comma between entries": (
+        b'[{"id": "q0", "prediction": 1}\n{"id": "q1", "prediction": 0}]',
+        ["line 2 column 1: missing comma: expected ',' or a closing bracket", 'found \'{"id": "q1",\''],
+    ),
+    "truncated": (VALID[:40], ["line 5 column 4: the file ends before the JSON is complete (is it truncated?)"]),
+    "truncated in a string": (VALID[:-9], ["line 12 column 3: the file ends inside this string (is it truncated?)"]),
+    "unquoted key": (b"[{id: 1}]", ["line 1 column 3: expected a key in double quotes", "found 'id: 1}]'"]),
+    "Python True": (q0_predicts("True"), ["line 1 column 29: True is Python, not JSON: write true, false or null"]),
+    "Python None": (b"None", ["line 1 column 1: None is Python"]),
+    "bare word": (
+        q0_predicts("one"),
+        ["line 1 column 29: expected a value (a number, a string", "found 'one}, {\"id\":'"],
+    ),
+    "line break in a string": (b'[{"id": "q\n0"}]', ["line 1 column 11: a line break or control character"]),
+    "bad escape": (b'[{"id": "q\\x0"}]', ["line 1 column 11: an invalid backslash escape"]),
+    "two documents": (VALID + VALID, ["line 14 column 2: more text after the end of the list", "holds one JSON list"]),
+    "100000 deep": (b"[" * 100_000 + b"]" * 100_000, ["line 1 column 21: brackets nested more than 20 deep"]),
     "deep in objects": (b'{"a":' * 50 + b"1" + b"}" * 50, ["nested more than 20 deep"]),
     "deep, unclosed": (b"[" * 100_000, ["nested more than 20 deep"]),
     "deep inside an entry": (entries('{"id": "q0", "prediction": 1, "x": ' + "[" * 30 + "]" * 30 + "}"), ["20 deep"]),
-    "5000-digit integer": (q0_predicts("1" + "0" * 4999), ["5,000 digits", "1000000000..."]),
+    "5000-digit integer": (
+        q0_predicts("1" + "0" * 4999),
+        ["line 1 column 29: an integer of 5,000 digits (1000000000...)"],
+    ),
     "21-digit negative": (q0_predicts("-" + "9" * 21), ["21 digits"]),
-    "long integer elsewhere": (entries('{"id": "q0", "prediction": 1, "score": ' + "7" * 25 + "}"), ["25 digits"]),
-    "NaN": (q0_predicts("NaN"), ["not valid JSON", "NaN is not a JSON number"]),
-    "Infinity": (b"Infinity", ["not valid JSON", "Infinity is not a JSON number"]),
-    "-Infinity": (q0_predicts("-Infinity"), ["-Infinity is not a JSON number"]),
-    "duplicate key": (b'{"a":1,"a":2}', ["the key 'a' twice"]),
-    "duplicate prediction key": (entries('{"id": "q0", "prediction": 1, "prediction": 2}'), ["key 'prediction' twice"]),
+    "long integer elsewhere": (
+        entries('{"id": "q0", "prediction": 1, "score": "' + "7" * 30 + '", "x": ' + "7" * 25 + "}"),
+        ["line 1 column 80: an integer of 25 digits"],  # the digits in the string before it are not a number
+    ),
+    "long integer in a float": (q0_predicts("1" * 30 + ".5"), ["prediction 1.111111111111111e+29 is not an integer"]),
+    "NaN": (q0_predicts("NaN"), ["line 1 column 29: NaN is not a JSON number (not valid JSON)"]),
+    "NaN after one in a string": (entries('{"id": "NaN", "prediction": NaN}'), ["line 1 column 30: NaN is not"]),
+    "Infinity": (b"Infinity", ["line 1 column 1: Infinity is not a JSON number"]),
+    "-Infinity": (q0_predicts("-Infinity"), ["line 1 column 29: -Infinity is not a JSON number"]),
+    "duplicate key": (b'{"a":1,"a":2}', ["finetuned_predictions.json: an object has the key 'a' twice"]),
+    "duplicate prediction key": (
+        entries('{"id": "q0", "prediction": 1}', '{"id": "q1", "prediction": 1, "prediction": 2}'),
+        ["line 1 column 33, entry 1: an object has the key 'prediction' twice; which one counts?"],
+    ),
+    "duplicate key nested in an entry": (
+        entries('{"id": "q0", "prediction": 1, "x": [{"a": 1, "a": 1}]}'),
+        ["line 1 column 2, entry 0: an object has the key 'a' twice"],
+    ),
     "1e999": (b"1e999", ["expected a JSON list", "got a number with a fraction"]),
     "-0": (b"-0", ["expected a JSON list", "got an integer"]),
     "null": (b"null", ["expected a JSON list", "got null"]),
@@ -86,24 +126,40 @@ HOSTILE = {
     "list id": (entries('{"id": ["q0"], "prediction": 1}'), ["id ['q0'] is a list"]),
     "object id": (entries('{"id": {"q0": 1}, "prediction": 1}'), ["id {'q0': 1} is an object"]),
     "long id": (entries(json.dumps({"id": "q" * 100_000, "prediction": 1})), ["is not a test question"]),
-    "entry not an object": (entries('["q0", 1]'), ["entry 0 must be an object with 'id' and 'prediction'"]),
-    "entry without prediction": (entries('{"id": "q0"}'), ["entry 0 must be an object"]),
-    "out of range": (q0_predicts("4"), ["entry 0", "prediction 4 is outside 0..3"]),
+    "entry not an object": (
+        entries('["q0", 1]'),
+        ["line 1 column 2, entry 0: expected an object with 'id' and 'prediction', got ['q0', 1]"],
+    ),
+    "entry without prediction": (
+        entries('{"id": "q0"}'),
+        ["entry 0: expected an object with 'id' and 'prediction', got {'id': 'q0'}"],
+    ),
+    "out of range": (q0_predicts("4"), ["line 1 column 2, entry 0 (id 'q0'): prediction 4 is outside 0..3"]),
     "negative": (q0_predicts("-1"), ["prediction -1 is outside 0..3"]),
-    "out of range, two choices": (VALID.replace(b"0\n }\n]", b"2}]"), ["entry 2", "'q2'", "outside 0..1"]),
-    "duplicated id": (entries(*['{"id": "q0", "prediction": 1}'] * 2), ["entry 1", "'q0' appears more than once"]),
-    "missing id": (b'[{"id": "q0", "prediction": 1}]', ["2 question(s) have no prediction: 'q1', 'q2'"]),
-    "extra id": (VALID[:-1] + b', {"id": "q9", "prediction": 0}]', ["entry 3", "id 'q9' is not a test question"]),
+    "out of range, two choices": (
+        VALID.replace(b"0\n }\n]", b"2}]"),
+        ["line 10 column 2, entry 2 (id 'q2'): prediction 2 is outside 0..1"],
+    ),
+    "duplicated id": (
+        entries(*['{"id": "q0", "prediction": 1}'] * 2),
+        ["line 1 column 33, entry 1: id 'q0' appears more than once"],
+    ),
+    "missing id": (b'[{"id": "q0", "prediction": 1}]', [": 2 question(s) have no prediction: 'q1', 'q2'"]),
+    "extra id": (
+        VALID[:-1] + b', {"id": "q9", "prediction": 0}]',
+        ["line 14 column 3, entry 3: id 'q9' is not a test question"],
+    ),
     "empty list": (b"[]", ["3 question(s) have no prediction"]),
 }
 
 
 @pytest.mark.parametrize(("data", "fragments"), HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_files_are_prediction_errors_naming_the_problem(data, fragments):
+    """Each message starts with the file, then where (line and column, and the entry) when there is a where."""
     with pytest.raises(PredictionsError) as error:
         parse_predictions(data, QUESTIONS, source=SOURCE)
     message = str(error.value)
-    assert message.startswith(SOURCE + ":"), message
+    assert re.match(rf"{re.escape(SOURCE)}( line \d+ column \d+(, entry \d+( \(id '\w+'\))?)?)?: ", message), message
     assert all(fragment in message for fragment in fragments), message
     assert len(message) < 300, message  # quotes of the submitted file are cut short
 
@@ -149,7 +205,7 @@ def test_validate_predictions_survives_hostile_python_values():
     cases = [
         ([{"id": "q0", "prediction": 10**5000}], "prediction <int too long to show> is outside 0..3"),
         ([{"id": "q0", "prediction": [10**5000]}], "prediction <list too long to show> is not an integer"),
-        ([deep], "entry 0 must be an object"),
+        ([deep], "entry 0: expected an object"),
         ([{"id": deep, "prediction": 1}], "is a list"),
     ]
     for records, fragment in cases:
@@ -174,3 +230,31 @@ def test_random_damage_to_a_valid_file_is_only_ever_a_prediction_error():
             assert str(error).startswith(SOURCE)
             outcomes["rejected"] += 1
     assert outcomes["rejected"] > 900, outcomes
+
+
+def test_a_trailing_comma_in_a_long_one_line_file_is_named_with_its_column():
+    """The issue's file: one line of 417 entries ending ``},]``; the message says where and what."""
+    questions = [{"id": f"q{k}", "choices": ["a", "b", "c", "d"]} for k in range(417)]
+    data = json.dumps([{"id": f"q{k}", "prediction": k % 4} for k in range(417)]).encode()
+    data = data[:-1] + b",]"
+    with pytest.raises(PredictionsError) as error:
+        parse_predictions(data, questions, source=SOURCE)
+    assert (
+        str(error.value) == f"{SOURCE} line 1 column {len(data)}: trailing comma after the last item (not valid JSON)"
+    )
+
+
+def test_an_error_deep_in_a_large_file_names_its_entry_quickly():
+    """The entry's line and column are found only for the error: a 2 MB file with a bad last entry."""
+    count = 25_000
+    questions = [{"id": f"q{k}", "choices": ["a", "b", "c", "d"]} for k in range(count)]
+    records = [{"id": f"q{k}", "prediction": k % 4} for k in range(count)]
+    records[-1]["prediction"] = 7
+    data = json.dumps(records, indent=1).encode()
+    assert len(data) < MAX_BYTES
+    with pytest.raises(PredictionsError) as error:
+        parse_predictions(data, questions, source=SOURCE)
+    line = 4 * (count - 1) + 2  # "[" then 4 lines per entry
+    assert str(error.value).startswith(
+        f"{SOURCE} line {line} column 2, entry {count - 1} (id 'q{count - 1}'): prediction 7"
+    )

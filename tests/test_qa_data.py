@@ -448,7 +448,8 @@ def test_saved_predictions_round_trip_and_score(tmp_path):
 
 def test_part4_points_at_the_boundaries():
     """4A: 0 at or below 30%, 12 at or above 50%, linear between. 4B: 8 for a margin of at least 2
-    points over 4A (0.52 vs 0.50 exactly, despite float error), linear down to 0 at no margin."""
+    points over 4A (0.52 vs 0.50 exactly, despite float error), linear down to 0 at no margin; the
+    margin is over 30% (4A's zero point) when 4A is lower, so prompting at or below 30% earns 0."""
     rules = load_grading_rules()
     check_equal(load_grading_rules(REPO_ROOT / "configs" / "grading.json"), rules)
     check_equal(
@@ -456,6 +457,7 @@ def test_part4_points_at_the_boundaries():
         {
             "finetuned": {"points": 12, "zero_at_accuracy": 0.30, "full_at_accuracy": 0.50},
             "prompting": {"points": 8, "full_at_margin": 0.02},
+            "require_beating_baselines": False,
         },
     )
     for finetuned, points in (
@@ -477,10 +479,16 @@ def test_part4_points_at_the_boundaries():
         (0.50, 0.90, 8.0),
         (0.35, 0.365, 6.0),
         (0.56, 0.58, 8.0),
-        (0.10, 0.12, 8.0),
+        (0.10, 0.12, 0.0),  # beats 4A by 2 points, but is below 30%
+        (0.197, 0.252, 0.0),  # fine-tuned cycling through the answers, prompting always the first choice
+        (0.10, 0.30, 0.0),
+        (0.10, 0.31, 4.0),  # 1 point over 30%
+        (0.29, 0.32, 8.0),
+        (0.30, 0.32, 8.0),
     ):
         check_equal(part4_points(finetuned, prompting)["4B"], points, message=f"accuracies {finetuned}, {prompting}")
     check_equal(part4_points(0.4, 0.41), {"4A": 6.0, "4B": 4.0, "total": 10.0})
+    check_equal(part4_points(0.197, 0.252), {"4A": 0.0, "4B": 0.0, "total": 0.0})
 
 
 def test_part4_points_missing_accuracies_and_other_rules():
@@ -495,3 +503,24 @@ def test_part4_points_missing_accuracies_and_other_rules():
         }
     }
     check_equal(part4_points(0.5, 0.55, rules), {"4A": 5.0, "4B": 2.5, "total": 7.5})
+    check_equal(part4_points(0.2, 0.3, rules), {"4A": 0.0, "4B": 2.5, "total": 2.5})  # margin over 25%
+
+
+def test_part4_points_when_the_baselines_must_be_beaten():
+    """With ``require_beating_baselines`` a part earns its points only above its published baseline
+    (equal is not above); without the switch the baselines change nothing."""
+    rules = load_grading_rules()
+    baselines = {"finetuned": 0.40, "prompting": 0.55}
+    check_equal(part4_points(0.40, 0.56, rules, baselines), {"4A": 6.0, "4B": 8.0, "total": 14.0})
+    required = {**rules, "part4": {**rules["part4"], "require_beating_baselines": True}}
+    for finetuned, prompting, expected in (
+        (0.40, 0.56, {"4A": 0.0, "4B": 8.0, "total": 8.0}),  # 4A equals its baseline
+        (0.45, 0.55, {"4A": 9.0, "4B": 0.0, "total": 9.0}),  # 4B equals its baseline
+        (0.45, 0.56, {"4A": 9.0, "4B": 8.0, "total": 17.0}),
+        (0.41, 0.42, {"4A": 6.6, "4B": 0.0, "total": 6.6}),  # a margin over 4A, but below the 4B baseline
+        (None, 0.60, {"4A": 0.0, "4B": 0.0, "total": 0.0}),
+    ):
+        points = part4_points(finetuned, prompting, required, baselines)
+        check_equal({part: round(value, 9) for part, value in points.items()}, expected, message=f"accuracies {finetuned}, {prompting}")
+    with pytest.raises(ValueError, match="baseline"):
+        part4_points(0.45, 0.56, required)

