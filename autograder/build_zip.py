@@ -27,7 +27,7 @@ from autograder.make_handout import BUILD_MARKER, REPO_ROOT, BuildError, shipped
 AUTOGRADER = Path(__file__).resolve().parent
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 EXECUTABLES = {"setup.sh", "run_autograder", "create_sandbox_user.sh"}
-PROGRESS_STEPS = 10  # progress lines while compressing (one per tenth of the bytes)
+PROGRESS_STEPS = 10  # progress while compressing: a line as each tenth of the bytes is passed
 
 
 def grader_code(root: Path = REPO_ROOT) -> list[str]:
@@ -54,7 +54,7 @@ def write_zip(contents: dict[str, bytes], out: Path) -> None:
         raise BuildError(f"{out} exists and is not a zip: choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    total, written, step = sum(map(len, contents.values())), 0, 1
+    total, written = sum(map(len, contents.values())), 0
     progress = Progress(PROGRESS_STEPS)
     try:
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -64,9 +64,11 @@ def write_zip(contents: dict[str, bytes], out: Path) -> None:
                 info.external_attr = (0o100755 if name in EXECUTABLES else 0o100644) << 16
                 archive.writestr(info, data)
                 written += len(data)
-                while step <= PROGRESS_STEPS and written >= total * step / PROGRESS_STEPS:
-                    progress.finished(f"{written / 2**20:.1f} of {total / 2**20:.1f} MB compressed")
-                    step += 1
+                reached = written * PROGRESS_STEPS // max(total, 1)
+                if reached > progress.done:  # one line even where a large entry passes several steps
+                    progress.finished(
+                        f"{written / 2**20:.1f} of {total / 2**20:.1f} MB compressed", reached - progress.done
+                    )
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)

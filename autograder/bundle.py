@@ -128,9 +128,9 @@ class Progress:
         self.start = time.monotonic()
         self._lock = threading.Lock()
 
-    def finished(self, what: str) -> None:
+    def finished(self, what: str, units: int = 1) -> None:
         with self._lock:
-            self.done += 1
+            self.done += units
             elapsed = time.monotonic() - self.start
             eta = elapsed / self.done * (self.total - self.done)
             left = f"ETA {duration(eta)}" if self.done < self.total else f"in {duration(elapsed)}"

@@ -165,6 +165,14 @@ def test_the_zip_replaces_only_a_zip_and_appears_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["autograder.zip", "notes.zip"]  # no partial file left
 
 
+def test_the_zip_says_how_far_it_is_once_per_step_passed(tmp_path, capsys):
+    contents = {"a.bin": bytes(100), "big.bin": bytes(700), "c.bin": bytes(200)}
+    write_zip(contents, tmp_path / "autograder.zip")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["[1/10]", "[8/10]", "[10/10]"]
+    assert lines[1].startswith("[8/10] 0.0 of 0.0 MB compressed, ETA ") and ", in " in lines[2]
+
+
 def test_the_bundle_is_built_once_per_inputs_and_then_reused(tmp_path, monkeypatch, capsys):
     builds = []
 
