@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -41,8 +42,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -429,28 +431,47 @@ def cached_bundle(root: Path = REPO_ROOT, cache: Path = BUNDLE_CACHE) -> Path:
     A new bundle is built in a temporary directory beside the cache's entries and renamed into
     place, so an entry is complete or absent; then all but the newest KEPT_BUNDLES are removed."""
     path = cache / bundle_key(root)
-    if (path / "manifest.json").is_file():
-        built = datetime.fromtimestamp((path / "manifest.json").stat().st_mtime, timezone.utc)
-        print(f"using cached bundle {shown(path)} built {built:%Y-%m-%d %H:%M} UTC", flush=True)
-        return path
-    cache.mkdir(parents=True, exist_ok=True)
+    if not (path / "manifest.json").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        with cache_lock(cache):  # a second command waits, then finds the first one's bundle
+            if not (path / "manifest.json").is_file():
+                build_into_cache(root, path)
+                return path
+    built = datetime.fromtimestamp((path / "manifest.json").stat().st_mtime, timezone.utc)
+    print(f"using cached bundle {shown(path)} built {built:%Y-%m-%d %H:%M} UTC", flush=True)
+    return path
+
+
+@contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """Held while a bundle is built into ``cache``: one build at a time."""
+    with open(cache / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another command that builds a bundle in {shown(cache)} ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_into_cache(root: Path, path: Path) -> None:
+    """Build the bundle of ``root`` beside ``path`` and rename it to ``path`` when complete (so a
+    cache entry is whole or absent); then prune the cache."""
     print(
         f"building the grading bundle {shown(path)} (no cached bundle of these inputs): every test runs with the"
         " reference solution and on the bare handout ...",
         flush=True,
     )
-    work = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
+    work = Path(tempfile.mkdtemp(prefix=".building-", dir=path.parent))
     try:
         build_bundle(work / "bundle", root)
-        try:
-            os.rename(work / "bundle", path)
-        except OSError:  # another build of the same inputs finished first: its bundle is the same
-            if not (path / "manifest.json").is_file():
-                raise
+        os.rename(work / "bundle", path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    prune_cache(cache)
-    return path
+    prune_cache(path.parent)
 
 
 def prune_cache(cache: Path) -> None:

@@ -146,6 +146,8 @@ def handout_contents(root: Path = REPO_ROOT) -> dict[str, bytes]:
 def write_tree(contents: dict[str, bytes], out: Path) -> None:
     """Write ``contents`` (relative path -> bytes) into ``out``, a new or empty directory."""
     out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise BuildError(f"{out} is not empty: a build writes only into a new or empty directory")
     for relative, data in contents.items():
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tokenize
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -188,7 +190,21 @@ def test_the_bundle_is_built_once_per_inputs_and_then_reused(tmp_path, monkeypat
     said = capsys.readouterr().out.splitlines()
     assert said[0].startswith("building the grading bundle") and said[-1].startswith("using cached bundle")
     assert re.search(r"built \d{4}-\d\d-\d\d \d\d:\d\d UTC$", said[-1])
-    assert [p.name for p in cache.iterdir()] == [first.name]  # the temporary build directory is gone
+    assert sorted(p.name for p in cache.iterdir()) == [".lock", first.name]  # the temporary build directory is gone
+
+
+def test_two_commands_at_once_build_the_bundle_once(tmp_path, monkeypatch):
+    builds = []
+
+    def slow_build(out: Path, root: Path = REPO_ROOT) -> None:
+        builds.append(root)
+        time.sleep(1)  # the other command arrives while this one builds
+        write_output({"manifest.json": b"{}\n"}, out)
+
+    monkeypatch.setattr(bundle_module, "build_bundle", slow_build)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        paths = list(pool.map(lambda _: cached_bundle(REPO_ROOT, tmp_path), range(2)))
+    assert paths[0] == paths[1] and len(builds) == 1
 
 
 def test_the_bundle_key_follows_the_inputs_only(clone):
