@@ -2,6 +2,11 @@
 
     python -m autograder.bundle --out dist/grader
 
+A bundle is cached under ``dist/bundle-cache/<key>``, the key a hash of every file it is built
+from (the tracked handout files, hidden tests, QA answers, the grader's code and grading config)
+and of the Python, torch, numpy and pytest versions: ``cached_bundle()`` builds one only when no
+bundle of these inputs is there, and ``grade``, ``grade_all``, ``build_zip`` and this command use it.
+
 Layout of the bundle directory (also the ``bundle/`` folder of the Gradescope zip)::
 
     handout/              the clean handout (what students start from), as built by make_handout;
@@ -26,18 +31,38 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
+import hashlib
 import json
+import os
+import platform
 import re
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 from autograder import held_values
 from autograder.judge import BadRecord, Stream, TestRun, decode, judge_stream, parse_stream, read_snapshot
-from autograder.make_handout import REPO_ROOT, handout_contents, handout_files, is_ignored, write_tree
+from autograder.make_handout import (
+    BUILD_MARKER,
+    HANDOUT_README,
+    REPO_ROOT,
+    BuildError,
+    handout_contents,
+    handout_files,
+    shipped_files,
+    write_output,
+    write_tree,
+)
 from autograder.markers import student_modules
 from autograder.sandbox import Limits, Record, run_pytest, share_of_cores
 from autograder.strip_expected import sandbox_tree
@@ -49,12 +74,16 @@ PUBLIC_TESTS = "tests"
 SNAPSHOTS = "_snapshots"
 PROBE_FILE = f"{held_values.MODULE_NAME}.py"
 BUILD_LIMITS = Limits(seconds=1800, memory_bytes=16 << 30, file_bytes=4 << 30)
+AUTOGRADER = Path(__file__).resolve().parent
+BUNDLE_CACHE = REPO_ROOT / "dist" / "bundle-cache"
+KEPT_BUNDLES = 3  # the newest cached bundles kept; older ones are removed when a new one is built
+VERSIONED = ("torch", "numpy", "pytest")  # the packages whose versions are part of a bundle's key
+TREE_NAMES = ("reference solution", "bare handout")  # the trees build_bundle runs, in order
 
 
 def hidden_contents(root: Path = REPO_ROOT) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """The hidden test files laid over the handout, and the hidden snapshots (kept secret)."""
-    files = sorted(p for p in (root / HIDDEN_TESTS).rglob("*") if p.is_file() and not p.is_symlink())
-    relatives = [r for r in (p.relative_to(root).as_posix() for p in files) if not is_ignored(r)]
+    relatives = [r for r in shipped_files(root) if r.startswith(f"{HIDDEN_TESTS}/")]
     tests = {"autograder/__init__.py": b""}
     snapshots = {}
     for relative in relatives:
@@ -93,18 +122,72 @@ def snapshot_loader(module: str, snapshots: dict[str, bytes]):
     return load
 
 
-def record_modules(trees: Sequence[dict[str, bytes]], modules: list[str]) -> list[dict[str, Stream]]:
-    """Run ``modules`` in grading mode on each tree; per tree, each module's stream.
+class Progress:
+    """Says "[done/total] what, ETA" as each unit of a long job ends (thread-safe)."""
+
+    def __init__(self, total: int, say: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+        self.total, self.done, self.say = total, 0, say
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+
+    def finished(self, what: str, units: int = 1) -> None:
+        with self._lock:
+            self.done += units
+            elapsed = time.monotonic() - self.start
+            eta = elapsed / self.done * (self.total - self.done)
+            left = f"ETA {duration(eta)}" if self.done < self.total else f"in {duration(elapsed)}"
+            self.say(f"[{self.done}/{self.total}] {what}, {left}")
+
+
+def duration(seconds: float) -> str:
+    """``80.4`` -> ``1m20s``; ``7.2`` -> ``7s``."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
+class ModuleWatch:
+    """Tells ``progress`` when a test module of one run is done: when a test of another module
+    starts (pytest runs the modules in the order given), or at the end of the run."""
+
+    def __init__(self, label: str, progress: Progress | None) -> None:
+        self.label, self.progress, self.module = label, progress, None
+
+    def record(self, line: bytes) -> None:
+        try:  # a record that is not a test's start says nothing about progress
+            entry = json.loads(line)
+            module = entry["test"].split("::", 1)[0] if entry.get("t") == "start" else None
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return
+        if module is not None and module != self.module:
+            self.end()
+            self.module = module
+
+    def end(self) -> None:
+        if self.module is not None and self.progress is not None:
+            self.progress.finished(f"{self.label}: {self.module} done")
+        self.module = None
+
+
+def record_modules(
+    trees: Sequence[dict[str, bytes]], modules: list[str], labels: Sequence[str] = TREE_NAMES
+) -> list[dict[str, Stream]]:
+    """Run ``modules`` in grading mode on each tree (named by ``labels`` in the progress lines);
+    per tree, each module's stream.
 
     Public and hidden modules run in separate processes, two processes at a time over all trees, so
     a short run (the bare handout fails fast) fills the gap a long one leaves."""
+    progress = Progress(len(trees) * len(modules))
 
     def run(task: tuple[int, list[str]]) -> list[Record]:
         tree, group = trees[task[0]], task[1]
+        watch = ModuleWatch(labels[task[0]], progress)
         with tempfile.TemporaryDirectory(prefix="bundle-run-") as work:
             write_tree(sandbox_tree(tree), Path(work) / "repo")
             probe = ("-p", held_values.MODULE_NAME) if PROBE_FILE in tree else ()
-            result = run_pytest(Path(work) / "repo", group, limits, pytest_args=("-q", "--tb=no", *probe))
+            result = run_pytest(
+                Path(work) / "repo", group, limits, pytest_args=("-q", "--tb=no", *probe), on_record=watch.record
+            )
+        watch.end()
         if result.problem is not None:
             raise RuntimeError(f"the tests do not run: {result.problem}\n{result.output_tail}")
         return result.records
@@ -244,7 +327,7 @@ class BuiltBundle:
 
 
 def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
-    """Write the grading bundle to ``out`` (replacing it)."""
+    """Write the grading bundle to ``out`` (new, empty, or a previous build's: see write_output)."""
     handout = handout_contents(root)
     hidden, hidden_snapshots = hidden_contents(root)
     modules = find_test_modules({**handout, **hidden})
@@ -265,7 +348,7 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
         contents["secret/answers/test.json"] = (root / QA_ANSWERS).read_bytes()
     contents["grading_config.json"] = GRADING_CONFIG.read_bytes()
     contents["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
-    write_tree(dict(sorted(contents.items())), out)
+    write_output(dict(sorted(contents.items())), out)
     (out / "secret").chmod(0o700)
     runs = {nodeid: test for stream in on_handout.values() for nodeid, test in stream.tests.items()}
     return BuiltBundle(manifest["modules"], runs)
@@ -304,7 +387,7 @@ def work_report(root: Path, selected: list[str]) -> list[str]:
     if not modules:
         raise ValueError(f"no test module matches {selected}")
     reference_tree = with_solution(root, student_modules(root, handout_files(root)), {**handout, **hidden})
-    (reference,) = record_modules([reference_tree], modules)
+    (reference,) = record_modules([reference_tree], modules, TREE_NAMES[:1])
     lines = []
     for stream in reference.values():
         for nodeid, test in stream.tests.items():
@@ -316,6 +399,95 @@ def work_report(root: Path, selected: list[str]) -> list[str]:
                 against = " (against expected)" if check.get("against") == "expected" else ""
                 lines.append(f"    {check.get('kind')} {held}{against} at {check.get('site')}: {_shown_actual(check)}")
     return lines
+
+
+def bundle_inputs(root: Path = REPO_ROOT) -> list[tuple[str, Path]]:
+    """Every file a bundle of ``root`` is built from, named: the tracked handout files (solution
+    included), pyproject.toml, the hidden tests, the QA answers and the grader that runs the build
+    (its code, grading config and handout README)."""
+    tracked, handout = shipped_files(root), set(handout_files(root))
+    taken = [r for r in tracked if r in handout or r.startswith(f"{HIDDEN_TESTS}/")]
+    taken += [r for r in ("pyproject.toml", QA_ANSWERS) if r in tracked]
+    named = [(f"repository/{r}", root / r) for r in sorted(set(taken))]
+    grader = [*sorted(AUTOGRADER.glob("*.py")), GRADING_CONFIG, HANDOUT_README]
+    return named + [(f"grader/{path.name}", path) for path in grader]
+
+
+def bundle_key(root: Path = REPO_ROOT) -> str:
+    """The hash of every input of a bundle of ``root`` (bytes and names) and of the versions that run it."""
+    digest = hashlib.sha256()
+    for name, path in bundle_inputs(root):
+        data = path.read_bytes()
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    versions = [f"python {sys.version}", platform.machine(), *(f"{p} {metadata.version(p)}" for p in VERSIONED)]
+    digest.update("\0".join(versions).encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_bundle(root: Path = REPO_ROOT, cache: Path = BUNDLE_CACHE) -> Path:
+    """The bundle of ``root`` from ``cache``, built there first if no bundle of these inputs is.
+
+    A new bundle is built in a temporary directory beside the cache's entries and renamed into
+    place, so an entry is complete or absent; then all but the newest KEPT_BUNDLES are removed."""
+    path = cache / bundle_key(root)
+    if not (path / "manifest.json").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        with cache_lock(cache):  # a second command waits, then finds the first one's bundle
+            if not (path / "manifest.json").is_file():
+                build_into_cache(root, path)
+                return path
+    built = datetime.fromtimestamp((path / "manifest.json").stat().st_mtime, timezone.utc)
+    print(f"using cached bundle {shown(path)} built {built:%Y-%m-%d %H:%M} UTC", flush=True)
+    return path
+
+
+@contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """Held while a bundle is built into ``cache``: one build at a time."""
+    with open(cache / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another command that builds a bundle in {shown(cache)} ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_into_cache(root: Path, path: Path) -> None:
+    """Build the bundle of ``root`` beside ``path`` and rename it to ``path`` when complete (so a
+    cache entry is whole or absent); then prune the cache."""
+    print(
+        f"building the grading bundle {shown(path)} (no cached bundle of these inputs): every test runs with the"
+        " reference solution and on the bare handout ...",
+        flush=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix=".building-", dir=path.parent))
+    try:
+        build_bundle(work / "bundle", root)
+        os.rename(work / "bundle", path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    prune_cache(path.parent)
+
+
+def prune_cache(cache: Path) -> None:
+    """Remove all but the newest KEPT_BUNDLES bundles of ``cache`` (only directories a build made)."""
+    entries = [e for e in cache.iterdir() if not e.name.startswith(".") and (e / BUILD_MARKER).is_file()]
+    entries.sort(key=lambda entry: (entry / BUILD_MARKER).stat().st_mtime, reverse=True)
+    for entry in entries[KEPT_BUNDLES:]:
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory where it lies under it (shorter to read)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _shown_actual(check: dict) -> str:
@@ -330,7 +502,12 @@ def _shown_actual(check: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("dist/grader"), help="output directory (replaced)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("dist/grader"), help="output directory (new, empty, or a previous build's)"
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="build afresh into --out, neither using nor filling the cache"
+    )
     parser.add_argument(
         "--work-report",
         nargs="*",
@@ -347,9 +524,24 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("\n".join(lines) or "every test records a value that needs the work")
         return 1 if lines else 0
-    build_bundle(args.out)
+    try:
+        if args.no_cache:
+            build_bundle(args.out)
+        else:
+            copy_bundle(cached_bundle(), args.out)
+    except BuildError as error:
+        print(f"bundle: {error}", file=sys.stderr)
+        return 2
     print(f"grading bundle written to {args.out}")
     return 0
+
+
+def copy_bundle(bundle: Path, out: Path) -> None:
+    """Write a copy of ``bundle`` to ``out`` (new, empty, or a previous build's)."""
+    contents = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
+    contents.pop(BUILD_MARKER, None)
+    write_output(contents, out)
+    (out / "secret").chmod(0o700)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
     python -m autograder.grade --submission DIR --out results.json [--bundle dist/grader]
 
-Without ``--bundle`` a grading bundle is built from this repository first (a minute or two; see
-:mod:`autograder.bundle`). Steps, in this order:
+Without ``--bundle`` the cached grading bundle of this repository is used, built first if this
+repository's files changed (see :func:`autograder.bundle.cached_bundle`). Steps, in this order:
 
 1. Read the bundle (handout, hidden tests, the reference records, snapshots, answers) and the
    submission into memory. The submission's student modules (the files with solution markers in
@@ -50,7 +50,7 @@ from types import ModuleType
 from typing import Any
 
 from autograder.bundle import (
-    build_bundle,
+    cached_bundle,
     is_public,
     load_reference,
     scored_tests,
@@ -67,7 +67,7 @@ from autograder.imports_check import (
     review_flags,
 )
 from autograder.judge import Stream, Verdict, judge_stream, parse_stream
-from autograder.make_handout import REPO_ROOT, write_tree
+from autograder.make_handout import REPO_ROOT, BuildError, write_tree
 from autograder.sandbox import (
     Limits,
     PytestRun,
@@ -699,18 +699,13 @@ def main(argv: list[str] | None = None) -> int:
         write_results(failure_results(RuntimeError(unsafe)), args.out)
         return 2
     try:
-        with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
-            bundle_dir = args.bundle
-            if bundle_dir is None:
-                print(
-                    "building the grading bundle (runs every test with the reference solution and on the bare"
-                    " handout) ..."
-                )
-                bundle_dir = Path(temporary) / "bundle"
-                build_bundle(bundle_dir)
-            config = json.loads((bundle_dir / "grading_config.json").read_text(encoding="utf-8"))
-            limits = limits_from(config, args.time_limit, args.memory_mb, args.sandbox_user)
-            results, status = grade(args.submission, bundle_dir, limits, args.only, jobs=args.jobs), 0
+        bundle_dir = cached_bundle() if args.bundle is None else args.bundle
+        config = json.loads((bundle_dir / "grading_config.json").read_text(encoding="utf-8"))
+        limits = limits_from(config, args.time_limit, args.memory_mb, args.sandbox_user)
+        results, status = grade(args.submission, bundle_dir, limits, args.only, jobs=args.jobs), 0
+    except BuildError as error:  # no bundle could be built from this repository: the operator's to fix
+        print(f"grade: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # never leave Gradescope without a results.json
         traceback.print_exc()
         results, status = failure_results(error), 1

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
-from autograder.bundle import build_bundle
+from autograder.bundle import cached_bundle
 from autograder.grade import add_jobs_option, check_jobs_option, failure_results, grade, limits_from, write_results
-from autograder.make_handout import REPO_ROOT
+from autograder.make_handout import REPO_ROOT, BuildError
 from autograder.sandbox import grading_problem
 from autograder.similarity import similarity_report
 from autograder.summary import Layout, summary_row, write_summary
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--submissions", type=Path, required=True, help="one subdirectory per student")
     parser.add_argument("--out", type=Path, required=True, help="where the results and summary.csv go")
-    parser.add_argument("--bundle", type=Path, help="grading bundle (default: build one from this repository)")
+    parser.add_argument("--bundle", type=Path, help="grading bundle (default: the cached one of this repository)")
     parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
     parser.add_argument("--only", nargs="+", metavar="MODULE", help="run only these test modules")
     parser.add_argument("--no-similarity", action="store_true", help="skip the similarity report")
@@ -70,24 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     if unsafe is not None:
         print(f"grade_all: {unsafe}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
-        bundle = args.bundle
-        if bundle is None:
-            bundle = Path(temporary) / "bundle"
-            build_bundle(bundle)
-        if not args.no_similarity:
-            # Before any submitted code runs: copydetect imports much (and pygments finds lexers as
-            # it goes), and once a test process has run the grader imports nothing more from disk.
-            manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-            similarity_report(
-                args.submissions,
-                manifest["student_modules"],
-                bundle / "handout",
-                args.out / "similarity",
-                reference=REPO_ROOT,
-            )
-        grade_folder(args.submissions, args.out, bundle, args.only, args.sandbox_user, args.jobs)
-        print(f"summary written to {args.out / 'summary.csv'}")
+    try:
+        bundle = cached_bundle() if args.bundle is None else args.bundle
+    except BuildError as error:  # no bundle could be built from this repository: the operator's to fix
+        print(f"grade_all: {error}", file=sys.stderr)
+        return 2
+    if not args.no_similarity:
+        # Before any submitted code runs: copydetect imports much (and pygments finds lexers as
+        # it goes), and once a test process has run the grader imports nothing more from disk.
+        manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+        similarity_report(
+            args.submissions,
+            manifest["student_modules"],
+            bundle / "handout",
+            args.out / "similarity",
+            reference=REPO_ROOT,
+        )
+    grade_folder(args.submissions, args.out, bundle, args.only, args.sandbox_user, args.jobs)
+    print(f"summary written to {args.out / 'summary.csv'}")
     return 0
 
 

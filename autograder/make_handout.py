@@ -2,19 +2,21 @@
 
     python -m autograder.make_handout --out dist/handout
 
-The handout is every file of the repository except those listed below, with each student module
-(a Python file with solution markers) replaced by its stub (see :mod:`autograder.markers`),
-``autograder/handout_README.md`` as its README and a ``pyproject.toml`` whose tests are the public
-ones only. Files are written in sorted order from their bytes only, so building twice gives
-identical bytes.
+The handout is every file that git tracks in the repository except those listed below, with each
+student module (a Python file with solution markers) replaced by its stub (see
+:mod:`autograder.markers`), ``autograder/handout_README.md`` as its README and a ``pyproject.toml``
+whose tests are the public ones only. Files are written in sorted order from their bytes only, so
+building twice gives identical bytes. Untracked files never ship: one that git does not ignore,
+under a path that would ship, stops the build (:func:`shipped_files`). An existing output
+directory is replaced only if a build made it (it holds :data:`BUILD_MARKER`) or it is empty.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,6 +49,15 @@ INSTRUCTOR_ONLY = {
 }
 
 
+# Written into every output directory a build makes: only such a directory (or an empty one) is
+# replaced by the next build. The repository's .gitignore names it, so a published handout leaves it out.
+BUILD_MARKER = ".made-by-cs288-build"
+
+
+class BuildError(Exception):
+    """A build cannot go on; the message says why and what to do, in one line."""
+
+
 def is_ignored(relative: str) -> bool:
     """Whether ``relative`` (a POSIX path) is a cache or local environment file."""
     parts = relative.split("/")
@@ -60,15 +71,50 @@ def is_handout_path(relative: str) -> bool:
     return not is_ignored(relative) and not instructor_only
 
 
+def is_shipped_path(relative: str) -> bool:
+    """Whether a file at ``relative`` would ship in some build: the handout, or anything under
+    ``autograder/`` (the hidden tests go into the bundle, the grader's code into the zip)."""
+    return is_handout_path(relative) or relative.startswith("autograder/") and not is_ignored(relative)
+
+
+def _git(root: Path, *args: str) -> list[str]:
+    """The NUL-separated output of ``git args`` in ``root``, or a BuildError saying why there is none."""
+    try:
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BuildError(f"cannot run git in {root} ({error}): builds take the files git tracks; install git") from None
+    if result.returncode != 0:
+        said = (result.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise BuildError(
+            f"{root} is not a git checkout (git: {said}): builds take the files git tracks;"
+            " build from a clone of the course repository"
+        )
+    return [name for name in result.stdout.decode("utf-8").split("\0") if name]
+
+
+def shipped_files(root: Path = REPO_ROOT) -> list[str]:
+    """The files git tracks at the top of the checkout ``root`` that exist as regular files (not
+    symbolic links), as sorted POSIX paths. Every build takes its files from these only; an
+    untracked file that git does not ignore, under a path that would ship, is a BuildError."""
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if not top or Path(top[0].strip()).resolve() != root.resolve():
+        raise BuildError(
+            f"{root} is not the top of a git checkout: build from the root of a clone of the course repository"
+        )
+    untracked = [r for r in _git(root, "ls-files", "-z", "--others", "--exclude-standard") if is_shipped_path(r)]
+    if untracked:
+        shown = ", ".join(untracked[:5]) + (f" and {len(untracked) - 5} more" if len(untracked) > 5 else "")
+        raise BuildError(
+            f"untracked file{'s' * (len(untracked) > 1)} where a build would ship {'them' if len(untracked) > 1 else 'it'}:"
+            f" {shown}; commit, delete or add to .gitignore"
+        )
+    tracked = _git(root, "ls-files", "-z", "--cached")
+    return sorted(r for r in set(tracked) if (root / r).is_file() and not (root / r).is_symlink())
+
+
 def handout_files(root: Path = REPO_ROOT) -> list[str]:
-    """The repository files that go to students, as sorted POSIX paths relative to ``root``."""
-    found = []
-    for directory, subdirectories, files in os.walk(root):
-        base = Path(directory).relative_to(root).as_posix()
-        prefix = "" if base == "." else f"{base}/"
-        subdirectories[:] = [d for d in subdirectories if is_handout_path(prefix + d)]
-        found += [prefix + f for f in files if is_handout_path(prefix + f) and not (root / (prefix + f)).is_symlink()]
-    return sorted(found)
+    """The tracked files that go to students, as sorted POSIX paths relative to ``root``."""
+    return [relative for relative in shipped_files(root) if is_handout_path(relative)]
 
 
 def handout_pyproject(text: str) -> str:
@@ -98,29 +144,56 @@ def handout_contents(root: Path = REPO_ROOT) -> dict[str, bytes]:
 
 
 def write_tree(contents: dict[str, bytes], out: Path) -> None:
-    """Replace ``out`` with a directory holding ``contents`` (relative path -> bytes)."""
-    out = out.resolve()
-    if out.exists():
-        if (out / ".git").exists() or out in REPO_ROOT.parents or out == REPO_ROOT:
-            raise ValueError(f"refusing to replace {out}: it is (or contains) a repository")
-        shutil.rmtree(out)
+    """Write ``contents`` (relative path -> bytes) into ``out``, a new or empty directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise BuildError(f"{out} is not empty: a build writes only into a new or empty directory")
     for relative, data in contents.items():
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
 
+def clear_output(out: Path) -> None:
+    """Make ``out`` a new or empty directory for a build's output. Only what a build made (a
+    directory holding BUILD_MARKER) is deleted; anything else there is a BuildError."""
+    if out.is_symlink() or out.exists() and not out.is_dir():
+        raise BuildError(f"{out} exists and is not a directory: choose another output path")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / BUILD_MARKER).is_file():
+        raise BuildError(
+            f"{out} holds files no build made (it has no {BUILD_MARKER}): choose another output path, or empty it yourself"
+        )
+    shutil.rmtree(out)
+
+
+def write_output(contents: dict[str, bytes], out: Path) -> None:
+    """Replace the build output ``out`` (see clear_output) with ``contents`` and the build marker."""
+    clear_output(out)
+    write_tree(
+        {**contents, BUILD_MARKER: b"made by a cs288_lm build: the next build may replace this directory\n"}, out
+    )
+
+
 def build_handout(out: Path, root: Path = REPO_ROOT) -> list[str]:
-    """Write the handout to ``out`` (replacing it); returns the student modules it stubbed."""
-    write_tree(handout_contents(root), out)
+    """Write the handout to ``out`` (replacing a previous build's); returns the student modules it stubbed."""
+    contents = handout_contents(root)
+    write_output(contents, out)
     return student_modules(root, handout_files(root))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("dist/handout"), help="output directory (replaced)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("dist/handout"), help="output directory (new, empty, or a previous build's)"
+    )
     args = parser.parse_args(argv)
-    stubbed = build_handout(args.out)
+    try:
+        stubbed = build_handout(args.out)
+    except BuildError as error:
+        print(f"make_handout: {error}", file=sys.stderr)
+        return 2
     print(f"handout written to {args.out}; student modules: {', '.join(stubbed)}")
     return 0
 

@@ -166,8 +166,11 @@ def run_pytest(
     *,
     hidden_paths: Sequence[Path] = (),
     pytest_args: Sequence[str] = ("-q", "--tb=short"),
+    on_record: Callable[[bytes], None] | None = None,
 ) -> PytestRun:
-    """Run ``python -m pytest targets`` in ``work_dir`` under ``limits``, with ``hidden_paths`` unreadable."""
+    """Run ``python -m pytest targets`` in ``work_dir`` under ``limits``, with ``hidden_paths`` unreadable.
+
+    ``on_record`` sees each stored record line as it arrives (for progress; it decides nothing)."""
     become_subreaper()
     account = _sandbox_user(limits.user)
     ids = None if account is None else (account.pw_uid, account.pw_gid)
@@ -199,7 +202,7 @@ def run_pytest(
         tail = _Tail(limits.output_bytes)
         ack_read, ack_write = os.pipe()
         os.set_blocking(ack_write, False)  # a test process that never reads cannot stall the reader
-        collector = _RecordCollector(limits.record_bytes, ack_write)
+        collector = _RecordCollector(limits.record_bytes, ack_write, on_record)
         output, records = _PipeReader(tail.take), _PipeReader(collector.take)
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -462,8 +465,9 @@ class _RecordCollector:
     block.
     """
 
-    def __init__(self, cap: int, ack_fd: int | None = None) -> None:
+    def __init__(self, cap: int, ack_fd: int | None = None, on_line: Callable[[bytes], None] | None = None) -> None:
         self.cap = cap
+        self._on_line = on_line
         self.records: list[Record] = []
         self.overflowed = False
         self._used = 0
@@ -497,6 +501,8 @@ class _RecordCollector:
         else:
             self.records.append(Record(received, line))
         self._last_arrival = received
+        if self._on_line is not None:
+            self._on_line(line)
 
     def _acknowledge(self, token: str) -> None:
         if self._ack_fd is None:

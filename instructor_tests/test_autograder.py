@@ -28,7 +28,7 @@ from autograder.grade import Bundle, find_submitted, grade, read_submission, rea
 from autograder.grade_all import grade_folder
 from autograder.imports_check import allowed_modules, forbidden_imports
 from autograder.judge import judge_test
-from autograder.make_handout import REPO_ROOT
+from autograder.make_handout import BUILD_MARKER, REPO_ROOT
 from autograder.sandbox import Limits, share_of_cores
 from instructor_tests.gallery import (
     CASES,
@@ -414,5 +414,5 @@ def test_gradescope_zip_is_complete_and_reproducible(grading_bundle, tmp_path):
             "bundle/manifest.json",
         } <= names
         assert archive.getinfo("run_autograder").external_attr >> 16 == 0o100755
-    assert {f"bundle/{path}" for path in read_tree(grading_bundle.path)} <= names
+    assert {f"bundle/{path}" for path in read_tree(grading_bundle.path) if path != BUILD_MARKER} <= names
     assert not any(name.startswith("bundle/handout/autograder") for name in names)

@@ -7,7 +7,7 @@ Run by the autograder, the same helpers do not decide anything. The grader start
 the environment variable ``CS288_RECORD_FD`` naming a pipe; each helper then writes what it was
 given as data (JSON, arrays as ``.npy`` bytes) to that pipe and lets the test go on. The grader
 runs the same tests with the reference solution beforehand, and a trusted process that never
-imports student code compares the two streams of values (``autograder/judge.py``). Nothing that
+imports student code compares the two streams of values (the autograder's judge). Nothing that
 happens inside the test process — an assertion that passes, a pytest report, an exit status — is
 taken as evidence: a test passes only if the values it recorded are the reference's.
 

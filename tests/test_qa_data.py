@@ -5,8 +5,8 @@ question files (ours and the cs288 starter's); ``cs288_lm/common/predictions.py`
 file and turns accuracies into points. Students do not write these modules: the tests show what
 the data promises (determinism, four distinct choices of one kind from the story, balanced answer
 positions, dev and test stories never seen in training, no answer that a lookup or a frequency
-rule gives away) and what a valid predictions file looks like. The checks that need the instructor-only files (the held-out stories, the test answers)
-are in ``instructor_tests/test_qa_job.py``.
+rule gives away) and what a valid predictions file looks like. The checks that need the files only
+the instructors have (the held-out stories, the test answers) are among the instructors' tests.
 
 Properties of many questions at once are recorded as the list of what is wrong (empty when all is
 well), which names the bad questions. Files are written under a temporary directory but named by

@@ -1,6 +1,6 @@
 """How far the QA questions can be answered without a language model (given, instructor tooling).
 
-``python make_qa_data.py --audit`` prints this module's table. Each *rule* picks one choice per
+The instructors' data generator prints this module's table for the files it writes. Each *rule* picks one choice per
 question from what the question file itself shows, plus word-pair counts from the training
 stories; a good question set keeps every rule near chance (25% with four choices) except the
 ones that need real reading. The rules:

@@ -23,7 +23,7 @@ Questions must be answered by reading, not by tricks, so the generator guarantee
   the split: chance for frequency and position, a little above chance for bigram fit.
 * whole, clean sentences: no question cut inside a quotation, no markup or stray symbols.
 
-``python make_qa_data.py --audit`` measures all of this on the files (:mod:`cs288_lm.common.qa_audit`).
+The audit (:mod:`cs288_lm.common.qa_audit`) measures all of this on the question files.
 
 Word kinds come from simple corpus statistics instead of a tagger (students may not install one):
 a *name* is a capitalised word seen in the middle of sentences and (almost) never in lower case; a

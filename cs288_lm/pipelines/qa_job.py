@@ -143,8 +143,8 @@ def ensure_pretrained_lm(config: QAJobConfig) -> Path:
 
 
 def load_splits(config: QAJobConfig) -> dict[str, list[dict]]:
-    """train and dev (with answers) and the test questions (without). The instructor's repository
-    also has ``test.json`` with the answers; then ``test_answers`` holds them for reporting."""
+    """train and dev (with answers) and the test questions (without). Where the test answers are
+    at hand too (the instructors' copy of the data), ``test_answers`` holds them for reporting."""
     qa_dir = Path(config.qa_dir)
     splits = {
         "train": load_questions(qa_dir / "train.json", require_answers=True),
