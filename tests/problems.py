@@ -38,6 +38,11 @@ def problem_of(nodeid: str, problems: Sequence[Mapping]) -> str | None:
     return None
 
 
+def selected(nodeids: Sequence[str], wanted: Sequence[str], problems: Sequence[Mapping]) -> list[bool]:
+    """For each test, whether ``pytest --problem`` with the problems ``wanted`` runs it."""
+    return [problem_of(nodeid, problems) in wanted for nodeid in nodeids]
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--problem",
@@ -57,6 +62,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     unknown = [name for name in wanted if name not in names]
     if unknown:
         raise pytest.UsageError(f"--problem: no problem named {', '.join(unknown)}; the problems: {', '.join(names)}")
-    chosen = [problem_of(item.nodeid, problems) in wanted for item in items]
+    chosen = selected([item.nodeid for item in items], wanted, problems)
     config.hook.pytest_deselected(items=[item for item, keep in zip(items, chosen) if not keep])
     items[:] = [item for item, keep in zip(items, chosen) if keep]
