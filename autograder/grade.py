@@ -349,11 +349,12 @@ def given_note(given: int, scored: int, points: float) -> list[str]:
     manifest's ``given``), so they check code that comes with it."""
     if not given:
         return []
-    tests = "test passes" if given == 1 else "tests pass"
+    passes, they, check, earn = ("passes", "it", "checks", "earns") if given == 1 else ("pass", "they", "check", "earn")
+    unit = "point is" if points == 1 else "points are"
     return [
         (
-            f"{given} of these {tests} on the unimplemented handout too: they check code that is given and earn"
-            f" no points; the {points:g} points are split evenly over the other {scored}."
+            f"{given} of these tests {passes} on the unimplemented handout too: {they} {check} code that is given"
+            f" and {earn} no points; the {points:g} {unit} split evenly over the other {scored}."
         )
     ]
 

@@ -269,6 +269,11 @@ def test_the_entry_of_the_bare_handout_says_why_passing_tests_earn_nothing():
         "2 of these tests pass on the unimplemented handout too: they check code that is given and earn no points;"
         " the 2.5 points are split evenly over the other 14." in entry["output"]
     )
+    linear = [f"tests/test_model.py::test_linear_matches[{i}]" for i in range(3)]
+    one_bundle = bundle_for(linear, given=set(linear[:1]))
+    one = problem_entry(by_name("linear"), True, results_for(one_bundle), one_bundle)["output"]
+    assert "1 of these tests passes on the unimplemented handout too: it checks code that is given and earns" in one
+    assert "the 1 point is split evenly over the other 2." in one
     none_given = problem_entry(
         by_name("rope"), True, results_for(bundle_for(nodeids), set(nodeids)), bundle_for(nodeids)
     )
