@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -64,8 +63,10 @@ from autograder.make_handout import (
     write_tree,
 )
 from autograder.markers import student_modules
+from autograder.problems import with_problems
 from autograder.sandbox import Limits, Record, run_pytest, share_of_cores
 from autograder.strip_expected import sandbox_tree
+from tests.problems import problem_of
 
 GRADING_CONFIG = Path(__file__).resolve().parent / "grading_config.json"
 HIDDEN_TESTS = "autograder/hidden_tests"
@@ -220,20 +221,6 @@ def _by_module(records: list[Record], modules: list[str]) -> dict[str, Stream]:
     return by_module
 
 
-def test_name(nodeid: str) -> str:
-    """``tests/test_model.py::test_rope[500.0]`` -> ``test_rope``."""
-    return nodeid.split("::")[-1].split("[", 1)[0]
-
-
-def problem_of(nodeid: str, problems: list[dict]) -> str | None:
-    """The first problem whose modules include the test's and whose pattern matches its name."""
-    module = nodeid.split("::", 1)[0]
-    for problem in problems:
-        if module in problem["modules"] and re.search(problem.get("tests", ""), test_name(nodeid)):
-            return problem["name"]
-    return None
-
-
 def check_config(config: dict, rules: dict, modules: list[str]) -> None:
     """Problems name existing modules and parts, and their points add up to each part's."""
     problems = config["problems"]
@@ -332,7 +319,9 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
     hidden, hidden_snapshots = hidden_contents(root)
     modules = find_test_modules({**handout, **hidden})
     config = json.loads(GRADING_CONFIG.read_text(encoding="utf-8"))
-    check_config(config, json.loads(handout[config["rules"]]), modules)
+    rules = json.loads(handout[config["rules"]])
+    config = with_problems(config, rules)  # the bundle's grading_config.json holds each problem whole
+    check_config(config, rules, modules)
     students = student_modules(root, handout_files(root))
     reference_tree = with_solution(root, students, {**handout, **hidden})
     reference, on_handout = record_modules([reference_tree, {**handout, **hidden}], modules)
@@ -346,7 +335,7 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
         contents[f"secret/reference/{module}.jsonl"] = b"".join(line + b"\n" for line in lines)
     if (root / QA_ANSWERS).is_file():
         contents["secret/answers/test.json"] = (root / QA_ANSWERS).read_bytes()
-    contents["grading_config.json"] = GRADING_CONFIG.read_bytes()
+    contents["grading_config.json"] = (json.dumps(config, indent=1) + "\n").encode()
     contents["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     write_output(dict(sorted(contents.items())), out)
     (out / "secret").chmod(0o700)

@@ -32,6 +32,7 @@ import dataclasses
 # Imported now, though first used while judging: once a test process has run, the grader imports
 # nothing more from disk, where a submission might have written (instructor_tests/test_sandbox.py).
 import encodings.cp437  # noqa: F401 (zip member names, as np.load reads an .npz snapshot)
+import functools
 import json
 import os
 import re
@@ -66,8 +67,9 @@ from autograder.imports_check import (
     python_source,
     review_flags,
 )
-from autograder.judge import Stream, Verdict, judge_stream, parse_stream
+from autograder.judge import Stream, Verdict, check_messages, judge_stream, parse_stream
 from autograder.make_handout import REPO_ROOT, BuildError, write_tree
+from autograder.problems import dependencies
 from autograder.sandbox import (
     Limits,
     PytestRun,
@@ -122,6 +124,13 @@ class Bundle:
     def reference(self, module: str) -> Stream:
         """The reference solution's records for ``module``."""
         return load_reference(self.secret[f"reference/{module}.jsonl"])
+
+    @functools.cached_property
+    def messages(self) -> dict[str, str]:
+        """The test modules' own words for their checks (``message=``), by site: from the bundle's copy
+        of the tests, never from what a test process records."""
+        modules = self.manifest["modules"]
+        return check_messages({module: self.handout.get(module, self.hidden.get(module, b"")) for module in modules})
 
     def snapshots(self, module: str):
         """The grader's copy of ``module``'s snapshots, by name."""
@@ -261,7 +270,7 @@ def run_module(
 def judge_run(module: str, run: PytestRun, bundle: Bundle) -> ModuleResult:
     """The verdicts on a module's run, and what stopped it early, if anything."""
     stream = parse_stream(run.records)
-    verdicts = judge_stream(stream, bundle.reference(module), bundle.snapshots(module))
+    verdicts = judge_stream(stream, bundle.reference(module), bundle.snapshots(module), bundle.messages)
     stopped = run.problem
     if stopped is None and stream.collect_errors:
         # What a hidden module's process says is the submission's text next to hidden code: not shown.
@@ -300,6 +309,9 @@ def problem_entry_name(problem: dict, public: bool) -> str:
     return f"Part {problem['part']}: {problem['name']} ({'public' if public else 'hidden'} tests)"
 
 
+LOCAL_PYTEST = "python -m pytest"  # how the handout README runs the tests (with its .venv/bin/ in front)
+
+
 def problem_entry(problem: dict, public: bool, results: list[ModuleResult], bundle: Bundle) -> dict:
     """The Gradescope entry of one problem's public or hidden tests."""
     modules = [m for m in problem["modules"] if is_public(m) == public]
@@ -315,8 +327,13 @@ def problem_entry(problem: dict, public: bool, results: list[ModuleResult], bund
     score = points * sum(t in passed for t in scored) / len(scored) if scored else 0.0
     where = ", ".join(modules)
     lines = [f"{len(passed)} of {len(tests)} tests passed ({where}: {pattern_label(problem.get('tests', ''))})."]
-    lines += stopped
+    if public:
+        lines.append(f"Run them locally: {LOCAL_PYTEST} --problem {problem['name']}")
+    lines += given_note(len(tests) - len(scored), len(scored), points)
     failed = [(t, v) for t, v in tests if not v.passed]
+    if failed:
+        lines += fix_first_note(problem, public, results, bundle)
+    lines += stopped
     if public and failed:
         lines.append("Failed:")
         lines += [f"  {t.split('::', 1)[1]}: {v.reason}" for t, v in failed[:MAX_LISTED_FAILURES]]
@@ -331,12 +348,52 @@ def problem_entry(problem: dict, public: bool, results: list[ModuleResult], bund
     }
 
 
+def given_note(given: int, scored: int, points: float) -> list[str]:
+    """Why some of a problem's tests earn nothing: they pass on the unimplemented handout (the
+    manifest's ``given``), so they check code that comes with it."""
+    if not given:
+        return []
+    passes, they, check, earn = ("passes", "it", "checks", "earns") if given == 1 else ("pass", "they", "check", "earn")
+    unit = "point is" if points == 1 else "points are"
+    return [
+        (
+            f"{given} of these tests {passes} on the unimplemented handout too: {they} {check} code that is given"
+            f" and {earn} no points; the {points:g} {unit} split evenly over the other {scored}."
+        )
+    ]
+
+
+def failing(problem: dict, public: bool, results: list[ModuleResult], bundle: Bundle) -> bool:
+    """Whether a test of ``problem`` on the public (or hidden) side failed."""
+    return any(
+        not result.verdicts[t].passed
+        for result in results
+        for t in problem_tests(problem, public, result.module, bundle)
+    )
+
+
+def fix_first_note(problem: dict, public: bool, results: list[ModuleResult], bundle: Bundle) -> list[str]:
+    """Which problems to fix first: those ``problem`` builds on (``depends_on``, through others too)
+    whose tests on the same side fail as well, and that do not themselves build on another failing one."""
+    by_name = {p["name"]: p for p in bundle.config["problems"]}
+    graph = {name: p.get("depends_on", []) for name, p in by_name.items()}
+    broken = [need for need in dependencies(problem["name"], graph) if failing(by_name[need], public, results, bundle)]
+    first = [need for need in broken if not set(dependencies(need, graph)) & set(broken)]
+    if not first:
+        return []
+    names = first[0] if len(first) == 1 else f"{', '.join(first[:-1])} and {first[-1]}"
+    their, it = ("their", "them") if len(first) > 1 else ("its", "it")
+    return [f"Fix {names} first: {their} tests fail too, and {problem['name']} builds on {it}."]
+
+
 def feedback_entry(result: ModuleResult, bundle: Bundle) -> dict:
     """A test module no problem lists (the Part 4 code): feedback, no points."""
     public = is_public(result.module)
     tests = bundle.manifest["modules"][result.module]["tests"]
     failed = [(t, result.verdicts[t]) for t in tests if not result.verdicts[t].passed]
     lines = [f"{len(tests) - len(failed)} of {len(tests)} tests passed."]
+    if public:
+        lines.append(f"Run them locally: {LOCAL_PYTEST} {result.module}")
     if result.stopped:
         lines.append(result.stop_note(public))
     if public and failed:

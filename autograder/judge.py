@@ -18,13 +18,14 @@ near the stream's size; any error while reading or judging a value fails that te
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
 import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,35 +278,75 @@ def read_npy(data: bytes) -> np.ndarray:
     return values.reshape(shape, order="F" if fortran_order else "C")
 
 
-def _shown(value: Any) -> str:
+def _is_tagged(value: Any, tag: str) -> bool:
+    """Whether ``value`` is a decoded dict (``("dict", pairs)``) or set (``("set", items)``)."""
+    if not (isinstance(value, tuple) and len(value) == 2 and value[0] == tag and isinstance(value[1], tuple)):
+        return False
+    return tag != "dict" or all(isinstance(pair, tuple) and len(pair) == 2 for pair in value[1])
+
+
+def _readable(value: Any) -> str:
     if isinstance(value, Array):
-        text = f"{value.dtype} {list(value.values.shape)} {np.array2string(value.values, threshold=8, edgeitems=2)}"
-    else:
-        text = repr(value)
-    text = " ".join(text.split())
+        return f"{value.dtype} {list(value.values.shape)} {np.array2string(value.values, threshold=8, edgeitems=2)}"
+    if _is_tagged(value, "dict"):
+        return "{" + ", ".join(f"{_readable(key)}: {_readable(item)}" for key, item in value[1]) + "}"
+    if _is_tagged(value, "set"):
+        return "{" + ", ".join(_readable(item) for item in value[1]) + "}" if value[1] else "set()"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_readable(item) for item in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    return repr(value)
+
+
+def _shown(value: Any) -> str:
+    text = " ".join(_readable(value).split())
     return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
 
 
-def difference(actual: Any, reference: Any, rtol: float | None, atol: float | None, where: str = "") -> str | None:
-    """Why ``actual`` is not ``reference`` (exactly, or within tolerance when given); None if it is."""
+# Where in a recorded value a difference lies: one step per level, "[2]" (an item) or "['key']" (a dict's).
+Place = tuple[str, ...]
+
+
+def difference(actual: Any, reference: Any, rtol: float | None, atol: float | None) -> str | None:
+    """Why ``actual`` is not ``reference`` (exactly, or within tolerance when given); None if it is.
+
+    A difference inside a container names its place: ``item [1]['logits']: ...``."""
+    found = _difference(actual, reference, rtol, atol, ())
+    if found is None:
+        return None
+    place, problem = found
+    return f"item {''.join(place)}: {problem}" if place else problem
+
+
+def _difference(
+    actual: Any, reference: Any, rtol: float | None, atol: float | None, place: Place
+) -> tuple[Place, str] | None:
+    """Where and why ``actual`` is not ``reference``; None if it is."""
     exact = rtol is None
     if isinstance(reference, Array) or isinstance(actual, Array):
         if not (isinstance(reference, Array) and isinstance(actual, Array)):
-            return f"{where}got {_shown(actual)} where the reference has {_shown(reference)}"
-        return _array_difference(actual, reference, rtol, atol, where)
+            return place, f"got {_shown(actual)} where the reference has {_shown(reference)}"
+        found = _array_difference(actual, reference, rtol, atol)
+        return None if found is None else (place, found)
     if type(actual) is not type(reference):
-        return (
-            f"{where}got a {type(actual).__name__} ({_shown(actual)})"
+        return place, (
+            f"got a {type(actual).__name__} ({_shown(actual)})"
             f" where the reference has a {type(reference).__name__} ({_shown(reference)})"
         )
+    if _is_tagged(reference, "dict") and _is_tagged(actual, "dict"):
+        return _dict_difference(actual[1], reference[1], rtol, atol, place)
+    if _is_tagged(reference, "set") and _is_tagged(actual, "set"):
+        if _difference(list(actual[1]), list(reference[1]), rtol, atol, ()) is None:
+            return None
+        return place, f"got the set {_shown(actual)} where the reference has {_shown(reference)}"
     if isinstance(reference, (list, tuple)):
         if len(actual) != len(reference):
-            return (
-                f"{where}got {len(actual)} items where the reference has {len(reference)}:"
+            return place, (
+                f"got {len(actual)} items where the reference has {len(reference)}:"
                 f" {_shown(actual)} vs {_shown(reference)}"
             )
         for index, (a, r) in enumerate(zip(actual, reference)):
-            found = difference(a, r, rtol, atol, f"{where}[{index}] ")
+            found = _difference(a, r, rtol, atol, (*place, f"[{index}]"))
             if found:
                 return found
         return None
@@ -314,21 +355,33 @@ def difference(actual: Any, reference: Any, rtol: float | None, atol: float | No
             return None
         if abs(actual - reference) <= atol + rtol * abs(reference) or actual == reference:
             return None
-        return f"{where}got {actual!r} where the reference has {reference!r} (atol {atol:g}, rtol {rtol:g})"
+        return place, f"got {actual!r} where the reference has {reference!r} (atol {atol:g}, rtol {rtol:g})"
     if isinstance(reference, float) and np.isnan(reference) and np.isnan(actual):
         return None
     if actual != reference:
-        return f"{where}got {_shown(actual)} where the reference has {_shown(reference)}"
+        return place, f"got {_shown(actual)} where the reference has {_shown(reference)}"
     return None
 
 
-def _array_difference(
-    actual: Array, reference: Array, rtol: float | None, atol: float | None, where: str
-) -> str | None:
+def _dict_difference(
+    actual: tuple, reference: tuple, rtol: float | None, atol: float | None, place: Place
+) -> tuple[Place, str] | None:
+    """Dicts as their (key, value) pairs in the recorded order: the keys first, then each value by key."""
+    keys, reference_keys = [key for key, _ in actual], [key for key, _ in reference]
+    if _difference(keys, reference_keys, None, None, ()) is not None:
+        return place, f"got the keys {_shown(keys)} where the reference has {_shown(reference_keys)}"
+    for (key, a), (_, r) in zip(actual, reference):
+        found = _difference(a, r, rtol, atol, (*place, f"[{_shown(key)}]"))
+        if found:
+            return found
+    return None
+
+
+def _array_difference(actual: Array, reference: Array, rtol: float | None, atol: float | None) -> str | None:
     if actual.dtype != reference.dtype:
-        return f"{where}dtype {actual.dtype} where the reference has {reference.dtype}"
+        return f"dtype {actual.dtype} where the reference has {reference.dtype}"
     if actual.values.shape != reference.values.shape:
-        return f"{where}shape {tuple(actual.values.shape)} where the reference has {tuple(reference.values.shape)}"
+        return f"shape {tuple(actual.values.shape)} where the reference has {tuple(reference.values.shape)}"
     a, r = actual.values, reference.values
     if rtol is None or a.dtype.kind in "biu":
         bad = ~((a == r) | (np.isnan(a) & np.isnan(r)) if a.dtype.kind in "fc" else (a == r))
@@ -342,7 +395,7 @@ def _array_difference(
     index = tuple(int(i) for i in np.argwhere(bad)[0])
     tolerance = "" if rtol is None else f" (atol {atol:g}, rtol {rtol:g})"
     return (
-        f"{where}{int(bad.sum())} of {bad.size} values differ from the reference{tolerance}; "
+        f"{int(bad.sum())} of {bad.size} values differ from the reference{tolerance}; "
         f"first at index {index}: got {a[index].item()!r}, reference {r[index].item()!r}"
     )
 
@@ -377,9 +430,15 @@ def judge_check(check: dict, reference: dict, snapshot: SnapshotLoader, elapsed:
         if not (isinstance(actual, tuple) and actual[:1] == ("dict",)):
             return "the snapshot check recorded no arrays"
         actual = ("dict", tuple(sorted(actual[1], key=lambda pair: str(pair[0]))))
-        return difference(
-            actual, expected, _number(reference["rtol"], "rtol"), _number(reference["atol"], "atol"), "snapshot "
+        found = _difference(
+            actual, expected, _number(reference["rtol"], "rtol"), _number(reference["atol"], "atol"), ()
         )
+        if found is None:
+            return None
+        place, problem = found
+        # The first step is the array's key ("['name']"); a snapshot of one array names none.
+        array = f", array {place[0][1:-1]}" if place and len(expected[1]) > 1 else ""
+        return f"snapshot {reference['name']!r}{array}: {problem}"
     if kind == "raises":
         raised, message = check.get("raised"), check.get("message")
         wanted = " or ".join(name.rsplit(".", 1)[-1] for name in reference["expected"])
@@ -403,8 +462,13 @@ def judge_check(check: dict, reference: dict, snapshot: SnapshotLoader, elapsed:
     raise BadRecord(f"the reference has an unknown check {kind!r}")
 
 
-def judge_test(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader) -> Verdict:
-    """The verdict on one test: the submission's run against the reference run."""
+def judge_test(
+    run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader, messages: Mapping[str, str] | None = None
+) -> Verdict:
+    """The verdict on one test: the submission's run against the reference run.
+
+    ``messages`` (from :func:`check_messages`): the test's own words for a check, by the reference
+    run's site of the check; a failed check's reason starts with them."""
     if run is None:
         return Verdict(False, "did not run (the test process stopped before it)")
     if run.corrupt:
@@ -435,7 +499,8 @@ def judge_test(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader
         except Exception as error:  # noqa: BLE001 (whatever a value does to the judge fails its test only)
             problem = f"unreadable value ({type(error).__name__})"
         if problem:
-            return Verdict(False, f"{where}: {problem}")
+            said = (messages or {}).get(where)
+            return Verdict(False, f"{said} ({where}: {problem})" if said else f"{where}: {problem}")
     return Verdict(True)
 
 
@@ -468,14 +533,20 @@ def _check_problem(
     return judge_check(check, expected, snapshot, elapsed)
 
 
-def judge_stream(stream: Stream, reference: Stream, snapshot: SnapshotLoader) -> dict[str, Verdict]:
+def judge_stream(
+    stream: Stream, reference: Stream, snapshot: SnapshotLoader, messages: Mapping[str, str] | None = None
+) -> dict[str, Verdict]:
     """The verdict on every test of the reference stream."""
-    return {nodeid: _judged(stream.tests.get(nodeid), ref, snapshot) for nodeid, ref in reference.tests.items()}
+    return {
+        nodeid: _judged(stream.tests.get(nodeid), ref, snapshot, messages) for nodeid, ref in reference.tests.items()
+    }
 
 
-def _judged(run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader) -> Verdict:
+def _judged(
+    run: TestRun | None, reference: TestRun, snapshot: SnapshotLoader, messages: Mapping[str, str] | None
+) -> Verdict:
     try:
-        return judge_test(run, reference, snapshot)
+        return judge_test(run, reference, snapshot, messages)
     except Exception as error:  # noqa: BLE001 (a last line of defence: one test fails, the grade goes on)
         return Verdict(False, f"could not be judged ({type(error).__name__})")
 
@@ -484,3 +555,51 @@ def read_snapshot(data: bytes) -> dict[str, np.ndarray]:
     """A trusted ``.npz`` snapshot (from the bundle), read without pickle."""
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}
+
+
+# ---------------------------------------------------------------------------------------------
+# The tests' own words
+# ---------------------------------------------------------------------------------------------
+
+MESSAGE_CHECKS = ("check_close", "check_equal")  # the graded checks that take a ``message=``
+
+
+def check_messages(sources: Mapping[str, bytes]) -> dict[str, str]:
+    """The ``message=`` of every graded check in trusted test sources (path -> bytes), by site.
+
+    A site is what ``tests/graded.py`` records (``test_nn_utils.py:49``: file name and the line the
+    call starts on). Only literal strings count: a computed message may hold expected values, and
+    the test modules that run next to submitted code have every message stripped
+    (``autograder/strip_expected.py``), so the words come from here, never from a test process. A
+    site that two files or two calls share gets none.
+    """
+    found: dict[str, str | None] = {}
+    for path, data in sources.items():
+        try:
+            tree = ast.parse(data, filename=path)
+        except (SyntaxError, ValueError):
+            continue
+        name = path.rsplit("/", 1)[-1]
+        for node in ast.walk(tree):
+            message = _literal_message(node)
+            if message is not None:
+                site = f"{name}:{node.lineno}"
+                found[site] = None if site in found else message
+    return {site: message for site, message in found.items() if message}
+
+
+def _literal_message(node: ast.AST) -> str | None:
+    """The literal ``message=`` of a graded check call, else None."""
+    if not isinstance(node, ast.Call):
+        return None
+    called = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+    if called not in MESSAGE_CHECKS:
+        return None
+    for keyword in node.keywords:
+        if (
+            keyword.arg == "message"
+            and isinstance(keyword.value, ast.Constant)
+            and isinstance(keyword.value.value, str)
+        ):
+            return " ".join(keyword.value.value.split())[:MAX_MESSAGE_CHARS]
+    return None

@@ -127,7 +127,8 @@ NEEDS_WORK = {
 
 def toy_tree() -> dict[str, bytes]:
     files = {path: (REPO_ROOT / path).read_bytes() for path in ("conftest.py", "tests/graded.py")}
-    files.update({path: (REPO_ROOT / path).read_bytes() for path in ("tests/snapshots.py", "tests/torch_threads.py")})
+    plugins = ("tests/snapshots.py", "tests/torch_threads.py", "tests/problems.py", "tests/stubs.py")
+    files.update({path: (REPO_ROOT / path).read_bytes() for path in plugins})
     files["tests/__init__.py"] = b""
     files["cs288_lm/__init__.py"] = b""
     files["cs288_lm/toy.py"] = PACKAGE.encode()

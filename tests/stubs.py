@@ -1,0 +1,121 @@
+"""One line per function that is not written yet, instead of a traceback per test that reaches it.
+
+On the bare handout most tests stop at a stub, ``raise NotImplementedError("Implement ...")`` in a
+student module (``cs288_lm/*.py``). Plain ``pytest`` reports such a test as ``not implemented``
+(``N`` in the progress line) rather than as a failure with its traceback, and lists at the end each
+such function once, with how many tests reached it::
+
+    cs288_lm/model.py:57 Linear.forward: not implemented yet (9 tests)
+
+A failure that began there counts too: a ``pytest.warns`` that saw no warning because the stub
+raised first, a stub's error sent back by a worker process. A test still counts as failed for
+pytest's exit status, and every other failure (an assertion, a ``NotImplementedError`` raised
+outside the student modules) keeps its full traceback. Under the grader (``tests/graded.py``
+recording) nothing changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests import graded
+
+STUDENT_PACKAGE = "cs288_lm"  # student modules are the files directly in it
+CATEGORY = "not implemented"
+
+
+@dataclass(frozen=True, order=True)
+class Stub:
+    """Where a test stopped: a function of a student module that raised ``NotImplementedError``."""
+
+    path: str
+    line: int
+    function: str = field(compare=False)  # its qualified name (a worker process's traceback gives the bare name)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line} {self.function}: not implemented yet"
+
+
+_stopped: dict[tuple[str, str], Stub] = {}  # (nodeid, phase) -> the stub it stopped at
+# A frame of a traceback that a worker process sent as text (multiprocessing's RemoteTraceback).
+REMOTE_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def stub_of(error: BaseException | None, root: Path) -> Stub | None:
+    """The student function where the failure ``error`` began, if it began with a ``NotImplementedError``
+    raised directly in a student module: ``error`` itself, or what it was raised from or while handling
+    (``pytest.warns`` that saw no warning, a worker process's error)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, NotImplementedError):
+            stub = _raised_here(error, root) or _raised_in_a_worker(error, root)
+            if stub is not None:
+                return stub
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _student_module(filename: str, root: Path) -> str | None:
+    """``cs288_lm/x.py`` for a file of a student module under ``root``, else None."""
+    try:
+        relative = Path(filename).resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        return None
+    return relative.as_posix() if len(relative.parts) == 2 and relative.parts[0] == STUDENT_PACKAGE else None
+
+
+def _raised_here(error: BaseException, root: Path) -> Stub | None:
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return None
+    code = frame.tb_frame.f_code
+    path = _student_module(code.co_filename, root)
+    return None if path is None else Stub(path, frame.tb_lineno, code.co_qualname)
+
+
+def _raised_in_a_worker(error: BaseException, root: Path) -> Stub | None:
+    if type(error.__cause__).__name__ != "RemoteTraceback":
+        return None
+    frames = REMOTE_FRAME.findall(str(error.__cause__))
+    path = _student_module(frames[-1][0], root) if frames else None
+    return None if path is None else Stub(path, int(frames[-1][1]), frames[-1][2])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and call.excinfo is not None and not graded.grading():
+        stub = stub_of(call.excinfo.value, item.config.rootpath)
+        if stub is not None:
+            _stopped[(report.nodeid, report.when)] = stub
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if (report.nodeid, report.when) in _stopped:
+        return CATEGORY, "N", ("NOT IMPLEMENTED", {"yellow": True})
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    reached = Counter(_stopped.values())
+    if not reached:
+        return
+    named = {stub: max((s.function for s in _stopped.values() if s == stub), key=len) for stub in reached}
+    terminalreporter.section("not implemented yet", sep="=", yellow=True)
+    for stub, tests in sorted(reached.items()):
+        terminalreporter.line(f"{Stub(stub.path, stub.line, named[stub])} ({tests} test{'s' if tests != 1 else ''})")
+    stopped = len({nodeid for nodeid, _ in _stopped})
+    others = (
+        " The other failures are shown above with their tracebacks." if terminalreporter.stats.get("failed") else ""
+    )
+    terminalreporter.line(f"{stopped} test{'s' if stopped != 1 else ''} stopped at one of these functions.{others}")
