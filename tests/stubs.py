@@ -62,7 +62,7 @@ def stub_of(error: BaseException | None, root: Path) -> Stub | None:
 
 
 def _student_module(filename: str, root: Path) -> str | None:
-    """``cs288_lm/x.py`` for a file of a student module under ``root``, else None."""
+    """The path of a student module file under ``root`` (e.g. ``cs288_lm/model.py``), else None."""
     try:
         relative = Path(filename).resolve().relative_to(root.resolve())
     except (ValueError, OSError):
