@@ -38,14 +38,15 @@ def test_double_small():
 def test_double_large():
     check_equal(double(21), 42)
 """
-GIVEN = ("conftest.py", "tests/graded.py", "tests/snapshots.py", "tests/torch_threads.py", "requirements.txt")
+GIVEN = ("tests/graded.py", "requirements.txt")
+CONFTEST = b'pytest_plugins = ["tests.graded"]\n'  # the recorder only: no torch to import, a process starts fast
 LIMITS = Limits(seconds=120, memory_bytes=4 << 30, file_bytes=64 << 20)
 
 
 def handout() -> dict[str, bytes]:
-    """The tiny course's handout: the grader's plugins, one stubbed module and its test."""
+    """The tiny course's handout: the grader's recorder, one stubbed module and its test."""
     given = {path: (REPO_ROOT / path).read_bytes() for path in GIVEN}
-    return {**given, "cs288_lm/__init__.py": b"", STUDENT: STUB, MODULE: TEST}
+    return {**given, "conftest.py": CONFTEST, "cs288_lm/__init__.py": b"", STUDENT: STUB, MODULE: TEST}
 
 
 def config() -> dict:
@@ -237,6 +238,7 @@ def test_a_submission_that_ends_its_own_process_is_graded_not_blamed_on_the_grad
     assert results["score"] == 0
     (entry,) = [t for t in results["tests"] if t["name"].startswith("Part 1: double")]
     assert "0 of 2 tests passed" in entry["output"]
+    assert "exited with status 0 before any test ran" in entry["output"]
 
 
 # --- grade_all --workers and progress ----------------------------------------------------------------
