@@ -268,3 +268,19 @@ def test_grade_shows_a_line_per_module(tiny_bundle, tmp_path):
     assert results["score"] == 7.5
     (line,) = lines
     assert line.startswith(f"[1/1] {MODULE}: 1 of 2 tests passed (") and line.endswith(" s)")
+
+
+# --- speed -------------------------------------------------------------------------------------
+
+
+def test_test_modules_are_stripped_once_per_content(tiny_bundle):
+    """The stripped test modules are the same for every module run and every submission: made once."""
+    from autograder.grade import Bundle, stripped
+    from autograder.strip_expected import sandbox_tree
+
+    bundle = Bundle.load(tiny_bundle)
+    assert stripped(bundle.handout) | stripped(bundle.hidden) == sandbox_tree({**bundle.handout, **bundle.hidden})
+    assert stripped(bundle.handout)[MODULE] != TEST  # expected values are gone
+    assert stripped(dict(bundle.handout)) is stripped(bundle.handout)
+    changed = bundle.handout | {MODULE: TEST.replace(b"42", b"44")}
+    assert stripped(changed) is not stripped(bundle.handout)
