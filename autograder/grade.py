@@ -1,6 +1,6 @@
 """Grade one submission and write Gradescope's results.json.
 
-    python -m autograder.grade --submission DIR --out results.json [--bundle dist/grader]
+    python -m autograder.grade --submission DIR --out results.json [--bundle dist/grader] [--duplicates shallowest]
 
 Without ``--bundle`` a grading bundle is built from this repository first (a minute or two; see
 :mod:`autograder.bundle`). Steps, in this order:

@@ -1,9 +1,11 @@
 """Grade a folder of submissions locally: one results.json per student, a CSV summary, a similarity report.
 
     python -m autograder.grade_all --submissions DIR --out DIR [--bundle dist/grader]
-                                   [--no-similarity] [--sandbox-user USER]
+                                   [--no-similarity] [--sandbox-user USER] [--workers N]
 
-Every subdirectory of ``--submissions`` is one student's submission (its name is the student's).
+Every subdirectory of ``--submissions`` is one student's submission (its name is the student's);
+a folder that is itself one submission (it holds ``cs288_lm/``) or holds none is refused.
+``--workers N`` grades N submissions at once (not with a sandbox user: see :func:`workers_allowed`).
 ``--out`` receives ``<student>/results.json``, ``summary.csv`` (one row per student: the total,
 then the score of every graded entry) and, written first (before any submitted code runs),
 ``similarity/``: the most similar pairs of submissions per student module
