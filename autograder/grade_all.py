@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from autograder.bundle import build_bundle
+from autograder.bundle import GRADING_CONFIG, build_bundle
 from autograder.grade import (
     SubmissionError,
     TestProcessError,
@@ -44,19 +44,30 @@ from autograder.grade import (
     writable_ancestor_problem,
     write_results,
 )
+from autograder.make_handout import REPO_ROOT, handout_files
+from autograder.markers import student_modules
 from autograder.sandbox import grading_problem, share_of_cores
 from autograder.similarity import similarity_report
 
 
-def check_submissions_folder(submissions: Path, bundle: Path) -> list[Path]:
+def graded_paths(bundle: Path | None) -> list[str]:
+    """The files a submission is made of: the bundle's student modules and predictions files (this
+    repository's when there is no bundle yet, so that a wrong folder is refused before one is built)."""
+    if bundle is None:
+        students = student_modules(REPO_ROOT, handout_files(REPO_ROOT))
+        config = json.loads(GRADING_CONFIG.read_text(encoding="utf-8"))
+    else:
+        students = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["student_modules"]
+        config = json.loads((bundle / "grading_config.json").read_text(encoding="utf-8"))
+    return [*students, *(spec["file"] for spec in config["part4"]["predictions"].values())]
+
+
+def check_submissions_folder(submissions: Path, graded: list[str]) -> list[Path]:
     """The students' folders of ``submissions``; :class:`UsageError` when it is missing, holds no
-    folder, or is itself one student's submission (it holds ``cs288_lm/`` or a graded file)."""
+    folder, or is itself one student's submission (it holds ``cs288_lm/`` or one of the ``graded`` files)."""
     if not submissions.is_dir():
         problem = "is a file, not a folder" if submissions.exists() else "does not exist"
         raise UsageError(f"--submissions {submissions} {problem}: give the folder that holds one folder per student")
-    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    config = json.loads((bundle / "grading_config.json").read_text(encoding="utf-8"))
-    graded = [*manifest["student_modules"], *(spec["file"] for spec in config["part4"]["predictions"].values())]
     mine = {path.split("/")[0] for path in graded}  # cs288_lm/, and the files at a repository's top
     mine |= {path.split("/")[-1] for path in graded}  # the files themselves, submitted loose
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in submissions.iterdir() if p.name in mine)
@@ -200,14 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.bundle is not None:
             check_bundle(args.bundle)
-            check_submissions_folder(args.submissions, args.bundle)
+        check_submissions_folder(args.submissions, graded_paths(args.bundle))
         check_output_folder(args.out, args.submissions)
         with tempfile.TemporaryDirectory(prefix="bundle-") as temporary:
             bundle = args.bundle
             if bundle is None:
                 bundle = Path(temporary) / "bundle"
                 build_bundle(bundle)
-                check_submissions_folder(args.submissions, bundle)
             if not args.no_similarity:
                 # Before any submitted code runs: copydetect imports much (and pygments finds lexers as
                 # it goes), and once a test process has run the grader imports nothing more from disk.

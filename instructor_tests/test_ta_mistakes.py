@@ -184,6 +184,9 @@ def test_grade_all_refuses_one_students_folder_and_an_empty_one(tiny_bundle, tmp
     assert "holds no folder (nothing (it is empty))" in one_line(capsys)
     assert run(tmp_path / "missing") == 2
     assert "does not exist" in one_line(capsys)
+    # Without --bundle, refused before a bundle is built (minutes), by this repository's file names.
+    assert grade_all.main(["--submissions", str(one), "--out", str(tmp_path / "out"), "--no-similarity"]) == 2
+    assert "it is one student's submission" in one_line(capsys)
     assert not (tmp_path / "out").exists()
 
 
