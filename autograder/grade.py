@@ -214,10 +214,13 @@ def check_submission_folder(directory: Path, files: list[str], bundle: Bundle, d
         raise SubmissionError(f"{directory} {problem}: give the folder that holds the submission")
     found = {target: matching_files(target, files, by_name) for target, by_name in graded_files(bundle)}
     if not any(found.values()):
-        wanted = ", ".join(target for target, _ in graded_files(bundle))
+        students = bundle.manifest["student_modules"]
+        predictions = [spec["file"] for spec in bundle.config["part4"]["predictions"].values()]
+        others = f" and {len(students) - 1} other student modules" if len(students) > 1 else ""
+        wanted = ", ".join([students[0] + others, *predictions])
         raise SubmissionError(
             f"no file of the assignment in {directory} (looked for {wanted}, at any depth); it holds "
-            f"{top_level_entries(directory)}. Give the folder of the repository (the one with cs288_lm/)"
+            f"{top_level_entries(directory)}. A submission is the repository (the folder with cs288_lm/) or its files"
         )
     clashes = {target: matches for target, matches in found.items() if len(matches) > 1}
     if clashes and duplicates == "refuse":

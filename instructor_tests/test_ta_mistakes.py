@@ -97,7 +97,7 @@ def test_a_folder_without_a_student_file_is_refused_and_says_what_it_holds(tiny_
     status = grade_module.main(["--submission", str(tmp_path / "sub"), "--out", str(out), "--bundle", str(tiny_bundle)])
     line = one_line(capsys)
     assert status == 2 and line.startswith("grade: no file of the assignment")
-    assert "notes.txt, old/" in line and STUDENT in line and "finetuned_predictions.json" in line
+    assert "notes.txt, old/" in line and f"looked for {STUDENT}, finetuned_predictions.json" in line
     results = json.loads(out.read_text(encoding="utf-8"))  # Gradescope still gets results.json, with the reason
     assert results["score"] == 0 and results["output"].startswith("Not graded: no file of the assignment")
 
