@@ -383,6 +383,8 @@ class TestProcessError(RuntimeError):
     the cause (a broken environment: no pytest or torch in the interpreter, a sandbox that cannot
     be set up). Nothing is graded."""
 
+    __test__ = False  # not a test class for pytest, though its name starts with Test
+
 
 PROBE_MODULE = "test_grader_can_start.py"
 PROBE_SOURCE = b"def test_a_test_process_starts():\n    pass\n"
