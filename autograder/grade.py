@@ -1,6 +1,6 @@
 """Grade one submission and write Gradescope's results.json.
 
-    python -m autograder.grade --submission DIR --out results.json [--bundle dist/grader]
+    python -m autograder.grade --submission DIR --out results.json [--bundle dist/grader] [--duplicates shallowest]
 
 Without ``--bundle`` the cached grading bundle of this repository is used, built first if this
 repository's files changed (see :func:`autograder.bundle.cached_bundle`). Steps, in this order:
@@ -33,18 +33,20 @@ import dataclasses
 # nothing more from disk, where a submission might have written (instructor_tests/test_sandbox.py).
 import encodings.cp437  # noqa: F401 (zip member names, as np.load reads an .npz snapshot)
 import functools
+import hashlib
 import json
 import os
 import re
 import stat
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
 import zipfile  # noqa: F401 (np.load of an .npz snapshot; see encodings.cp437 above)
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -149,6 +151,19 @@ class Submission:
     flags: list[ReviewFlag] = field(default_factory=list)
 
 
+class UsageError(Exception):
+    """An operator's mistake (a path, a flag, a folder that is not what it should be): one line that
+    says what is wrong and what to do; the command exits with status 2."""
+
+
+class SubmissionError(UsageError):
+    """A submission folder that cannot be graded as it stands (no student file, several copies of
+    one). Its line also goes into the results.json written for it, where the student reads it."""
+
+
+DUPLICATES = ("refuse", "shallowest")  # what to do with several copies of one file (``--duplicates``)
+
+
 def submitted_files(directory: Path) -> list[str]:
     """The regular files of a submission (no links, pipes or devices; no caches), as sorted POSIX paths."""
     found = []
@@ -159,16 +174,71 @@ def submitted_files(directory: Path) -> list[str]:
     return sorted(found)
 
 
-def find_submitted(target: str, files: list[str], by_name: bool) -> tuple[str | None, str | None]:
-    """The submitted file for ``target`` (by path suffix, else by file name) and a note if ambiguous."""
+def matching_files(target: str, files: list[str], by_name: bool) -> list[str]:
+    """The files that can be ``target``: by path suffix (``cs288-main/cs288_lm/model.py`` is
+    ``cs288_lm/model.py``, as uploads one folder down are), else by file name; shallowest first."""
     matches = [f for f in files if f == target or f.endswith("/" + target)]
     if not matches and by_name:
         matches = [f for f in files if f.split("/")[-1] == target.split("/")[-1]]
+    return sorted(matches, key=lambda f: (f.count("/"), f))
+
+
+def find_submitted(target: str, files: list[str], by_name: bool) -> tuple[str | None, str | None]:
+    """The submitted file for ``target`` (the shallowest match) and a note if several match."""
+    matches = matching_files(target, files, by_name)
     if not matches:
         return None, None
-    chosen = min(matches, key=lambda f: (f.count("/"), f))
-    note = f"{target}: several files match ({', '.join(matches)}); graded {chosen}" if len(matches) > 1 else None
-    return chosen, note
+    note = None
+    if len(matches) > 1:
+        note = (
+            f"{target}: several files match ({', '.join(matches)}); graded {matches[0]}, the shallowest. "
+            "If you meant another, resubmit with only that copy"
+        )
+    return matches[0], note
+
+
+def top_level_entries(directory: Path, limit: int = 8) -> str:
+    """What ``directory`` holds at its top level, for a message: ``a.txt, notes/ (and 3 more)``."""
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir())
+    if not entries:
+        return "nothing (it is empty)"
+    more = f" (and {len(entries) - limit} more)" if len(entries) > limit else ""
+    return ", ".join(entries[:limit]) + more
+
+
+def graded_files(bundle: Bundle) -> list[tuple[str, bool]]:
+    """Every file a submission is searched for: the student modules (by name too where no other
+    student module has that name) and the predictions files (by name)."""
+    students = bundle.manifest["student_modules"]
+    names = [module.split("/")[-1] for module in students]
+    modules = [(module, names.count(module.split("/")[-1]) == 1) for module in students]
+    return modules + [(spec["file"], True) for spec in bundle.config["part4"]["predictions"].values()]
+
+
+def check_submission_folder(directory: Path, files: list[str], bundle: Bundle, duplicates: str) -> None:
+    """Refuse (:class:`SubmissionError`) a folder that is missing, holds none of the graded files,
+    or (with ``duplicates="refuse"``) holds several copies of one."""
+    if not directory.is_dir():
+        problem = "is a file, not a folder" if directory.exists() else "does not exist"
+        raise SubmissionError(f"{directory} {problem}: give the folder that holds the submission")
+    found = {target: matching_files(target, files, by_name) for target, by_name in graded_files(bundle)}
+    if not any(found.values()):
+        students = bundle.manifest["student_modules"]
+        predictions = [spec["file"] for spec in bundle.config["part4"]["predictions"].values()]
+        others = f" and {len(students) - 1} other student modules" if len(students) > 1 else ""
+        wanted = ", ".join([students[0] + others, *predictions])
+        raise SubmissionError(
+            f"no file of the assignment in {directory} (looked for {wanted}, at any depth); it holds "
+            f"{top_level_entries(directory)}. A submission is the repository (the folder with cs288_lm/) or its files"
+        )
+    clashes = {target: matches for target, matches in found.items() if len(matches) > 1}
+    if clashes and duplicates == "refuse":
+        target, matches = next(iter(clashes.items()))
+        others = f" ({len(clashes) - 1} more files have several copies)" if len(clashes) > 1 else ""
+        raise SubmissionError(
+            f"several copies of {target} in {directory}: {', '.join(matches)}{others}. Give the folder that holds "
+            "one copy (the repository's, not its parent), or pass --duplicates shallowest to grade the shallowest"
+        )
 
 
 def check_module(
@@ -207,29 +277,39 @@ def choose_module(
     return (directory / found).read_bytes(), f"{module}: graded {found}", forbidden, flags
 
 
-def read_submission(directory: Path, bundle: Bundle) -> Submission:
-    """Choose the file graded for every student module and read the predictions files."""
-    files = submitted_files(directory)
+def read_submission(directory: Path, bundle: Bundle, duplicates: str = "refuse") -> Submission:
+    """Choose the file graded for every student module and read the predictions files.
+
+    Refused with :class:`SubmissionError` (before anything is graded): a ``directory`` that is not a
+    folder or holds none of the graded files, and with ``duplicates="refuse"`` several copies of one
+    file. With ``"shallowest"`` (Gradescope) the shallowest copy is graded and the clash is the
+    first note of "Submitted files", which the student sees at once.
+    """
+    files = submitted_files(directory) if directory.is_dir() else []
+    check_submission_folder(directory, files, bundle, duplicates)
     students = bundle.manifest["student_modules"]
     names = [module.split("/")[-1] for module in students]
     allowed = allowed_modules(bundle.handout["requirements.txt"].decode("utf-8"))
     submission = Submission(modules={}, predictions={})
+    clashes: list[str] = []
     max_bytes = bundle.config["max_submitted_file_kb"] * 1024
     for module in students:
         found, ambiguity = find_submitted(module, files, by_name=names.count(module.split("/")[-1]) == 1)
         data, note, forbidden, flags = choose_module(module, directory, found, bundle, allowed)
         submission.modules[module] = data
-        submission.notes += [ambiguity, note] if ambiguity else [note]
+        submission.notes.append(note)
+        clashes += [ambiguity] if ambiguity else []
         submission.forbidden += forbidden
         submission.flags += flags
     for key, spec in bundle.config["part4"]["predictions"].items():
         found, ambiguity = find_submitted(spec["file"], files, by_name=True)
-        submission.notes += [ambiguity] if ambiguity else []
+        clashes += [ambiguity] if ambiguity else []
         if found is None:
             submission.predictions[key] = None
         else:  # a file larger than the cap is read only up to it: the parser names the problem
             with open(directory / found, "rb") as file:
                 submission.predictions[key] = file.read(max_bytes + 1)
+    submission.notes[:0] = clashes
     return submission
 
 
@@ -247,6 +327,7 @@ class ModuleResult:
     stopped: str | None
     running: str | None  # the test that was running when the process stopped
     isolation: str
+    silent: bool = False  # the process recorded nothing: no test started, no collection error
 
     def stop_note(self, public: bool) -> str:
         """Why the module's process stopped early, naming the running test only for public tests."""
@@ -254,15 +335,36 @@ class ModuleResult:
         return f"The test process of {self.module} stopped: {self.stopped}{running}."
 
 
+_STRIPPED: dict[str, dict[str, bytes]] = {}
+_STRIPPED_LOCK = threading.Lock()
+
+
+def stripped(files: dict[str, bytes]) -> dict[str, bytes]:
+    """``sandbox_tree(files)`` (the test modules without their expected values), made once per
+    content: stripping every test module takes seconds, and it is the same for every test module
+    run and every submission graded with one bundle. Each file is stripped on its own, so the
+    stripped handout, hidden tests and submission can be laid over each other."""
+    digest = hashlib.sha256()
+    for path, data in sorted(files.items()):
+        digest.update(b"%d %s %d\n" % (len(path), path.encode(), len(data)) + data)
+    key = digest.hexdigest()
+    with _STRIPPED_LOCK:  # one thread strips; the others wait for its result
+        if key not in _STRIPPED:
+            if len(_STRIPPED) >= 4:  # a grading run uses one bundle (handout and hidden tests)
+                _STRIPPED.clear()
+            _STRIPPED[key] = sandbox_tree(files)
+        return _STRIPPED[key]
+
+
 def run_module(
     module: str, bundle: Bundle, submission: Submission, limits: Limits, hidden_paths: Sequence[Path]
 ) -> ModuleResult:
     """Run one test module on the submission in a fresh directory and judge what it recorded."""
-    files = {**bundle.handout, **({} if is_public(module) else bundle.hidden), **submission.modules}
+    tests = stripped(bundle.handout) | ({} if is_public(module) else stripped(bundle.hidden))
     with removed_after(tempfile.mkdtemp(prefix="submission-")) as work:
         os.chmod(work, 0o711)  # a sandbox user may enter it (run_pytest hands it the work directory)
         work_dir = work / "repo"
-        write_tree(sandbox_tree(files), work_dir)
+        write_tree(tests | sandbox_tree(submission.modules), work_dir)
         run = run_pytest(work_dir, [module], limits, hidden_paths=hidden_paths)
     return judge_run(module, run, bundle)
 
@@ -278,10 +380,41 @@ def judge_run(module: str, run: PytestRun, bundle: Bundle) -> ModuleResult:
             "; ".join(stream.collect_errors)[:600] if is_public(module) else "(details are not shown for hidden tests)"
         )
         stopped = "the tests could not be collected: " + said
-    if stopped is None and not stream.tests and run.returncode not in (0, 1):
+    if stopped is None and not stream.tests:  # even with 0: only an ended process runs no test of the reference
         stopped = f"the test process exited with status {run.returncode} before any test ran"
     running = stream.unfinished.split("::", 1)[-1] if stopped and stream.unfinished else None
-    return ModuleResult(module, verdicts, stopped, running, run.isolation)
+    silent = not stream.tests and not stream.collect_errors
+    return ModuleResult(module, verdicts, stopped, running, run.isolation, silent)
+
+
+class TestProcessError(RuntimeError):
+    """Test processes cannot start here: one of the bare handout fails too, so the submission is not
+    the cause (a broken environment: no pytest or torch in the interpreter, a sandbox that cannot
+    be set up). Nothing is graded."""
+
+    __test__ = False  # not a test class for pytest, though its name starts with Test
+
+
+PROBE_MODULE = "test_grader_can_start.py"
+PROBE_SOURCE = b"def test_a_test_process_starts():\n    pass\n"
+PROBE_TAIL_LINES = 6
+
+
+def start_problem(bundle: Bundle, limits: Limits, hidden_paths: Sequence[Path]) -> str | None:
+    """Why a test process of the bare handout (no submitted code) cannot run one empty test here,
+    with the end of its output; None when it can. Asked only when a module's process recorded
+    nothing, which a submission can cause (by ending its process while its tests are collected)
+    but cannot make this probe do."""
+    with removed_after(tempfile.mkdtemp(prefix="probe-")) as work:
+        os.chmod(work, 0o711)  # as in run_module: a sandbox user enters it
+        write_tree({**bundle.handout, PROBE_MODULE: PROBE_SOURCE}, work / "repo")
+        run = run_pytest(work / "repo", [PROBE_MODULE], limits, hidden_paths=hidden_paths)
+    test = parse_stream(run.records).tests.get(f"{PROBE_MODULE}::test_a_test_process_starts")
+    if run.problem is None and test is not None and test.outcome == "passed":
+        return None
+    why = run.problem or f"pytest exited with status {run.returncode} without running an empty test"
+    tail = [line.strip() for line in run.output_tail.splitlines() if line.strip()][-PROBE_TAIL_LINES:]
+    return f"{why}; its output ends: {' | '.join(tail) or '(nothing)'}"
 
 
 def pattern_label(pattern: str) -> str:
@@ -623,6 +756,43 @@ def check_jobs_option(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error(f"--jobs must be at least 1, and 1 with --sandbox-user (got {args.jobs})")
 
 
+def eta_text(elapsed: float, done: int, total: int) -> str:
+    """``about 2 min 10 s left`` at the pace so far (empty when nothing is done or all is)."""
+    if done == 0 or done >= total:
+        return ""
+    left = round(elapsed / done * (total - done))
+    return f"about {left // 60} min {left % 60} s left" if left >= 60 else f"about {left} s left"
+
+
+def module_line(result: ModuleResult, bundle: Bundle) -> str:
+    """A progress line's account of one module: its tests passed, or why it stopped."""
+    tests = bundle.manifest["modules"][result.module]["tests"]
+    passed = sum(result.verdicts[t].passed for t in tests)
+    return f"{passed} of {len(tests)} tests passed" + ("; stopped early" if result.stopped else "")
+
+
+def run_modules(
+    modules: list[str],
+    run: Callable[[str], ModuleResult],
+    jobs: int,
+    describe: Callable[[ModuleResult], str],
+    progress: Callable[[str], None] | None,
+) -> list[ModuleResult]:
+    """``run`` on every module, ``jobs`` at once, in ``modules``' order; as each finishes, a progress
+    line with ``describe``'s account of it, the time so far and an estimate of what is left."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run, module) for module in modules]
+        for done, future in enumerate(as_completed(futures), 1):
+            result = future.result()
+            if progress is not None:
+                elapsed = time.monotonic() - started
+                eta = eta_text(elapsed, done, len(modules))
+                timing = f"{elapsed:.0f} s" + (f"; {eta}" if eta else "")
+                progress(f"[{done}/{len(modules)}] {result.module}: {describe(result)} ({timing})")
+        return [future.result() for future in futures]
+
+
 def grade(
     submission_dir: Path,
     bundle_dir: Path,
@@ -630,6 +800,8 @@ def grade(
     only: list[str] | None = None,
     hidden_paths: Sequence[Path] = (),
     jobs: int = 1,
+    duplicates: str = "refuse",
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Grade ``submission_dir`` with the bundle at ``bundle_dir``; returns results.json's content.
 
@@ -638,7 +810,11 @@ def grade(
     test modules run at once, each in its own process under ``limits`` (so up to ``jobs`` times
     the memory limit in all); the results do not depend on it. With a sandbox user (``limits.user``)
     only one module runs at a time: the end of each run kills every process of that user and
-    deletes its files, which would break a run beside it.
+    deletes its files, which would break a run beside it. ``duplicates``: see :func:`read_submission`.
+    ``progress`` gets a line per finished module (counts, elapsed time, an estimate of what is left).
+
+    Raises :class:`SubmissionError` for a folder that holds no submission (before any code runs) and
+    :class:`TestProcessError` when test processes cannot start here at all.
     """
     if not jobs_allowed(jobs, limits.user):
         raise ValueError(
@@ -651,16 +827,24 @@ def grade(
     become_subreaper()
     started = time.monotonic()
     bundle = Bundle.load(bundle_dir)
-    submission = read_submission(submission_dir, bundle)
+    submission = read_submission(submission_dir, bundle, duplicates)
     part4, accuracies = part4_entries(bundle, submission)  # before any submitted code runs
     imports = imports_entry(submission, bundle.config["forbidden_imports"]["deduction_per_file"])
     checks = [files_entry(submission), imports]
     covered = [bundle_dir, REPO_ROOT, submission_dir, *hidden_paths]
     if jobs > 1 and limits.threads is None:
         limits = dataclasses.replace(limits, threads=share_of_cores(jobs))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        modules = modules_to_run(bundle, only)
-        results = list(pool.map(lambda module: run_module(module, bundle, submission, limits, covered), modules))
+    results = run_modules(
+        modules_to_run(bundle, only),
+        lambda module: run_module(module, bundle, submission, limits, covered),
+        jobs,
+        lambda result: module_line(result, bundle),
+        progress,
+    )
+    if any(result.silent for result in results):
+        problem = start_problem(bundle, limits, covered)
+        if problem is not None:
+            raise TestProcessError(f"test processes cannot start here: {problem}")
     problems = [
         problem_entry(problem, public, results, bundle)
         for problem in bundle.config["problems"]
@@ -736,6 +920,45 @@ def write_results(results: dict, out: Path) -> None:
         raise
 
 
+def not_graded_results(error: SubmissionError) -> dict:
+    """results.json for a folder that holds no gradable submission: no points, and why, for the student."""
+    return {"score": 0, "output": f"Not graded: {error}. Fix this and submit again.", "tests": []}
+
+
+BUNDLE_FILES = ("manifest.json", "grading_config.json", "handout")
+
+
+def check_bundle(bundle: Path) -> None:
+    """Refuse (:class:`UsageError`) a ``--bundle`` that is not a grading bundle."""
+    build = f"build one with `python -m autograder.bundle --out {bundle}`, or leave --bundle out"
+    if not bundle.is_dir():
+        raise UsageError(f"--bundle {bundle} {'is not a folder' if bundle.exists() else 'does not exist'}: {build}")
+    missing = [name for name in BUNDLE_FILES if not (bundle / name).exists()]
+    if missing:
+        raise UsageError(f"--bundle {bundle} is not a grading bundle (no {', '.join(missing)}): {build}")
+
+
+def writable_ancestor_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be created: its nearest existing ancestor is a file, or not writable."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable"
+    return None
+
+
+def check_output_file(out: Path) -> None:
+    """Refuse (:class:`UsageError`) an ``--out`` where results.json cannot be written."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder: give the file to write, such as {out / 'results.json'}")
+    problem = writable_ancestor_problem(out)
+    if problem is not None:
+        raise UsageError(f"--out {out} cannot be written: {problem}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--submission", type=Path, required=True, help="directory with the submitted files")
@@ -747,6 +970,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, help="seconds per test module (default: from the config)")
     parser.add_argument("--memory-mb", type=int, help="address-space limit per test process (default: from the config)")
     parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
+    parser.add_argument(
+        "--duplicates",
+        choices=DUPLICATES,
+        default="refuse",
+        help="several copies of one file in the submission: refuse to grade (default), or grade the shallowest "
+        "and say so in the results (what run_autograder does for students' uploads)",
+    )
     add_jobs_option(parser)
     args = parser.parse_args(argv)
     check_jobs_option(parser, args)
@@ -756,19 +986,42 @@ def main(argv: list[str] | None = None) -> int:
         write_results(failure_results(RuntimeError(unsafe)), args.out)
         return 2
     try:
-        bundle_dir = cached_bundle() if args.bundle is None else args.bundle
-        config = json.loads((bundle_dir / "grading_config.json").read_text(encoding="utf-8"))
-        limits = limits_from(config, args.time_limit, args.memory_mb, args.sandbox_user)
-        results, status = grade(args.submission, bundle_dir, limits, args.only, jobs=args.jobs), 0
-    except BuildError as error:  # no bundle could be built from this repository: the operator's to fix
+        check_output_file(args.out)
+    except UsageError as error:  # no results.json can be written there
         print(f"grade: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # never leave Gradescope without a results.json
-        traceback.print_exc()
-        results, status = failure_results(error), 1
+    results, status = grade_command(args)
     write_results(results, args.out)
     print(results["output"])
     return status
+
+
+def print_progress(line: str) -> None:
+    """A progress line on stderr (stdout ends with the results' summary)."""
+    print(f"grade: {line}", file=sys.stderr, flush=True)
+
+
+def grade_command(args: argparse.Namespace) -> tuple[dict, int]:
+    """The results of ``grade``'s command line and its exit status; every failure is one line on stderr."""
+    try:
+        if args.bundle is not None:
+            check_bundle(args.bundle)
+        bundle_dir = cached_bundle() if args.bundle is None else args.bundle
+        config = json.loads((bundle_dir / "grading_config.json").read_text(encoding="utf-8"))
+        limits = limits_from(config, args.time_limit, args.memory_mb, args.sandbox_user)
+        return grade(args.submission, bundle_dir, limits, args.only, (), args.jobs, args.duplicates, print_progress), 0
+    except SubmissionError as error:
+        print(f"grade: {error}", file=sys.stderr)
+        return not_graded_results(error), 2
+    except (UsageError, BuildError) as error:  # the operator's to fix
+        print(f"grade: {error}", file=sys.stderr)
+        return failure_results(error), 2
+    except TestProcessError as error:
+        print(f"grade: {error}", file=sys.stderr)
+        return failure_results(error), 1
+    except Exception as error:  # never leave Gradescope without a results.json
+        traceback.print_exc()
+        return failure_results(error), 1
 
 
 if __name__ == "__main__":

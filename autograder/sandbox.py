@@ -327,10 +327,16 @@ def _sandbox_user(name: str | None) -> pwd.struct_passwd | None:
 def grading_problem(user: str | None) -> str | None:
     """Why submitted code must not be graded here with ``user`` as the sandbox user, or None.
 
-    Refused: a sandbox account that does not exist, and root with neither a sandbox user nor
-    namespaces (the tests would run as root, free to write into the interpreter the grader runs).
+    Refused: a sandbox user without root (only root can switch to it), a sandbox account that does
+    not exist, and root with neither a sandbox user nor namespaces (the tests would run as root,
+    free to write into the interpreter the grader runs).
     """
     if os.geteuid() != 0:
+        if user:
+            return (
+                f"--sandbox-user {user} needs root: only root can run the tests as another account; run as root "
+                "(as Gradescope does), or leave --sandbox-user out to run them as yourself in namespaces"
+            )
         return None
     if user:
         try:
