@@ -38,7 +38,7 @@ def test_double_small():
 def test_double_large():
     check_equal(double(21), 42)
 """
-GIVEN = ("tests/graded.py", "requirements.txt")
+GIVEN = ("tests/graded.py", "requirements.txt", "configs/grading.json")
 CONFTEST = b'pytest_plugins = ["tests.graded"]\n'  # the recorder only: no torch to import, a process starts fast
 LIMITS = Limits(seconds=120, memory_bytes=4 << 30, file_bytes=64 << 20)
 
