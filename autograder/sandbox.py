@@ -340,14 +340,13 @@ def grading_problem(user: str | None) -> str | None:
         return None
     if user:
         try:
-            pwd.getpwnam(user)
+            account = pwd.getpwnam(user)
         except KeyError:
             return (
                 f"there is no account {user!r} to run the tests as (--sandbox-user): create it with "
-                "autograder/gradescope/create_sandbox_user.sh (as root; it creates grader-sandbox) or name an existing "
-                "unprivileged account"
+                "autograder/gradescope/create_sandbox_user.sh (as root; it creates grader-sandbox)"
             )
-        return None
+        return sandbox_account_problem(account)
     unavailable = _namespace_problem(None)
     if unavailable is None:
         return None
@@ -357,6 +356,37 @@ def grading_problem(user: str | None) -> str | None:
         "autograder/gradescope/create_sandbox_user.sh), or run as a non-root user, or run where unshare is allowed "
         "(user namespaces enabled, no seccomp profile forbidding it)"
     )
+
+
+# Shells that let nobody log in: the account exists only to run the tests.
+NO_LOGIN_SHELLS = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
+
+
+def sandbox_account_problem(account: pwd.struct_passwd) -> str | None:
+    """Why ``account`` must not be the sandbox user, or None.
+
+    The end of every sandboxed run kills every process of the account and deletes its files in the
+    shared temporary folders, so only a dedicated account will do: not root or the grader's own
+    account, one nobody logs into, with no process running before grading starts.
+    """
+    create = "use a dedicated account: autograder/gradescope/create_sandbox_user.sh creates grader-sandbox"
+    if account.pw_uid == 0 or account.pw_uid in (os.getuid(), os.geteuid()):
+        return (
+            f"--sandbox-user {account.pw_name} is root or the account grading: after each run the grader kills "
+            f"every process of the sandbox user and deletes its temporary files; {create}"
+        )
+    if account.pw_shell not in NO_LOGIN_SHELLS:
+        return (
+            f"--sandbox-user {account.pw_name} has the login shell {account.pw_shell}: after each run the grader "
+            f"kills every process of the sandbox user and deletes its temporary files; {create}"
+        )
+    running = sorted(pid for pid, process in _process_table().items() if account.pw_uid in process.uids)
+    if running:
+        return (
+            f"--sandbox-user {account.pw_name} has {len(running)} running process(es) (pid {running[0]}): after "
+            f"each run the grader kills every process of the sandbox user; stop them or {create}"
+        )
+    return None
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:

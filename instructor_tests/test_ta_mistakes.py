@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from autograder import grade_all
 from autograder.bundle import record_modules, reference_records
 from autograder.grade import SubmissionError, grade, read_submission
 from autograder.make_handout import REPO_ROOT, write_tree
+from autograder import sandbox
 from autograder.sandbox import Limits
 
 STUDENT = "cs288_lm/double.py"
@@ -205,6 +207,32 @@ def test_a_sandbox_user_without_root_or_without_its_account_is_one_line(tiny_bun
     assert "no account 'cs288-no-such-account'" in line and "autograder/gradescope/create_sandbox_user.sh" in line
     assert grade_all.main(["--submissions", str(tmp_path), "--out", str(tmp_path / "o"), "--sandbox-user", "x"]) == 2
     assert "no account 'x'" in one_line(capsys)
+
+
+def account(name: str, uid: int, shell: str = "/usr/sbin/nologin") -> pwd.struct_passwd:
+    return pwd.struct_passwd((name, "x", uid, uid, "", "/nonexistent", shell))
+
+
+def test_an_account_in_use_is_refused_as_the_sandbox_user(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """The end of every sandboxed run kills every process of the sandbox user: root, the grader's own
+    account, an account people log into or one with processes running is refused before anything runs."""
+    sub = write_files(tmp_path / "sub", {STUDENT: SOLUTION})
+    args = ["--submission", str(sub), "--out", str(tmp_path / "r.json"), "--bundle", str(tiny_bundle)]
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert grade_module.main([*args, "--sandbox-user", "root"]) == 2
+    assert "is root or the account grading" in one_line(capsys)
+    assert not (tmp_path / "r.json").exists() or json.loads((tmp_path / "r.json").read_text())["score"] == 0
+    accounts = {"me": account("me", os.getuid() or 4242), "alice": account("alice", 4243, "/bin/bash")}
+    accounts["busy"] = account("busy", 4244)
+    monkeypatch.setattr(os, "getuid", lambda: accounts["me"].pw_uid)
+    monkeypatch.setattr(pwd, "getpwnam", accounts.__getitem__)
+    busy = sandbox._Process(ppid=1, state="S", start=1, uids=(4244, 4244, 4244, 4244))
+    monkeypatch.setattr(sandbox, "_process_table", lambda: {99999: busy})
+    assert sandbox.grading_problem("me") is not None and "account grading" in sandbox.grading_problem("me")
+    assert "login shell /bin/bash" in sandbox.grading_problem("alice")
+    assert "1 running process(es) (pid 99999)" in sandbox.grading_problem("busy")
+    accounts["fresh"] = account("fresh", 4245)
+    assert sandbox.grading_problem("fresh") is None  # a dedicated, idle account
 
 
 def test_workers_with_a_sandbox_user_are_refused(tmp_path, capsys):
