@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from autograder import grade as grade_module
-from autograder import grade_all
+from autograder import grade_all, sandbox
 from autograder.bundle import record_modules, reference_records
 from autograder.grade import SubmissionError, grade, read_submission
 from autograder.make_handout import REPO_ROOT, write_tree
-from autograder import sandbox
 from autograder.sandbox import Limits
 
 STUDENT = "cs288_lm/double.py"
