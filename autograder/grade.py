@@ -222,6 +222,11 @@ def check_submission_folder(directory: Path, files: list[str], bundle: Bundle, d
         problem = "is a file, not a folder" if directory.exists() else "does not exist"
         raise SubmissionError(f"{directory} {problem}: give the folder that holds the submission")
     found = {target: matching_files(target, files, by_name) for target, by_name in graded_files(bundle)}
+    if not any(found.values()) and any(name.lower().endswith(".zip") for name in files):
+        zips = ", ".join(name for name in files if name.lower().endswith(".zip"))
+        raise SubmissionError(
+            f"no file of the assignment in {directory}, only a zip ({zips}): unzip it and grade the folder it makes"
+        )
     if not any(found.values()):
         students = bundle.manifest["student_modules"]
         predictions = [spec["file"] for spec in bundle.config["part4"]["predictions"].values()]
@@ -232,6 +237,13 @@ def check_submission_folder(directory: Path, files: list[str], bundle: Bundle, d
             f"{top_level_entries(directory)}. A submission is the repository (the folder with cs288_lm/) or its files"
         )
     clashes = {target: matches for target, matches in found.items() if len(matches) > 1}
+    holders = {match.split("/")[0] for matches in clashes.values() for match in matches if "/" in match}
+    if clashes and duplicates == "refuse" and len(holders) > 2:
+        raise SubmissionError(
+            f"{directory} holds {len(holders)} folders with copies of the assignment's files "
+            f"({', '.join(sorted(holders)[:3])}, ...): it looks like a folder of submissions; grade it with "
+            f"`python -m autograder.grade_all --submissions {directory} --out DIR`"
+        )
     if clashes and duplicates == "refuse":
         target, matches = next(iter(clashes.items()))
         others = f" ({len(clashes) - 1} more files have several copies)" if len(clashes) > 1 else ""
@@ -731,6 +743,12 @@ def modules_to_run(bundle: Bundle, only: list[str] | None) -> list[str]:
     """The graded test modules, then (if configured) the feedback modules; ``only`` narrows them."""
     graded = sorted({m for problem in bundle.config["problems"] for m in problem["modules"]})
     feedback = [m for m in bundle.manifest["modules"] if m not in graded] if bundle.config["feedback_modules"] else []
+    unknown = sorted(set(only or ()) - {*graded, *feedback})
+    if unknown:
+        raise UsageError(
+            f"--only {' '.join(unknown)}: no such test module in the bundle; the modules are "
+            f"{', '.join(graded + feedback)}"
+        )
     return [m for m in graded + feedback if only is None or m in only]
 
 

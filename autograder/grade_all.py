@@ -29,6 +29,7 @@ from pathlib import Path
 
 from autograder.bundle import GRADING_CONFIG, cached_bundle
 from autograder.grade import (
+    Bundle,
     SubmissionError,
     TestProcessError,
     UsageError,
@@ -39,6 +40,7 @@ from autograder.grade import (
     failure_results,
     grade,
     limits_from,
+    modules_to_run,
     not_graded_results,
     top_level_entries,
     writable_ancestor_problem,
@@ -92,6 +94,9 @@ def check_output_folder(out: Path, submissions: Path) -> None:
     (where the next run would grade it as a student)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file: give a folder for the results")
+    if out.is_dir() and any(out.iterdir()):
+        # Earlier results beside new ones would read as one run (and keep students' code in similarity/).
+        raise UsageError(f"--out {out} is not empty (an earlier run's results?): give a new folder, or delete it first")
     if submissions.resolve() in [out.resolve(), *out.resolve().parents]:
         raise UsageError(f"--out {out} is inside --submissions {submissions}: put the results elsewhere")
     problem = None if out.is_dir() else writable_ancestor_problem(out)
@@ -205,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         check_submissions_folder(args.submissions, graded_paths(args.bundle))
         check_output_folder(args.out, args.submissions)
         bundle = cached_bundle() if args.bundle is None else args.bundle
+        modules_to_run(Bundle.load(bundle), args.only)  # a mistyped --only is refused before anything runs
         if not args.no_similarity:
             # Before any submitted code runs: copydetect imports much (and pygments finds lexers as
             # it goes), and once a test process has run the grader imports nothing more from disk.

@@ -131,6 +131,41 @@ def test_several_copies_of_a_module_are_refused_locally_and_named_on_gradescope(
     assert "--duplicates shallowest" in gradescope
 
 
+def test_a_folder_of_submissions_or_a_zip_given_to_grade_says_what_to_do(tiny_bundle, tmp_path, capsys):
+    subs = write_files(tmp_path / "subs", {f"{name}/{STUDENT}": SOLUTION for name in ("alice", "bob", "carol")})
+    out = tmp_path / "results.json"
+    assert grade_module.main(["--submission", str(subs), "--out", str(out), "--bundle", str(tiny_bundle)]) == 2
+    line = one_line(capsys)
+    assert "holds 3 folders with copies" in line and "autograder.grade_all --submissions" in line
+    zipped = write_files(tmp_path / "zipped", {"submission.zip": b"PK"})
+    assert grade_module.main(["--submission", str(zipped), "--out", str(out), "--bundle", str(tiny_bundle)]) == 2
+    assert "only a zip (submission.zip): unzip it" in one_line(capsys)
+
+
+def test_a_mistyped_only_module_is_refused_with_the_module_names(tiny_bundle, tmp_path, capsys):
+    """A misspelt ``--only`` graded nothing and exited 0: now it names the modules there are."""
+    sub = write_files(tmp_path / "sub", {STUDENT: SOLUTION})
+    args = ["--submission", str(sub), "--out", str(tmp_path / "r.json"), "--bundle", str(tiny_bundle)]
+    assert grade_module.main([*args, "--only", "tests/test_doubel.py"]) == 2
+    line = one_line(capsys)
+    assert "--only tests/test_doubel.py: no such test module" in line and MODULE in line
+    subs = write_files(tmp_path / "subs", {f"alice/{STUDENT}": SOLUTION})
+    args = ["--submissions", str(subs), "--out", str(tmp_path / "o"), "--bundle", str(tiny_bundle), "--no-similarity"]
+    assert grade_all.main([*args, "--only", "test_double.py"]) == 2
+    assert "--only test_double.py: no such test module" in one_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_grade_all_refuses_an_out_folder_holding_an_earlier_run(tiny_bundle, tmp_path, capsys):
+    """Earlier results beside new ones would read as one run, and keep old code in similarity/."""
+    subs = write_files(tmp_path / "subs", {f"alice/{STUDENT}": SOLUTION})
+    earlier = write_files(tmp_path / "results", {"bob/results.json": b"{}"})
+    args = ["--submissions", str(subs), "--out", str(earlier), "--bundle", str(tiny_bundle), "--no-similarity"]
+    assert grade_all.main(args) == 2
+    assert "is not empty (an earlier run's results?)" in one_line(capsys)
+    assert (earlier / "bob" / "results.json").read_bytes() == b"{}" and not (earlier / "alice").exists()
+
+
 def test_a_submission_one_folder_down_is_found(tiny_bundle, tmp_path):
     """Uploads often hold the repository one folder down (``cs288-main/cs288_lm/...``)."""
     from autograder.grade import Bundle
