@@ -703,11 +703,12 @@ def baseline_note(accuracy: float | None, baseline: float | None, rules: dict) -
 
 
 def margin_note(finetuned: float | None, prompting: float | None, rules: dict) -> str:
-    """4B's margin: over the fine-tuned accuracy, or over 4A's zero point when that is higher."""
-    if finetuned is None or prompting is None:
-        return "" if prompting is None else ". 4B is measured against 4A, which has no valid predictions"
+    """4B's margin: over the fine-tuned accuracy (0% when 4A has no valid file), or over 4A's zero
+    point when that is higher."""
+    if prompting is None:
+        return ""
     zero, full = rules["finetuned"]["zero_at_accuracy"], rules["prompting"]["full_at_margin"]
-    margin = 100 * (prompting - max(finetuned, zero))
+    margin = 100 * (prompting - max(finetuned or 0.0, zero))
     return (
         f". Margin over your fine-tuned accuracy (or {zero:.0%} when it is lower): {margin:+.2f} points;"
         f" {100 * full:g} or more earn all {rules['prompting']['points']} points, 0 or less none"

@@ -23,7 +23,7 @@ from autograder.reference_submission import (
     reference_files,
     write_submission,
 )
-from cs288_lm.common.predictions import accuracy, load_predictions
+from cs288_lm.common.predictions import accuracy, load_predictions, part4_points
 
 CONFIG = json.loads((REPO_ROOT / "autograder" / "grading_config.json").read_text(encoding="utf-8"))
 ANSWERS = (REPO_ROOT / "data" / "qa" / "test.json").read_bytes()
@@ -123,7 +123,12 @@ def test_a_bad_file_is_named_with_line_and_column_in_the_notes():
     part_4a, part_4b, submission = graded(make_bundle(), data, with_accuracy(200))
     message = f"finetuned_predictions.json line 1 column {len(data)}: trailing comma after the last item"
     assert part_4a["output"].startswith(message) and part_4a["score"] == 0
-    assert part_4b["score"] == 0 and "4B is measured against 4A, which has no valid predictions" in part_4b["output"]
+    # An invalid 4A counts as 0% for 4B's margin, as a valid file that is all wrong would: 4B is over 30%.
+    rules = json.loads((REPO_ROOT / CONFIG["rules"]).read_text(encoding="utf-8"))
+    zero = rules["part4"]["finetuned"]["zero_at_accuracy"]
+    expected_4b = part4_points(0.0, 200 / len(QUESTIONS), rules)["4B"]
+    assert 200 / len(QUESTIONS) > zero and part_4b["score"] == round(expected_4b, 2) > 0
+    assert f"(or {zero:.0%} when it is lower)" in part_4b["output"]
     assert any(note.startswith(message) and note.endswith("Part 4A earns 0 points") for note in submission.notes)
 
 

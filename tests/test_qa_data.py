@@ -492,9 +492,11 @@ def test_part4_points_at_the_boundaries():
 
 
 def test_part4_points_missing_accuracies_and_other_rules():
-    """A missing accuracy earns 0 (4B needs 4A to compare with); the thresholds come from the config."""
+    """A missing accuracy earns 0 for its part; for 4B's margin a missing 4A counts as 0% (so the
+    margin is over 30%), as a valid file that is all wrong would; the thresholds come from the config."""
     check_equal(part4_points(None, None), {"4A": 0.0, "4B": 0.0, "total": 0.0})
-    check_equal(part4_points(None, 0.9), {"4A": 0.0, "4B": 0.0, "total": 0.0})
+    check_equal(part4_points(None, 0.9), {"4A": 0.0, "4B": 8.0, "total": 8.0})
+    check_equal(part4_points(None, 0.31), part4_points(0.0, 0.31))
     check_equal(part4_points(0.6, None), {"4A": 12.0, "4B": 0.0, "total": 12.0})
     rules = {
         "part4": {
@@ -518,7 +520,7 @@ def test_part4_points_when_the_baselines_must_be_beaten():
         (0.45, 0.55, {"4A": 9.0, "4B": 0.0, "total": 9.0}),  # 4B equals its baseline
         (0.45, 0.56, {"4A": 9.0, "4B": 8.0, "total": 17.0}),
         (0.41, 0.42, {"4A": 6.6, "4B": 0.0, "total": 6.6}),  # a margin over 4A, but below the 4B baseline
-        (None, 0.60, {"4A": 0.0, "4B": 0.0, "total": 0.0}),
+        (None, 0.60, {"4A": 0.0, "4B": 8.0, "total": 8.0}),  # no 4A: the margin is over 30%
     ):
         points = part4_points(finetuned, prompting, required, baselines)
         check_equal({part: round(value, 9) for part, value in points.items()}, expected, message=f"accuracies {finetuned}, {prompting}")

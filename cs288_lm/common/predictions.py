@@ -395,7 +395,8 @@ def part4_points(
 
     Returns ``{"4A": points, "4B": points, "total": points}``. 4B's margin is measured over the
     fine-tuned accuracy or over 4A's zero point, whichever is higher, so prompting at or below that
-    point earns nothing, and without a fine-tuned result 4B earns nothing. ``baselines`` are the
+    point earns nothing; a missing fine-tuned result counts as 0% there (a file that does not parse
+    costs no more than one that is all wrong). ``baselines`` are the
     published baselines' accuracies on the same questions (:func:`baseline_accuracies`); they are
     needed when the rules set ``require_beating_baselines``, and then a part whose accuracy is not
     above its baseline's earns 0 (equal does not beat it).
@@ -414,8 +415,8 @@ def part4_points(
         low, high = finetuned["zero_at_accuracy"], finetuned["full_at_accuracy"]
         points_4a = finetuned["points"] * _clamped_fraction(finetuned_accuracy - low, high - low)
     points_4b = 0.0
-    if finetuned_accuracy is not None and earns("prompting", prompting_accuracy):
-        over = max(finetuned_accuracy, finetuned["zero_at_accuracy"])
+    if earns("prompting", prompting_accuracy):
+        over = max(finetuned_accuracy or 0.0, finetuned["zero_at_accuracy"])
         points_4b = prompting["points"] * _clamped_fraction(prompting_accuracy - over, prompting["full_at_margin"])
     return {"4A": points_4a, "4B": points_4b, "total": points_4a + points_4b}
 
