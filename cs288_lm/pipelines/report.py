@@ -54,7 +54,7 @@ from cs288_lm.model import count_parameters, estimate_training_memory_bytes
 from cs288_lm.models.architectures import ModelConfig
 from cs288_lm.pipelines.loading import model_from_checkpoint, read_checkpoint
 from cs288_lm.pipelines.pretrain import EOT, training_flops_per_token
-from cs288_lm.pipelines.settings import REPO_ROOT
+from cs288_lm.pipelines.settings import REPO_ROOT, HelpFormatter
 from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
@@ -962,21 +962,23 @@ SECTION_FUNCTIONS = {
 }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a pretrain run directory, or a checkpoint file")
     parser.add_argument("--out", type=Path, default=Path("out/report"), help="where report.md and its files go")
-    parser.add_argument("--gpt2", default=None, help="a local Hugging Face GPT-2 directory (save_pretrained)")
-    parser.add_argument("--sweep", default=None, help="an output directory of python -m cs288_lm.pipelines.sweep")
+    parser.add_argument(
+        "--gpt2", default=None, help="a local Hugging Face GPT-2 directory (save_pretrained) for section 6 (default: none, no comparison)"
+    )
+    parser.add_argument(
+        "--sweep", default=None, help="an output directory of python -m cs288_lm.pipelines.sweep (default: none, the command to run)"
+    )
     parser.add_argument("--text", default=str(DEFAULT_TEXT), help="text to evaluate on (default: the valid split)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the checkpoint's)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples-per-prompt", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=60)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples, the random sequences, t-SNE and the probe")
+    parser.add_argument("--samples-per-prompt", type=int, default=4, help="samples per prompt and strategy (greedy: one)")
+    parser.add_argument("--max-new-tokens", type=int, default=60, help="longest sample, in tokens")
     parser.add_argument("--max-text-bytes", type=int, default=200_000, help="score at most this much of --text")
     parser.add_argument("--compare-samples", type=int, default=2, help="samples per prompt and strategy in section 6")
     parser.add_argument("--compare-bytes", type=int, default=20_000, help="text scored by both models in section 6")
@@ -986,10 +988,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=20_000_000,
         help="encode the training text to count its tokens when at most this large",
     )
-    parser.add_argument("--attention-windows", type=int, default=8, help="text windows and random sequences")
-    parser.add_argument("--heatmap-tokens", type=int, default=40)
+    parser.add_argument(
+        "--attention-windows", type=int, default=8, help="text windows and repeated random sequences for head scores"
+    )
+    parser.add_argument("--heatmap-tokens", type=int, default=40, help="tokens of the text window the heatmaps show")
     parser.add_argument("--map-tokens", type=int, default=150, help="tokens in the embedding maps")
-    parser.add_argument("--probe-examples", type=int, default=3000)
+    parser.add_argument("--probe-examples", type=int, default=3000, help="noun and verb occurrences for the linear probe")
     parser.add_argument(
         "--threads",
         type=int,
@@ -998,6 +1002,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "fastest on one thread, by far on a busy machine; torch's default for larger ones)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
