@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--questions-per-story", type=int, default=None, help="at most this many per story (default: as many as fit)"
     )
-    parser.add_argument("--context-sentences", type=int, default=5, help="most sentences of story in a question's context")
+    parser.add_argument(
+        "--context-sentences", type=int, default=5, help="most sentences of story in a question's context"
+    )
     parser.add_argument("--audit", action="store_true", help="only audit the files already in --out")
     return parser
 

@@ -63,7 +63,11 @@ def parse_config(argv: list[str] | None = None) -> tuple[QAJobConfig, argparse.N
         pretrain["out_dir"] = args.pretrain_out
     if hasattr(args, "epochs"):
         finetune["epochs"] = args.epochs
-    flags = {name: getattr(args, name) for name in ("checkpoint", "device", "out_dir", "predictions_dir") if hasattr(args, name)}
+    flags = {
+        name: getattr(args, name)
+        for name in ("checkpoint", "device", "out_dir", "predictions_dir")
+        if hasattr(args, name)
+    }
     try:
         config = dataclasses.replace(config, **flags, pretrain=pretrain, finetune=finetune)
         config.pretrain_config(), config.finetune_config()  # check the nested settings now

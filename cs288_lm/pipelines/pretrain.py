@@ -74,7 +74,9 @@ class TrainConfig:
     # data: UTF-8 text files, encoded once with the tokenizer and cached as token arrays
     train_data: str = setting(str(REPO_ROOT / "data" / "tinystories" / "train.txt"), "UTF-8 training text")
     valid_data: str = setting(str(REPO_ROOT / "data" / "tinystories" / "valid.txt"), "UTF-8 validation text")
-    tokenizer: str = setting(str(REPO_ROOT / "data" / "tokenizer"), "saved tokenizer directory (vocab.json, merges.txt)")
+    tokenizer: str = setting(
+        str(REPO_ROOT / "data" / "tokenizer"), "saved tokenizer directory (vocab.json, merges.txt)"
+    )
     cache_dir: str = setting("out/cache", "where the encoded token arrays are cached, by text and tokenizer")
     # model (vocab_size comes from the tokenizer)
     architecture: str = setting("llama", "llama (RoPE, RMSNorm, SwiGLU) or gpt2 (learned positions, LayerNorm, GELU)")
@@ -82,18 +84,23 @@ class TrainConfig:
     d_model: int = setting(128, "width of the residual stream")
     num_layers: int = setting(4, "transformer blocks")
     num_heads: int = setting(4, "attention heads per block (must divide d_model)")
-    d_ff: int | None = setting(None, "hidden width of the MLP; none: the architecture's own (llama about 8/3 d_model, gpt2 4 d_model)")
+    d_ff: int | None = setting(
+        None, "hidden width of the MLP; none: the architecture's own (llama about 8/3 d_model, gpt2 4 d_model)"
+    )
     rope_theta: float = setting(10_000.0, "RoPE base (llama only)")
     dropout: float = setting(0.0, "dropout probability (gpt2 only)")
     attention_backend: str = setting(
-        "torch", "reference: the code students write; torch: fused kernels (scaled_dot_product_attention, SiLU), same function"
+        "torch",
+        "reference: the code students write; torch: fused kernels (scaled_dot_product_attention, SiLU), same function",
     )
     loss_backend: str = setting("torch", "reference: nn_utils.cross_entropy; torch: F.cross_entropy (fused, faster)")
     # optimisation
     batch_size: int = setting(32, "sequences per optimizer step, over all processes and accumulation steps")
     grad_accum_steps: int = setting(1, "micro-batches per optimizer step, to fit a batch in memory")
     max_steps: int = setting(400, "optimizer steps (unless --token-budget is set)")
-    token_budget: int | None = setting(None, "tokens to train on: max_steps = ceil(token_budget / (batch_size x context_length))")
+    token_budget: int | None = setting(
+        None, "tokens to train on: max_steps = ceil(token_budget / (batch_size x context_length))"
+    )
     learning_rate: float = setting(3e-3, "peak learning rate, after the warmup")
     min_learning_rate: float = setting(3e-4, "learning rate at the end of the cosine decay")
     warmup_steps: int = setting(20, "steps of linear warmup from 0 to the peak learning rate")

@@ -25,7 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,13 @@ class QAJobConfig:
     tokenizer_vocab_size: int = setting(4096, "vocabulary size of a tokenizer that has to be trained")
     qa_dir: str = setting(str(REPO_ROOT / "data" / "qa"), "folder of train.json, dev.json and test_questions.json")
     checkpoint: str | None = setting(
-        None, "a pretrained LM checkpoint (or a pretrain run directory: its best.pt); none: reuse or train --pretrain-out"
+        None,
+        "a pretrained LM checkpoint (or a pretrain run directory: its best.pt); none: reuse or train --pretrain-out",
     )
-    pretrain: dict[str, Any] = setting(help="TrainConfig settings of the LM pretrained here", factory=dict)
-    finetune: dict[str, Any] = setting(help="FinetuneConfig settings", factory=dict)
+    pretrain: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "TrainConfig settings of the LM pretrained here"}
+    )
+    finetune: dict[str, Any] = field(default_factory=dict, metadata={"help": "FinetuneConfig settings"})
     # dev 39.9% after 2 epochs, as "last" (cloze template, 128 tokens)
     pooling: str = setting("mean", "how the QA head pools a sequence's hidden states: last, mean or max")
     # "auto": CLOZE_TEMPLATE when every question has a blank (dev 39.9% against 33.0% for
@@ -76,7 +79,9 @@ class QAJobConfig:
     prompting_shots: int = setting(2, "demonstrations in the few-shot prompting template")
     out_dir: str = setting("out/qa", "where the fine-tuned head and the prompting choice are kept")
     predictions_dir: str = setting(".", "where the two predictions files go")
-    baseline_metrics: str = setting(str(REPO_ROOT / "baseline_metrics.json"), "the shipped baselines shown beside dev accuracies")
+    baseline_metrics: str = setting(
+        str(REPO_ROOT / "baseline_metrics.json"), "the shipped baselines shown beside dev accuracies"
+    )
     device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     seed: int = setting(0, "seed of fine-tuning and of the prompting demonstrations")
 

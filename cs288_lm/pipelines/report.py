@@ -967,17 +967,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="a pretrain run directory, or a checkpoint file")
     parser.add_argument("--out", type=Path, default=Path("out/report"), help="where report.md and its files go")
     parser.add_argument(
-        "--gpt2", default=None, help="a local Hugging Face GPT-2 directory (save_pretrained) for section 6 (default: none, no comparison)"
+        "--gpt2",
+        default=None,
+        help="a local Hugging Face GPT-2 directory (save_pretrained) for section 6 (default: none, no comparison)",
     )
     parser.add_argument(
-        "--sweep", default=None, help="an output directory of python -m cs288_lm.pipelines.sweep (default: none, the command to run)"
+        "--sweep",
+        default=None,
+        help="an output directory of python -m cs288_lm.pipelines.sweep (default: none, the command to run)",
     )
     parser.add_argument("--text", default=str(DEFAULT_TEXT), help="text to evaluate on (default: the valid split)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the checkpoint's)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}"
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the samples, the random sequences, t-SNE and the probe")
-    parser.add_argument("--samples-per-prompt", type=int, default=4, help="samples per prompt and strategy (greedy: one)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the samples, the random sequences, t-SNE and the probe"
+    )
+    parser.add_argument(
+        "--samples-per-prompt", type=int, default=4, help="samples per prompt and strategy (greedy: one)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=60, help="longest sample, in tokens")
     parser.add_argument("--max-text-bytes", type=int, default=200_000, help="score at most this much of --text")
     parser.add_argument("--compare-samples", type=int, default=2, help="samples per prompt and strategy in section 6")
@@ -993,7 +1003,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--heatmap-tokens", type=int, default=40, help="tokens of the text window the heatmaps show")
     parser.add_argument("--map-tokens", type=int, default=150, help="tokens in the embedding maps")
-    parser.add_argument("--probe-examples", type=int, default=3000, help="noun and verb occurrences for the linear probe")
+    parser.add_argument(
+        "--probe-examples", type=int, default=3000, help="noun and verb occurrences for the linear probe"
+    )
     parser.add_argument(
         "--threads",
         type=int,

@@ -110,13 +110,12 @@ def config_from_settings(config_class: type[T], settings: Mapping[str, Any], sou
     return config_class(**values)
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
-    """A dataclass field whose default is ``default`` (or ``factory()``, for a dict or a list), described by
-    ``help`` (what the setting does, without its default, which ``--help`` adds)."""
+def setting(default: Any, help: str) -> Any:
+    """A dataclass field whose default is ``default`` (immutable), described by ``help`` (what the setting
+    does, without its default, which ``--help`` adds). A dict or list field is
+    ``field(default_factory=..., metadata={"help": ...})``."""
     if not help.strip():
         raise TypeError("a setting needs a help text")
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
 
 
@@ -156,7 +155,11 @@ def add_config_flag(
     unless given."""
     kind = field_types(config_class)[name]
     flag = flag or "--" + name.replace("_", "-")
-    options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": field_help(config_class, name), "dest": dest or name}
+    options: dict[str, Any] = {
+        "default": argparse.SUPPRESS,
+        "help": field_help(config_class, name),
+        "dest": dest or name,
+    }
     if _base(kind) is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
     else:

@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
-        "--grid", action="append", default=[], help="name=v1,v2,... a pretrain setting and its values (repeat for more; default: none, one run)"
+        "--grid",
+        action="append",
+        default=[],
+        help="name=v1,v2,... a pretrain setting and its values (repeat for more; default: none, one run)",
     )
     parser.add_argument("--out-dir", type=Path, default=Path("out/sweep"), help="one folder per run, and the tables")
     return parser
