@@ -753,7 +753,7 @@ def section_embeddings(context: Context, report: ReportWriter) -> None:
         title = f"PCA of {kind} embeddings (PC1 {shares[0]:.0%}, PC2 {shares[1]:.0%} of variance)"
         report.figure(
             lambda path, projected=projected, title=title: embedding_analysis.plot_projection(
-                projected, labels, title, path
+                projected, labels, title, path, ("PC1", "PC2")
             ),
             f"embeddings_{kind}_pca.png",
             f"PCA of the {kind} embeddings",
@@ -762,7 +762,7 @@ def section_embeddings(context: Context, report: ReportWriter) -> None:
             tsne = embedding_analysis.tsne_2d(points, args.seed)
             report.figure(
                 lambda path, tsne=tsne, kind=kind: embedding_analysis.plot_projection(
-                    tsne, labels, f"t-SNE of {kind} embeddings", path
+                    tsne, labels, f"t-SNE of {kind} embeddings", path, ("t-SNE 1", "t-SNE 2")
                 ),
                 f"embeddings_{kind}_tsne.png",
                 f"t-SNE of the {kind} embeddings",
@@ -847,6 +847,7 @@ def section_embeddings(context: Context, report: ReportWriter) -> None:
         figure, axis = plt.subplots(figsize=(5.5, 3.5))
         axis.plot([r.layer for r in results], [r.accuracy for r in results], "o-", label="probe (test words)")
         axis.axhline(results[0].baseline, color="grey", linestyle="--", label="majority baseline")
+        axis.set_title("Linear probe: noun or verb from each layer's hidden state", fontsize=10)
         axis.set_xlabel("layer (0: embeddings)")
         axis.set_ylabel("accuracy, noun vs verb")
         axis.set_ylim(0.0, 1.0)
@@ -1001,7 +1002,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--attention-windows", type=int, default=8, help="text windows and repeated random sequences for head scores"
     )
-    parser.add_argument("--heatmap-tokens", type=int, default=40, help="tokens of the text window the heatmaps show")
+    parser.add_argument("--heatmap-tokens", type=int, default=32, help="tokens of the text window the heatmaps show")
     parser.add_argument("--map-tokens", type=int, default=150, help="tokens in the embedding maps")
     parser.add_argument(
         "--probe-examples", type=int, default=3000, help="noun and verb occurrences for the linear probe"
