@@ -282,7 +282,8 @@ def plot_head_scores(scores: HeadScores, ablation: Tensor, path: Path) -> Path:
         for layer in range(array.shape[0]):
             for head in range(array.shape[1]):
                 value = float(array[layer, head])
-                colour = "white" if is_score and value < 0.6 else "black"
+                dark = value < 0.6 if is_score else abs(value) > 0.6 * limit  # the cell's colour is dark
+                colour = "white" if dark else "black"
                 axis.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
         axis.set_title(name, fontsize=9)
         axis.set_xlabel("head")

@@ -86,7 +86,7 @@ def curves_figure(plt, runs: Mapping[str, Sequence[dict]], name: str):
     if len(runs) == 1:
         axes.legend(fontsize=8)
     else:
-        axes.legend(handles=_run_legend(runs, curves), fontsize=7, loc="upper right")
+        axes.legend(handles=_run_legend(runs, curves), fontsize=7, loc="best")
     figure.tight_layout()
     return figure
 

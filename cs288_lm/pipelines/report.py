@@ -849,6 +849,7 @@ def section_embeddings(context: Context, report: ReportWriter) -> None:
         axis.axhline(results[0].baseline, color="grey", linestyle="--", label="majority baseline")
         axis.set_title("Linear probe: noun or verb from each layer's hidden state", fontsize=10)
         axis.set_xlabel("layer (0: embeddings)")
+        axis.set_xticks([r.layer for r in results])
         axis.set_ylabel("accuracy, noun vs verb")
         axis.set_ylim(0.0, 1.0)
         axis.grid(alpha=0.3)
