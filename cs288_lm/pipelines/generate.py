@@ -19,7 +19,7 @@ import torch
 
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.pipelines.loading import model_from_checkpoint, read_checkpoint
-from cs288_lm.pipelines.settings import REPO_ROOT, HelpFormatter
+from cs288_lm.pipelines.settings import DEVICE_HELP, REPO_ROOT, HelpFormatter
 from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=200, help="longest continuation, in tokens")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
     parser.add_argument("--tokenizer", default=str(REPO_ROOT / "data" / "tokenizer"), help="saved tokenizer directory")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     return parser
 
 

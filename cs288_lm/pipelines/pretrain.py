@@ -50,6 +50,7 @@ from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
 from cs288_lm.pipelines.settings import (
+    DEVICE_HELP,
     REPO_ROOT,
     HelpFormatter,
     add_config_flags,
@@ -120,7 +121,7 @@ class TrainConfig:
     num_samples: int = setting(2, "top-p samples printed at the end (after one greedy sample)")
     sample_tokens: int = setting(80, "new tokens per sample printed at the end")
     # system
-    device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    device: str = setting("auto", DEVICE_HELP)
     precision: str = setting("auto", "auto (bf16 autocast on cuda, float32 elsewhere), fp32 or bf16")
     compile: bool = setting(False, "torch.compile the model")
     seed: int = setting(1337, "seed of the initialisation, the batches and the samples")

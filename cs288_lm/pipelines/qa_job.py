@@ -40,7 +40,7 @@ from cs288_lm.pipelines.finetune import FinetuneConfig, finetune_multiple_choice
 from cs288_lm.pipelines.loading import load_pretrained_model, read_checkpoint
 from cs288_lm.pipelines.pretrain import TrainConfig, train_config
 from cs288_lm.pipelines.pretrain import run as pretrain
-from cs288_lm.pipelines.settings import REPO_ROOT, config_from_settings, resolve_device, setting
+from cs288_lm.pipelines.settings import DEVICE_HELP, REPO_ROOT, config_from_settings, resolve_device, setting
 from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.prompting import PromptingPipeline, default_setups
 from cs288_lm.qa_model import TransformerForMultipleChoice
@@ -82,7 +82,7 @@ class QAJobConfig:
     baseline_metrics: str = setting(
         str(REPO_ROOT / "baseline_metrics.json"), "the shipped baselines shown beside dev accuracies"
     )
-    device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    device: str = setting("auto", DEVICE_HELP)
     seed: int = setting(0, "seed of fine-tuning and of the prompting demonstrations")
 
     def pretrain_config(self) -> TrainConfig:

@@ -54,7 +54,7 @@ from cs288_lm.model import count_parameters, estimate_training_memory_bytes
 from cs288_lm.models.architectures import ModelConfig
 from cs288_lm.pipelines.loading import model_from_checkpoint, read_checkpoint
 from cs288_lm.pipelines.pretrain import EOT, training_flops_per_token
-from cs288_lm.pipelines.settings import REPO_ROOT, HelpFormatter
+from cs288_lm.pipelines.settings import DEVICE_HELP, REPO_ROOT, HelpFormatter
 from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
@@ -983,7 +983,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}"
     )
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the samples, the random sequences, t-SNE and the probe"
     )

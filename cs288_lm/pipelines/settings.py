@@ -41,6 +41,10 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# The help of every --device flag: the names resolve_device takes.
+DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps"
+
+
 def resolve_device(name: str) -> torch.device:
     """``name`` as a device; "auto" is CUDA, else Apple's MPS, else the CPU."""
     import torch
@@ -157,7 +161,7 @@ def add_config_flag(
     flag = flag or "--" + name.replace("_", "-")
     options: dict[str, Any] = {
         "default": argparse.SUPPRESS,
-        "help": field_help(config_class, name),
+        "help": field_help(config_class, name).replace("%", "%%"),  # argparse formats help with %
         "dest": dest or name,
     }
     if _base(kind) is bool:
