@@ -23,6 +23,7 @@ from pathlib import Path
 from cs288_lm.common.qa_audit import audit, format_audit
 from cs288_lm.common.qa_data import build_lexicon, build_qa_splits, load_questions, save_questions, split_stories
 from cs288_lm.common.qa_rules import FREQUENCY_RULES
+from cs288_lm.pipelines.settings import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parent
 MAX_RULE_ACCURACY = 0.35  # a frequency or position rule above this would make the questions too easy
@@ -60,8 +61,8 @@ def run_audit(qa_dir: Path, train: Path, heldout: Path) -> int:
     return 1 if problems else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument(
         "--train", type=Path, default=REPO_ROOT / "data/tinystories/train.txt", help="stories for train questions"
     )
@@ -69,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
         "--heldout", type=Path, default=REPO_ROOT / "data/tinystories/heldout.txt", help="stories for dev and test"
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "data/qa", help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dev/test split and of the questions made")
     parser.add_argument(
         "--questions-per-story", type=int, default=None, help="at most this many per story (default: as many as fit)"
     )
-    parser.add_argument("--context-sentences", type=int, default=5)
+    parser.add_argument(
+        "--context-sentences", type=int, default=5, help="most sentences of story in a question's context"
+    )
     parser.add_argument("--audit", action="store_true", help="only audit the files already in --out")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     for path in (args.train, args.heldout):
         if not path.is_file():

@@ -18,23 +18,38 @@ import json
 import sys
 from pathlib import Path
 
+from cs288_lm.pipelines.finetune import FinetuneConfig
+from cs288_lm.pipelines.pretrain import TrainConfig
 from cs288_lm.pipelines.qa_job import QAJobConfig, run_qa_job
-from cs288_lm.pipelines.settings import config_from_settings, read_settings_file
+from cs288_lm.pipelines.settings import HelpFormatter, add_config_flag, config_from_settings, read_settings_file
 
 FULL_TINYSTORIES = ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt")
 
 
-def parse_config(argv: list[str] | None = None) -> tuple[QAJobConfig, argparse.Namespace]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; the flags that set a config field take its help and default from the field."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--config", type=Path, help="JSON object of QAJobConfig settings (flags override it)")
-    parser.add_argument("--checkpoint", help="use this pretrained LM checkpoint instead of out/pretrain")
-    parser.add_argument("--tinystories-dir", type=Path, help=f"pretrain on the full TinyStories files in this directory ({', '.join(FULL_TINYSTORIES)})")
-    parser.add_argument("--pretrain-out", help="where the LM is pretrained (default out/pretrain)")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    parser.add_argument("--epochs", type=int, help="fine-tuning epochs")
-    parser.add_argument("--out-dir", help="where the fine-tuned head and the prompting choice are kept (default out/qa)")
-    parser.add_argument("--predictions-dir", help="where the two predictions files go (default: the current directory)")
-    parser.add_argument("--write-baseline", type=Path, metavar="PATH", help="also write the dev (and test) accuracies to this JSON file")
+    add_config_flag(parser, QAJobConfig, "checkpoint")
+    parser.add_argument(
+        "--tinystories-dir",
+        type=Path,
+        help=f"pretrain on the full TinyStories files in this directory ({', '.join(FULL_TINYSTORIES)}) "
+        "(default: none, the bundled sample)",
+    )
+    add_config_flag(parser, TrainConfig, "out_dir", flag="--pretrain-out", dest="pretrain_out")
+    add_config_flag(parser, QAJobConfig, "device")
+    add_config_flag(parser, FinetuneConfig, "epochs")
+    add_config_flag(parser, QAJobConfig, "out_dir")
+    add_config_flag(parser, QAJobConfig, "predictions_dir")
+    parser.add_argument(
+        "--write-baseline", type=Path, metavar="PATH", help="also write the dev (and test) accuracies to this JSON file"
+    )
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[QAJobConfig, argparse.Namespace]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = read_settings_file(args.config) if args.config is not None else {}
@@ -44,15 +59,17 @@ def parse_config(argv: list[str] | None = None) -> tuple[QAJobConfig, argparse.N
     pretrain, finetune = dict(config.pretrain), dict(config.finetune)
     if args.tinystories_dir is not None:
         pretrain["train_data"], pretrain["valid_data"] = (str(args.tinystories_dir / name) for name in FULL_TINYSTORIES)
-    if args.pretrain_out is not None:
+    if hasattr(args, "pretrain_out"):
         pretrain["out_dir"] = args.pretrain_out
-    if args.epochs is not None:
+    if hasattr(args, "epochs"):
         finetune["epochs"] = args.epochs
-    flags = {name: getattr(args, name) for name in ("checkpoint", "device", "out_dir", "predictions_dir")}
+    flags = {
+        name: getattr(args, name)
+        for name in ("checkpoint", "device", "out_dir", "predictions_dir")
+        if hasattr(args, name)
+    }
     try:
-        config = dataclasses.replace(
-            config, **{name: value for name, value in flags.items() if value is not None}, pretrain=pretrain, finetune=finetune
-        )
+        config = dataclasses.replace(config, **flags, pretrain=pretrain, finetune=finetune)
         config.pretrain_config(), config.finetune_config()  # check the nested settings now
     except ValueError as error:
         parser.error(str(error))

@@ -18,25 +18,31 @@ import warnings
 from pathlib import Path
 
 from cs288_lm.bpe import train_bpe
+from cs288_lm.pipelines.settings import HelpFormatter
 from cs288_lm.tokenizer import Tokenizer
 
 DEFAULT_INPUT = Path(__file__).parent / "data" / "tinystories" / "train.txt"
 DEFAULT_OUT = Path("out") / "tokenizer"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="UTF-8 training text (default: bundled sample)")
-    parser.add_argument("--vocab-size", type=int, default=10_000, help="final vocabulary size (default: 10000)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="UTF-8 training text")
+    parser.add_argument("--vocab-size", type=int, default=10_000, help="final vocabulary size, special tokens included")
     parser.add_argument(
         "--special-token",
         action="append",
         dest="special_tokens",
         help='a special token; repeat for several (default: "<|endoftext|>")',
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--workers", type=int, default=None, help="pre-tokenization processes (default: automatic)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.special_tokens is None:
         args.special_tokens = ["<|endoftext|>"]

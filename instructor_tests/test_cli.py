@@ -2,19 +2,130 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from cs288_lm.pipelines.finetune import FinetuneConfig
+from cs288_lm.pipelines.pretrain import TrainConfig
+from cs288_lm.pipelines.qa_job import QAJobConfig
+from cs288_lm.pipelines.settings import add_config_flags, field_help, setting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = REPO_ROOT / "data" / "tinystories" / "valid.txt"
 
 
+# Every program students and instructors run: the pipelines' ``python -m`` entry points and the root scripts.
+PROGRAMS = [
+    "cs288_lm.pipelines.encode_file",
+    "cs288_lm.pipelines.generate",
+    "cs288_lm.pipelines.pretrain",
+    "cs288_lm.pipelines.report",
+    "cs288_lm.pipelines.sweep",
+    "make_qa_data",
+    "run_finetune_qa",
+    "train_bpe",
+]
+CONFIG_CLASSES = [TrainConfig, FinetuneConfig, QAJobConfig]
+
+
 def run(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_the_program_list_names_every_program_with_a_main_block():
+    scripts = [path for path in REPO_ROOT.glob("*.py") if "__main__" in path.read_text(encoding="utf-8")]
+    pipelines = [
+        path
+        for path in (REPO_ROOT / "cs288_lm" / "pipelines").glob("*.py")
+        if "__main__" in path.read_text(encoding="utf-8")
+    ]
+    found = {path.stem for path in scripts} | {f"cs288_lm.pipelines.{path.stem}" for path in pipelines}
+    assert found - {"conftest", "adapters"} == set(PROGRAMS)
+
+
+def help_entries(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's entry in ``--help`` (its first option string -> the text shown beside it)."""
+    lines = parser.format_help().splitlines()
+    entries: dict[str, str] = {}
+    current = None
+    for line in lines:
+        if line.startswith("  -"):
+            current = line.split()[0].rstrip(",")
+            entries[current] = line
+        elif current is not None and line.startswith("   "):
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return {name: " ".join(text.split()) for name, text in entries.items()}
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_every_option_of_every_program_has_a_help_with_its_default(program):
+    parser = importlib.import_module(program).build_parser()
+    entries = help_entries(parser)
+    options = [action for action in parser._actions if action.option_strings and action.dest != "help"]
+    assert options, program
+    for action in options:
+        assert action.help and action.help.strip(), f"{program} {action.option_strings[0]}: no help text"
+        entry = entries[action.option_strings[0]]
+        assert "default:" in entry or "(required)" in entry, f"{program}: no default shown in {entry!r}"
+
+
+@pytest.mark.parametrize("config_class", CONFIG_CLASSES, ids=lambda c: c.__name__)
+def test_every_config_field_has_one_help_text_that_its_flag_shows(config_class):
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, config_class, exclude=("pretrain", "finetune"))  # dict fields: JSON config only
+    flags = {action.dest: action for action in parser._actions if action.option_strings and action.dest != "help"}
+    for field in dataclasses.fields(config_class):
+        text = field_help(config_class, field.name)
+        assert field.metadata["help"] in text and "(default: " in text
+        if field.name in flags:
+            assert flags[field.name].help.replace("%%", "%") == text
+
+
+def test_the_pretrain_help_shows_each_settings_text_and_default():
+    result = run("-m", "cs288_lm.pipelines.pretrain", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert (
+        "--batch-size INT sequences per optimizer step, over all processes and accumulation steps (default: 32)" in text
+    )
+    assert "--token-budget INT" in text and "(default: none)" in text
+    assert "--resume, --no-resume continue from checkpoints/latest.pt in --out-dir (default: false)" in text
+
+
+@dataclasses.dataclass
+class _Undocumented:
+    size: int = 1
+
+
+def test_a_setting_without_a_help_text_is_refused():
+    with pytest.raises(TypeError, match="help"):
+        setting(1, "")
+    with pytest.raises(TypeError, match="no help text"):
+        field_help(_Undocumented, "size")
+
+
+def test_run_finetune_qa_flags_override_the_config_file_and_none_clears_a_checkpoint(tmp_path):
+    import run_finetune_qa
+
+    path = tmp_path / "qa.json"
+    path.write_text(json.dumps({"checkpoint": "some.pt", "device": "cpu", "finetune": {"epochs": 2}}), encoding="utf-8")
+    config, _ = run_finetune_qa.parse_config(["--config", str(path)])
+    assert (config.checkpoint, config.device, config.finetune["epochs"]) == ("some.pt", "cpu", 2)
+    config, _ = run_finetune_qa.parse_config(
+        ["--config", str(path), "--checkpoint", "none", "--epochs", "3", "--pretrain-out", "o"]
+    )
+    assert (config.checkpoint, config.finetune["epochs"], config.pretrain["out_dir"]) == (None, 3, "o")
+    assert run_finetune_qa.parse_config([])[0] == QAJobConfig()
 
 
 def test_train_bpe_cli_writes_a_loadable_tokenizer(tmp_path):

@@ -205,45 +205,70 @@ def ablation_losses(
     return base, change
 
 
+# Heatmap tick labels: at most this many per axis (every k-th token beyond), at this font size.
+MAX_TICK_LABELS = 32
+TICK_FONT_SIZE = 7
+
+
+def tick_positions(count: int, most: int = MAX_TICK_LABELS) -> list[int]:
+    """Every k-th of ``count`` positions, k the smallest step that keeps at most ``most`` of them."""
+    return list(range(0, count, math.ceil(count / most))) if count else []
+
+
 def plot_attention_layer(
     weights: Float[Tensor, "heads seq seq"], labels: Sequence[str], layer: int, path: Path, scores: dict | None = None
 ) -> Path:
-    """One PNG with every head's map of one layer side by side (query rows, key columns)."""
+    """One PNG with every head's map of one layer side by side (query rows, key columns), a shared
+    colour bar, and the tokens on the outer axes (every k-th when there are many)."""
     plt = pyplot()
+    figure = attention_layer_figure(plt, weights, labels, layer, scores)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def attention_layer_figure(
+    plt, weights: Float[Tensor, "heads seq seq"], labels: Sequence[str], layer: int, scores: dict | None = None
+):
+    """The figure of :func:`plot_attention_layer`."""
     heads = weights.shape[0]
     columns = min(heads, 4)
     rows = math.ceil(heads / columns)
-    size = 3.6 if len(labels) <= 48 else 3.0
-    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + 0.4), squeeze=False)
-    show_labels = len(labels) <= 48
+    ticks = tick_positions(len(labels))
+    size = 2.2 + 0.1 * len(ticks)  # room for the tick labels
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(size * columns + 1.0, size * rows + 1.4), squeeze=False, layout="constrained"
+    )
+    image = None
     for head in range(rows * columns):
         axis = axes[head // columns][head % columns]
         if head >= heads:
             axis.axis("off")
             continue
-        axis.imshow(weights[head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
-        title = f"layer {layer} head {head}"
+        image = axis.imshow(weights[head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+        title = f"head {head}"
         if scores is not None:
-            title += f"\n{scores[head]}"
-        axis.set_title(title, fontsize=8)
-        if show_labels:
-            axis.set_xticks(range(len(labels)), labels, rotation=90, fontsize=4)
-            axis.set_yticks(range(len(labels)), labels, fontsize=4)
-        else:
-            axis.set_xticks([])
-            axis.set_yticks([])
-    figure.suptitle(f"attention weights, layer {layer} (rows: queries, columns: keys)", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+            title += f": {scores[head]}"
+        axis.set_title(title, fontsize=9)
+        bottom = head + columns >= heads  # no panel below: this one shows the key tokens
+        axis.set_xticks(ticks, [labels[i] for i in ticks] if bottom else [], rotation=90, fontsize=TICK_FONT_SIZE)
+        first = head % columns == 0
+        axis.set_yticks(ticks, [labels[i] for i in ticks] if first else [], fontsize=TICK_FONT_SIZE)
+        if bottom:
+            axis.set_xlabel("key (attended token)", fontsize=8)
+        if first:
+            axis.set_ylabel("query (attending token)", fontsize=8)
+    figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="attention weight")
+    every = "" if len(ticks) == len(labels) else f"; one token in {ticks[1]} labelled"
+    figure.suptitle(f"Attention weights of layer {layer} ({len(labels)} tokens{every}; _ is a space)", fontsize=10)
+    return figure
 
 
 def plot_head_scores(scores: HeadScores, ablation: Tensor, path: Path) -> Path:
     """Layers x heads grids: the four scores and the loss change when ablating each head."""
     plt = pyplot()
     panels = [*scores.as_dict().items(), ("ablation: loss change (nats)", ablation)]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
     for axis, (name, values) in zip(axes, panels):
         array = values.numpy()
         is_score = not name.startswith("ablation")
@@ -257,7 +282,8 @@ def plot_head_scores(scores: HeadScores, ablation: Tensor, path: Path) -> Path:
         for layer in range(array.shape[0]):
             for head in range(array.shape[1]):
                 value = float(array[layer, head])
-                colour = "white" if is_score and value < 0.6 else "black"
+                dark = value < 0.6 if is_score else abs(value) > 0.6 * limit  # the cell's colour is dark
+                colour = "white" if dark else "black"
                 axis.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
         axis.set_title(name, fontsize=9)
         axis.set_xlabel("head")
@@ -265,6 +291,9 @@ def plot_head_scores(scores: HeadScores, ablation: Tensor, path: Path) -> Path:
         axis.set_xticks(range(array.shape[1]))
         axis.set_yticks(range(array.shape[0]))
         figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.suptitle(
+        "Head scores (mean attention on the pattern) and the loss change when a head is ablated", fontsize=10
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -87,19 +87,52 @@ def tsne_2d(points: Float[Tensor, "n d"], seed: int = 0) -> Float[Tensor, "n 2"]
     return torch.from_numpy(tsne.fit_transform(points.numpy()).astype(np.float32))
 
 
-def plot_projection(points: Tensor, labels: Sequence[str], title: str, path: Path) -> Path:
+def plot_projection(
+    points: Tensor, labels: Sequence[str], title: str, path: Path, axis_names: tuple[str, str] = ("", "")
+) -> Path:
+    """A scatter of ``points`` with their ``labels``, given in priority order (most frequent token first):
+    a label is written only where it overlaps no label already written, so the names stay readable."""
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(9, 8))
-    xy = points.numpy()
-    axis.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.5)
-    for (x, y), label in zip(xy, labels):
-        axis.annotate(label, (x, y), fontsize=6, alpha=0.85, xytext=(2, 2), textcoords="offset points")
-    axis.set_title(title, fontsize=10)
-    axis.grid(alpha=0.2)
-    figure.tight_layout()
+    figure = projection_figure(plt, points, labels, title, axis_names)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def projection_figure(plt, points: Tensor, labels: Sequence[str], title: str, axis_names: tuple[str, str] = ("", "")):
+    """The figure of :func:`plot_projection`."""
+    figure, axis = plt.subplots(figsize=(9, 8))
+    xy = points.numpy()
+    axis.scatter(xy[:, 0], xy[:, 1], s=10, alpha=0.35, color="C0")
+    heading = axis.set_title(f"{title}\n")
+    axis.set_xlabel(axis_names[0])
+    axis.set_ylabel(axis_names[1])
+    axis.grid(alpha=0.2)
+    axis.set_xlim(axis.get_xlim())  # fixed limits: the points do not move once labels are measured
+    axis.set_ylim(axis.get_ylim())
+    figure.tight_layout()  # before the labels are placed: their overlaps are measured in the final layout
+    shown = _place_labels(figure, axis, xy, labels)
+    axis.scatter(xy[shown, 0], xy[shown, 1], s=12, color="C3")  # the points whose label is written
+    heading.set_text(f"{title}\n{len(shown)} of {len(labels)} tokens labelled (most frequent first, none overlapping)")
+    return figure
+
+
+def _place_labels(figure, axis, xy: np.ndarray, labels: Sequence[str]) -> list[int]:
+    """Annotate the points in order, removing each label whose box would overlap one already placed
+    (or leave the axes); returns the indices of the points labelled."""
+    renderer = figure.canvas.get_renderer()
+    frame = axis.get_window_extent(renderer)
+    placed, shown = [], []
+    for index, ((x, y), label) in enumerate(zip(xy, labels)):
+        text = axis.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+        box = text.get_window_extent(renderer).expanded(1.05, 1.15)
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        if inside and not any(box.overlaps(other) for other in placed):
+            placed.append(box)
+            shown.append(index)
+        else:
+            text.remove()
+    return shown
 
 
 def word_token(tokenizer: Tokenizer, word: str) -> int | None:

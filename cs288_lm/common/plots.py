@@ -30,11 +30,26 @@ def _pyplot():
     return plt
 
 
+# The curves of each plot: (metrics key, name in legends, line style, marker). A logged training loss is
+# the mean over the steps since the previous record, so it lags the validation loss measured at the step.
+CURVES = {
+    "loss": (
+        ("train_loss", "training loss (mean over each log interval)", "-", None),
+        ("val_loss", "validation loss", "--", "o"),
+    ),
+    "perplexity": (("val_perplexity", "validation perplexity", "-", "o"),),
+}
+Y_LABELS = {"loss": "cross-entropy loss (nats/token)", "perplexity": "validation perplexity (log scale)"}
+TITLES = {"loss": "Training and validation loss", "perplexity": "Validation perplexity"}
+
+
 def plot_runs(runs: Mapping[str, Sequence[dict]], out_dir: str | os.PathLike, prefix: str = "") -> list[Path]:
     """Plot loss and perplexity against tokens for one or several runs (overlaid, one colour each).
 
-    Writes ``{prefix}loss.png`` (train and validation loss) and ``{prefix}perplexity.png``
-    (validation perplexity) to ``out_dir``; returns the paths written (none without matplotlib).
+    Writes ``{prefix}loss.png`` (training loss solid, validation loss dashed with markers) and
+    ``{prefix}perplexity.png`` (validation perplexity) to ``out_dir``; returns the paths written
+    (none without matplotlib). With several runs, the legend names each run's colour and each curve's
+    line style once.
     """
     plt = _pyplot()
     if plt is None:
@@ -42,29 +57,48 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], out_dir: str | os.PathLike, pr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, keys, ylabel in (
-        ("loss", ("train_loss", "val_loss"), "cross-entropy loss (nats/token)"),
-        ("perplexity", ("val_perplexity",), "validation perplexity"),
-    ):
-        figure, axes = plt.subplots(figsize=(7, 4.5))
-        for index, (label, records) in enumerate(runs.items()):
-            colour = f"C{index % 10}"
-            for key in keys:
-                points = [(r["tokens"], r[key]) for r in records if key in r and math.isfinite(r[key])]
-                if points:
-                    style = "-" if key != "val_loss" or len(keys) == 1 else "--"
-                    marker = "o" if key.startswith("val") else None
-                    x, y = zip(*points)
-                    axes.plot(x, y, style, color=colour, marker=marker, markersize=3, label=f"{label} {key}")
-        axes.set_xlabel("tokens seen")
-        axes.set_ylabel(ylabel)
-        if name == "perplexity":
-            axes.set_yscale("log")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-        figure.tight_layout()
+    for name in CURVES:
+        figure = curves_figure(plt, runs, name)
         path = out_dir / f"{prefix}{name}.png"
         figure.savefig(path, dpi=120)
         plt.close(figure)
         written.append(path)
     return written
+
+
+def curves_figure(plt, runs: Mapping[str, Sequence[dict]], name: str):
+    """The figure of :func:`plot_runs` for ``name`` (a key of :data:`CURVES`)."""
+    curves = CURVES[name]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for index, records in enumerate(runs.values()):
+        for key, curve, style, marker in curves:
+            points = [(r["tokens"], r[key]) for r in records if key in r and math.isfinite(r[key])]
+            if points:
+                x, y = zip(*points)
+                label = curve if len(runs) == 1 else None
+                axes.plot(x, y, style, color=f"C{index % 10}", marker=marker, markersize=3, label=label)
+    axes.set_xlabel("tokens seen")
+    axes.set_ylabel(Y_LABELS[name])
+    if name == "perplexity":
+        axes.set_yscale("log")
+    axes.set_title(TITLES[name] if len(runs) == 1 else f"{TITLES[name]} of {len(runs)} runs")
+    axes.grid(alpha=0.3)
+    if len(runs) == 1:
+        axes.legend(fontsize=8)
+    else:
+        axes.legend(handles=_run_legend(runs, curves), fontsize=7, loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def _run_legend(runs: Mapping[str, Sequence[dict]], curves: Sequence[tuple]) -> list:
+    """Legend entries: one colour per run, then one line style per curve (when there are several)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=f"C{index % 10}", label=run) for index, run in enumerate(runs)]
+    if len(curves) > 1:
+        handles += [
+            Line2D([], [], color="black", linestyle=style, marker=marker, markersize=3, label=curve)
+            for _, curve, style, marker in curves
+        ]
+    return handles

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cs288_lm.common.pretokenization import iter_text_blocks, map_in_workers, plan_file_ranges
+from cs288_lm.pipelines.settings import HelpFormatter
 from cs288_lm.tokenizer import Tokenizer
 
 
@@ -122,13 +123,19 @@ def _to_array(ids: list[int], dtype: str) -> np.ndarray:
     return np.fromiter(ids, dtype=dtype, count=len(ids))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Encode a text file into a .npy array of token ids.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Encode a text file into a .npy array of token ids.", formatter_class=HelpFormatter
+    )
     parser.add_argument("--tokenizer", required=True, help="folder written by Tokenizer.save (vocab.json, merges.txt)")
     parser.add_argument("--input", required=True, help="UTF-8 text file")
     parser.add_argument("--out", required=True, help="output .npy file")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores for big files)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     tokenizer = Tokenizer.from_directory(args.tokenizer)
     start = time.perf_counter()
 

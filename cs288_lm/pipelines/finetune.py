@@ -20,21 +20,24 @@ from torch.utils.data import DataLoader
 from cs288_lm.datasets import MultipleChoiceQADataset, collate_multiple_choice
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
+from cs288_lm.pipelines.settings import setting
 from cs288_lm.qa_model import TransformerForMultipleChoice
 from cs288_lm.sampling import eval_mode
 
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = 4
-    batch_size: int = 16  # questions per step (each has num_choices sequences)
-    learning_rate: float = 1e-3
-    min_learning_rate: float = 1e-4
-    warmup_fraction: float = 0.1  # of all steps
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    seed: int = 0
-    log_interval: int = 20  # steps
+    """The settings of fine-tuning (the ``finetune`` object of the main job's config)."""
+
+    epochs: int = setting(4, "passes over the train questions")
+    batch_size: int = setting(16, "questions per step (each has num_choices sequences)")
+    learning_rate: float = setting(1e-3, "peak learning rate, after the warmup")
+    min_learning_rate: float = setting(1e-4, "learning rate at the end of the cosine decay")
+    warmup_fraction: float = setting(0.1, "fraction of all steps with a linear warmup")
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay, on matrices only")
+    grad_clip: float = setting(1.0, "clip the gradients' global L2 norm to this")
+    seed: int = setting(0, "seed of the head's initialisation and of the batches' order")
+    log_interval: int = setting(20, "steps between progress lines")
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:

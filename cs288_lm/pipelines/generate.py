@@ -19,7 +19,7 @@ import torch
 
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.pipelines.loading import model_from_checkpoint, read_checkpoint
-from cs288_lm.pipelines.settings import REPO_ROOT
+from cs288_lm.pipelines.settings import DEVICE_HELP, REPO_ROOT, HelpFormatter
 from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
@@ -27,21 +27,24 @@ from cs288_lm.tokenizer import Tokenizer
 STRATEGIES = ("greedy", "top_k", "top_p")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="checkpoint file, or a pretrain run directory")
-    parser.add_argument("--prompt", default="Once upon a time")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="top_p")
+    parser.add_argument("--prompt", default="Once upon a time", help="text the samples continue")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="top_p", help="decoding strategy")
     parser.add_argument("--k", type=int, default=50, help="top_k: sample among the k most likely tokens")
     parser.add_argument("--p", type=float, default=0.9, help="top_p: sample within the nucleus of mass p")
-    parser.add_argument("--temperature", type=float, default=1.0, help="top_k and top_p only")
-    parser.add_argument("--num-samples", type=int, default=3, help="greedy always gives one")
-    parser.add_argument("--max-new-tokens", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0, help="divides the logits (top_k and top_p only)")
+    parser.add_argument("--num-samples", type=int, default=3, help="samples drawn (greedy always gives one)")
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="longest continuation, in tokens")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
     parser.add_argument("--tokenizer", default=str(REPO_ROOT / "data" / "tokenizer"), help="saved tokenizer directory")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error(f"--num-samples must be at least 1, got {args.num_samples}")

@@ -50,12 +50,15 @@ from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
 from cs288_lm.pipelines.settings import (
+    DEVICE_HELP,
     REPO_ROOT,
+    HelpFormatter,
     add_config_flags,
     config_from_settings,
     flags_given,
     read_settings_file,
     resolve_device,
+    setting,
 )
 from cs288_lm.pipelines.token_files import load_tokens, prepare_token_file, tokenizer_fingerprint
 from cs288_lm.sampling import eval_mode, generate
@@ -67,50 +70,61 @@ PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e1
 
 @dataclass
 class TrainConfig:
+    """The settings of a pretraining run; each field's help is its flag's ``--help`` text."""
+
     # data: UTF-8 text files, encoded once with the tokenizer and cached as token arrays
-    train_data: str = str(REPO_ROOT / "data" / "tinystories" / "train.txt")
-    valid_data: str = str(REPO_ROOT / "data" / "tinystories" / "valid.txt")
-    tokenizer: str = str(REPO_ROOT / "data" / "tokenizer")
-    cache_dir: str = "out/cache"
+    train_data: str = setting(str(REPO_ROOT / "data" / "tinystories" / "train.txt"), "UTF-8 training text")
+    valid_data: str = setting(str(REPO_ROOT / "data" / "tinystories" / "valid.txt"), "UTF-8 validation text")
+    tokenizer: str = setting(
+        str(REPO_ROOT / "data" / "tokenizer"), "saved tokenizer directory (vocab.json, merges.txt)"
+    )
+    cache_dir: str = setting("out/cache", "where the encoded token arrays are cached, by text and tokenizer")
     # model (vocab_size comes from the tokenizer)
-    architecture: str = "llama"
-    context_length: int = 128
-    d_model: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    d_ff: int | None = None
-    rope_theta: float = 10_000.0
-    dropout: float = 0.0
-    attention_backend: str = "torch"  # "reference": the code students write; "torch": fused kernels (SDPA, SiLU)
-    loss_backend: str = "torch"  # "reference": nn_utils.cross_entropy; "torch": F.cross_entropy (fused, faster)
+    architecture: str = setting("llama", "llama (RoPE, RMSNorm, SwiGLU) or gpt2 (learned positions, LayerNorm, GELU)")
+    context_length: int = setting(128, "tokens per training sequence, and the longest the model reads")
+    d_model: int = setting(128, "width of the residual stream")
+    num_layers: int = setting(4, "transformer blocks")
+    num_heads: int = setting(4, "attention heads per block (must divide d_model)")
+    d_ff: int | None = setting(
+        None, "hidden width of the MLP; none: the architecture's own (llama about 8/3 d_model, gpt2 4 d_model)"
+    )
+    rope_theta: float = setting(10_000.0, "RoPE base (llama only)")
+    dropout: float = setting(0.0, "dropout probability (gpt2 only)")
+    attention_backend: str = setting(
+        "torch",
+        "reference: the code students write; torch: fused kernels (scaled_dot_product_attention, SiLU), same function",
+    )
+    loss_backend: str = setting("torch", "reference: nn_utils.cross_entropy; torch: F.cross_entropy (fused, faster)")
     # optimisation
-    batch_size: int = 32  # sequences per optimizer step, over all processes and accumulation steps
-    grad_accum_steps: int = 1
-    max_steps: int = 400
-    token_budget: int | None = None  # if set, max_steps = ceil(token_budget / (batch_size * context_length))
-    learning_rate: float = 3e-3
-    min_learning_rate: float = 3e-4
-    warmup_steps: int = 20
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
+    batch_size: int = setting(32, "sequences per optimizer step, over all processes and accumulation steps")
+    grad_accum_steps: int = setting(1, "micro-batches per optimizer step, to fit a batch in memory")
+    max_steps: int = setting(400, "optimizer steps (unless --token-budget is set)")
+    token_budget: int | None = setting(
+        None, "tokens to train on: max_steps = ceil(token_budget / (batch_size x context_length))"
+    )
+    learning_rate: float = setting(3e-3, "peak learning rate, after the warmup")
+    min_learning_rate: float = setting(3e-4, "learning rate at the end of the cosine decay")
+    warmup_steps: int = setting(20, "steps of linear warmup from 0 to the peak learning rate")
+    weight_decay: float = setting(0.1, "AdamW decoupled weight decay, on matrices only (not on gains and biases)")
+    beta1: float = setting(0.9, "AdamW first-moment decay")
+    beta2: float = setting(0.95, "AdamW second-moment decay")
+    eps: float = setting(1e-8, "AdamW denominator epsilon")
+    grad_clip: float = setting(1.0, "clip the gradients' global L2 norm to this")
     # evaluation, logging, checkpoints
-    eval_interval: int = 50
-    eval_batches: int = 8
-    log_interval: int = 10
-    checkpoint_interval: int = 200
-    out_dir: str = "out/pretrain"
-    resume: bool = False
-    final_eval_tokens: int = 1_000_000  # validation perplexity at the end, over up to this many tokens
-    num_samples: int = 2
-    sample_tokens: int = 80
+    eval_interval: int = setting(50, "steps between validation evaluations")
+    eval_batches: int = setting(8, "fixed validation batches per evaluation")
+    log_interval: int = setting(10, "steps between progress lines and metrics.jsonl records")
+    checkpoint_interval: int = setting(200, "steps between saves of checkpoints/latest.pt")
+    out_dir: str = setting("out/pretrain", "run directory: config.json, metrics.jsonl, plots, checkpoints/")
+    resume: bool = setting(False, "continue from checkpoints/latest.pt in --out-dir")
+    final_eval_tokens: int = setting(1_000_000, "validation tokens of the perplexity measured at the end")
+    num_samples: int = setting(2, "top-p samples printed at the end (after one greedy sample)")
+    sample_tokens: int = setting(80, "new tokens per sample printed at the end")
     # system
-    device: str = "auto"  # auto: cuda, then mps, then cpu
-    precision: str = "auto"  # auto: bf16 autocast on cuda, float32 elsewhere; or "fp32", "bf16"
-    compile: bool = False
-    seed: int = 1337
+    device: str = setting("auto", DEVICE_HELP)
+    precision: str = setting("auto", "auto (bf16 autocast on cuda, float32 elsewhere), fp32 or bf16")
+    compile: bool = setting(False, "torch.compile the model")
+    seed: int = setting(1337, "seed of the initialisation, the batches and the samples")
 
     def __post_init__(self):
         positive = ("context_length", "batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches",
@@ -158,12 +172,18 @@ def train_config(settings: dict[str, Any], source: str) -> TrainConfig:
     return config_from_settings(TrainConfig, settings, source)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``--config`` and one flag per :class:`TrainConfig` field."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("--config", type=Path, default=None, help="JSON file of settings (flags override it)")
+    add_config_flags(parser, TrainConfig)
+    return parser
+
+
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """The settings of a run: :class:`TrainConfig`'s defaults, then ``--config FILE``, then flags.
     Bad settings exit with an argparse error (code 2)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=None, help="JSON file of settings (flags override it)")
-    add_config_flags(parser, TrainConfig)
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = read_settings_file(args.config) if args.config is not None else {}

@@ -46,7 +46,7 @@ from cs288_lm.pipelines.finetune import FinetuneConfig, finetune_multiple_choice
 from cs288_lm.pipelines.loading import load_pretrained_model, read_checkpoint
 from cs288_lm.pipelines.pretrain import TrainConfig, train_config
 from cs288_lm.pipelines.pretrain import run as pretrain
-from cs288_lm.pipelines.settings import REPO_ROOT, config_from_settings, resolve_device
+from cs288_lm.pipelines.settings import DEVICE_HELP, REPO_ROOT, config_from_settings, resolve_device, setting
 from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.prompting import PromptingPipeline, default_setups
 from cs288_lm.qa_model import TransformerForMultipleChoice
@@ -58,26 +58,38 @@ _RUN_ONLY_SETTINGS = {"resume", "device", "out_dir", "cache_dir", "log_interval"
 
 @dataclass
 class QAJobConfig:
-    tokenizer: str = str(REPO_ROOT / "data" / "tokenizer")
-    tokenizer_vocab_size: int = 4096  # if the tokenizer has to be trained
-    qa_dir: str = str(REPO_ROOT / "data" / "qa")  # train.json, dev.json, test_questions.json
-    checkpoint: str | None = None  # an existing pretrained LM; None: reuse or train out/pretrain
-    pretrain: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings for that LM
-    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig settings
-    pooling: str = "mean"  # dev 39.9% after 2 epochs, as "last" (cloze template, 128 tokens)
+    """The settings of the main job (a ``--config`` JSON object); each field's help is its ``--help`` text."""
+
+    tokenizer: str = setting(str(REPO_ROOT / "data" / "tokenizer"), "saved tokenizer directory; trained there if empty")
+    tokenizer_vocab_size: int = setting(4096, "vocabulary size of a tokenizer that has to be trained")
+    qa_dir: str = setting(str(REPO_ROOT / "data" / "qa"), "folder of train.json, dev.json and test_questions.json")
+    checkpoint: str | None = setting(
+        None,
+        "a pretrained LM checkpoint (or a pretrain run directory: its best.pt); none: reuse or train --pretrain-out",
+    )
+    pretrain: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "TrainConfig settings of the LM pretrained here"}
+    )
+    finetune: dict[str, Any] = field(default_factory=dict, metadata={"help": "FinetuneConfig settings"})
+    # dev 39.9% after 2 epochs, as "last" (cloze template, 128 tokens)
+    pooling: str = setting("mean", "how the QA head pools a sequence's hidden states: last, mean or max")
     # "auto": CLOZE_TEMPLATE when every question has one blank (dev 39.9% against 33.0% for
     # CHOICE_TEMPLATE, 2 epochs), else CHOICE_TEMPLATE; or a template of MultipleChoiceQADataset.
-    choice_template: str = "auto"
-    freeze_backbone: bool = False
-    # Tokens of a question's sequences (None: the LM's context length). 64 keeps about two sentences
-    # of context and makes an epoch half as long as 128 does: 4 epochs fit the time of 2.
-    max_length: int | None = 64
-    prompting_shots: int = 2  # demonstrations in the few-shot template
-    out_dir: str = "out/qa"
-    predictions_dir: str = "."
-    baseline_metrics: str = str(REPO_ROOT / "baseline_metrics.json")
-    device: str = "auto"
-    seed: int = 0
+    choice_template: str = setting(
+        "auto", "auto: the cloze template when every question has one blank, else the choice template; or a template"
+    )
+    freeze_backbone: bool = setting(False, "train the QA head only, not the LM")
+    # 64 keeps about two sentences of context and makes an epoch half as long as 128 does: 4 epochs fit
+    # the time of 2.
+    max_length: int | None = setting(64, "tokens of a question's sequences; none: the LM's context length")
+    prompting_shots: int = setting(2, "demonstrations in the few-shot prompting template")
+    out_dir: str = setting("out/qa", "where the fine-tuned head and the prompting choice are kept")
+    predictions_dir: str = setting(".", "where the two predictions files go")
+    baseline_metrics: str = setting(
+        str(REPO_ROOT / "baseline_metrics.json"), "the shipped baselines shown beside dev accuracies"
+    )
+    device: str = setting("auto", DEVICE_HELP)
+    seed: int = setting(0, "seed of fine-tuning and of the prompting demonstrations")
 
     def pretrain_config(self) -> TrainConfig:
         """The LM's pretraining settings (checked as the pretraining's own command line checks them)."""

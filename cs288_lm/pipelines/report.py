@@ -54,7 +54,7 @@ from cs288_lm.model import count_parameters, estimate_training_memory_bytes
 from cs288_lm.models.architectures import ModelConfig
 from cs288_lm.pipelines.loading import model_from_checkpoint, read_checkpoint
 from cs288_lm.pipelines.pretrain import EOT, training_flops_per_token
-from cs288_lm.pipelines.settings import REPO_ROOT
+from cs288_lm.pipelines.settings import DEVICE_HELP, REPO_ROOT, HelpFormatter
 from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
@@ -753,7 +753,7 @@ def section_embeddings(context: Context, report: ReportWriter) -> None:
         title = f"PCA of {kind} embeddings (PC1 {shares[0]:.0%}, PC2 {shares[1]:.0%} of variance)"
         report.figure(
             lambda path, projected=projected, title=title: embedding_analysis.plot_projection(
-                projected, labels, title, path
+                projected, labels, title, path, ("PC1", "PC2")
             ),
             f"embeddings_{kind}_pca.png",
             f"PCA of the {kind} embeddings",
@@ -762,7 +762,7 @@ def section_embeddings(context: Context, report: ReportWriter) -> None:
             tsne = embedding_analysis.tsne_2d(points, args.seed)
             report.figure(
                 lambda path, tsne=tsne, kind=kind: embedding_analysis.plot_projection(
-                    tsne, labels, f"t-SNE of {kind} embeddings", path
+                    tsne, labels, f"t-SNE of {kind} embeddings", path, ("t-SNE 1", "t-SNE 2")
                 ),
                 f"embeddings_{kind}_tsne.png",
                 f"t-SNE of the {kind} embeddings",
@@ -847,7 +847,9 @@ def section_embeddings(context: Context, report: ReportWriter) -> None:
         figure, axis = plt.subplots(figsize=(5.5, 3.5))
         axis.plot([r.layer for r in results], [r.accuracy for r in results], "o-", label="probe (test words)")
         axis.axhline(results[0].baseline, color="grey", linestyle="--", label="majority baseline")
+        axis.set_title("Linear probe: noun or verb from each layer's hidden state", fontsize=10)
         axis.set_xlabel("layer (0: embeddings)")
+        axis.set_xticks([r.layer for r in results])
         axis.set_ylabel("accuracy, noun vs verb")
         axis.set_ylim(0.0, 1.0)
         axis.grid(alpha=0.3)
@@ -962,21 +964,33 @@ SECTION_FUNCTIONS = {
 }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a pretrain run directory, or a checkpoint file")
     parser.add_argument("--out", type=Path, default=Path("out/report"), help="where report.md and its files go")
-    parser.add_argument("--gpt2", default=None, help="a local Hugging Face GPT-2 directory (save_pretrained)")
-    parser.add_argument("--sweep", default=None, help="an output directory of python -m cs288_lm.pipelines.sweep")
+    parser.add_argument(
+        "--gpt2",
+        default=None,
+        help="a local Hugging Face GPT-2 directory (save_pretrained) for section 6 (default: none, no comparison)",
+    )
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        help="an output directory of python -m cs288_lm.pipelines.sweep (default: none, the command to run)",
+    )
     parser.add_argument("--text", default=str(DEFAULT_TEXT), help="text to evaluate on (default: the valid split)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the checkpoint's)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples-per-prompt", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=60)
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}"
+    )
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the samples, the random sequences, t-SNE and the probe"
+    )
+    parser.add_argument(
+        "--samples-per-prompt", type=int, default=4, help="samples per prompt and strategy (greedy: one)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=60, help="longest sample, in tokens")
     parser.add_argument("--max-text-bytes", type=int, default=200_000, help="score at most this much of --text")
     parser.add_argument("--compare-samples", type=int, default=2, help="samples per prompt and strategy in section 6")
     parser.add_argument("--compare-bytes", type=int, default=20_000, help="text scored by both models in section 6")
@@ -986,10 +1000,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=20_000_000,
         help="encode the training text to count its tokens when at most this large",
     )
-    parser.add_argument("--attention-windows", type=int, default=8, help="text windows and random sequences")
-    parser.add_argument("--heatmap-tokens", type=int, default=40)
+    parser.add_argument(
+        "--attention-windows", type=int, default=8, help="text windows and repeated random sequences for head scores"
+    )
+    parser.add_argument("--heatmap-tokens", type=int, default=32, help="tokens of the text window the heatmaps show")
     parser.add_argument("--map-tokens", type=int, default=150, help="tokens in the embedding maps")
-    parser.add_argument("--probe-examples", type=int, default=3000)
+    parser.add_argument(
+        "--probe-examples", type=int, default=3000, help="noun and verb occurrences for the linear probe"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -998,6 +1016,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "fastest on one thread, by far on a busy machine; torch's default for larger ones)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]

@@ -8,9 +8,13 @@ Part 4 main job (``run_finetune_qa.py``, :mod:`cs288_lm.pipelines.qa_job`) do wi
   (missing, unreadable, invalid JSON with its line and column, not an object);
 * :func:`config_from_settings`: a dataclass from a mapping of settings, listing unknown names (with
   the closest known one) and values of the wrong JSON type;
+* :func:`setting`: a dataclass field with its help text, the one description of a setting that the
+  flags' ``--help`` shows (with the field's default);
 * :func:`add_config_flags` and :func:`flags_given`: one command-line flag per dataclass field
   (``--learning-rate`` for ``learning_rate``), typed from the field's annotation
-  (``typing.get_type_hints``); an optional field takes ``none``.
+  (``typing.get_type_hints``); an optional field takes ``none``. :func:`add_config_flag` adds one
+  field's flag under another name;
+* :class:`HelpFormatter`: the given programs' ``--help`` layout, with every option's default.
 
 Errors are :class:`SettingsError` (a ``ValueError``); the command lines turn them into argparse
 errors (exit code 2, no traceback).
@@ -26,9 +30,10 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device is resolved, so that light programs' --help starts fast
+    import torch
 
 T = TypeVar("T")
 
@@ -36,8 +41,14 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# The help of every --device flag: the names resolve_device takes.
+DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps"
+
+
 def resolve_device(name: str) -> torch.device:
     """``name`` as a device; "auto" is CUDA, else Apple's MPS, else the CPU."""
+    import torch
+
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
@@ -103,17 +114,74 @@ def config_from_settings(config_class: type[T], settings: Mapping[str, Any], sou
     return config_class(**values)
 
 
+def setting(default: Any, help: str) -> Any:
+    """A dataclass field whose default is ``default`` (immutable), described by ``help`` (what the setting
+    does, without its default, which ``--help`` adds). A dict or list field is
+    ``field(default_factory=..., metadata={"help": ...})``."""
+    if not help.strip():
+        raise TypeError("a setting needs a help text")
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def field_help(config_class: type, name: str) -> str:
+    """The help text of ``config_class``'s field ``name`` followed by its default."""
+    field = {field.name: field for field in dataclasses.fields(config_class)}[name]
+    help_text = field.metadata.get("help")
+    if not help_text:
+        raise TypeError(f"{config_class.__name__}.{name} has no help text: declare it with setting(default, help)")
+    default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    return f"{help_text} (default: {format_default(default)})"
+
+
+def format_default(value: Any) -> str:
+    """A default as a user types it on the command line or in a JSON config (``none``, ``true``, ``{}``)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
 def add_config_flags(parser: argparse.ArgumentParser, config_class: type, exclude: tuple[str, ...] = ()) -> None:
     """One flag per field of ``config_class`` (not in ``exclude``), absent from the namespace unless given."""
-    for name, kind in field_types(config_class).items():
-        if name in exclude:
-            continue
-        flag = "--" + name.replace("_", "-")
-        if _base(kind) is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
-        else:
-            parse = _flag_parser(kind)
-            parser.add_argument(flag, type=parse, default=argparse.SUPPRESS, metavar=parse.__name__.upper())
+    for name in field_types(config_class):
+        if name not in exclude:
+            add_config_flag(parser, config_class, name)
+
+
+def add_config_flag(
+    parser: argparse.ArgumentParser, config_class: type, name: str, flag: str | None = None, dest: str | None = None
+) -> None:
+    """The flag of ``config_class``'s field ``name`` (``--learning-rate`` for ``learning_rate``, or ``flag``),
+    stored as ``dest`` (default: ``name``), with the field's help and default; absent from the namespace
+    unless given."""
+    kind = field_types(config_class)[name]
+    flag = flag or "--" + name.replace("_", "-")
+    options: dict[str, Any] = {
+        "default": argparse.SUPPRESS,
+        "help": field_help(config_class, name).replace("%", "%%"),  # argparse formats help with %
+        "dest": dest or name,
+    }
+    if _base(kind) is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+    else:
+        parse = _flag_parser(kind)
+        parser.add_argument(flag, type=parse, metavar=parse.__name__.upper(), **options)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written, and each option's default after its help (``(required)`` for a
+    required one) unless the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if "default:" in help_text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return help_text
+        if action.required:
+            return f"{help_text} (required)"
+        return f"{help_text} (default: {format_default(action.default).replace('%', '%%')})"
 
 
 def flags_given(args: argparse.Namespace, config_class: type) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cs288_lm.common.plots import plot_runs, read_metrics
 from cs288_lm.pipelines.pretrain import TrainConfig, TrainingDiverged, parse_config, run
+from cs288_lm.pipelines.settings import HelpFormatter
 
 COLUMNS = ["run", "best_val_loss", "final_val_loss", "final_val_perplexity", "tokens_per_second", "seconds", "status"]
 
@@ -88,13 +89,27 @@ def write_tables(rows: list[dict], grid_names: list[str], out_dir: Path) -> None
     (out_dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Flags after -- go to every run: see python -m cs288_lm.pipelines.pretrain --help.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        help="name=v1,v2,... a pretrain setting and its values (repeat for more; default: none, one run)",
+    )
+    parser.add_argument("--out-dir", type=Path, default=Path("out/sweep"), help="one folder per run, and the tables")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     shared = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--grid", action="append", default=[], help="name=v1,v2,... (repeat for more settings)")
-    parser.add_argument("--out-dir", type=Path, default=Path("out/sweep"))
+    parser = build_parser()
     args = parser.parse_args(own)
     try:
         grid = parse_grid(args.grid)
