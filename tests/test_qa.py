@@ -268,6 +268,29 @@ def test_multiple_choice_cloze_template_fills_the_blank(tokenizer):
         adapters.MultipleChoiceQADataset([RECORD], tokenizer, template="Question: {question} {context}")
 
 
+def test_multiple_choice_template_rest_repeats_and_unknown_fields(tokenizer):
+    """The rest is the filled-in template after the leading context, a second {context} included: it
+    is encoded whole and never cut. No special token is added; an empty context leaves the rest
+    alone and an empty choice is filled in as ""; a field other than context, question, choice and
+    filled is a ValueError naming it."""
+    template = "{context}\nAgain: {context}\nA: {choice}"
+    rests = {c: tokenizer.encode(f"\nAgain: {RECORD['context']}\nA: {c}") for c in RECORD["choices"]}
+    context = tokenizer.encode(RECORD["context"])
+    max_length = max(len(rest) for rest in rests.values()) + 3
+    assert max_length < len(context) + min(len(rest) for rest in rests.values())  # a guard: every row is cut
+    item = adapters.MultipleChoiceQADataset([RECORD], tokenizer, max_length=max_length, template=template)[0]
+    for row, choice in enumerate(RECORD["choices"]):
+        ids = item["input_ids"][row, : int(item["attention_mask"][row].sum())].tolist()
+        check_equal(ids, context[len(context) - (max_length - len(rests[choice])) :] + rests[choice])
+    record = {**RECORD, "context": "", "choices": ["", "dog", "tree", "cake"]}
+    item = adapters.MultipleChoiceQADataset([record], tokenizer, max_length=64)[0]
+    first = item["input_ids"][0, : int(item["attention_mask"][0].sum())].tolist()
+    check_equal(first, tokenizer.encode(f"\n\nQuestion: {RECORD['question']}\n\nAnswer: "))
+    for field in ("answer", ""):
+        with pytest.raises(ValueError, match=f"{{{field}}}"):
+            adapters.MultipleChoiceQADataset([RECORD], tokenizer, template="{context} {question} {" + field + "}")
+
+
 def test_multiple_choice_question_that_cannot_fit_is_cut_from_the_left(tokenizer):
     """If the question and a choice alone exceed max_length, the context goes and the rest loses its
     first tokens: the row is the last max_length tokens, ending with the choice."""
