@@ -446,6 +446,39 @@ def test_pool_hidden_states_gives_zeros_for_a_row_of_only_padding():
         check_close(pooled, reference_pool(HIDDEN - 1000.0, empty, pooling).float())
 
 
+def test_pool_hidden_states_mask_dtypes_holes_and_bfloat16_mean():
+    """Any mask dtype (nonzero = real); "last" is the position of the last 1 even when the mask has
+    holes (not mask.sum() - 1); a bfloat16 mean is summed in float32 and rounded once."""
+    for pooling in POOLINGS:
+        pooled = adapters.run_pool_hidden_states(HIDDEN, MASK, pooling)
+        check_equal(adapters.run_pool_hidden_states(HIDDEN, MASK.bool(), pooling), pooled)
+        check_equal(adapters.run_pool_hidden_states(HIDDEN, MASK.float(), pooling), pooled)
+    holes = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 1]])
+    last = adapters.run_pool_hidden_states(HIDDEN, holes, "last")
+    check_equal(last, torch.stack([HIDDEN[0, 2], HIDDEN[1, 1], HIDDEN[2, 3]]), message="the last 1, not mask.sum() - 1")
+    check_close(adapters.run_pool_hidden_states(HIDDEN, holes, "mean"), torch.tensor([[-2.0, 1.0], [-7.0, -4.0], [1.0, -1.0]]))
+    hidden = torch.tensor([[[0.0, 3.0], [1.1328125, 0.0], [2.1875, 0.0]]], dtype=torch.bfloat16)
+    mean = adapters.run_pool_hidden_states(hidden, torch.ones(1, 3, dtype=torch.long), "mean")
+    check_equal(mean.dtype, torch.bfloat16)
+    expected = (hidden.float().sum(dim=1) / 3).bfloat16()
+    # A guard on the test's input: rounding the sum to bfloat16 first gives another mean.
+    assert not torch.equal(expected, hidden.sum(dim=1) / 3)
+    check_equal(mean, expected, message="sum in float32, divide, then cast to bfloat16 once")
+
+
+def test_multiple_choice_model_in_bfloat16_gives_bfloat16_logits():
+    """forward casts nothing: the whole model moved to bfloat16 gives bfloat16 logits, the head on
+    the pooled bfloat16 hidden states."""
+    model = multiple_choice_model("mean").to(torch.bfloat16)
+    ids, mask = example([5, 3, 7, 4], seed=9)
+    logits = model(ids[None], mask[None])
+    check_equal(logits.dtype, torch.bfloat16)
+    with torch.no_grad():
+        pooled = reference_pool(model.transformer_lm.hidden_states(ids).float(), mask, "mean")
+        expected = pooled.float() @ model.classifier.weight.float().T
+    check_close(logits.float(), expected.reshape(1, 4), atol=0.05, rtol=0.05)
+
+
 def example(lengths: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One question: ``len(lengths)`` choices of random tokens, padded to ``max(lengths)``."""
     generator = torch.Generator().manual_seed(seed)
