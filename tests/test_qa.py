@@ -680,6 +680,22 @@ def test_template_custom_and_unknown():
         adapters.PromptTemplate("fancy")
 
 
+def test_template_choice_lines_verbatim_fields_and_unknown_fields():
+    """format_choices has no newline after the last line and gives "" for no choices; context and
+    question are copied verbatim, trailing whitespace included; an unknown field of a custom
+    template is a ValueError naming it."""
+    basic = adapters.PromptTemplate("basic")
+    check_equal(basic.format_choices([]), "")
+    check_equal(basic.format_choices(["ball"]), "A. ball")
+    record = {**RECORD, "context": "Tom ran.  ", "question": "Who ran? \t"}
+    check_equal(basic.format(record), f"Tom ran.  \n\nQuestion: Who ran? \t\n\nChoices:\n{RECORD_CHOICE_LINES}\n\nAnswer:")
+    custom = adapters.PromptTemplate(custom_template="{question}|{choices}|")
+    check_equal(custom.format({**RECORD, "choices": []}), f"{RECORD['question']}||")
+    for field in ("answer", ""):
+        with pytest.raises(ValueError, match=f"{{{field}}}"):
+            adapters.PromptTemplate(custom_template="{context} {" + field + "}")
+
+
 def test_continuation_puts_the_choice_in_the_blank():
     """Listed templates score " {choice}"; cloze scores the choice and the rest of the sentence."""
     for name in ("basic", "instruction", "few_shot"):
@@ -774,6 +790,21 @@ def test_continuation_log_probs_refuse_a_prompt_of_no_token(tokenizer, language_
     check_close(
         result.double(), reference_log_probs(language_model, tokenizer, "Once", " upon a time"), atol=1e-5, rtol=1e-5
     )
+
+
+def test_continuation_log_probs_no_pairs_mismatched_lists_and_bfloat16(tokenizer):
+    """No pairs give []; prompts and continuations of different lengths are a ValueError; a bfloat16
+    model's log-softmax is computed in float32 (one pair, so the model reads the very ids the
+    reference reads)."""
+    model = tiny_backbone(seed=5, vocab_size=tokenizer.vocab_size, context_length=64).to(torch.bfloat16)
+    pipeline = adapters.PromptingPipeline(model, tokenizer)
+    check_equal(pipeline.continuation_log_probs([], []), [])
+    with pytest.raises(ValueError, match="continuations"):
+        pipeline.continuation_log_probs(["Once upon a time", "Hi"], [" there"])
+    result = pipeline.continuation_log_probs(["Once upon a time"], [" there was a cat"])[0]
+    check_equal(result.dtype, torch.float32)
+    expected = reference_log_probs(model, tokenizer, "Once upon a time", " there was a cat")
+    check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_continuation_log_probs_crop_long_prompts_from_the_left(tokenizer):
