@@ -247,7 +247,9 @@ class PromptingPipeline:
         different lengths are a ValueError (checked here, before your code).
         """
         if len(prompts) != len(continuations):
-            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations; give one of each per pair")
+            raise ValueError(
+                f"{len(prompts)} prompts but {len(continuations)} continuations; give one continuation per prompt"
+            )
         if not prompts:
             return []
         # BEGIN SOLUTION

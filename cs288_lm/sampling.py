@@ -54,9 +54,10 @@ def top_p_filter(logits: Float[Tensor, "... vocab"], p: float) -> Float[Tensor, 
     always kept, and ``p = 1`` keeps every token. "The tokens before it" is computed as the running
     sum *including* the token minus its own probability (``cumsum(probs) - probs`` of the sorted
     probabilities, not a cumulative sum shifted by one position: the two can differ in the last
-    bit), and a token whose mass before it equals ``p`` exactly is dropped (strictly less than). Ties, as in :func:`top_k_filter`: every token
-    whose logit equals that of the least likely kept token is kept too, so the result never
-    depends on how a sort orders equal values.
+    bit), and a token whose mass before it equals ``p`` exactly is dropped (strictly less than).
+    Ties, as in :func:`top_k_filter`: every token whose logit equals that of the least likely kept
+    token is kept too, so the result never depends on how a sort orders equal values. The
+    probabilities are the softmax of the row sorted most likely first.
 
     The probabilities and their running sums are computed in float32 (in float64 for float64
     logits), whatever the dtype of ``logits``. Returns a new tensor of the same shape and dtype as

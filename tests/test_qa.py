@@ -456,7 +456,8 @@ def test_pool_hidden_states_mask_dtypes_holes_and_bfloat16_mean():
     holes = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 1]])
     last = adapters.run_pool_hidden_states(HIDDEN, holes, "last")
     check_equal(last, torch.stack([HIDDEN[0, 2], HIDDEN[1, 1], HIDDEN[2, 3]]), message="the last 1, not mask.sum() - 1")
-    check_close(adapters.run_pool_hidden_states(HIDDEN, holes, "mean"), torch.tensor([[-2.0, 1.0], [-7.0, -4.0], [1.0, -1.0]]))
+    mean = torch.tensor([[-2.0, 1.0], [-7.0, -4.0], [1.0, -1.0]])
+    check_close(adapters.run_pool_hidden_states(HIDDEN, holes, "mean"), mean)
     hidden = torch.tensor([[[0.0, 3.0], [1.1328125, 0.0], [2.1875, 0.0]]], dtype=torch.bfloat16)
     mean = adapters.run_pool_hidden_states(hidden, torch.ones(1, 3, dtype=torch.long), "mean")
     check_equal(mean.dtype, torch.bfloat16)
@@ -688,7 +689,8 @@ def test_template_choice_lines_verbatim_fields_and_unknown_fields():
     check_equal(basic.format_choices([]), "")
     check_equal(basic.format_choices(["ball"]), "A. ball")
     record = {**RECORD, "context": "Tom ran.  ", "question": "Who ran? \t"}
-    check_equal(basic.format(record), f"Tom ran.  \n\nQuestion: Who ran? \t\n\nChoices:\n{RECORD_CHOICE_LINES}\n\nAnswer:")
+    lines = RECORD_CHOICE_LINES
+    check_equal(basic.format(record), f"Tom ran.  \n\nQuestion: Who ran? \t\n\nChoices:\n{lines}\n\nAnswer:")
     custom = adapters.PromptTemplate(custom_template="{question}|{choices}|")
     check_equal(custom.format({**RECORD, "choices": []}), f"{RECORD['question']}||")
     for field in ("answer", ""):

@@ -196,7 +196,9 @@ def test_top_p_mass_before_is_cumsum_minus_probs_and_strictly_below_p():
     compared strictly with p: at p equal to a token's mass before it, the token is dropped; here a
     cumulative sum shifted by one position would be one bit larger than cumsum - probs and drop a
     token that the rule keeps."""
-    logits = torch.tensor([[1.5409960746765137, -0.293428897857666, -2.1787893772125244, 0.5684312582015991, -1.0845223665237427]])
+    logits = torch.tensor(
+        [[1.5409960746765137, -0.293428897857666, -2.1787893772125244, 0.5684312582015991, -1.0845223665237427]]
+    )
     probabilities = torch.softmax(torch.sort(logits, descending=True).values, dim=-1)[0]
     running = probabilities.cumsum(0)
     mass_before, shifted = running - probabilities, torch.cat([torch.zeros(1), running[:-1]])
