@@ -7,6 +7,7 @@ Both return dictionaries of tensors, so a ``torch.utils.data.DataLoader`` batche
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ CHOICE_TEMPLATE = "{context}\n\nQuestion: {question}\n\nAnswer: {choice}"
 # A cloze question read as plain text: the context, then the question with the choice in its blank.
 CLOZE_TEMPLATE = "{context} {filled}"
 NO_ANSWER = -1  # the label of a question whose record has no answer (the test split given to students)
+TEMPLATE_FIELDS = ("context", "question", "choice", "filled")
 
 
 def padding_token_id(tokenizer: Tokenizer) -> int:
@@ -88,7 +90,13 @@ class MultipleChoiceQADataset(Dataset):
     blank, else a ValueError names the question). The default, :data:`CHOICE_TEMPLATE`, is
     ``"{context}\\n\\nQuestion: {question}\\n\\nAnswer: {choice}"``; :data:`CLOZE_TEMPLATE`,
     ``"{context} {filled}"``, reads a cloze question as the story itself. A template must start with
-    ``{context}`` (anything else is a ValueError). An item is a dictionary of tensors:
+    ``{context}`` (anything else is a ValueError), and any other field (``{answer}``, ``{}``) is a
+    ValueError that names it. A field may appear more than once: only the leading ``{context}`` is
+    "the context" that truncation cuts; a later ``{context}`` belongs to the rest (see
+    :meth:`encode_choice`). No special token (BOS, EOS) is added: a row is exactly the tokens of
+    its text. An empty context gives a row of the rest alone, and an empty choice is filled in as
+    ``""`` (for :data:`CHOICE_TEMPLATE` the row then ends with ``"Answer: "``); neither is an error.
+    An item is a dictionary of tensors:
 
     * ``input_ids``: (num_choices, max_length) int64, each row right-padded with
       ``pad_token_id`` (:func:`padding_token_id`);
@@ -119,6 +127,7 @@ class MultipleChoiceQADataset(Dataset):
             raise ValueError(f"max_length must be positive, got {max_length}")
         if not template.startswith("{context}"):
             raise ValueError(f"a choice template must start with '{{context}}', got {template!r}")
+        check_template_fields(template)
         for index, record in enumerate(data):
             name = f"question {record.get('id', index)!r}"
             if len(record["choices"]) != num_choices:
@@ -149,7 +158,10 @@ class MultipleChoiceQADataset(Dataset):
 
         Encode the context and the rest (with the default template ``"\\n\\nQuestion: ...\\n\\nAnswer:
         {choice}"``) separately and join the ids, so that cutting the context never changes how the rest
-        is tokenized.
+        is tokenized. "The rest" is the whole filled-in template after the record's context text: the
+        template without its leading ``{context}``, every field filled in (a second ``{context}`` with
+        the context too), encoded as one string. The ids are ``encode(context) + encode(rest)``, nothing
+        added, then their last ``max_length``.
         """
         # BEGIN SOLUTION
         filled = record["question"].replace(BLANK, choice)
@@ -178,6 +190,13 @@ class MultipleChoiceQADataset(Dataset):
             "labels": torch.tensor(NO_ANSWER if answer is None else answer, dtype=torch.long),
         }
         # END SOLUTION
+
+
+def check_template_fields(template: str) -> None:
+    """A ValueError naming the first field of ``template`` that is not one of :data:`TEMPLATE_FIELDS`."""
+    for _, field, _, _ in string.Formatter().parse(template):
+        if field is not None and field not in TEMPLATE_FIELDS:
+            raise ValueError(f"unknown template field {{{field}}} in {template!r}; use only {TEMPLATE_FIELDS}")
 
 
 def collate_multiple_choice(items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ CHOICE_FORMATS = ("letter", "number")
 SCORING_METHODS = ("letter", "choice")
 NORMALIZATIONS = ("sum", "mean")
 CONTENT_FREE = "N/A"
+PROMPT_FIELDS = ("context", "question", "choices", "choices_formatted", "question_before_blank", "demonstrations")
 
 
 class PromptTemplate:
@@ -52,7 +54,8 @@ class PromptTemplate:
     ``template_name`` picks one of :data:`TEMPLATES` (``basic``, ``instruction``, ``cloze``,
     ``few_shot``), or ``custom_template`` gives a format string with any of the fields
     ``{context}``, ``{question}``, ``{choices}`` (also named ``{choices_formatted}``),
-    ``{question_before_blank}`` and ``{demonstrations}``. ``choice_format`` labels the listed
+    ``{question_before_blank}`` and ``{demonstrations}``; any other field (``{answer}``, ``{}``) is a
+    ValueError here, naming it. ``choice_format`` labels the listed
     choices with letters (A., B., ...) or numbers (1., 2., ...). ``few_shot`` prompts start with
     ``demonstrations``: solved questions (records with answers, from the training set) written in
     the basic layout.
@@ -69,6 +72,8 @@ class PromptTemplate:
             raise ValueError(f"unknown template {template_name!r}; choose one of {sorted(TEMPLATES)} or pass custom_template")
         if choice_format not in CHOICE_FORMATS:
             raise ValueError(f"unknown choice_format {choice_format!r}; choose one of {CHOICE_FORMATS}")
+        if custom_template is not None:
+            check_prompt_fields(custom_template)
         self.name = "custom" if custom_template is not None else template_name
         self.template = custom_template if custom_template is not None else TEMPLATES[template_name]
         self.choice_format = choice_format
@@ -84,7 +89,8 @@ class PromptTemplate:
         return chr(ord("A") + index) if self.choice_format == "letter" else str(index + 1)
 
     def format_choices(self, choices: Sequence[str]) -> str:
-        """The choices listed one per line: ``"A. ball\\nB. tree\\n..."``."""
+        """The choices listed one per line: ``"A. ball\\nB. tree\\n..."``, joined by ``"\\n"`` with no
+        newline after the last one (a template puts what follows); no choices give ``""``."""
         # BEGIN SOLUTION
         return "\n".join(f"{self.label(index)}. {choice}" for index, choice in enumerate(choices))
         # END SOLUTION
@@ -100,7 +106,9 @@ class PromptTemplate:
         """The prompt for a question: the template with its fields filled in.
 
         Give the question either as a record (``context``, ``question``, ``choices``) or as the
-        keywords ``format(context=..., question=..., choices=[...])``. ``choices`` and
+        keywords ``format(context=..., question=..., choices=[...])``. ``context`` and ``question``
+        are copied verbatim, whitespace at their ends included (only a cloze prompt's end is
+        stripped, below). ``choices`` and
         ``choices_formatted`` are both :meth:`format_choices`' lines; ``question_before_blank`` is
         the question up to the blank, without the whitespace (any whitespace) before it;
         ``demonstrations`` is each demonstration in the basic layout followed by
@@ -173,6 +181,13 @@ class PromptTemplate:
         return f"{self.name} ({self.choice_format}{shots})"
 
 
+def check_prompt_fields(template: str) -> None:
+    """A ValueError naming the first field of ``template`` that is not one of :data:`PROMPT_FIELDS`."""
+    for _, field, _, _ in string.Formatter().parse(template):
+        if field is not None and field not in PROMPT_FIELDS:
+            raise ValueError(f"unknown template field {{{field}}} in {template!r}; use only {PROMPT_FIELDS}")
+
+
 def _question_record(
     record: dict | None, context: str | None, question: str | None, choices: Sequence[str] | None
 ) -> dict:
@@ -224,10 +239,19 @@ class PromptingPipeline:
         Prompt and continuation are encoded separately and joined; the joined sequence is cut
         from the left to the model's context length; all pairs run as one right-padded batch.
         Returns one 1-D float32 tensor per pair, on the CPU (length = the continuation's number of
-        tokens). The first continuation token is read from the prompt's last token, so a prompt
-        that encodes to no token (``""``) is a ValueError, as is a continuation of no token or of
-        ``context_length`` tokens or more (it must leave room for one prompt token).
+        tokens); the log-softmax is computed in float32 whatever the model's dtype (a bfloat16
+        model's logits are cast first). The first continuation token is read from the prompt's last
+        token, so a prompt that encodes to no token (``""``) is a ValueError, as is a continuation
+        of no token or of ``context_length`` tokens or more (it must leave room for one prompt
+        token). No pairs give ``[]`` (the model does not run); ``prompts`` and ``continuations`` of
+        different lengths are a ValueError (checked here, before your code).
         """
+        if len(prompts) != len(continuations):
+            raise ValueError(
+                f"{len(prompts)} prompts but {len(continuations)} continuations; give one continuation per prompt"
+            )
+        if not prompts:
+            return []
         # BEGIN SOLUTION
         sequences, lengths = [], []
         for prompt, continuation in zip(prompts, continuations, strict=True):

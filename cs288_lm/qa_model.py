@@ -25,11 +25,15 @@ def pool_hidden_states(
 ) -> Float[Tensor, "batch d_model"]:
     """One vector per sequence from its hidden states, looking only at positions where the mask is 1.
 
-    * ``"last"``: the hidden state of the last real token (sequences are right-padded, so that is
-      position ``mask.sum() - 1``; in a causal model it is the only position that has read the
-      whole sequence);
-    * ``"mean"``: the average over real tokens;
+    * ``"last"``: the hidden state of the last real token: the position of the row's last 1 (for a
+      right-padded row that is ``mask.sum() - 1``; for a mask with holes, such as ``[1, 0, 1, 0]``,
+      it is still the last 1, position 2); in a causal model it is the only position that has read
+      the whole sequence;
+    * ``"mean"``: the average over real tokens, summed and divided in float32 (float64 for float64
+      ``hidden``) and then cast to the dtype of ``hidden``, so a bfloat16 mean is rounded once;
     * ``"max"``: the elementwise maximum over real tokens.
+
+    ``attention_mask`` may be of any dtype (int64, bool, float): a nonzero entry is a real token.
 
     Padding must never change the result: the same sequence padded to any length pools the same.
     A row with no real token (its mask all 0) pools to zeros, for every pooling, so that nothing
@@ -42,11 +46,13 @@ def pool_hidden_states(
     # BEGIN SOLUTION
     mask = attention_mask.bool()
     if pooling == "last":
-        last = (mask.sum(dim=-1) - 1).clamp(min=0)
+        positions = torch.arange(hidden.shape[-2], device=hidden.device)
+        last = (positions * mask).amax(dim=-1)  # 0 for a row without a 1, which is zeroed below
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     elif pooling == "mean":
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1)
+        compute_dtype = torch.promote_types(hidden.dtype, torch.float32)
+        weights = mask.unsqueeze(-1).to(compute_dtype)
+        pooled = ((hidden.to(compute_dtype) * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1)).to(hidden.dtype)
     else:
         pooled = hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(dim=-2)
     return pooled.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
@@ -85,7 +91,10 @@ class TransformerForMultipleChoice(nn.Module):
     ) -> Float[Tensor, "batch choices"]:
         """One logit per choice. ``attention_mask`` (default: all ones) marks real tokens; sequences
         are right-padded. Run every (question, choice) sequence through the backbone as one batch of
-        ``batch * choices`` rows, pool each, and score it with ``classifier``."""
+        ``batch * choices`` rows, pool each, and score it with ``classifier``. Nothing is cast or moved:
+        the backbone and the head must share one device and dtype (``model.to(device, dtype)`` moves
+        both), and the logits have that dtype (bfloat16 for a bfloat16 model). The mask may be of
+        any dtype (see :func:`pool_hidden_states`)."""
         if input_ids.dim() != 3:
             raise ValueError(f"input_ids must be (batch, choices, seq), got shape {tuple(input_ids.shape)}")
         if attention_mask is None:

@@ -51,9 +51,13 @@ def top_p_filter(logits: Float[Tensor, "... vocab"], p: float) -> Float[Tensor, 
     The nucleus is the smallest set of most likely tokens whose probabilities (``softmax`` of the
     row) sum to at least ``p``: sort the tokens by probability, most likely first, and keep a
     token when the tokens before it sum to less than ``p``. The most likely token is therefore
-    always kept, and ``p = 1`` keeps every token. Ties, as in :func:`top_k_filter`: every token
-    whose logit equals that of the least likely kept token is kept too, so the result never
-    depends on how a sort orders equal values.
+    always kept, and ``p = 1`` keeps every token. "The tokens before it" is computed as the running
+    sum *including* the token minus its own probability (``cumsum(probs) - probs`` of the sorted
+    probabilities, not a cumulative sum shifted by one position: the two can differ in the last
+    bit), and a token whose mass before it equals ``p`` exactly is dropped (strictly less than).
+    Ties, as in :func:`top_k_filter`: every token whose logit equals that of the least likely kept
+    token is kept too, so the result never depends on how a sort orders equal values. The
+    probabilities are the softmax of the row sorted most likely first.
 
     The probabilities and their running sums are computed in float32 (in float64 for float64
     logits), whatever the dtype of ``logits``. Returns a new tensor of the same shape and dtype as
@@ -82,11 +86,14 @@ def sample_next_token(
 ) -> Int[Tensor, " batch"]:
     """Choose one next token per row from its logits.
 
-    ``temperature == 0``: the most likely token (``argmax``; ``top_k``, ``top_p`` and the
-    generator are then unused). Otherwise divide the logits by ``temperature``, apply
+    ``temperature == 0``: the most likely token (``argmax``; on a tie the lowest token id wins;
+    ``top_k``, ``top_p`` and the generator are then unused). Otherwise divide the logits by
+    ``temperature``, apply
     :func:`top_k_filter` (if ``top_k`` is given), then :func:`top_p_filter` (if ``top_p`` is
     given), and draw from the softmax with ``torch.multinomial(..., generator=generator)``: one
-    draw per row, all rows in one call. Work in float32 whatever the dtype of ``logits``. Returns
+    draw per row, all rows in one call. Work in float32 whatever the dtype of ``logits``: cast
+    the logits to float32 *first*, then divide by the temperature (in bfloat16 the division could
+    round two different logits to one, and a filter would then keep both). Returns
     int64 token ids on the device of ``logits``. A negative temperature raises a ValueError.
     """
     check_sampling_settings(temperature, top_k, top_p)
@@ -127,11 +134,13 @@ def generate(
     Choose each token with :func:`sample_next_token` (``temperature``, ``top_k``, ``top_p``,
     ``generator``).
 
-    With ``eos_token_id``: a row that emits it is finished; its later positions hold
+    With ``eos_token_id``: a row that emits it is finished; the EOS token itself is part of the
+    result (at the position where it was drawn), and the row's later positions hold
     ``pad_token_id`` (or ``eos_token_id`` when there is no pad token) while the other rows go
     on; when every row is finished, stop, so the result may have fewer than ``max_new_tokens``
     columns. Call ``step`` only when another token is needed (not after the last one), with the
-    sampled tokens: ``pad_token_id`` need not be a token the model knows.
+    raw draws of every row, finished rows included (what :func:`sample_next_token` returned, before
+    the filler replaces a finished row's draw): ``pad_token_id`` need not be a token the model knows.
 
     Every step samples every row, finished or not, with one :func:`sample_next_token` call on the
     whole batch (a finished row's draw is then replaced by the filler). So finished rows go on

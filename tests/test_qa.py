@@ -268,6 +268,29 @@ def test_multiple_choice_cloze_template_fills_the_blank(tokenizer):
         adapters.MultipleChoiceQADataset([RECORD], tokenizer, template="Question: {question} {context}")
 
 
+def test_multiple_choice_template_rest_repeats_and_unknown_fields(tokenizer):
+    """The rest is the filled-in template after the leading context, a second {context} included: it
+    is encoded whole and never cut. No special token is added; an empty context leaves the rest
+    alone and an empty choice is filled in as ""; a field other than context, question, choice and
+    filled is a ValueError naming it."""
+    template = "{context}\nAgain: {context}\nA: {choice}"
+    rests = {c: tokenizer.encode(f"\nAgain: {RECORD['context']}\nA: {c}") for c in RECORD["choices"]}
+    context = tokenizer.encode(RECORD["context"])
+    max_length = max(len(rest) for rest in rests.values()) + 3
+    assert max_length < len(context) + min(len(rest) for rest in rests.values())  # a guard: every row is cut
+    item = adapters.MultipleChoiceQADataset([RECORD], tokenizer, max_length=max_length, template=template)[0]
+    for row, choice in enumerate(RECORD["choices"]):
+        ids = item["input_ids"][row, : int(item["attention_mask"][row].sum())].tolist()
+        check_equal(ids, context[len(context) - (max_length - len(rests[choice])) :] + rests[choice])
+    record = {**RECORD, "context": "", "choices": ["", "dog", "tree", "cake"]}
+    item = adapters.MultipleChoiceQADataset([record], tokenizer, max_length=64)[0]
+    first = item["input_ids"][0, : int(item["attention_mask"][0].sum())].tolist()
+    check_equal(first, tokenizer.encode(f"\n\nQuestion: {RECORD['question']}\n\nAnswer: "))
+    for field in ("answer", ""):
+        with pytest.raises(ValueError, match=f"{{{field}}}"):
+            adapters.MultipleChoiceQADataset([RECORD], tokenizer, template="{context} {question} {" + field + "}")
+
+
 def test_multiple_choice_question_that_cannot_fit_is_cut_from_the_left(tokenizer):
     """If the question and a choice alone exceed max_length, the context goes and the rest loses its
     first tokens: the row is the last max_length tokens, ending with the choice."""
@@ -421,6 +444,40 @@ def test_pool_hidden_states_gives_zeros_for_a_row_of_only_padding():
         expected[1] = 0.0
         check_close(pooled, expected)
         check_close(pooled, reference_pool(HIDDEN - 1000.0, empty, pooling).float())
+
+
+def test_pool_hidden_states_mask_dtypes_holes_and_bfloat16_mean():
+    """Any mask dtype (nonzero = real); "last" is the position of the last 1 even when the mask has
+    holes (not mask.sum() - 1); a bfloat16 mean is summed in float32 and rounded once."""
+    for pooling in POOLINGS:
+        pooled = adapters.run_pool_hidden_states(HIDDEN, MASK, pooling)
+        check_equal(adapters.run_pool_hidden_states(HIDDEN, MASK.bool(), pooling), pooled)
+        check_equal(adapters.run_pool_hidden_states(HIDDEN, MASK.float(), pooling), pooled)
+    holes = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 1]])
+    last = adapters.run_pool_hidden_states(HIDDEN, holes, "last")
+    check_equal(last, torch.stack([HIDDEN[0, 2], HIDDEN[1, 1], HIDDEN[2, 3]]), message="the last 1, not mask.sum() - 1")
+    mean = torch.tensor([[-2.0, 1.0], [-7.0, -4.0], [1.0, -1.0]])
+    check_close(adapters.run_pool_hidden_states(HIDDEN, holes, "mean"), mean)
+    hidden = torch.tensor([[[0.0, 3.0], [1.1328125, 0.0], [2.1875, 0.0]]], dtype=torch.bfloat16)
+    mean = adapters.run_pool_hidden_states(hidden, torch.ones(1, 3, dtype=torch.long), "mean")
+    check_equal(mean.dtype, torch.bfloat16)
+    expected = (hidden.float().sum(dim=1) / 3).bfloat16()
+    # A guard on the test's input: rounding the sum to bfloat16 first gives another mean.
+    assert not torch.equal(expected, hidden.sum(dim=1) / 3)
+    check_equal(mean, expected, message="sum in float32, divide, then cast to bfloat16 once")
+
+
+def test_multiple_choice_model_in_bfloat16_gives_bfloat16_logits():
+    """forward casts nothing: the whole model moved to bfloat16 gives bfloat16 logits, the head on
+    the pooled bfloat16 hidden states."""
+    model = multiple_choice_model("mean").to(torch.bfloat16)
+    ids, mask = example([5, 3, 7, 4], seed=9)
+    logits = model(ids[None], mask[None])
+    check_equal(logits.dtype, torch.bfloat16)
+    with torch.no_grad():
+        pooled = reference_pool(model.transformer_lm.hidden_states(ids).float(), mask, "mean")
+        expected = pooled.float() @ model.classifier.weight.float().T
+    check_close(logits.float(), expected.reshape(1, 4), atol=0.05, rtol=0.05)
 
 
 def example(lengths: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -624,6 +681,23 @@ def test_template_custom_and_unknown():
         adapters.PromptTemplate("fancy")
 
 
+def test_template_choice_lines_verbatim_fields_and_unknown_fields():
+    """format_choices has no newline after the last line and gives "" for no choices; context and
+    question are copied verbatim, trailing whitespace included; an unknown field of a custom
+    template is a ValueError naming it."""
+    basic = adapters.PromptTemplate("basic")
+    check_equal(basic.format_choices([]), "")
+    check_equal(basic.format_choices(["ball"]), "A. ball")
+    record = {**RECORD, "context": "Tom ran.  ", "question": "Who ran? \t"}
+    lines = RECORD_CHOICE_LINES
+    check_equal(basic.format(record), f"Tom ran.  \n\nQuestion: Who ran? \t\n\nChoices:\n{lines}\n\nAnswer:")
+    custom = adapters.PromptTemplate(custom_template="{question}|{choices}|")
+    check_equal(custom.format({**RECORD, "choices": []}), f"{RECORD['question']}||")
+    for field in ("answer", ""):
+        with pytest.raises(ValueError, match=f"{{{field}}}"):
+            adapters.PromptTemplate(custom_template="{context} {" + field + "}")
+
+
 def test_continuation_puts_the_choice_in_the_blank():
     """Listed templates score " {choice}"; cloze scores the choice and the rest of the sentence."""
     for name in ("basic", "instruction", "few_shot"):
@@ -718,6 +792,21 @@ def test_continuation_log_probs_refuse_a_prompt_of_no_token(tokenizer, language_
     check_close(
         result.double(), reference_log_probs(language_model, tokenizer, "Once", " upon a time"), atol=1e-5, rtol=1e-5
     )
+
+
+def test_continuation_log_probs_no_pairs_mismatched_lists_and_bfloat16(tokenizer):
+    """No pairs give []; prompts and continuations of different lengths are a ValueError; a bfloat16
+    model's log-softmax is computed in float32 (one pair, so the model reads the very ids the
+    reference reads)."""
+    model = tiny_backbone(seed=5, vocab_size=tokenizer.vocab_size, context_length=64).to(torch.bfloat16)
+    pipeline = adapters.PromptingPipeline(model, tokenizer)
+    check_equal(pipeline.continuation_log_probs([], []), [])
+    with pytest.raises(ValueError, match="continuations"):
+        pipeline.continuation_log_probs(["Once upon a time", "Hi"], [" there"])
+    result = pipeline.continuation_log_probs(["Once upon a time"], [" there was a cat"])[0]
+    check_equal(result.dtype, torch.float32)
+    expected = reference_log_probs(model, tokenizer, "Once upon a time", " there was a cat")
+    check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_continuation_log_probs_crop_long_prompts_from_the_left(tokenizer):

@@ -191,6 +191,28 @@ def test_top_p_filter_keeps_ties_at_the_edge_and_the_dtype():
         check_equal(filtered[finite], logits.to(dtype)[finite])  # the kept logits are unchanged
 
 
+def test_top_p_mass_before_is_cumsum_minus_probs_and_strictly_below_p():
+    """The mass before a token is ``cumsum(probs) - probs`` of the sorted float32 probabilities,
+    compared strictly with p: at p equal to a token's mass before it, the token is dropped; here a
+    cumulative sum shifted by one position would be one bit larger than cumsum - probs and drop a
+    token that the rule keeps."""
+    logits = torch.tensor(
+        [[1.5409960746765137, -0.293428897857666, -2.1787893772125244, 0.5684312582015991, -1.0845223665237427]]
+    )
+    probabilities = torch.softmax(torch.sort(logits, descending=True).values, dim=-1)[0]
+    running = probabilities.cumsum(0)
+    mass_before, shifted = running - probabilities, torch.cat([torch.zeros(1), running[:-1]])
+    # A guard on the test's input: the two ways differ at the third token (token 1).
+    assert float(mass_before[2]) < float(shifted[2])
+
+    def kept(p: float) -> list[int]:
+        return torch.isfinite(adapters.run_top_p_filter(logits, p))[0].nonzero().flatten().tolist()
+
+    check_equal(kept(float(mass_before[1])), [0], message="a token whose mass before it equals p is dropped")
+    check_equal(kept(float(shifted[2])), [0, 1, 3], message="mass before = cumsum - probs, compared with <")
+    check_equal(kept(float(mass_before[2])), [0, 3])
+
+
 def test_top_p_never_samples_outside_the_nucleus():
     logits = torch.randn(1, 40, generator=torch.Generator().manual_seed(2)).mul(2).repeat(3000, 1)
     probabilities = torch.softmax(logits[0].double(), dim=-1)
@@ -225,6 +247,22 @@ def test_temperature_zero_is_argmax_and_a_tiny_temperature_equals_greedy():
     input_ids = prompts(3, 4)
     greedy = adapters.generate(model, input_ids, 12, temperature=0.0)
     check_equal(adapters.generate(model, input_ids, 12, temperature=1e-6, seed=0), greedy)
+
+
+def test_temperature_zero_ties_go_to_the_lowest_token_id():
+    logits = torch.tensor([[0.5, 2.0, -1.0, 2.0], [3.0, 3.0, 3.0, 0.0], [-1.0, -1.0, -2.0, -1.0]])
+    check_equal(adapters.run_sample_next_token(logits, temperature=0.0), torch.tensor([1, 0, 0]))
+    check_equal(adapters.run_sample_next_token(logits.bfloat16(), temperature=0.0), torch.tensor([1, 0, 0]))
+
+
+def test_sampling_casts_to_float32_before_dividing_by_the_temperature():
+    """In bfloat16, 0.8125 / 0.7 and 0.81640625 / 0.7 round to the same number, so top-k = 1 would
+    keep both; cast to float32 first and only the larger one is ever drawn."""
+    row = torch.tensor([0.0, 0.8125, -1.0, 0.81640625, 0.5], dtype=torch.bfloat16)
+    assert row[1] / 0.7 == row[3] / 0.7  # a guard on the test's input: tied after a bfloat16 division
+    logits = row.repeat(300, 1)
+    samples = adapters.run_sample_next_token(logits, 0.7, top_k=1, generator=torch.Generator().manual_seed(0))
+    check_equal(samples, torch.full((300,), 3), message="cast to float32, then divide by the temperature")
 
 
 # ---------------------------------------------------------------------------------------------
