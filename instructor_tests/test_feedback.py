@@ -295,6 +295,8 @@ def area_of(n: int) -> float:
     return Shape().area()
 """
 TESTS = """import multiprocessing
+import subprocess
+import sys
 
 import pytest
 from cs288_lm.shapes import Shape, area_of, helper
@@ -329,10 +331,23 @@ def test_warns_but_the_stub_raised_first():
 def test_in_a_worker_process():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         pool.map(area_of, [1])
+
+
+def test_in_a_subprocess():
+    code = "from cs288_lm.shapes import area_of; area_of(1)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_subprocess_that_fails_otherwise():
+    run = subprocess.run([sys.executable, "-c", "raise NotImplementedError('not in a student module')"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 """
 
 
-def test_plain_pytest_prints_one_line_per_unimplemented_function(tmp_path):
+def run_pytest_on_shapes(tmp_path, *options: str) -> subprocess.CompletedProcess:
+    """pytest with the stubs plugin on a tiny student module and the tests above."""
     (tmp_path / "cs288_lm").mkdir()
     (tmp_path / "cs288_lm" / "__init__.py").write_text("")
     (tmp_path / "cs288_lm" / "shapes.py").write_text(STUDENT)
@@ -340,20 +355,40 @@ def test_plain_pytest_prints_one_line_per_unimplemented_function(tmp_path):
     (tmp_path / "checks" / "test_shapes.py").write_text(TESTS)
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["tests.stubs"]\n')
     (tmp_path / "pytest.ini").write_text("[pytest]\npythonpath = . " + str(REPO_ROOT) + "\n")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "checks"],
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, "checks"],
         check=False,
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_plain_pytest_prints_one_line_per_unimplemented_function(tmp_path):
+    run = run_pytest_on_shapes(tmp_path)
     out = run.stdout
     assert run.returncode == 1, out + run.stderr
-    assert "cs288_lm/shapes.py:3 Shape.area: not implemented yet (4 tests)" in out
+    # A subprocess that stopped at the stub counts too (its stderr reached the check's message).
+    assert "cs288_lm/shapes.py:3 Shape.area: not implemented yet (5 tests)" in out
     assert "cs288_lm/shapes.py:7 helper: not implemented yet (1 test)" in out
-    assert "5 tests stopped at one of these functions. The other failures are shown above" in out
+    assert "6 tests stopped at one of these functions. The other failures are shown above" in out
     assert "a real failure" in out and "raised by the test" in out  # real failures keep their tracebacks
+    assert "not in a student module" in out  # a subprocess's own NotImplementedError is a real failure
     assert "Implement Shape.area" not in out and "not this one either" not in out  # no traceback for a stub
     assert "DID NOT WARN" not in out and "RemoteTraceback" not in out
-    assert re.search(r"2 failed, 1 passed, 5 not implemented in", out), out
+    assert re.search(r"3 failed, 1 passed, 6 not implemented in", out), out
+
+
+def test_without_tracebacks_the_footer_does_not_point_to_them(tmp_path):
+    out = run_pytest_on_shapes(tmp_path, "--tb=no").stdout
+    assert "6 tests stopped at one of these functions.\n" in out, out
+    assert "shown above" not in out
+
+
+def test_problem_names_are_accepted_in_any_case():
+    chosen = Selection()
+    args = ["--collect-only", "-qq", "-p", "no:cacheprovider", "--problem", "silu", "--problem", "SWIGLU"]
+    assert pytest.main([*args, str(REPO_ROOT / "tests" / "test_model.py")], [chosen]) == 0
+    problems = {problem_of(nodeid, PROBLEMS) for nodeid in chosen.nodeids}
+    assert problems == {"SiLU", "SwiGLU"}, problems
