@@ -392,3 +392,52 @@ def test_problem_names_are_accepted_in_any_case():
     assert pytest.main([*args, str(REPO_ROOT / "tests" / "test_model.py")], [chosen]) == 0
     problems = {problem_of(nodeid, PROBLEMS) for nodeid in chosen.nodeids}
     assert problems == {"SiLU", "SwiGLU"}, problems
+
+
+CHECKS = """import numpy as np
+import torch
+
+from tests.graded import check_close, check_equal
+
+
+def test_equal_with_words():
+    check_equal(1, 2, message="the count of merges")
+
+
+def test_tensors_equal_with_words():
+    check_equal(torch.tensor([1, 2]), torch.tensor([1, 3]), message="token ids of the round trip")
+
+
+def test_close(numpy_snapshot):
+    check_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))
+
+
+def test_snapshot(numpy_snapshot):
+    numpy_snapshot.assert_match(np.array([1.0, 3.0], dtype=np.float32), "pair")
+"""
+
+
+def test_a_failed_check_shows_the_tests_line_its_words_and_what_differs_not_the_helpers_body(tmp_path):
+    (tmp_path / "checks" / "_snapshots").mkdir(parents=True)
+    (tmp_path / "checks" / "test_checks.py").write_text(CHECKS)
+    np.savez_compressed(tmp_path / "checks" / "_snapshots" / "pair.npz", array=np.array([1.0, 2.0], dtype=np.float32))
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["tests.graded", "tests.snapshots"]\n')
+    (tmp_path / "pytest.ini").write_text("[pytest]\npythonpath = . " + str(REPO_ROOT) + "\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "checks"],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = run.stdout
+    assert "4 failed" in out, out + run.stderr
+    assert "E       AssertionError: the count of merges\nE       got 1, expected 2" in out
+    assert "E       AssertionError: token ids of the round trip\nE       Tensor-likes are not equal!" in out
+    assert "Mismatched elements: 1 / 2" in out and "snapshot pair[array] differs" in out
+    # No line of the helpers' bodies, nor whole arrays: only the tests' own lines.
+    for helper_line in ("def check_equal", "def check_close", "def assert_match", "_stream.grading", "np.load(path)"):
+        assert helper_line not in out
+    assert "ACTUAL: array" not in out
+    assert "graded.py:" not in out and "snapshots.py:" not in out

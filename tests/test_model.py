@@ -121,6 +121,7 @@ def features() -> torch.Tensor:
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-5) -> None:
     """A graded check: ``actual`` (from the code under test) close to ``expected``; graded against the reference."""
+    __tracebackhide__ = True  # a failure shows the test's line
     check_close(actual, expected, atol=atol, rtol=rtol)
 
 
@@ -131,6 +132,7 @@ def assert_same(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5
     difference (about zero), so the property holds whatever values the two sides have (e.g. when
     they come from a randomly initialised model, or must agree exactly).
     """
+    __tracebackhide__ = True  # a failure shows the test's line
     check_close(actual - expected, torch.zeros_like(expected), atol=atol, rtol=0)
 
 
