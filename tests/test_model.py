@@ -869,8 +869,7 @@ def test_estimate_memory_bytes():
     check_equal(adapters.run_estimate_memory_bytes(vocab_size, d_model, num_layers, d_ff), 4 * parameters)
     half = adapters.run_estimate_memory_bytes(vocab_size, d_model, num_layers, d_ff, dtype_bytes=2)
     check_equal(half, 2 * parameters)
-    # It agrees with the parameters of a real model (both numbers recorded).
-    lm = adapters.create_transformer_lm(**LM_CONFIG)
-    parameters = adapters.run_count_parameters(lm)
-    estimate = adapters.run_estimate_memory_bytes(VOCAB_SIZE, D_MODEL, NUM_LAYERS, D_FF)
-    check_equal((estimate, parameters), (4 * parameters, parameters))
+    # It agrees with the parameters of the model of LM_CONFIG, counted from its state dict's shapes
+    # (not from a TransformerLM: this problem needs only its own code).
+    parameters = sum(math.prod(shape) for shape in lm_shapes().values())
+    check_equal(adapters.run_estimate_memory_bytes(VOCAB_SIZE, D_MODEL, NUM_LAYERS, D_FF), 4 * parameters)
