@@ -69,4 +69,3 @@ def test_the_readmes_command_checks_a_predictions_file(tmp_path):
     assert duplicate.returncode != 0 and "PredictionsError" in duplicate.stderr
     missing = run_check(tmp_path, entries[1:])
     assert missing.returncode != 0 and "PredictionsError" in missing.stderr
-
