@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,17 +40,22 @@ def test_the_readmes_worked_example_of_part_4_is_the_rule(finetuned, prompting, 
     assert f"at {finetuned:.0%}" in example and f"at {prompting:.0%}" in example
 
 
-def check_command() -> str:
-    (command,) = re.findall(r"^\.venv/bin/python (-c .+ finetuned_predictions\.json)$", README, flags=re.MULTILINE)
-    return command
+def check_command() -> list[str]:
+    """The README's command that checks predictions files (its arguments after the interpreter)."""
+    (command,) = re.findall(
+        r"^\.venv/bin/python (-m cs288_lm\.pipelines\.check_predictions .+)$", README, flags=re.MULTILINE
+    )
+    return command.split()
 
 
 def run_check(tmp_path: Path, entries: list[dict]) -> subprocess.CompletedProcess:
-    (tmp_path / "finetuned_predictions.json").write_text(json.dumps(entries), encoding="utf-8")
-    code = re.match(r'-c "(.+)" finetuned_predictions\.json$', check_command()).group(1)
-    code = code.replace("'data/qa/test_questions.json'", repr(str(REPO_ROOT / "data" / "qa" / "test_questions.json")))
+    """The README's command on ``entries`` as both files, from a copy of the handout's data."""
+    for name in check_command()[2:]:
+        (tmp_path / name).write_text(json.dumps(entries), encoding="utf-8")
+    (tmp_path / "data" / "qa").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "data" / "qa" / "test_questions.json", tmp_path / "data" / "qa")
     return subprocess.run(
-        [sys.executable, "-c", code, "finetuned_predictions.json"],
+        [sys.executable, *check_command()],
         check=False,
         cwd=tmp_path,
         env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
@@ -59,13 +65,16 @@ def run_check(tmp_path: Path, entries: list[dict]) -> subprocess.CompletedProces
     )
 
 
-def test_the_readmes_command_checks_a_predictions_file(tmp_path):
+def test_the_readmes_command_checks_predictions_files_in_one_line_each(tmp_path):
     questions = load_questions(REPO_ROOT / "data" / "qa" / "test_questions.json")
     entries = [{"id": q["id"], "prediction": 0} for q in questions]
     valid = run_check(tmp_path, entries)
     assert valid.returncode == 0, valid.stderr
-    assert valid.stdout.strip() == f"{len(questions)} valid predictions"
+    assert valid.stdout.splitlines() == [f"{name}: {len(questions)} valid predictions" for name in check_command()[2:]]
     duplicate = run_check(tmp_path, [*entries, entries[0]])
-    assert duplicate.returncode != 0 and "PredictionsError" in duplicate.stderr
+    assert duplicate.returncode == 1 and len(duplicate.stderr.splitlines()) == 2, duplicate.stderr
+    assert "appears more than once" in duplicate.stderr and "Traceback" not in duplicate.stderr
     missing = run_check(tmp_path, entries[1:])
-    assert missing.returncode != 0 and "PredictionsError" in missing.stderr
+    assert missing.returncode == 1 and questions[0]["id"] in missing.stderr, missing.stderr
+    as_numbers = run_check(tmp_path, [{"id": i, "prediction": 0} for i in range(len(questions))])
+    assert as_numbers.returncode == 1 and "Traceback" not in as_numbers.stderr, as_numbers.stderr
