@@ -295,6 +295,8 @@ def area_of(n: int) -> float:
     return Shape().area()
 """
 TESTS = """import multiprocessing
+import subprocess
+import sys
 
 import pytest
 from cs288_lm.shapes import Shape, area_of, helper
@@ -329,10 +331,23 @@ def test_warns_but_the_stub_raised_first():
 def test_in_a_worker_process():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         pool.map(area_of, [1])
+
+
+def test_in_a_subprocess():
+    code = "from cs288_lm.shapes import area_of; area_of(1)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_subprocess_that_fails_otherwise():
+    run = subprocess.run([sys.executable, "-c", "raise NotImplementedError('not in a student module')"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 """
 
 
-def test_plain_pytest_prints_one_line_per_unimplemented_function(tmp_path):
+def run_pytest_on_shapes(tmp_path, *options: str) -> subprocess.CompletedProcess:
+    """pytest with the stubs plugin on a tiny student module and the tests above."""
     (tmp_path / "cs288_lm").mkdir()
     (tmp_path / "cs288_lm" / "__init__.py").write_text("")
     (tmp_path / "cs288_lm" / "shapes.py").write_text(STUDENT)
@@ -340,8 +355,76 @@ def test_plain_pytest_prints_one_line_per_unimplemented_function(tmp_path):
     (tmp_path / "checks" / "test_shapes.py").write_text(TESTS)
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["tests.stubs"]\n')
     (tmp_path / "pytest.ini").write_text("[pytest]\npythonpath = . " + str(REPO_ROOT) + "\n")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, "checks"],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_plain_pytest_prints_one_line_per_unimplemented_function(tmp_path):
+    run = run_pytest_on_shapes(tmp_path)
+    out = run.stdout
+    assert run.returncode == 1, out + run.stderr
+    # A subprocess that stopped at the stub counts too (its stderr reached the check's message).
+    assert "cs288_lm/shapes.py:3 Shape.area: not implemented yet (5 tests)" in out
+    assert "cs288_lm/shapes.py:7 helper: not implemented yet (1 test)" in out
+    assert "6 tests stopped at one of these functions. The other failures are shown above" in out
+    assert "a real failure" in out and "raised by the test" in out  # real failures keep their tracebacks
+    assert "not in a student module" in out  # a subprocess's own NotImplementedError is a real failure
+    assert "Implement Shape.area" not in out and "not this one either" not in out  # no traceback for a stub
+    assert "DID NOT WARN" not in out and "RemoteTraceback" not in out
+    assert re.search(r"3 failed, 1 passed, 6 not implemented in", out), out
+
+
+def test_without_tracebacks_the_footer_does_not_point_to_them(tmp_path):
+    out = run_pytest_on_shapes(tmp_path, "--tb=no").stdout
+    assert "6 tests stopped at one of these functions.\n" in out, out
+    assert "shown above" not in out
+
+
+def test_problem_names_are_accepted_in_any_case():
+    chosen = Selection()
+    args = ["--collect-only", "-qq", "-p", "no:cacheprovider", "--problem", "silu", "--problem", "SWIGLU"]
+    assert pytest.main([*args, str(REPO_ROOT / "tests" / "test_model.py")], [chosen]) == 0
+    problems = {problem_of(nodeid, PROBLEMS) for nodeid in chosen.nodeids}
+    assert problems == {"SiLU", "SwiGLU"}, problems
+
+
+CHECKS = """import numpy as np
+import torch
+
+from tests.graded import check_close, check_equal
+
+
+def test_equal_with_words():
+    check_equal(1, 2, message="the count of merges")
+
+
+def test_tensors_equal_with_words():
+    check_equal(torch.tensor([1, 2]), torch.tensor([1, 3]), message="token ids of the round trip")
+
+
+def test_close(numpy_snapshot):
+    check_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))
+
+
+def test_snapshot(numpy_snapshot):
+    numpy_snapshot.assert_match(np.array([1.0, 3.0], dtype=np.float32), "pair")
+"""
+
+
+def test_a_failed_check_shows_the_tests_line_its_words_and_what_differs_not_the_helpers_body(tmp_path):
+    (tmp_path / "checks" / "_snapshots").mkdir(parents=True)
+    (tmp_path / "checks" / "test_checks.py").write_text(CHECKS)
+    np.savez_compressed(tmp_path / "checks" / "_snapshots" / "pair.npz", array=np.array([1.0, 2.0], dtype=np.float32))
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["tests.graded", "tests.snapshots"]\n')
+    (tmp_path / "pytest.ini").write_text("[pytest]\npythonpath = . " + str(REPO_ROOT) + "\n")
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "checks"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "checks"],
         check=False,
         cwd=tmp_path,
         capture_output=True,
@@ -349,11 +432,12 @@ def test_plain_pytest_prints_one_line_per_unimplemented_function(tmp_path):
         timeout=120,
     )
     out = run.stdout
-    assert run.returncode == 1, out + run.stderr
-    assert "cs288_lm/shapes.py:3 Shape.area: not implemented yet (4 tests)" in out
-    assert "cs288_lm/shapes.py:7 helper: not implemented yet (1 test)" in out
-    assert "5 tests stopped at one of these functions. The other failures are shown above" in out
-    assert "a real failure" in out and "raised by the test" in out  # real failures keep their tracebacks
-    assert "Implement Shape.area" not in out and "not this one either" not in out  # no traceback for a stub
-    assert "DID NOT WARN" not in out and "RemoteTraceback" not in out
-    assert re.search(r"2 failed, 1 passed, 5 not implemented in", out), out
+    assert "4 failed" in out, out + run.stderr
+    assert "E       AssertionError: the count of merges\nE       got 1, expected 2" in out
+    assert "E       AssertionError: token ids of the round trip\nE       Tensor-likes are not equal!" in out
+    assert "Mismatched elements: 1 / 2" in out and "snapshot pair[array] differs" in out
+    # No line of the helpers' bodies, nor whole arrays: only the tests' own lines.
+    for helper_line in ("def check_equal", "def check_close", "def assert_match", "_stream.grading", "np.load(path)"):
+        assert helper_line not in out
+    assert "ACTUAL: array" not in out
+    assert "graded.py:" not in out and "snapshots.py:" not in out

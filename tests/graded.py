@@ -249,6 +249,7 @@ def check_close(
     rather than with the reference solution's ``actual`` (for values that may differ between
     correct implementations, like the statistics of randomly initialised weights).
     """
+    __tracebackhide__ = True  # a failure shows the test's line, not this helper's body
     if against not in ("reference", "expected"):
         raise ValueError(f"against must be 'reference' or 'expected', not {against!r}")
     if _stream.grading:
@@ -265,7 +266,10 @@ def check_close(
 
 
 def check_equal(actual: Any, expected: Any, *, message: str = "", against: str = "reference") -> None:
-    """``actual`` equals ``expected`` exactly (tensors: same dtype, shape and values)."""
+    """``actual`` equals ``expected`` exactly (tensors: same dtype, shape and values).
+
+    Locally a failure says ``message`` (the test's words) and then what differs."""
+    __tracebackhide__ = True  # a failure shows the test's line, not this helper's body
     if against not in ("reference", "expected"):
         raise ValueError(f"against must be 'reference' or 'expected', not {against!r}")
     if _stream.grading:
@@ -277,7 +281,14 @@ def check_equal(actual: Any, expected: Any, *, message: str = "", against: str =
     actual = actual.item() if isinstance(actual, np.generic) else actual
     torch = sys.modules.get("torch")
     if torch is not None and (isinstance(actual, torch.Tensor) or isinstance(expected, torch.Tensor)):
-        torch.testing.assert_close(_local_values(actual), _local_values(expected), rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(
+            _local_values(actual),
+            _local_values(expected),
+            rtol=0,
+            atol=0,
+            equal_nan=True,
+            msg=lambda summary: _failure(message, summary),
+        )
         return
     if isinstance(actual, np.ndarray) or isinstance(expected, np.ndarray):
         np.testing.assert_array_equal(actual, expected, err_msg=message)
@@ -285,10 +296,15 @@ def check_equal(actual: Any, expected: Any, *, message: str = "", against: str =
     number = (bool, int, float)
     if isinstance(actual, number) and isinstance(expected, number) and type(actual) is not type(expected):
         # The grader compares Python scalars by type too: 24.0 is not the count 24.
-        raise AssertionError(
-            message or f"{_short(actual)} is a {type(actual).__name__}, expected a {type(expected).__name__}"
-        )
-    assert actual == expected, message or f"{_short(actual)} != {_short(expected)}"
+        summary = f"{_short(actual)} is a {type(actual).__name__}, expected a {type(expected).__name__}"
+        raise AssertionError(_failure(message, summary))
+    if actual != expected:
+        raise AssertionError(_failure(message, f"got {_short(actual)}, expected {_short(expected)}"))
+
+
+def _failure(message: str, summary: str) -> str:
+    """A failed check's text: the test's own words first, then what differs."""
+    return f"{message}\n{summary}" if message else summary
 
 
 def _short(value: Any, limit: int = 300) -> str:

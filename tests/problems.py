@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         metavar="NAME",
         help="run only the public tests of this problem of the assignment (as its Gradescope entry counts"
-        " them; see configs/grading.json); may be given several times",
+        " them; see configs/grading.json; any case: silu is SiLU); may be given several times",
     )
 
 
@@ -59,9 +59,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     problems = load_problems()
     names = [problem["name"] for problem in problems]
-    unknown = [name for name in wanted if name not in names]
+    by_folded_name = {name.casefold(): name for name in names}  # silu finds SiLU
+    unknown = [name for name in wanted if name.casefold() not in by_folded_name]
     if unknown:
         raise pytest.UsageError(f"--problem: no problem named {', '.join(unknown)}; the problems: {', '.join(names)}")
+    wanted = [by_folded_name[name.casefold()] for name in wanted]
     chosen = selected([item.nodeid for item in items], wanted, problems)
     config.hook.pytest_deselected(items=[item for item, keep in zip(items, chosen) if not keep])
     items[:] = [item for item, keep in zip(items, chosen) if keep]

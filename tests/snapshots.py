@@ -48,6 +48,7 @@ class NumpySnapshot:
         rtol: float | None = None,
         atol: float | None = None,
     ) -> None:
+        __tracebackhide__ = True  # a failure shows the test's line, not this method's body
         arrays = (
             {k: _to_numpy(v) for k, v in actual.items()}
             if isinstance(actual, Mapping)
@@ -78,6 +79,7 @@ class NumpySnapshot:
                     rtol=rtol,
                     atol=atol,
                     err_msg=f"snapshot {name}[{key}] differs",
+                    verbose=False,  # the first mismatches say enough; whole arrays bury them
                 )
 
 

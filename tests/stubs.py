@@ -8,8 +8,9 @@ such function once, with how many tests reached it::
     cs288_lm/model.py:57 Linear.forward: not implemented yet (9 tests)
 
 A failure that began there counts too: a ``pytest.warns`` that saw no warning because the stub
-raised first, a stub's error sent back by a worker process. A test still counts as failed for
-pytest's exit status, and every other failure (an assertion, a ``NotImplementedError`` raised
+raised first, a stub's error sent back by a worker process, a check on a subprocess that stopped
+at a stub (the check's message quotes the subprocess's traceback, e.g. its stderr). A test still
+counts as failed for pytest's exit status, and every other failure (an assertion, a ``NotImplementedError`` raised
 outside the student modules) keeps its full traceback. Under the grader (``tests/graded.py``
 recording) nothing changes.
 """
@@ -42,8 +43,9 @@ class Stub:
 
 
 _stopped: dict[tuple[str, str], Stub] = {}  # (nodeid, phase) -> the stub it stopped at
-# A frame of a traceback that a worker process sent as text (multiprocessing's RemoteTraceback).
+# A frame of a traceback that another process sent as text (multiprocessing's RemoteTraceback, stderr).
 REMOTE_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+TRACEBACK_HEADER = "Traceback (most recent call last):"
 
 
 def stub_of(error: BaseException | None, root: Path) -> Stub | None:
@@ -57,6 +59,9 @@ def stub_of(error: BaseException | None, root: Path) -> Stub | None:
             stub = _raised_here(error, root) or _raised_in_a_worker(error, root)
             if stub is not None:
                 return stub
+        stub = _raised_in_a_subprocess(str(error), root)
+        if stub is not None:
+            return stub
         error = error.__cause__ or error.__context__
     return None
 
@@ -89,6 +94,27 @@ def _raised_in_a_worker(error: BaseException, root: Path) -> Stub | None:
     return None if path is None else Stub(path, int(frames[-1][1]), frames[-1][2])
 
 
+def _raised_in_a_subprocess(text: str, root: Path) -> Stub | None:
+    """The stub where a traceback printed in ``text`` (a subprocess's stderr quoted by a failed check)
+    began, if it ends in a ``NotImplementedError`` raised directly in a student module."""
+    if TRACEBACK_HEADER not in text:
+        return None
+    for block in text.split(TRACEBACK_HEADER)[1:]:
+        lines = [line for line in block.splitlines()[1:] if line.strip()]
+        # pytest indents a multi-line assertion message: frames sit two spaces deeper than the block.
+        margin = len(lines[0]) - len(lines[0].lstrip()) - 2 if lines else 0
+        frames: list[tuple[str, str, str]] = []
+        for line in lines:
+            if line[margin:].startswith("  File "):
+                frames += REMOTE_FRAME.findall(line)
+            elif not line[margin : margin + 1].isspace():  # the exception line ends the block
+                path = _student_module(frames[-1][0], root) if frames else None
+                if line[margin:].startswith("NotImplementedError") and path is not None:
+                    return Stub(path, int(frames[-1][1]), frames[-1][2])
+                break
+    return None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
@@ -115,7 +141,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for stub, tests in sorted(reached.items()):
         terminalreporter.line(f"{Stub(stub.path, stub.line, named[stub])} ({tests} test{'s' if tests != 1 else ''})")
     stopped = len({nodeid for nodeid, _ in _stopped})
+    shown = config.getoption("tbstyle", "auto") != "no"  # --tb=no shows no traceback at all
     others = (
-        " The other failures are shown above with their tracebacks." if terminalreporter.stats.get("failed") else ""
+        " The other failures are shown above with their tracebacks."
+        if terminalreporter.stats.get("failed") and shown
+        else ""
     )
     terminalreporter.line(f"{stopped} test{'s' if stopped != 1 else ''} stopped at one of these functions.{others}")

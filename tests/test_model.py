@@ -121,6 +121,7 @@ def features() -> torch.Tensor:
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-5) -> None:
     """A graded check: ``actual`` (from the code under test) close to ``expected``; graded against the reference."""
+    __tracebackhide__ = True  # a failure shows the test's line
     check_close(actual, expected, atol=atol, rtol=rtol)
 
 
@@ -131,6 +132,7 @@ def assert_same(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5
     difference (about zero), so the property holds whatever values the two sides have (e.g. when
     they come from a randomly initialised model, or must agree exactly).
     """
+    __tracebackhide__ = True  # a failure shows the test's line
     check_close(actual - expected, torch.zeros_like(expected), atol=atol, rtol=0)
 
 
@@ -221,6 +223,11 @@ def test_linear_weight_has_shape_d_out_by_d_in():
     out = adapters.run_linear(5, 7, weight, torch.ones(5))
     check_equal(tuple(out.shape), (7,))
     assert_close(out, weight.sum(dim=1))
+
+
+# A test of Linear, Embedding or RoPE that needs the whole TransformerLM is named test_transformer_lm_*:
+# it belongs to that problem, so finishing Linear is not reported incomplete until Part 2 is done.
+def test_transformer_lm_linear_weights_are_d_out_by_d_in():
     state = adapters.create_transformer_lm(**LM_CONFIG).state_dict()
     check_equal(tuple(state["output.weight"].shape), (VOCAB_SIZE, D_MODEL))
     check_equal(tuple(state["layers.0.ffn.w1.weight"].shape), (D_FF, D_MODEL))
@@ -258,7 +265,7 @@ def _check_truncated_normal(weight: torch.Tensor, std: float) -> None:
     check_close(beyond_two_std, 0.045, atol=0.015, rtol=0, against="expected")
 
 
-def test_linear_and_embedding_initialisation():
+def test_transformer_lm_initialises_linear_and_embedding_weights():
     vocab_size, d_model, d_ff = 512, 128, 512
     torch.manual_seed(0)
     lm = adapters.create_transformer_lm(vocab_size, 64, d_model, 1, 4, d_ff)
@@ -455,7 +462,7 @@ def test_rope_last_position_is_allowed():
     assert_close(out, reference_rope(x, torch.tensor([15]), THETA))
 
 
-def test_rope_buffers_are_not_in_the_transformer_lm_state_dict():
+def test_transformer_lm_state_dict_holds_no_rope_buffers():
     state = adapters.create_transformer_lm(**LM_CONFIG).state_dict()
     message = "the state dict should hold exactly the parameters (RoPE buffers are non-persistent)"
     check_equal(sorted(state), sorted(lm_shapes()), message=message)
@@ -862,8 +869,7 @@ def test_estimate_memory_bytes():
     check_equal(adapters.run_estimate_memory_bytes(vocab_size, d_model, num_layers, d_ff), 4 * parameters)
     half = adapters.run_estimate_memory_bytes(vocab_size, d_model, num_layers, d_ff, dtype_bytes=2)
     check_equal(half, 2 * parameters)
-    # It agrees with the parameters of a real model (both numbers recorded).
-    lm = adapters.create_transformer_lm(**LM_CONFIG)
-    parameters = adapters.run_count_parameters(lm)
-    estimate = adapters.run_estimate_memory_bytes(VOCAB_SIZE, D_MODEL, NUM_LAYERS, D_FF)
-    check_equal((estimate, parameters), (4 * parameters, parameters))
+    # It agrees with the parameters of the model of LM_CONFIG, counted from its state dict's shapes
+    # (not from a TransformerLM: this problem needs only its own code).
+    parameters = sum(math.prod(shape) for shape in lm_shapes().values())
+    check_equal(adapters.run_estimate_memory_bytes(VOCAB_SIZE, D_MODEL, NUM_LAYERS, D_FF), 4 * parameters)

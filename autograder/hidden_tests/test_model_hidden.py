@@ -1073,6 +1073,8 @@ def test_estimate_memory_literals():
 
 @pytest.mark.parametrize("dtype_bytes", [1, 2, 4])
 def test_estimate_memory_equals_counted_parameters_times_bytes(dtype_bytes):
-    lm = adapters.create_transformer_lm(101, 16, 48, 3, 6, 128)
-    expected = adapters.run_count_parameters(lm) * dtype_bytes
-    check_equal(adapters.run_estimate_memory_bytes(101, 48, 3, 128, dtype_bytes=dtype_bytes), expected)
+    # The parameters of TransformerLM(101, 16, 48, 3, 6, 128), counted by formula: this problem needs
+    # only its own code, not a TransformerLM.
+    vocab_size, d_model, num_layers, d_ff = 101, 48, 3, 128
+    parameters = 2 * vocab_size * d_model + d_model + num_layers * (2 * d_model + 4 * d_model**2 + 3 * d_model * d_ff)
+    check_equal(adapters.run_estimate_memory_bytes(101, 48, 3, 128, dtype_bytes=dtype_bytes), parameters * dtype_bytes)

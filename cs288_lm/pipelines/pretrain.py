@@ -3,7 +3,7 @@
     python -m cs288_lm.pipelines.pretrain                # small model, bundled TinyStories, a few minutes on CPU
     python -m cs288_lm.pipelines.pretrain --resume       # continue the run in --out-dir
     python -m cs288_lm.pipelines.pretrain --config configs/tinystories.json \\
-        --train-data /data/TinyStoriesV2-GPT4-train.txt
+        --train-data data/TinyStoriesV2-GPT4-train.txt
     torchrun --nproc_per_node=4 -m cs288_lm.pipelines.pretrain --config ...   # DistributedDataParallel
 
 Settings come from the defaults of :class:`TrainConfig`, then a JSON ``--config`` file, then flags
