@@ -321,7 +321,8 @@ def predictions_json(correct: int) -> bytes:
             0.0,
             "Accuracy on the 50 test questions: 50.00%",
         ),  # no margin
-        (b"[{'id': 'q0'", predictions_json(30), 0.0, 0.0, "finetuned_predictions.json line 1 column 3: single quotes"),
+        # An invalid or missing 4A counts as 0% for 4B's margin, which is then over 30%.
+        (b"[{'id': 'q0'", predictions_json(30), 0.0, 8.0, "finetuned_predictions.json line 1 column 3: single quotes"),
         (
             predictions_json(50)[:-1] + b', {"id": "q0", "prediction": 1}]',
             None,
@@ -329,7 +330,8 @@ def predictions_json(correct: int) -> bytes:
             0.0,
             "entry 50: id 'q0' appears more than once",
         ),
-        (None, predictions_json(50), 0.0, 0.0, "finetuned_predictions.json is missing"),
+        (None, predictions_json(50), 0.0, 8.0, "finetuned_predictions.json is missing"),
+        (None, predictions_json(15), 0.0, 0.0, "finetuned_predictions.json is missing"),  # 30%: nothing
     ],
 )
 def test_part4_points_follow_the_course_rule(
