@@ -22,7 +22,7 @@ from pathlib import Path
 
 from autograder.bundle import Progress, cached_bundle, duration
 from autograder.grade import read_tree
-from autograder.make_handout import BUILD_MARKER, REPO_ROOT, BuildError, shipped_files
+from autograder.make_handout import BUILD_MARKER, REPO_ROOT, BuildError, inside_repository_problem, shipped_files
 
 AUTOGRADER = Path(__file__).resolve().parent
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
@@ -47,11 +47,25 @@ def zip_contents(bundle: Path, root: Path = REPO_ROOT) -> dict[str, bytes]:
     return dict(sorted(contents.items()))
 
 
+def is_our_zip(path: Path) -> bool:
+    """Whether ``path`` is a zip this command made (it holds run_autograder and the grader), so that
+    replacing it loses nothing else."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return {"run_autograder", "setup.sh", "autograder/grade.py"} <= set(archive.namelist())
+
+
 def write_zip(contents: dict[str, bytes], out: Path) -> None:
     """A deterministic zip of ``contents``: fixed dates, fixed permissions, sorted entries; progress
     lines as it goes. Written to a partial file first, then renamed to ``out``."""
-    if out.is_dir() or out.exists() and not zipfile.is_zipfile(out):
-        raise BuildError(f"{out} exists and is not a zip: choose another --out")
+    if out.is_dir() or str(out).endswith(("/", os.sep)):
+        raise BuildError(f"{out} is a folder: give the zip's file name, e.g. {Path(out, 'autograder.zip')}")
+    if out.exists() and not is_our_zip(out):
+        raise BuildError(f"{out} exists and is not an autograder zip this command made: choose another --out")
+    problem = inside_repository_problem(out, "zip")
+    if problem is not None:
+        raise BuildError(problem)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     total, written = sum(map(len, contents.values())), 0

@@ -337,7 +337,7 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
         contents["secret/answers/test.json"] = (root / QA_ANSWERS).read_bytes()
     contents["grading_config.json"] = (json.dumps(config, indent=1) + "\n").encode()
     contents["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
-    write_output(dict(sorted(contents.items())), out)
+    write_output(dict(sorted(contents.items())), out, "bundle")
     (out / "secret").chmod(0o700)
     runs = {nodeid: test for stream in on_handout.values() for nodeid, test in stream.tests.items()}
     return BuiltBundle(manifest["modules"], runs)
@@ -529,7 +529,7 @@ def copy_bundle(bundle: Path, out: Path) -> None:
     """Write a copy of ``bundle`` to ``out`` (new, empty, or a previous build's)."""
     contents = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
     contents.pop(BUILD_MARKER, None)
-    write_output(contents, out)
+    write_output(contents, out, "bundle")
     (out / "secret").chmod(0o700)
 
 

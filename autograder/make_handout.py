@@ -105,8 +105,8 @@ def shipped_files(root: Path = REPO_ROOT) -> list[str]:
     if untracked:
         shown = ", ".join(untracked[:5]) + (f" and {len(untracked) - 5} more" if len(untracked) > 5 else "")
         raise BuildError(
-            f"untracked file{'s' * (len(untracked) > 1)} where a build would ship {'them' if len(untracked) > 1 else 'it'}:"
-            f" {shown}; commit, delete or add to .gitignore"
+            f"untracked file{'s' * (len(untracked) > 1)} where a build would ship "
+            f"{'them' if len(untracked) > 1 else 'it'}: {shown}; commit, delete or add to .gitignore"
         )
     tracked = _git(root, "ls-files", "-z", "--cached")
     return sorted(r for r in set(tracked) if (root / r).is_file() and not (root / r).is_symlink())
@@ -154,32 +154,75 @@ def write_tree(contents: dict[str, bytes], out: Path) -> None:
         path.write_bytes(data)
 
 
-def clear_output(out: Path) -> None:
-    """Make ``out`` a new or empty directory for a build's output. Only what a build made (a
-    directory holding BUILD_MARKER) is deleted; anything else there is a BuildError."""
+def _marker(kind: str, files: list[str]) -> bytes:
+    """The build marker's text: which build made the directory and every file it wrote there."""
+    head = f"made by a cs288_lm {kind} build: the next {kind} build may replace this directory. It wrote:\n"
+    return (head + "".join(f"{name}\n" for name in sorted(files))).encode()
+
+
+def _files_under(directory: Path) -> list[str]:
+    """Every non-directory entry under ``directory``, as sorted POSIX relative paths."""
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_symlink() or not p.is_dir())
+
+
+def clear_output(out: Path, kind: str) -> None:
+    """Make ``out`` a new or empty directory for a ``kind`` build's output. Only what a build of the same
+    kind made is deleted (its marker lists what it wrote); anything else there is a BuildError."""
     if out.is_symlink() or out.exists() and not out.is_dir():
         raise BuildError(f"{out} exists and is not a directory: choose another output path")
     if not out.exists() or not any(out.iterdir()):
         return
     if not (out / BUILD_MARKER).is_file():
         raise BuildError(
-            f"{out} holds files no build made (it has no {BUILD_MARKER}): choose another output path, or empty it yourself"
+            f"{out} holds files no build made (it has no {BUILD_MARKER}): choose another output path, or empty it"
+            " yourself"
+        )
+    lines = (out / BUILD_MARKER).read_text(encoding="utf-8", errors="replace").splitlines()
+    made = re.match(r"made by a cs288_lm (\w+) build", lines[0] if lines else "")
+    if made is None or made.group(1) != kind:
+        raise BuildError(
+            f"{out} holds a {made.group(1) if made else 'different'} build, not a {kind}: choose another output path"
+        )
+    extra = sorted(set(_files_under(out)) - set(lines[1:]) - {BUILD_MARKER})
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise BuildError(
+            f"{out} holds files its build did not make ({shown}): move them out, or choose another output path"
         )
     shutil.rmtree(out)
 
 
-def write_output(contents: dict[str, bytes], out: Path) -> None:
-    """Replace the build output ``out`` (see clear_output) with ``contents`` and the build marker."""
-    clear_output(out)
-    write_tree(
-        {**contents, BUILD_MARKER: b"made by a cs288_lm build: the next build may replace this directory\n"}, out
+def inside_repository_problem(out: Path, what: str) -> str | None:
+    """Why ``out`` may not receive a build: inside this repository and not ignored by git, it would be an
+    untracked file where builds take files from (the next build would refuse it). None if it may."""
+    resolved = out.resolve()
+    if resolved != REPO_ROOT and REPO_ROOT not in resolved.parents:
+        return None
+    relative = resolved.relative_to(REPO_ROOT).as_posix() if resolved != REPO_ROOT else "."
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", relative], cwd=REPO_ROOT, capture_output=True, check=False
+    ).returncode
+    if ignored == 0:
+        return None
+    return (
+        f"{out} is inside the repository and not ignored by git: the {what} would ship with the next build;"
+        " write it under dist/ or outside the repository"
     )
+
+
+def write_output(contents: dict[str, bytes], out: Path, kind: str) -> None:
+    """Replace the ``kind`` build output ``out`` (see clear_output) with ``contents`` and the build marker."""
+    problem = inside_repository_problem(out, kind)
+    if problem is not None:
+        raise BuildError(problem)
+    clear_output(out, kind)
+    write_tree({**contents, BUILD_MARKER: _marker(kind, list(contents))}, out)
 
 
 def build_handout(out: Path, root: Path = REPO_ROOT) -> list[str]:
     """Write the handout to ``out`` (replacing a previous build's); returns the student modules it stubbed."""
     contents = handout_contents(root)
-    write_output(contents, out)
+    write_output(contents, out, "handout")
     return student_modules(root, handout_files(root))
 
 

@@ -42,6 +42,7 @@ from autograder.make_handout import (
     build_handout,
     handout_contents,
     handout_files,
+    inside_repository_problem,
     write_output,
 )
 
@@ -79,7 +80,7 @@ def test_grading_outputs_in_the_repository_reach_no_build(clone, tmp_path):
     assert (handout, hidden_contents(clone), bundle_inputs(clone)) == before
     # The zip: the grader's code from the clone and a bundle whose handout is this handout.
     fake_bundle = tmp_path / "bundle"
-    write_output({f"handout/{path}": data for path, data in handout.items()}, fake_bundle)
+    write_output({f"handout/{path}": data for path, data in handout.items()}, fake_bundle, "bundle")
     entries = zip_contents(fake_bundle, clone)
     assert "bundle/handout/cs288_lm/model.py" in entries and "autograder/grade.py" in entries
     leaked = [name for name, data in entries.items() if FAKE_STUDENT.encode() in data or "results" in name]
@@ -140,12 +141,22 @@ def test_builds_replace_only_what_a_build_made(tmp_path):
     assert f"{dist} holds files no build made" in result.stderr and BUILD_MARKER in result.stderr
     assert (dist / "autograder.zip").read_bytes() == b"the zip uploaded to Gradescope"
     assert sorted(p.name for p in dist.iterdir()) == ["autograder.zip", "grader"]
-    # A previous build's directory is replaced whole; an empty one is used; a file is refused.
+    # A previous build of the same kind is replaced whole, unless something it did not write was put
+    # there (a TA's notes, a zip built beside it): then nothing is deleted. An empty one is used; a
+    # file is refused.
     out = tmp_path / "handout"
     build_handout(out)
-    (out / "stale.txt").write_text("from an older build\n", encoding="utf-8")
+    (out / "adapters.py").write_text("edited after the build\n", encoding="utf-8")
     build_handout(out)
-    assert not (out / "stale.txt").exists() and (out / BUILD_MARKER).is_file()
+    assert (out / "adapters.py").read_text(encoding="utf-8") != "edited after the build\n"
+    (out / "notes.txt").write_text("a TA's notes\n", encoding="utf-8")
+    with pytest.raises(BuildError, match=r"holds files its build did not make \(notes.txt\)"):
+        build_handout(out)
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "a TA's notes\n"
+    (out / "notes.txt").unlink()
+    with pytest.raises(BuildError, match="holds a handout build, not a bundle"):
+        write_output({"manifest.json": b"{}\n"}, out, "bundle")
+    assert (out / "adapters.py").is_file()
     (tmp_path / "empty").mkdir()
     build_handout(tmp_path / "empty")
     assert (tmp_path / "empty" / "adapters.py").is_file()
@@ -156,15 +167,34 @@ def test_builds_replace_only_what_a_build_made(tmp_path):
 def test_the_zip_replaces_only_a_zip_and_appears_whole(tmp_path):
     notes = tmp_path / "notes.zip"
     notes.write_text("not a zip\n", encoding="utf-8")
-    with pytest.raises(BuildError, match="is not a zip"):
+    with pytest.raises(BuildError, match="is not an autograder zip this command made"):
         write_zip({"a.txt": b"a"}, notes)
     assert notes.read_text(encoding="utf-8") == "not a zip\n"
+    downloaded = tmp_path / "submissions.zip"  # a zip, but not one this command made: kept
+    with zipfile.ZipFile(downloaded, "w") as archive:
+        archive.writestr("alice/cs288_lm/model.py", "x = 1\n")
+    with pytest.raises(BuildError, match="is not an autograder zip this command made"):
+        write_zip({"a.txt": b"a"}, downloaded)
+    with pytest.raises(BuildError, match="is a folder"):
+        write_zip({"a.txt": b"a"}, tmp_path)
+    ours = {"run_autograder": b"", "setup.sh": b"", "autograder/grade.py": b""}
     out = tmp_path / "autograder.zip"
-    write_zip({"a.txt": b"old"}, out)
-    write_zip({"b.txt": b"new"}, out)
+    write_zip({**ours, "a.txt": b"old"}, out)
+    write_zip({**ours, "b.txt": b"new"}, out)
     with zipfile.ZipFile(out) as archive:
-        assert archive.namelist() == ["b.txt"] and archive.read("b.txt") == b"new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["autograder.zip", "notes.zip"]  # no partial file left
+        assert "a.txt" not in archive.namelist() and archive.read("b.txt") == b"new"
+    # no partial file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["autograder.zip", "notes.zip", "submissions.zip"]
+
+
+def test_a_build_inside_the_repository_must_be_in_an_ignored_path():
+    """An output there would be an untracked file where builds take files from: the next build would
+    refuse it (or it would ship). dist/ is ignored."""
+    assert inside_repository_problem(REPO_ROOT / "dist" / "handout", "handout") is None
+    assert "write it under dist/" in inside_repository_problem(REPO_ROOT / "handout_here", "handout")
+    with pytest.raises(BuildError, match="inside the repository and not ignored"):
+        write_zip({"a.txt": b"a"}, REPO_ROOT / "autograder.zip")
+    assert not (REPO_ROOT / "autograder.zip").exists()
 
 
 def test_the_zip_says_how_far_it_is_once_per_step_passed(tmp_path, capsys):
@@ -180,7 +210,7 @@ def test_the_bundle_is_built_once_per_inputs_and_then_reused(tmp_path, monkeypat
 
     def fake_build(out: Path, root: Path = REPO_ROOT) -> None:
         builds.append(root)
-        write_output({"manifest.json": b"{}\n", "secret/answers/test.json": b"[]\n"}, out)
+        write_output({"manifest.json": b"{}\n", "secret/answers/test.json": b"[]\n"}, out, "bundle")
 
     monkeypatch.setattr(bundle_module, "build_bundle", fake_build)
     cache = tmp_path / "cache"
@@ -199,7 +229,7 @@ def test_two_commands_at_once_build_the_bundle_once(tmp_path, monkeypatch):
     def slow_build(out: Path, root: Path = REPO_ROOT) -> None:
         builds.append(root)
         time.sleep(1)  # the other command arrives while this one builds
-        write_output({"manifest.json": b"{}\n"}, out)
+        write_output({"manifest.json": b"{}\n"}, out, "bundle")
 
     monkeypatch.setattr(bundle_module, "build_bundle", slow_build)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -220,7 +250,7 @@ def test_the_bundle_key_follows_the_inputs_only(clone):
 def test_pruning_keeps_the_newest_bundles_and_what_no_build_made(tmp_path):
     for age in range(KEPT_BUNDLES + 2):
         entry = tmp_path / f"bundle{age}"
-        write_output({"manifest.json": b"{}\n"}, entry)
+        write_output({"manifest.json": b"{}\n"}, entry, "bundle")
         os.utime(entry / BUILD_MARKER, (1e9 - age, 1e9 - age))
     (tmp_path / "mine").mkdir()
     prune_cache(tmp_path)
