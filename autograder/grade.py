@@ -164,6 +164,13 @@ class SubmissionError(UsageError):
 DUPLICATES = ("refuse", "shallowest")  # what to do with several copies of one file (``--duplicates``)
 
 
+def student_folders(submissions: Path) -> list[Path]:
+    """The students' folders of a folder of submissions: every subfolder but hidden ones and archive
+    debris (``__MACOSX``, caches), sorted by name."""
+    skipped = SKIPPED_DIRECTORIES
+    return sorted(p for p in submissions.iterdir() if p.is_dir() and p.name not in skipped and p.name[:1] != ".")
+
+
 def submitted_files(directory: Path) -> list[str]:
     """The regular files of a submission (no links, pipes or devices; no caches), as sorted POSIX paths."""
     found = []
@@ -969,10 +976,38 @@ def writable_ancestor_problem(path: Path) -> str | None:
     return None
 
 
+def is_results_file(path: Path) -> bool:
+    """Whether ``path`` holds an earlier results.json (a JSON object with a score and tests), which
+    grading may replace; any other file is someone's and stays."""
+    try:
+        with open(path, "rb") as file:
+            data = json.loads(file.read(64 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "score" in data and "tests" in data
+
+
+def positive_number(kind: type) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} must be above 0")
+        return value
+
+    return parse
+
+
 def check_output_file(out: Path) -> None:
     """Refuse (:class:`UsageError`) an ``--out`` where results.json cannot be written."""
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder: give the file to write, such as {out / 'results.json'}")
+    if out.exists() and not is_results_file(out):
+        raise UsageError(f"--out {out} exists and is not a results.json: give a new file (nothing was overwritten)")
     problem = writable_ancestor_problem(out)
     if problem is not None:
         raise UsageError(f"--out {out} cannot be written: {problem}")
@@ -986,8 +1021,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", nargs="+", metavar="MODULE", help="run only these test modules (e.g. tests/test_nn_utils.py)"
     )
-    parser.add_argument("--time-limit", type=float, help="seconds per test module (default: from the config)")
-    parser.add_argument("--memory-mb", type=int, help="address-space limit per test process (default: from the config)")
+    parser.add_argument(
+        "--time-limit", type=positive_number(float), help="seconds per test module (default: from the config)"
+    )
+    parser.add_argument(
+        "--memory-mb", type=positive_number(int), help="address-space limit per test process (default: from the config)"
+    )
     parser.add_argument("--sandbox-user", help="when run as root, run the tests as this dedicated user")
     parser.add_argument(
         "--duplicates",
@@ -999,19 +1038,25 @@ def main(argv: list[str] | None = None) -> int:
     add_jobs_option(parser)
     args = parser.parse_args(argv)
     check_jobs_option(parser, args)
-    unsafe = grading_problem(args.sandbox_user)
-    if unsafe is not None:  # before building a bundle; results.json says so too, for Gradescope
-        print(f"grade: {unsafe}", file=sys.stderr)
-        write_results(failure_results(RuntimeError(unsafe)), args.out)
-        return 2
     try:
         check_output_file(args.out)
     except UsageError as error:  # no results.json can be written there
         print(f"grade: {error}", file=sys.stderr)
         return 2
-    results, status = grade_command(args)
-    write_results(results, args.out)
-    print(results["output"])
+    unsafe = grading_problem(args.sandbox_user)
+    if unsafe is not None:  # before building a bundle; results.json says so too, for Gradescope
+        print(f"grade: {unsafe}", file=sys.stderr)
+        results, status = failure_results(RuntimeError(unsafe)), 2
+    else:
+        results, status = grade_command(args)
+    try:
+        write_results(results, args.out)
+    except OSError as error:  # e.g. a path under /proc, or the disk full: the grade is not lost silently
+        reason = error.strerror or error
+        print(f"grade: cannot write --out {args.out} ({reason}): give a writable path", file=sys.stderr)
+        return 2
+    if status == 0:
+        print(results["output"])
     return status
 
 

@@ -42,6 +42,7 @@ from autograder.grade import (
     limits_from,
     modules_to_run,
     not_graded_results,
+    student_folders,
     top_level_entries,
     writable_ancestor_problem,
     write_results,
@@ -80,7 +81,7 @@ def check_submissions_folder(submissions: Path, graded: list[str]) -> list[Path]
             f"of them (each subfolder is a student). Grade it with `python -m autograder.grade --submission "
             f"{submissions}`, or give the folder that holds one folder per student"
         )
-    students = sorted(p for p in submissions.iterdir() if p.is_dir())
+    students = student_folders(submissions)
     if not students:
         raise UsageError(
             f"--submissions {submissions} holds no folder ({top_level_entries(submissions)}): give the folder that "
@@ -138,7 +139,7 @@ def grade_folder(
     layout = Layout.load(bundle)
     if workers * jobs > 1:
         limits = dataclasses.replace(limits, threads=share_of_cores(workers * jobs))
-    students = sorted(p for p in submissions.iterdir() if p.is_dir())
+    students = student_folders(submissions)
 
     def grade_student(student: Path) -> tuple[dict, str]:
         try:
@@ -238,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     except TestProcessError as error:
         print(f"grade_all: {error}; stopped (the results written so far stay)", file=sys.stderr)
         return 1
+    except OSError as error:  # --out cannot be written after all (a path under /proc, the disk full)
+        where = f" {error.filename}" if error.filename else ""
+        print(f"grade_all: cannot write{where} ({error.strerror or error}): give a writable --out", file=sys.stderr)
+        return 2
     print(f"summary written to {args.out / 'summary.csv'}")
     return 0
 

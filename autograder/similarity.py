@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autograder.grade import find_submitted, submitted_files
+from autograder.grade import find_submitted, student_folders, submitted_files
 from autograder.imports_check import DeclaredEncoding, python_source
 from autograder.markers import has_markers
 
@@ -111,7 +111,7 @@ def module_files(
     names = [module.split("/")[-1] for module in modules]
     reference = reference or {}
     found = {module: {REFERENCE: reference[module]} if module in reference else {} for module in modules}
-    for student in sorted(p for p in submissions.iterdir() if p.is_dir()):
+    for student in student_folders(submissions):
         files = submitted_files(student)
         for module in modules:
             # as the grader does: a match by file name alone only when no other student module shares it
@@ -281,7 +281,7 @@ def similarity_report(
         print(SKIPPED)
         return False
     out.mkdir(parents=True, exist_ok=True)
-    students = sorted(p.name for p in submissions.iterdir() if p.is_dir())
+    students = [p.name for p in student_folders(submissions)]
     solution = reference_files(reference, modules)
     found = module_files(submissions, modules, solution)
     for module, files in found.items():

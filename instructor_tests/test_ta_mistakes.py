@@ -349,3 +349,44 @@ def test_test_modules_are_stripped_once_per_content(tiny_bundle):
     assert stripped(dict(bundle.handout)) is stripped(bundle.handout)
     changed = bundle.handout | {MODULE: TEST.replace(b"42", b"44")}
     assert stripped(changed) is not stripped(bundle.handout)
+
+
+# --- second round of a TA's mistakes ------------------------------------------------------------
+
+
+def test_grade_never_overwrites_a_file_that_is_not_an_earlier_results_json(tiny_bundle, tmp_path, capsys):
+    sub = write_files(tmp_path / "sub", {STUDENT: SOLUTION})
+    notes = write_files(tmp_path, {"notes.txt": b"my notes\n"}) / "notes.txt"
+    args = ["--submission", str(sub), "--bundle", str(tiny_bundle)]
+    assert grade_module.main([*args, "--out", str(notes)]) == 2
+    assert "exists and is not a results.json" in one_line(capsys)
+    assert notes.read_bytes() == b"my notes\n"
+    earlier = tmp_path / "results.json"
+    earlier.write_text(json.dumps({"score": 3, "tests": []}), encoding="utf-8")
+    assert grade_module.main([*args, "--out", str(earlier)]) == 0  # an earlier results.json is replaced
+    capsys.readouterr()
+    assert json.loads(earlier.read_text(encoding="utf-8"))["score"] == 15
+
+
+def test_grade_with_an_unwritable_out_is_one_line(tiny_bundle, tmp_path, capsys):
+    sub = write_files(tmp_path / "sub", {STUDENT: SOLUTION})
+    out = Path("/proc/cs288-results.json")  # a folder that exists, where no file can be made
+    assert grade_module.main(["--submission", str(sub), "--out", str(out), "--bundle", str(tiny_bundle)]) == 2
+    assert "cannot write --out /proc/cs288-results.json" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("flag", ["--time-limit", "--memory-mb"])
+def test_limits_must_be_positive(tiny_bundle, tmp_path, capsys, flag):
+    args = ["--submission", str(tmp_path), "--out", str(tmp_path / "r.json"), "--bundle", str(tiny_bundle)]
+    with pytest.raises(SystemExit) as stopped:
+        grade_module.main([*args, flag, "-5"])
+    assert stopped.value.code == 2 and "must be above 0" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_grade_all_skips_archive_debris_and_hidden_folders(tiny_bundle, tmp_path, capsys):
+    subs = write_files(tmp_path / "subs", {f"alice/{STUDENT}": SOLUTION, "__MACOSX/._x": b"", ".cache/x": b""})
+    args = ["--submissions", str(subs), "--out", str(tmp_path / "out"), "--bundle", str(tiny_bundle)]
+    assert grade_all.main([*args, "--no-similarity"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["alice"]
