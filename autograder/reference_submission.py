@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from autograder.make_handout import REPO_ROOT, handout_files
+from autograder.make_handout import REPO_ROOT, BuildError, handout_files, inside_repository_problem
 from autograder.markers import student_modules
 from cs288_lm.common import predictions
 
@@ -78,6 +78,9 @@ def check_out(out: Path) -> None:
         raise ReferenceSubmissionError(
             f"{out} exists and is not an empty folder: choose a new one (nothing is overwritten)"
         )
+    problem = inside_repository_problem(out, "reference submission")
+    if problem is not None:  # the solution, untracked in the repository, would ship with the next build
+        raise ReferenceSubmissionError(problem)
 
 
 def write_submission(files: dict[str, bytes], out: Path) -> None:
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         files = reference_files(reference=args.predictions_from)
         points = expected_points(files)
         write_submission(files, args.out)
-    except (ReferenceSubmissionError, predictions.PredictionsError, ValueError, OSError) as error:
+    except (ReferenceSubmissionError, BuildError, predictions.PredictionsError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {len(files)} files to {args.out}")

@@ -195,6 +195,10 @@ def test_a_build_inside_the_repository_must_be_in_an_ignored_path():
     with pytest.raises(BuildError, match="inside the repository and not ignored"):
         write_zip({"a.txt": b"a"}, REPO_ROOT / "autograder.zip")
     assert not (REPO_ROOT / "autograder.zip").exists()
+    from autograder import reference_submission
+
+    assert reference_submission.main(["--out", str(REPO_ROOT / "reference_here")]) == 1
+    assert not (REPO_ROOT / "reference_here").exists()
 
 
 def test_the_zip_says_how_far_it_is_once_per_step_passed(tmp_path, capsys):

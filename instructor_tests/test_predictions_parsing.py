@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import random
 import re
 
@@ -258,3 +259,18 @@ def test_an_error_deep_in_a_large_file_names_its_entry_quickly():
     assert str(error.value).startswith(
         f"{SOURCE} line {line} column 2, entry {count - 1} (id 'q{count - 1}'): prediction 7"
     )
+
+
+def test_a_pipe_or_a_folder_is_refused_without_reading_and_binary_is_not_called_utf16(tmp_path):
+    """A named pipe would block a read forever; random bytes are not UTF-16 text."""
+    pipe = tmp_path / "finetuned_predictions.json"
+    os.mkfifo(pipe)
+    for path in (pipe, tmp_path):
+        with pytest.raises(PredictionsError, match="not a regular file"):
+            load_predictions(path, QUESTIONS)
+    binary = bytes([0x8F, 0x00, 0x41, 0x9C, 0x00, 0x00, 0x12, 0x7F])  # a NUL early, but not every other byte
+    with pytest.raises(PredictionsError) as error:
+        parse_predictions(binary, QUESTIONS, source="x.json")
+    assert "UTF-16" not in str(error.value) and "not UTF-8" in str(error.value)
+    with pytest.raises(PredictionsError, match="looks like UTF-16"):
+        parse_predictions("[]".encode("utf-16-le"), QUESTIONS, source="x.json")

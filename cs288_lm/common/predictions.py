@@ -23,6 +23,7 @@ import json
 import os
 import re
 import reprlib
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -71,7 +72,10 @@ def load_predictions(path: str | os.PathLike, questions: Sequence[Mapping]) -> d
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # a folder, a pipe, a device: reading could block
+            raise PredictionsError(f"{path}: cannot be read: not a regular file; give the predictions file itself")
+        with open(path, "rb") as file:
+            data = file.read(MAX_BYTES + 1)  # more than the limit is refused by its size
     except FileNotFoundError:
         raise PredictionsError(f"{path}: no such file") from None
     except OSError as error:
@@ -164,7 +168,9 @@ def _record_problem(
 
 def _utf8_text(data: bytes, source: str) -> str:
     """``data`` decoded as UTF-8, without the byte-order mark some Windows editors write."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:2]:
+    head = data[:64]
+    every_other_is_nul = len(head) >= 2 and (not any(head[0::2]) or not any(head[1::2]))
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or every_other_is_nul:
         # JSON outside strings is ASCII, which UTF-16 and UTF-32 (and only they) write with NUL bytes.
         raise PredictionsError(f"{source}: cannot be read: it looks like UTF-16 or UTF-32 text; save it as UTF-8")
     data = data.removeprefix(codecs.BOM_UTF8)

@@ -42,10 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         questions = load_questions(args.questions)
     except (OSError, ValueError) as error:
-        print(
-            f"error: cannot read the questions {args.questions} ({error}); run from the repository root",
-            file=sys.stderr,
-        )
+        hint = "run from the repository root" if args.questions == TEST_QUESTIONS else "check --questions"
+        print(f"error: cannot read the questions {args.questions} ({error}); {hint}", file=sys.stderr)
         return 2
     results = [check(path, questions) for path in args.files]
     for valid, line in results:
