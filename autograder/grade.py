@@ -181,6 +181,19 @@ def submitted_files(directory: Path) -> list[str]:
     return sorted(found)
 
 
+def irregular_entries(directory: Path) -> list[str]:
+    """The entries of a submission that are not regular files or folders (symbolic links, pipes,
+    devices): never read, and named in the results so that "missing" is not a puzzle."""
+    found = []
+    for folder, subfolders, files in os.walk(directory):
+        subfolders[:] = [name for name in subfolders if name not in SKIPPED_DIRECTORIES]
+        relative = Path(folder).relative_to(directory)
+        for name in [*files, *(d for d in subfolders if (Path(folder) / d).is_symlink())]:
+            if not stat.S_ISREG(os.lstat(Path(folder) / name).st_mode):
+                found.append((relative / name).as_posix())
+    return sorted(found)
+
+
 def matching_files(target: str, files: list[str], by_name: bool) -> list[str]:
     """The files that can be ``target``: by path suffix (``cs288-main/cs288_lm/model.py`` is
     ``cs288_lm/model.py``, as uploads one folder down are), else by file name; shallowest first."""
@@ -235,6 +248,7 @@ def check_submission_folder(directory: Path, files: list[str], bundle: Bundle, d
             f"no file of the assignment in {directory}, only a zip ({zips}): unzip it and grade the folder it makes"
         )
     if not any(found.values()):
+        links = irregular_entries(directory)
         students = bundle.manifest["student_modules"]
         predictions = [spec["file"] for spec in bundle.config["part4"]["predictions"].values()]
         others = f" and {len(students) - 1} other student modules" if len(students) > 1 else ""
@@ -242,6 +256,7 @@ def check_submission_folder(directory: Path, files: list[str], bundle: Bundle, d
         raise SubmissionError(
             f"no file of the assignment in {directory} (looked for {wanted}, at any depth); it holds "
             f"{top_level_entries(directory)}. A submission is the repository (the folder with cs288_lm/) or its files"
+            + (f"; never read: {', '.join(links[:3])} (symbolic links or special files)" if links else "")
         )
     clashes = {target: matches for target, matches in found.items() if len(matches) > 1}
     holders = {match.split("/")[0] for matches in clashes.values() for match in matches if "/" in match}
@@ -328,6 +343,10 @@ def read_submission(directory: Path, bundle: Bundle, duplicates: str = "refuse")
         else:  # a file larger than the cap is read only up to it: the parser names the problem
             with open(directory / found, "rb") as file:
                 submission.predictions[key] = file.read(max_bytes + 1)
+    graded = [*students, *(spec["file"] for spec in bundle.config["part4"]["predictions"].values())]
+    for entry in irregular_entries(directory) if directory.is_dir() else []:
+        if any(entry == target or entry.endswith("/" + target.split("/")[-1]) for target in graded):
+            clashes.append(f"{entry}: a symbolic link or special file, never read (graded as missing): submit the file")
     submission.notes[:0] = clashes
     return submission
 

@@ -390,3 +390,19 @@ def test_grade_all_skips_archive_debris_and_hidden_folders(tiny_bundle, tmp_path
     assert grade_all.main([*args, "--no-similarity"]) == 0
     capsys.readouterr()
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["alice"]
+
+
+def test_a_symbolic_link_is_named_not_just_missing(tiny_bundle, tmp_path):
+    from autograder.grade import Bundle
+
+    solution = write_files(tmp_path / "elsewhere", {"double.py": SOLUTION}) / "double.py"
+    sub = write_files(tmp_path / "sub", {"notes.txt": b""})
+    (sub / "cs288_lm").mkdir()
+    (sub / STUDENT).symlink_to(solution)
+    (sub / "finetuned_predictions.json").symlink_to("/dev/zero")
+    with pytest.raises(SubmissionError, match=r"never read: cs288_lm/double.py, finetuned_predictions.json"):
+        read_submission(sub, Bundle.load(tiny_bundle), "shallowest")
+    write_files(sub, {"prompting_predictions.json": b"[]"})
+    notes = read_submission(sub, Bundle.load(tiny_bundle), "shallowest").notes
+    assert notes[0] == f"{STUDENT}: a symbolic link or special file, never read (graded as missing): submit the file"
+    assert notes[1].startswith("finetuned_predictions.json: a symbolic link")
