@@ -285,6 +285,10 @@ PATH_LIKE = re.compile(rf"(?<![\w./-])((?:\.?[\w-]+/)*[\w.-]+\.(?:{EXTENSIONS})|
 # Named in the handout but not in it, on purpose: the official full-scale TinyStories files, which
 # students download themselves (data/tinystories/README.md, "Full-scale data").
 DOWNLOADED = {"data/TinyStoriesV2-GPT4-train.txt", "data/TinyStoriesV2-GPT4-valid.txt"}
+# What the given programs write, which the instructors' repository also holds as files: the two
+# predictions files (run_finetune_qa.py), and the folder the publishing command writes them to
+# (baseline_metrics.json records that command).
+WRITTEN_BY_PROGRAMS = {"finetuned_predictions.json", "prompting_predictions.json", "autograder/reference_predictions"}
 # Folders of the handout that are data, not prose.
 DATA_FOLDERS = ("tests/fixtures/", "tests/_snapshots/")
 
@@ -328,7 +332,7 @@ def missing_references(handout: dict[str, bytes], repository: list[str]) -> list
     for path, text in shipped_text(handout).items():
         for match in PATH_LIKE.finditer(text):
             name = match.group(1).rstrip("/.")
-            if name in files or name in folders or name in DOWNLOADED:
+            if name in files or name in folders or name in DOWNLOADED or name in WRITTEN_BY_PROGRAMS:
                 continue
             if "/" in name and name.split("/")[0] in checked_folders or name.rsplit("/", 1)[-1] in instructor_names:
                 found.append(f"{path}: {name}")

@@ -166,7 +166,9 @@ def test_the_grader_gives_the_reference_submission_its_expected_points(tmp_path)
     part_4a, part_4b, _ = graded(
         make_bundle(), files["finetuned_predictions.json"], files["prompting_predictions.json"]
     )
-    assert (part_4a["score"], part_4b["score"]) == (expected["4A"], expected["4B"]) == (5.02, 8)
+    published = part4_points(BASELINES["finetuned_test_accuracy"], BASELINES["prompting_test_accuracy"])
+    assert (part_4a["score"], part_4b["score"]) == (expected["4A"], expected["4B"])
+    assert (expected["4A"], expected["4B"]) == (round(published["4A"], 2), round(published["4B"], 2))
     assert expected["parts 1-3"] == 100 and expected["total"] == 100 + expected["4A"] + expected["4B"]
 
 
@@ -188,7 +190,10 @@ def test_reference_submission_command_writes_the_files_and_never_overwrites(tmp_
     assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == set(files)
     assert all((out / relative).read_bytes() == data for relative, data in files.items())
     assert (REPO_ROOT / "cs288_lm/model.py").read_bytes() == files["cs288_lm/model.py"]  # the solution, not a stub
-    assert result.stdout.splitlines()[-1] == "expected score: 113.02 = 100 (Parts 1-3) + 5.02 (4A) + 8 (4B)"
+    points = expected_points(files)
+    assert result.stdout.splitlines()[-1] == (
+        f"expected score: {points['total']:g} = 100 (Parts 1-3) + {points['4A']:g} (4A) + {points['4B']:g} (4B)"
+    )
     again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 1
     assert again.stderr.strip().splitlines() == [
