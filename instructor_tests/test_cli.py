@@ -24,6 +24,7 @@ SAMPLE = REPO_ROOT / "data" / "tinystories" / "valid.txt"
 
 # Every program students and instructors run: the pipelines' ``python -m`` entry points and the root scripts.
 PROGRAMS = [
+    "cs288_lm.pipelines.check_predictions",
     "cs288_lm.pipelines.encode_file",
     "cs288_lm.pipelines.generate",
     "cs288_lm.pipelines.pretrain",

@@ -284,7 +284,8 @@ def test_grade_all_writes_the_report_after_grading_unless_told_not_to(
     bundle = handout.parent
     (bundle / "manifest.json").write_text(json.dumps({"student_modules": [MODULE]}), encoding="utf-8")
     part4 = {"predictions": {"4A": {"file": "finetuned_predictions.json"}}}
-    (bundle / "grading_config.json").write_text(json.dumps({"part4": part4}), encoding="utf-8")
+    config = {"part4": part4, "problems": [], "feedback_modules": False}
+    (bundle / "grading_config.json").write_text(json.dumps(config), encoding="utf-8")
     out = tmp_path / "out"
     flags = ["--no-similarity"] if skip else []
     assert grade_all.main(["--submissions", str(submissions), "--out", str(out), "--bundle", str(bundle), *flags]) == 0

@@ -15,17 +15,20 @@ from collections.abc import Sequence
 
 from cs288_lm.common.predictions import PredictionsError, load_predictions
 from cs288_lm.common.qa_data import load_questions
+from cs288_lm.pipelines.settings import HelpFormatter
 
 TEST_QUESTIONS = "data/qa/test_questions.json"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("files", nargs="+", help="the predictions files to check")
-    parser.add_argument(
-        "--questions", default=TEST_QUESTIONS, help=f"the questions they answer (default: {TEST_QUESTIONS})"
-    )
-    return parser.parse_args(argv)
+    parser.add_argument("--questions", default=TEST_QUESTIONS, help="the questions they answer")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def check(path: str, questions: list[dict]) -> tuple[bool, str]:
