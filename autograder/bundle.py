@@ -66,7 +66,6 @@ from autograder.markers import student_modules
 from autograder.problems import with_problems
 from autograder.sandbox import Limits, Record, run_pytest, share_of_cores
 from autograder.strip_expected import sandbox_tree
-from tests.problems import problem_of
 
 GRADING_CONFIG = Path(__file__).resolve().parent / "grading_config.json"
 HIDDEN_TESTS = "autograder/hidden_tests"
@@ -244,6 +243,10 @@ def build_manifest(
     reference: dict[str, Stream], handout: dict[str, Stream], snapshots: dict[str, bytes], config: dict
 ) -> dict[str, dict]:
     """Per module: its tests in order, those passing on the bare handout, and each test's problem."""
+    # Imported here, at build time only: the Gradescope zip ships the grader (autograder/*.py) and a
+    # built bundle, and grading never needs the handout's tests/ package on its import path.
+    from tests.problems import problem_of
+
     graded = {module for problem in config["problems"] for module in problem["modules"]}
     manifest, errors = {}, []
     for module, stream in reference.items():
