@@ -53,10 +53,10 @@ from cs288_lm.models.architectures import build_model as _build_model
 from cs288_lm.models.kv_cache import IncrementalDecoder
 from cs288_lm.nn_utils import softmax
 from cs288_lm.optimizer import AdamW
-from cs288_lm.pipelines.encode_file import encode_file
 from cs288_lm.prompting import PromptingPipeline, PromptTemplate, ScoringSetup
 from cs288_lm.qa_model import TransformerForMultipleChoice, pool_hidden_states
 from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training.encoding import encode_file
 
 
 def run_train_bpe(

@@ -18,10 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-from cs288_lm.pipelines.finetune import FinetuneConfig
 from cs288_lm.pipelines.pretrain import TrainConfig
 from cs288_lm.pipelines.qa_job import QAJobConfig, run_qa_job
-from cs288_lm.pipelines.settings import HelpFormatter, add_config_flag, config_from_settings, read_settings_file
+from cs288_lm.training.finetune import FinetuneConfig
+from cs288_lm.training.settings import HelpFormatter, add_config_flag, config_from_settings, read_settings_file
 
 FULL_TINYSTORIES = ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt")
 

@@ -18,8 +18,8 @@ import warnings
 from pathlib import Path
 
 from cs288_lm.bpe import train_bpe
-from cs288_lm.pipelines.settings import HelpFormatter
 from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training.settings import HelpFormatter
 
 DEFAULT_INPUT = Path(__file__).parent / "data" / "tinystories" / "train.txt"
 DEFAULT_OUT = Path("out") / "tokenizer"

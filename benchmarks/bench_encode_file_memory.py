@@ -1,4 +1,4 @@
-"""Peak memory and time of ``cs288_lm.pipelines.encode_file.encode_file`` on a large file.
+"""Peak memory and time of ``cs288_lm.training.encoding.encode_file`` on a large file.
 
 Builds a text file of about ``--megabytes`` MB (10**6 bytes) by repeating the bundled TinyStories
 sample in a temporary folder, then encodes it with the bundled tokenizer (``data/tokenizer``)
@@ -31,7 +31,7 @@ CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from cs288_lm.pipelines.encode_file import encode_file
+from cs288_lm.training.encoding import encode_file
 from cs288_lm.tokenizer import Tokenizer
 tokenizer = Tokenizer.from_directory(sys.argv[2])
 start = time.perf_counter()

@@ -26,7 +26,7 @@ What is measured (wall-clock ``time.perf_counter``, best of ``--repeats`` runs; 
    so our caches (pre-tokens and words) start empty. *Warm*: a second ``encode`` on the same object, with
    the cache filled. Ours and tiktoken take turns within each repeat, so background load hits
    both alike. The ids of both are checked to be identical. Also reported, for information: our
-   multi-process ``cs288_lm.pipelines.encode_file.encode_file`` (one worker per core, includes process
+   multi-process ``cs288_lm.training.encoding.encode_file`` (one worker per core, includes process
    start-up, each worker's empty cache and writing the ``.npy``; on a small file this overhead
    dominates) and tiktoken's multi-threaded ``encode_batch`` over the text cut at the
    ``<|endoftext|>`` tokens (which gives the same ids as encoding the whole text).
@@ -71,8 +71,8 @@ import tiktoken
 from cs288_lm.bpe import train_bpe
 from cs288_lm.common.gpt2_format import token_to_string
 from cs288_lm.common.pretokenization import EOT
-from cs288_lm.pipelines.encode_file import encode_file
 from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training.encoding import encode_file
 from tests.common import GPT2_MERGES, GPT2_VOCAB, gpt2_tiktoken
 
 DEFAULT_INPUT = REPO_ROOT / "data" / "tinystories" / "train.txt"

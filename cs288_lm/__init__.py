@@ -9,7 +9,9 @@ given, in layers:
   them (pre-tokenization, the GPT-2 file format, the QA questions, predictions files, plots);
 * :mod:`cs288_lm.models`: models and decoding helpers built from the student layers (the
   architecture switch, GPT-2, the key/value cache);
+* :mod:`cs288_lm.training`: library code for the programs (settings, run folders, token files,
+  loading checkpoints, the training and fine-tuning loops);
+* :mod:`cs288_lm.analysis`: the measurements behind the report;
 * :mod:`cs288_lm.pipelines`: the programs run from the command line (pretraining, sweeps,
-  sampling, fine-tuning, the Part 4 main job, encoding files, the analysis report);
-* :mod:`cs288_lm.analysis`: the measurements behind the report.
+  sampling, the Part 4 main job, encoding files, the analysis report), thin layers over the rest.
 """

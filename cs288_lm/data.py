@@ -1,8 +1,8 @@
 """Language-modeling data: random training batches from an array of token ids (Part 3).
 
 :func:`get_batch` samples training windows from a 1-D token array, for example a ``.npy`` file
-written by :func:`cs288_lm.pipelines.token_files.prepare_token_file` and memory-mapped with
-:func:`cs288_lm.pipelines.token_files.load_tokens`.
+written by :func:`cs288_lm.training.token_files.prepare_token_file` and memory-mapped with
+:func:`cs288_lm.training.token_files.load_tokens`.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class PretrainingDataset(Dataset):
 
     The whole file is read as UTF-8 text exactly as it is (its bytes decoded: no newline
     translation, so ``"\\r\\n"`` stays ``"\\r\\n"``, as in ``train_bpe.py`` and
-    :mod:`cs288_lm.pipelines.encode_file`) and encoded once with ``tokenizer.encode``, so special
+    :mod:`cs288_lm.training.encoding`) and encoded once with ``tokenizer.encode``, so special
     tokens in the text (the ``<|endoftext|>`` between stories) become their ids.
 
     Window ``i`` covers tokens ``[i * stride, i * stride + max_length + 1)``; an item is

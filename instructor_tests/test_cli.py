@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cs288_lm.pipelines.finetune import FinetuneConfig
 from cs288_lm.pipelines.pretrain import TrainConfig
 from cs288_lm.pipelines.qa_job import QAJobConfig
-from cs288_lm.pipelines.settings import add_config_flags, field_help, setting
+from cs288_lm.training.finetune import FinetuneConfig
+from cs288_lm.training.settings import add_config_flags, field_help, setting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = REPO_ROOT / "data" / "tinystories" / "valid.txt"

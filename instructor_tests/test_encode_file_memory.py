@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cs288_lm.pipelines import encode_file as encode_module
-from cs288_lm.pipelines.encode_file import encode_file
 from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training import encoding as encode_module
+from cs288_lm.training.encoding import encode_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER = REPO_ROOT / "data" / "tokenizer"

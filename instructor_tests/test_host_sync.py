@@ -27,7 +27,7 @@ from torch import nn
 from cs288_lm.model import RotaryPositionEmbedding, TransformerLM
 from cs288_lm.nn_utils import cross_entropy, gradient_clipping
 from cs288_lm.optimizer import AdamW
-from cs288_lm.pipelines import finetune, pretrain
+from cs288_lm.training import finetune, pretrain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy")

@@ -5,7 +5,9 @@ lives in a sub-package, in layers (see ``cs288_lm/__init__.py``):
 
 * ``common``: imports nothing of the package outside itself, so a student module may import it;
 * the student modules: import ``common`` and each other;
-* ``models``, ``pipelines`` and ``analysis``: import anything.
+* ``models``: builds on the student modules;
+* ``training`` and ``analysis``: library code for the programs;
+* ``pipelines``: the programs, which import anything below them.
 
 The one import that runs upward is ``sampling`` (Part 4) using the given key/value cache of
 ``models.kv_cache`` for its decoding loop.
@@ -20,7 +22,7 @@ from autograder.make_handout import REPO_ROOT, handout_files
 from autograder.markers import student_modules
 
 PACKAGE = REPO_ROOT / "cs288_lm"
-LAYERS = {"common": 0, "models": 2, "pipelines": 3, "analysis": 3}
+LAYERS = {"common": 0, "models": 2, "training": 3, "analysis": 3, "pipelines": 5}
 STUDENT_LAYER = 1
 ALLOWED_UPWARD = {("cs288_lm.sampling", "cs288_lm.models.kv_cache")}
 

@@ -17,11 +17,11 @@ import torch
 
 from cs288_lm.datasets import MultipleChoiceQADataset
 from cs288_lm.models.architectures import ModelConfig, build_model
-from cs288_lm.pipelines import finetune
-from cs288_lm.pipelines.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
 from cs288_lm.prompting import PromptingPipeline, PromptTemplate, ScoringSetup
 from cs288_lm.qa_model import TransformerForMultipleChoice
 from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training import finetune
+from cs288_lm.training.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LENGTH = 64

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from cs288_lm.common.predictions import PredictionsError, load_predictions
 from cs288_lm.common.qa_data import load_questions
-from cs288_lm.pipelines.settings import HelpFormatter
+from cs288_lm.training.settings import HelpFormatter
 
 TEST_QUESTIONS = "data/qa/test_questions.json"
 

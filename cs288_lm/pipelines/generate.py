@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from cs288_lm.common.pretokenization import EOT
-from cs288_lm.pipelines.loading import model_from_checkpoint, read_checkpoint
-from cs288_lm.pipelines.settings import DEVICE_HELP, REPO_ROOT, HelpFormatter
-from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training.loading import model_from_checkpoint, read_checkpoint
+from cs288_lm.training.settings import DEVICE_HELP, REPO_ROOT, HelpFormatter
+from cs288_lm.training.token_files import tokenizer_fingerprint
 
 STRATEGIES = ("greedy", "top_k", "top_p")
 

@@ -49,7 +49,9 @@ from cs288_lm.model import count_flops_per_token, count_parameters
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
-from cs288_lm.pipelines.settings import (
+from cs288_lm.sampling import eval_mode, generate
+from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training.settings import (
     DEVICE_HELP,
     REPO_ROOT,
     HelpFormatter,
@@ -60,9 +62,7 @@ from cs288_lm.pipelines.settings import (
     resolve_device,
     setting,
 )
-from cs288_lm.pipelines.token_files import load_tokens, prepare_token_file, tokenizer_fingerprint
-from cs288_lm.sampling import eval_mode, generate
-from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training.token_files import load_tokens, prepare_token_file, tokenizer_fingerprint
 
 # Dense bf16 peak FLOP/s by GPU name, for model FLOPs utilisation (MFU).
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}

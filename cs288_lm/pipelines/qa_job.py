@@ -42,15 +42,15 @@ from cs288_lm.common.predictions import (
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_data import has_one_blank, load_questions
 from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset
-from cs288_lm.pipelines.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
-from cs288_lm.pipelines.loading import load_pretrained_model, read_checkpoint
 from cs288_lm.pipelines.pretrain import TrainConfig, train_config
 from cs288_lm.pipelines.pretrain import run as pretrain
-from cs288_lm.pipelines.settings import DEVICE_HELP, REPO_ROOT, config_from_settings, resolve_device, setting
-from cs288_lm.pipelines.token_files import tokenizer_fingerprint
 from cs288_lm.prompting import PromptingPipeline, default_setups
 from cs288_lm.qa_model import TransformerForMultipleChoice
 from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
+from cs288_lm.training.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
+from cs288_lm.training.loading import load_pretrained_model, read_checkpoint
+from cs288_lm.training.settings import DEVICE_HELP, REPO_ROOT, config_from_settings, resolve_device, setting
+from cs288_lm.training.token_files import tokenizer_fingerprint
 
 # Settings of the pretraining run that do not change the model it produces.
 _RUN_ONLY_SETTINGS = {"resume", "device", "out_dir", "cache_dir", "log_interval", "num_samples", "sample_tokens"}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cs288_lm.common.plots import plot_runs, read_metrics
 from cs288_lm.pipelines.pretrain import TrainConfig, TrainingDiverged, parse_config, run
-from cs288_lm.pipelines.settings import HelpFormatter
+from cs288_lm.training.settings import HelpFormatter
 
 COLUMNS = ["run", "best_val_loss", "final_val_loss", "final_val_perplexity", "tokens_per_second", "seconds", "status"]
 

@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 from cs288_lm.datasets import MultipleChoiceQADataset, collate_multiple_choice
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
-from cs288_lm.pipelines.settings import setting
 from cs288_lm.qa_model import TransformerForMultipleChoice
 from cs288_lm.sampling import eval_mode
+from cs288_lm.training.settings import setting
 
 
 @dataclass

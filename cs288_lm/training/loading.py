@@ -14,7 +14,7 @@ from torch import nn
 
 from cs288_lm.model import load_state_dict_strictly
 from cs288_lm.models.architectures import ModelConfig, build_model
-from cs288_lm.pipelines.settings import resolve_device
+from cs288_lm.training.settings import resolve_device
 
 
 def load_pretrained_model(

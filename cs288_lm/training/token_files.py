@@ -1,7 +1,7 @@
 """Token files: a text file encoded once into a cached ``.npy`` array of token ids (given).
 
 :func:`prepare_token_file` encodes a text file with a saved tokenizer (in parallel workers, see
-:func:`cs288_lm.pipelines.encode_file.encode_file`) into a file named after the hashes of the text
+:func:`cs288_lm.training.encoding.encode_file`) into a file named after the hashes of the text
 and of the tokenizer, so the second run reuses it; :func:`load_tokens` memory-maps such a file for
 :func:`cs288_lm.data.get_batch`; :func:`tokenizer_fingerprint` identifies a saved tokenizer (the
 trainer and the main job refuse checkpoints made with another one).
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cs288_lm.pipelines.encode_file import encode_file
 from cs288_lm.tokenizer import MERGES_FILENAME, SPECIAL_TOKENS_FILENAME, VOCAB_FILENAME, Tokenizer
+from cs288_lm.training.encoding import encode_file
 
 
 def load_tokens(path: str | os.PathLike) -> np.ndarray:
@@ -60,7 +60,7 @@ def prepare_token_file(
 
     The cache file is named after the text's name and the hashes of its content and of the
     tokenizer files, so editing either makes a new one and an unchanged pair is never encoded twice.
-    Encoding streams the text in parallel workers (see :func:`cs288_lm.pipelines.encode_file.encode_file`).
+    Encoding streams the text in parallel workers (see :func:`cs288_lm.training.encoding.encode_file`).
     """
     text_path = Path(text_path)
     if not text_path.is_file():
