@@ -32,6 +32,7 @@ import cs288_lm.pipelines.pretrain as pretrain
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import get_lr_cosine_schedule
 from cs288_lm.pipelines.pretrain import TrainConfig, main, parse_config
+from cs288_lm.training.flops import training_flops_per_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -596,7 +597,7 @@ def test_training_flops_per_token_equal_the_flops_torch_counts(architecture):
     tokens = torch.zeros(2, config.context_length, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
         build_model(config)(tokens).sum().backward()
-    assert pretrain.training_flops_per_token(config) == counter.get_total_flops() / tokens.numel()
+    assert training_flops_per_token(config) == counter.get_total_flops() / tokens.numel()
 
 
 def test_mfu_is_logged_and_is_n_a_before_count_flops_per_token_is_written(reference, tmp_path, monkeypatch):

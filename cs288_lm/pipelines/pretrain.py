@@ -45,12 +45,13 @@ from torch import nn
 from cs288_lm.common.plots import plot_runs, read_metrics
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.data import get_batch
-from cs288_lm.model import count_flops_per_token, count_parameters
+from cs288_lm.model import count_parameters
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
 from cs288_lm.sampling import eval_mode, generate
 from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training.flops import peak_flops, training_flops_per_token
 from cs288_lm.training.settings import (
     DEVICE_HELP,
     REPO_ROOT,
@@ -63,9 +64,6 @@ from cs288_lm.training.settings import (
     setting,
 )
 from cs288_lm.training.token_files import load_tokens, prepare_token_file, tokenizer_fingerprint
-
-# Dense bf16 peak FLOP/s by GPU name, for model FLOPs utilisation (MFU).
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
 
 
 @dataclass
@@ -226,39 +224,6 @@ def init_processes(device_name: str) -> tuple[Processes, torch.device]:
         torch.cuda.set_device(device)
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return processes, device
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
-
-
-def training_flops_per_token(config: ModelConfig) -> int | None:
-    """Forward + backward FLOPs per token of ``config``'s model, for model FLOPs utilisation (MFU).
-
-    Three times the forward pass, counted by Part 2's
-    :func:`~cs288_lm.model.count_flops_per_token`; None while that function is not written yet
-    (the MFU is then reported as unavailable, and training runs all the same).
-    """
-
-    def forward_flops(d_ff: int) -> int:
-        return count_flops_per_token(
-            config.vocab_size, config.context_length, config.d_model, config.num_layers, config.num_heads, d_ff
-        )
-
-    try:
-        if config.architecture == "llama":
-            forward = forward_flops(config.resolved_d_ff)
-        else:
-            # GPT-2's MLP multiplies by two d_model x d_ff matrices where a SwiGLU of the same width
-            # multiplies by three: 2/3 of the SwiGLU's FLOPs; the rest of the model counts the same.
-            without_mlp = forward_flops(0)
-            forward = without_mlp + (forward_flops(config.resolved_d_ff) - without_mlp) * 2 // 3
-    except NotImplementedError:
-        return None
-    return 3 * forward
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,12 +49,13 @@ from cs288_lm.analysis.compare import Contestant, PretrainedGPT2, load_hf_gpt2, 
 from cs288_lm.analysis.metrics import cut_text, score_text, scoring_ids
 from cs288_lm.analysis.sampling_study import METRIC_COLUMNS, PROMPTS, Sample, reading, run_study, summarise
 from cs288_lm.common.plots import plot_runs, read_metrics
+from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_data import build_lexicon, split_stories
 from cs288_lm.model import count_parameters, estimate_training_memory_bytes
 from cs288_lm.models.architectures import ModelConfig
-from cs288_lm.pipelines.pretrain import EOT, training_flops_per_token
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training.flops import training_flops_per_token
 from cs288_lm.training.loading import model_from_checkpoint, read_checkpoint
 from cs288_lm.training.settings import DEVICE_HELP, REPO_ROOT, HelpFormatter
 from cs288_lm.training.token_files import tokenizer_fingerprint
