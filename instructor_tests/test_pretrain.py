@@ -32,6 +32,7 @@ import cs288_lm.pipelines.pretrain as pretrain
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import get_lr_cosine_schedule
 from cs288_lm.pipelines.pretrain import TrainConfig, main, parse_config
+from cs288_lm.training import flops
 from cs288_lm.training.flops import training_flops_per_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -611,7 +612,7 @@ def test_mfu_is_logged_and_is_n_a_before_count_flops_per_token_is_written(refere
     def not_written(*args: int) -> int:
         raise NotImplementedError("Implement count_flops_per_token (cs288_lm/model.py)")
 
-    monkeypatch.setattr(pretrain, "count_flops_per_token", not_written)
+    monkeypatch.setattr(flops, "count_flops_per_token", not_written)
     result = run_main(tiny_args(tmp_path / "no_mfu", reference.cache, "--max-steps", "2"))
     assert result.code == 0, result.stderr
     assert all("mfu" not in r for r in metrics(tmp_path / "no_mfu"))
