@@ -24,7 +24,6 @@ import torch.nn.functional as F
 import transformers
 
 from cs288_lm.analysis.attention import head_scores, repeated_random_tokens, run_with_internals
-from cs288_lm.analysis.compare import load_hf_gpt2
 from cs288_lm.analysis.embeddings import linear_probe
 from cs288_lm.analysis.metrics import (
     distinct_n,
@@ -38,6 +37,7 @@ from cs288_lm.analysis.metrics import (
 from cs288_lm.analysis.sampling_study import continuation_log_likelihoods
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.models.gpt2_model import GPT2LM
+from cs288_lm.models.hf_interop import load_hf_gpt2
 from cs288_lm.pipelines.report import main
 from cs288_lm.tokenizer import Tokenizer
 

@@ -45,7 +45,7 @@ from torch import nn
 from cs288_lm.analysis import MissingDependency, pyplot
 from cs288_lm.analysis import attention as attention_analysis
 from cs288_lm.analysis import embeddings as embedding_analysis
-from cs288_lm.analysis.compare import Contestant, PretrainedGPT2, load_hf_gpt2, score_models
+from cs288_lm.analysis.compare import Contestant, score_models
 from cs288_lm.analysis.metrics import cut_text, score_text, scoring_ids
 from cs288_lm.analysis.sampling_study import METRIC_COLUMNS, PROMPTS, Sample, reading, run_study, summarise
 from cs288_lm.common.plots import plot_runs, read_metrics
@@ -53,6 +53,7 @@ from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_data import build_lexicon, split_stories
 from cs288_lm.model import count_parameters, estimate_training_memory_bytes
 from cs288_lm.models.architectures import ModelConfig
+from cs288_lm.models.hf_interop import PretrainedGPT2, load_hf_gpt2
 from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training.flops import training_flops_per_token
