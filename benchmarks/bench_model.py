@@ -76,6 +76,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from cs288_lm.models.architectures import ModelConfig, build_model, default_d_ff  # noqa: E402
+from cs288_lm.models.hf_interop import hf_model  # noqa: E402
 
 WORKER_FLAG = "--worker"  # internal: serve one model in this process (see serve)
 SEED = 0
@@ -149,10 +150,9 @@ def build_ours(sizes: Sizes, architecture: str, backend: str) -> tuple[nn.Module
 
 
 def build_hugging_face(sizes: Sizes, architecture: str) -> tuple[nn.Module, Forward]:
-    """The Hugging Face model of the same configuration (:mod:`hf_models`), returning ``.logits``."""
-    import hf_models  # imports transformers: only in the children that build a Hugging Face model
-
-    model = hf_models.hf_model(model_config(sizes, architecture))
+    """The Hugging Face model of the same configuration (:func:`~cs288_lm.models.hf_interop.hf_model`),
+    returning ``.logits``."""
+    model = hf_model(model_config(sizes, architecture))
     return model, lambda ids: model(input_ids=ids).logits
 
 
@@ -168,7 +168,7 @@ BUILDERS: dict[str, Callable[[Sizes], tuple[nn.Module, Forward]]] = {
 def import_model_library(name: str) -> None:
     """Import ``transformers`` for a Hugging Face model, before the memory baseline is taken."""
     if name.startswith("hf-"):
-        import hf_models  # noqa: F401
+        from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM  # noqa: F401
 
 
 def random_batch(sizes: Sizes, device: torch.device) -> tuple[Tensor, Tensor]:

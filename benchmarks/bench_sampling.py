@@ -20,7 +20,7 @@ run takes longer than ``--long-run`` seconds, 20 by default, runs once). The met
   cache, SDPA attention), the library one would otherwise use.
 
 The models (random weights, nothing downloaded): our :class:`TransformerLM` and a Hugging Face
-``LlamaForCausalLM`` of the same sizes (``hf_models.hf_llama``); ours is loaded with the
+``LlamaForCausalLM`` of the same sizes (``cs288_lm.models.hf_interop.hf_llama``); ours is loaded with the
 Hugging Face weights, so the two compute the same function and the greedy tokens are compared
 (rows that agree are printed; float rounding can flip a near-tie after many steps). Context length
 512 >= prompt + new tokens, so nothing slides out of the window. Sizes: ``small`` is the default
@@ -46,11 +46,10 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 from bench_model import machine_info  # noqa: E402
-from hf_models import hf_llama  # noqa: E402
 
 from cs288_lm.models.architectures import ModelConfig, build_model  # noqa: E402
+from cs288_lm.models.hf_interop import hf_llama, llama_to_ours  # noqa: E402
 from cs288_lm.sampling import generate  # noqa: E402
-from instructor_tests.test_model_references import llama_to_ours  # noqa: E402
 
 VOCAB_SIZE = 4096  # the bundled tokenizer
 CONTEXT_LENGTH = 512
