@@ -54,6 +54,7 @@ from autograder.judge import BadRecord, Stream, TestRun, decode, judge_stream, p
 from autograder.make_handout import (
     BUILD_MARKER,
     HANDOUT_README,
+    NOT_GRADER_CODE,
     REPO_ROOT,
     BuildError,
     handout_contents,
@@ -401,7 +402,8 @@ def bundle_inputs(root: Path = REPO_ROOT) -> list[tuple[str, Path]]:
     taken = [r for r in tracked if r in handout or r.startswith(f"{HIDDEN_TESTS}/")]
     taken += [r for r in ("pyproject.toml", QA_ANSWERS) if r in tracked]
     named = [(f"repository/{r}", root / r) for r in sorted(set(taken))]
-    grader = [*sorted(AUTOGRADER.glob("*.py")), GRADING_CONFIG, HANDOUT_README]
+    code = [path for path in sorted(AUTOGRADER.glob("*.py")) if f"autograder/{path.name}" not in NOT_GRADER_CODE]
+    grader = [*code, GRADING_CONFIG, HANDOUT_README]
     return named + [(f"grader/{path.name}", path) for path in grader]
 
 

@@ -48,6 +48,10 @@ INSTRUCTOR_ONLY = {
     "prompting_predictions.json",
 }
 
+# Modules in autograder/ that are the instructors' checks, not the grader: the Gradescope zip (which
+# takes the grader's autograder/*.py) and the bundle's inputs leave them out.
+NOT_GRADER_CODE = {"autograder/gallery.py"}  # the submissions that attack the grader, and what each must earn
+
 
 # Written into every output directory a build makes: only such a directory (or an empty one) is
 # replaced by the next build. The repository's .gitignore names it, so a published handout leaves it out.
