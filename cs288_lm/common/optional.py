@@ -22,7 +22,8 @@ class MissingDependency(ImportError):
     def __init__(self, package: str, purpose: str, requirements: str = TOOLS_REQUIREMENTS):
         self.package, self.purpose = package, purpose
         super().__init__(
-            f"{purpose} needs the optional package {package!r} (pip install {package}, or pip install -r {requirements})"
+            f"{purpose} needs the optional package {package!r} "
+            f"(pip install {package}, or pip install -r {requirements})"
         )
 
 
