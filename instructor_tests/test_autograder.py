@@ -406,3 +406,4 @@ def test_gradescope_zip_is_complete_and_reproducible(grading_bundle, tmp_path):
         assert archive.getinfo("run_autograder").external_attr >> 16 == 0o100755
     assert {f"bundle/{path}" for path in read_tree(grading_bundle.path) if path != BUILD_MARKER} <= names
     assert not any(name.startswith("bundle/handout/autograder") for name in names)
+    assert "autograder/gallery.py" not in names  # the instructors' attacks, not the grader

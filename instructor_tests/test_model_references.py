@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import cs288_lm.model
+from cs288_lm.common.optional import MissingDependency
 from cs288_lm.model import MultiHeadSelfAttentionWithRoPE, TransformerLM, count_parameters
 from cs288_lm.models.architectures import ModelConfig, build_model, default_d_ff
 from cs288_lm.models.gpt2_model import GPT2Attention
@@ -161,3 +162,10 @@ def test_hf_interop_imports_without_transformers_and_checks_the_architecture():
         hf_llama(ModelConfig(architecture="gpt2", vocab_size=VOCAB, d_model=D_MODEL, num_heads=HEADS))
     with pytest.raises(ValueError, match="needs a gpt2 ModelConfig"):
         hf_gpt2(ModelConfig(architecture="llama", vocab_size=VOCAB, d_model=D_MODEL, num_heads=HEADS))
+
+
+def test_hf_interop_names_the_missing_library(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed: importing it fails
+    config = ModelConfig(architecture="llama", vocab_size=VOCAB, d_model=D_MODEL, num_heads=HEADS)
+    with pytest.raises(MissingDependency, match="'transformers'.*requirements-dev.txt"):
+        hf_llama(config)
