@@ -15,7 +15,7 @@
   :class:`~cs288_lm.models.gpt2_model.GPT2LM` and :class:`~cs288_lm.tokenizer.Tokenizer`. Nothing
   is downloaded.
 
-Importing this module needs only torch: ``transformers`` (``requirements-dev.txt``) and
+Importing this module needs only torch: ``transformers`` (an instructors' tool) and
 ``safetensors`` (``requirements-tools.txt``) are imported by the functions that use them, through
 :func:`~cs288_lm.common.optional.require`, whose error names the missing package.
 """
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from cs288_lm.common.optional import DEV_REQUIREMENTS, require
+from cs288_lm.common.optional import require
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.models.architectures import ModelConfig
 from cs288_lm.models.gpt2_model import GPT2LM, LayerNorm
@@ -59,7 +59,7 @@ _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
 
 def _transformers(purpose: str) -> ModuleType:
-    return require("transformers", "transformers", purpose, DEV_REQUIREMENTS)
+    return require("transformers", "transformers", purpose, requirements=None)  # in no file students get
 
 
 # --- models of a ModelConfig's sizes ------------------------------------------------------------
