@@ -8,7 +8,7 @@ score (a logit) per choice; a softmax over the choices gives the model's probabi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float, Int
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from cs288_lm.model import Linear
 
 Pooling = Literal["last", "mean", "max"]
-POOLINGS = ("last", "mean", "max")
+POOLINGS: tuple[str, ...] = get_args(Pooling)  # the same names, for checks and loops
 
 
 def pool_hidden_states(
