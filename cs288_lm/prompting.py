@@ -46,6 +46,7 @@ CHOICE_FORMATS = ("letter", "number")
 SCORING_METHODS = ("letter", "choice")
 NORMALIZATIONS = ("sum", "mean")
 CONTENT_FREE = "N/A"
+PROMPTS_PER_BATCH = 32  # prompts the model reads in one forward pass
 PROMPT_FIELDS = ("context", "question", "choices", "choices_formatted", "question_before_blank", "demonstrations")
 
 
@@ -292,8 +293,12 @@ class PromptingPipeline:
         template = template or self.template
         num_choices = self._num_choices(records)
         label_ids = [self.tokenizer.encode(f" {template.label(index)}")[0] for index in range(num_choices)]
+        prompts = [template.format(record) for record in records]
         log_probs = torch.cat(
-            [self.next_token_log_probs([template.format(r) for r in records[i : i + 32]]) for i in range(0, len(records), 32)]
+            [
+                self.next_token_log_probs(prompts[start : start + PROMPTS_PER_BATCH])
+                for start in range(0, len(prompts), PROMPTS_PER_BATCH)
+            ]
         )
         return log_probs[:, label_ids]
 
@@ -305,8 +310,9 @@ class PromptingPipeline:
         prompts = [template.format(record) for record in records for _ in range(num_choices)]
         continuations = [template.continuation(record, index) for record in records for index in range(num_choices)]
         flat = []
-        for start in range(0, len(prompts), 32):
-            flat += self.continuation_log_probs(prompts[start : start + 32], continuations[start : start + 32])
+        for start in range(0, len(prompts), PROMPTS_PER_BATCH):
+            end = start + PROMPTS_PER_BATCH
+            flat += self.continuation_log_probs(prompts[start:end], continuations[start:end])
         return [flat[i : i + num_choices] for i in range(0, len(flat), num_choices)]
 
     def choice_scores(
