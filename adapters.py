@@ -464,7 +464,7 @@ def run_pool_hidden_states(
 def _exported(value: object) -> bool:
     """An adapter of this file or a class, function or constant of ``cs288_lm`` (a constant has no
     ``__module__``); not a module and not a helper of the standard library or a third party."""
-    module = getattr(value, "__module__", __name__)
+    module = getattr(value, "__module__", __name__) or ""
     return not inspect.ismodule(value) and module.split(".")[0] in (__name__, "cs288_lm")
 
 
