@@ -26,11 +26,11 @@ from torch import nn
 
 from cs288_lm.analysis import require
 from cs288_lm.analysis.metrics import score_text, scoring_ids
+from cs288_lm.common.pretokenization import EOT
 from cs288_lm.model import count_parameters
 from cs288_lm.models.gpt2_model import GPT2LM, LayerNorm
 from cs288_lm.tokenizer import Tokenizer
 
-EOT = "<|endoftext|>"
 # Hugging Face options our GPT-2 does not implement, with the value it assumes.
 _UNSUPPORTED = {"scale_attn_by_inverse_layer_idx": False, "scale_attn_weights": True, "add_cross_attention": False}
 _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
