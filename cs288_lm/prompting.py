@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from cs288_lm.common.qa_data import BLANK, check_one_blank
+from cs288_lm.sampling import eval_mode
 from cs288_lm.tokenizer import Tokenizer
 
 TEMPLATES = {
@@ -45,6 +46,7 @@ CHOICE_FORMATS = ("letter", "number")
 SCORING_METHODS = ("letter", "choice")
 NORMALIZATIONS = ("sum", "mean")
 CONTENT_FREE = "N/A"
+PROMPTS_PER_BATCH = 32  # prompts the model reads in one forward pass
 PROMPT_FIELDS = ("context", "question", "choices", "choices_formatted", "question_before_blank", "demonstrations")
 
 
@@ -222,12 +224,12 @@ class PromptingPipeline:
     ``model`` maps token ids (batch, seq) to next-token logits (batch, seq, vocab) and has a
     ``context_length``; prompts longer than that lose tokens from the left. ``template``
     defaults to ``PromptTemplate("basic")``. The pipeline is for inference: it moves ``model`` to
-    ``device`` and leaves it in eval mode (no dropout), so scores are deterministic; call
-    ``model.train()`` before training that model again.
+    ``device`` and runs it without gradients in eval mode (no dropout), so scores are deterministic,
+    and then restores the model's mode (a model being trained stays in training mode).
     """
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, template: PromptTemplate | None = None, device: str | torch.device = "cpu"):
-        self.model, self.tokenizer = model.to(device).eval(), tokenizer
+        self.model, self.tokenizer = model.to(device), tokenizer
         self.template = template or PromptTemplate("basic")
         self.device = torch.device(device)
         self.context_length: int = model.context_length
@@ -252,35 +254,37 @@ class PromptingPipeline:
             )
         if not prompts:
             return []
-        # BEGIN SOLUTION
-        sequences, lengths = [], []
-        for prompt, continuation in zip(prompts, continuations, strict=True):
-            continuation_ids = self.tokenizer.encode(continuation)
-            if not 0 < len(continuation_ids) < self.context_length:
-                raise ValueError(f"continuation {continuation!r} has {len(continuation_ids)} tokens; it must fit the context")
-            prompt_ids = self.tokenizer.encode(prompt)
-            if not prompt_ids:
-                raise ValueError(f"prompt {prompt!r} encodes to no token; the first continuation token needs one")
-            ids = (prompt_ids + continuation_ids)[-self.context_length :]
-            sequences.append(ids)
-            lengths.append(len(continuation_ids))
-        batch, _ = self._right_padded(sequences)
-        log_probs = torch.log_softmax(self.model(batch).float(), dim=-1)
-        results = []
-        for row, (ids, length) in enumerate(zip(sequences, lengths)):
-            targets = torch.tensor(ids[-length:], device=self.device)
-            # The logits at position t predict token t + 1.
-            positions = torch.arange(len(ids) - length - 1, len(ids) - 1, device=self.device)
-            results.append(log_probs[row, positions, targets].cpu())
-        return results
-        # END SOLUTION
+        with eval_mode(self.model):
+            # BEGIN SOLUTION
+            sequences, lengths = [], []
+            for prompt, continuation in zip(prompts, continuations, strict=True):
+                continuation_ids = self.tokenizer.encode(continuation)
+                if not 0 < len(continuation_ids) < self.context_length:
+                    raise ValueError(f"continuation {continuation!r} has {len(continuation_ids)} tokens; it must fit the context")
+                prompt_ids = self.tokenizer.encode(prompt)
+                if not prompt_ids:
+                    raise ValueError(f"prompt {prompt!r} encodes to no token; the first continuation token needs one")
+                ids = (prompt_ids + continuation_ids)[-self.context_length :]
+                sequences.append(ids)
+                lengths.append(len(continuation_ids))
+            batch, _ = self._right_padded(sequences)
+            log_probs = torch.log_softmax(self.model(batch).float(), dim=-1)
+            results = []
+            for row, (ids, length) in enumerate(zip(sequences, lengths)):
+                targets = torch.tensor(ids[-length:], device=self.device)
+                # The logits at position t predict token t + 1.
+                positions = torch.arange(len(ids) - length - 1, len(ids) - 1, device=self.device)
+                results.append(log_probs[row, positions, targets].cpu())
+            return results
+            # END SOLUTION
 
     @torch.no_grad()
     def next_token_log_probs(self, prompts: Sequence[str]) -> Float[Tensor, "prompts vocab"]:
         """Log-probabilities of the token that follows each prompt (prompts cut from the left to fit)."""
         sequences = [self.tokenizer.encode(prompt)[-self.context_length :] for prompt in prompts]
         batch, lengths = self._right_padded(sequences)
-        logits = self.model(batch)[torch.arange(len(sequences)), lengths - 1]
+        with eval_mode(self.model):
+            logits = self.model(batch)[torch.arange(len(sequences)), lengths - 1]
         return torch.log_softmax(logits.float(), dim=-1).cpu()
 
     def letter_scores(self, records: Sequence[dict], template: PromptTemplate | None = None) -> Float[Tensor, "questions choices"]:
@@ -289,8 +293,12 @@ class PromptingPipeline:
         template = template or self.template
         num_choices = self._num_choices(records)
         label_ids = [self.tokenizer.encode(f" {template.label(index)}")[0] for index in range(num_choices)]
+        prompts = [template.format(record) for record in records]
         log_probs = torch.cat(
-            [self.next_token_log_probs([template.format(r) for r in records[i : i + 32]]) for i in range(0, len(records), 32)]
+            [
+                self.next_token_log_probs(prompts[start : start + PROMPTS_PER_BATCH])
+                for start in range(0, len(prompts), PROMPTS_PER_BATCH)
+            ]
         )
         return log_probs[:, label_ids]
 
@@ -302,8 +310,9 @@ class PromptingPipeline:
         prompts = [template.format(record) for record in records for _ in range(num_choices)]
         continuations = [template.continuation(record, index) for record in records for index in range(num_choices)]
         flat = []
-        for start in range(0, len(prompts), 32):
-            flat += self.continuation_log_probs(prompts[start : start + 32], continuations[start : start + 32])
+        for start in range(0, len(prompts), PROMPTS_PER_BATCH):
+            end = start + PROMPTS_PER_BATCH
+            flat += self.continuation_log_probs(prompts[start:end], continuations[start:end])
         return [flat[i : i + num_choices] for i in range(0, len(flat), num_choices)]
 
     def choice_scores(

@@ -8,7 +8,7 @@ score (a logit) per choice; a softmax over the choices gives the model's probabi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float, Int
@@ -17,7 +17,13 @@ from torch import Tensor, nn
 from cs288_lm.model import Linear
 
 Pooling = Literal["last", "mean", "max"]
-POOLINGS = ("last", "mean", "max")
+POOLINGS: tuple[str, ...] = get_args(Pooling)  # the same names, for checks and loops
+
+
+def check_pooling(pooling: str) -> None:
+    """A ValueError naming the poolings for any other ``pooling``."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
 
 
 def pool_hidden_states(
@@ -41,8 +47,7 @@ def pool_hidden_states(
     the host: a GPU sync at every step). The result has the dtype of ``hidden``. An unknown
     ``pooling`` is a ValueError.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+    check_pooling(pooling)
     # BEGIN SOLUTION
     mask = attention_mask.bool()
     if pooling == "last":
@@ -78,8 +83,7 @@ class TransformerForMultipleChoice(nn.Module):
         freeze_backbone: bool = False,
     ):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        check_pooling(pooling)
         self.transformer_lm, self.hidden_size = transformer_lm, hidden_size
         self.num_choices, self.pooling = num_choices, pooling
         self.classifier = Linear(hidden_size, 1)

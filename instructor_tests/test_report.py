@@ -323,3 +323,15 @@ def test_bad_input_gets_a_clear_error(tmp_path, hf_gpt2_dir):
 
     result = run_report("--checkpoint", str(run), "--out", str(tmp_path / "out"), "--gpt2", str(not_a_run), *FAST)
     assert result.code == 2 and "no config.json" in result.stderr
+
+
+def test_a_run_without_best_pt_is_reported_from_latest_pt(tmp_path, one_thread):
+    """RunDir's rule: a run stopped before its first evaluation has only latest.pt, which stands in."""
+    run = tiny_run(tmp_path / "run")
+    (run / "checkpoints" / "best.pt").rename(run / "checkpoints" / "latest.pt")
+    out = tmp_path / "report"
+    result = run_report("--checkpoint", str(run), "--out", str(out), "--sections", "card", *FAST)
+    assert result.code == 0, result.stderr
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert f"Checkpoint `{run / 'checkpoints' / 'latest.pt'}` (step 4)" in report
+    assert "![loss against tokens seen](loss.png)" in report

@@ -32,7 +32,7 @@ from tests.common import (
 from tests.graded import check_close, check_equal
 
 QA_DIR = REPO_ROOT / "data" / "qa"
-POOLINGS = ("last", "mean", "max")
+POOLINGS = adapters.POOLINGS
 ARCHITECTURES = ("llama", "gpt2")
 VOCAB, CONTEXT, D_MODEL = 53, 20, 24
 
