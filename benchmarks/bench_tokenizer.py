@@ -518,23 +518,28 @@ def markdown_summary(results: Result) -> str:
     ]
     whole = results.get("whole_file")
     if whole:
-
-        def whole_speed(seconds: float) -> str:
-            return f"{seconds:.3f} s ({megabytes_per_second(whole['input_bytes'], seconds):.2f} MB/s)"
-
-        size = f"{whole['input_bytes'] / 1e6:.0f} MB"
-        ours = f"encode_file, {whole['workers']} processes: {whole_speed(whole['ours_encode_file_seconds'])}"
-        references = [
-            ("tiktoken_encode_batch_grouped", f"encode_batch, {whole['workers']} threads, ~1 MB groups", ">= 1.0x"),
-            ("tiktoken_encode_batch_documents", f"encode_batch, {whole['workers']} threads, one per document", ""),
-            ("tiktoken_file_to_npy", "read + encode_batch (groups) + .npy write", ""),
-        ]
-        for name, label, target in references:
-            lines.append(
-                f"| Encode whole file, {size}, parallel | {ours} | {label}: {whole_speed(whole[f'{name}_seconds'])} "
-                f"| {whole[f'ratio_over_{name}']:.2f}x | {target} |"
-            )
+        lines += whole_file_rows(whole)
     return "\n".join(lines)
+
+
+def whole_file_rows(whole: dict) -> list[str]:
+    """The summary table's rows for the whole-file run (``results["whole_file"]``): ours against each reference."""
+
+    def whole_speed(seconds: float) -> str:
+        return f"{seconds:.3f} s ({megabytes_per_second(whole['input_bytes'], seconds):.2f} MB/s)"
+
+    size = f"{whole['input_bytes'] / 1e6:.0f} MB"
+    ours = f"encode_file, {whole['workers']} processes: {whole_speed(whole['ours_encode_file_seconds'])}"
+    references = [
+        ("tiktoken_encode_batch_grouped", f"encode_batch, {whole['workers']} threads, ~1 MB groups", ">= 1.0x"),
+        ("tiktoken_encode_batch_documents", f"encode_batch, {whole['workers']} threads, one per document", ""),
+        ("tiktoken_file_to_npy", "read + encode_batch (groups) + .npy write", ""),
+    ]
+    return [
+        f"| Encode whole file, {size}, parallel | {ours} | {label}: {whole_speed(whole[f'{name}_seconds'])} "
+        f"| {whole[f'ratio_over_{name}']:.2f}x | {target} |"
+        for name, label, target in references
+    ]
 
 
 # ------------------------------------------------------------------------------------------ main
