@@ -198,7 +198,7 @@ def record_modules(
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(run, tasks))
     records_per_tree: list[list[Record]] = [[] for _ in trees]
-    for (index, _), records in zip(tasks, runs):
+    for (index, _), records in zip(tasks, runs, strict=True):
         records_per_tree[index] += records
     return [_by_module(records, modules) for records in records_per_tree]
 

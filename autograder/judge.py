@@ -345,7 +345,7 @@ def _difference(
                 f"got {len(actual)} items where the reference has {len(reference)}:"
                 f" {_shown(actual)} vs {_shown(reference)}"
             )
-        for index, (a, r) in enumerate(zip(actual, reference)):
+        for index, (a, r) in enumerate(zip(actual, reference, strict=True)):
             found = _difference(a, r, rtol, atol, (*place, f"[{index}]"))
             if found:
                 return found
@@ -370,7 +370,7 @@ def _dict_difference(
     keys, reference_keys = [key for key, _ in actual], [key for key, _ in reference]
     if _difference(keys, reference_keys, None, None, ()) is not None:
         return place, f"got the keys {_shown(keys)} where the reference has {_shown(reference_keys)}"
-    for (key, a), (_, r) in zip(actual, reference):
+    for (key, a), (_, r) in zip(actual, reference, strict=True):
         found = _difference(a, r, rtol, atol, (*place, f"[{_shown(key)}]"))
         if found:
             return found
@@ -485,7 +485,7 @@ def judge_test(
             False, f"recorded {len(run.records)} checks where the reference run records {len(expected_checks)}"
         )
     timer: TimerStart | None = None
-    for index, (record, expected) in enumerate(zip(run.records, expected_checks)):
+    for index, (record, expected) in enumerate(zip(run.records, expected_checks, strict=True)):
         where = expected.get("site", "?")
         if expected["kind"] == "timer_start":
             timer = record if isinstance(record, TimerStart) else None

@@ -11,10 +11,10 @@ have touched, and a process that keeps the pipes open cannot make it wait: after
 readers stop at a deadline.
 
 The test process gets a wall-time limit, an address-space and file-size limit, soft and hard
-(``RLIMIT_AS``, ``RLIMIT_FSIZE``: it may lower them, never raise them), no core dumps, a fresh private ``HOME`` and ``TMPDIR`` and, when
-the grader runs as root and a sandbox user is named, that user's uid and gid. It is started by a
-launcher, this file run as a script (``python -I -S sandbox.py CONFIG``), which, where the kernel
-lets it create namespaces:
+(``RLIMIT_AS``, ``RLIMIT_FSIZE``: it may lower them, never raise them), no core dumps, a fresh
+private ``HOME`` and ``TMPDIR`` and, when the grader runs as root and a sandbox user is named,
+that user's uid and gid. It is started by a launcher, this file run as a script
+(``python -I -S sandbox.py CONFIG``), which, where the kernel lets it create namespaces:
 
 1. enters new mount, PID, IPC and network namespaces (and, when the grader is not root, a user
    namespace in which it is root, so that it may mount): System V shared memory, message queues,
@@ -931,7 +931,7 @@ def _launch(config: dict) -> NoReturn:
         if command is None:  # a probe
             os._exit(0)
         os.execve(command[0], command, os.environ)
-    except BaseException as error:  # whatever it is, the grader must hear of it
+    except BaseException as error:  # noqa: BLE001 (whatever it is, the grader must hear of it)
         _report(status, f"error {error}")
         os._exit(126)
 

@@ -219,12 +219,12 @@ def _strip_parametrize(function: Function, unread: set[str], constants: dict[str
         if any(k.arg == "ids" for k in decorator.keywords):
             continue
         ids = []
-        for index, (case, values) in enumerate(zip(cases.elts, case_values)):
+        for index, (case, values) in enumerate(zip(cases.elts, case_values, strict=True)):
             explicit = [k.value for k in case.keywords if k.arg == "id"] if _is_param(case) else []
             if explicit:
                 ids.append(explicit[0])
                 continue
-            parts = [_auto_id(value, name, index, constants) for value, name in zip(values, names)]
+            parts = [_auto_id(value, name, index, constants) for value, name in zip(values, names, strict=True)]
             if None in parts:
                 break
             ids.append(ast.Constant("-".join(parts)))

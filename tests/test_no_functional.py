@@ -450,7 +450,9 @@ def reference_block(x: torch.Tensor, weights: dict[str, torch.Tensor], prefix: s
 def block_weights(seed: int, prefix: str = "") -> dict[str, torch.Tensor]:
     names = [f"attn.{name}.weight" for name in ("q_proj", "k_proj", "v_proj", "output_proj")]
     shapes = [(D_MODEL, D_MODEL)] * 4 + [(D_FF, D_MODEL), (D_MODEL, D_FF), (D_FF, D_MODEL)]
-    weights = dict(zip([*names, "ffn.w1.weight", "ffn.w2.weight", "ffn.w3.weight"], matrices(seed, *shapes)))
+    weights = dict(
+        zip([*names, "ffn.w1.weight", "ffn.w2.weight", "ffn.w3.weight"], matrices(seed, *shapes), strict=True)
+    )
     weights["ln1.weight"] = 1.0 + randn(D_MODEL, seed=seed + 1, scale=0.1)
     weights["ln2.weight"] = 1.0 + randn(D_MODEL, seed=seed + 2, scale=0.1)
     return {prefix + key: value for key, value in weights.items()}
@@ -683,7 +685,7 @@ def test_gradient_clipping_without_clip_grad_norm():
     for parameter in ours:
         parameter.grad = torch.randn(parameter.shape, generator=generator) * 3.0
     theirs = copy.deepcopy(ours)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         b.grad = a.grad.clone()
     expected_norm = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
     with forbidden_shortcuts("Part 3"):

@@ -155,7 +155,9 @@ class HeadScores:
     induction: Tensor
 
     def as_dict(self) -> dict[str, Tensor]:
-        return dict(zip(HEAD_KINDS, (self.previous_token, self.first_token, self.self_attention, self.induction)))
+        return dict(
+            zip(HEAD_KINDS, (self.previous_token, self.first_token, self.self_attention, self.induction), strict=True)
+        )
 
     def labels(self, threshold: float = LABEL_THRESHOLD) -> list[list[str]]:
         stacked = torch.stack(list(self.as_dict().values()))  # (kinds, layers, heads)
@@ -269,7 +271,7 @@ def plot_head_scores(scores: HeadScores, ablation: Tensor, path: Path) -> Path:
     plt = pyplot()
     panels = [*scores.as_dict().items(), ("ablation: loss change (nats)", ablation)]
     figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
-    for axis, (name, values) in zip(axes, panels):
+    for axis, (name, values) in zip(axes, panels, strict=True):
         array = values.numpy()
         is_score = not name.startswith("ablation")
         limit = max(float(abs(array).max()), 1e-6)

@@ -123,7 +123,7 @@ def _place_labels(figure, axis, xy: np.ndarray, labels: Sequence[str]) -> list[i
     renderer = figure.canvas.get_renderer()
     frame = axis.get_window_extent(renderer)
     placed, shown = [], []
-    for index, ((x, y), label) in enumerate(zip(xy, labels)):
+    for index, ((x, y), label) in enumerate(zip(xy, labels, strict=True)):
         text = axis.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
         box = text.get_window_extent(renderer).expanded(1.05, 1.15)
         inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
@@ -149,7 +149,7 @@ def nearest_neighbours(
     similarity = normalised @ normalised[token]
     similarity[[token, *exclude]] = -float("inf")
     values, indices = similarity.topk(min(k, len(similarity) - 1 - len(exclude)))
-    return list(zip(indices.tolist(), values.tolist()))
+    return list(zip(indices.tolist(), values.tolist(), strict=True))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def run_study(
         raise ValueError("samples_per_prompt and max_new_tokens must be at least 1")
     device = next(model.parameters()).device
     encoded = [tokenizer.encode(prompt) for prompt in prompts]
-    for prompt, prompt_ids in zip(prompts, encoded):
+    for prompt, prompt_ids in zip(prompts, encoded, strict=True):
         if not prompt_ids or max(prompt_ids) >= model.vocab_size:
             raise ValueError(f"the prompt {prompt!r} encodes to ids the model cannot read")
     samples = []
@@ -97,10 +97,10 @@ def run_study(
                 ).tolist()
                 for ids in encoded
             ]
-        for prompt, prompt_ids, rows_new in zip(prompts, encoded, outputs):
+        for prompt, prompt_ids, rows_new in zip(prompts, encoded, outputs, strict=True):
             continuations = [row[: row.index(eos)] if eos is not None and eos in row else row for row in rows_new]
             log_likelihoods = continuation_log_likelihoods(model, prompt_ids, rows_new, [len(c) for c in continuations])
-            for index, (continuation, log_likelihood) in enumerate(zip(continuations, log_likelihoods)):
+            for index, (continuation, log_likelihood) in enumerate(zip(continuations, log_likelihoods, strict=True)):
                 text = tokenizer.decode(continuation)
                 samples.append(Sample(strategy, prompt, index, text, len(continuation), log_likelihood))
     return samples
@@ -121,7 +121,7 @@ def continuation_log_likelihoods(
     if len(prompt_ids) + len(rows[0]) > model.context_length:
         return [
             float(token_log_probs(model, prompt_ids + row[:length])[-length:].double().sum()) if length else 0.0
-            for row, length in zip(rows, lengths)
+            for row, length in zip(rows, lengths, strict=True)
         ]
     device = next(model.parameters()).device
     tokens = torch.tensor([prompt_ids + row for row in rows], device=device)

@@ -360,7 +360,7 @@ def save_predictions(path: str | os.PathLike, question_ids: Sequence[str], predi
     """Write ``[{"id", "prediction"}, ...]`` for the questions, in order."""
     if len(question_ids) != len(predictions):
         raise ValueError(f"{len(question_ids)} question ids but {len(predictions)} predictions")
-    records = [{"id": qid, "prediction": int(p)} for qid, p in zip(question_ids, predictions)]
+    records = [{"id": qid, "prediction": int(p)} for qid, p in zip(question_ids, predictions, strict=True)]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
 
