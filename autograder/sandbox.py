@@ -780,6 +780,7 @@ def remove_user_ipc(uid: int) -> list[str]:
     removed = []
     for table, id_column, call in _SYSV_IPC:
         for ident in _ipc_objects(table, id_column, uid):
+            arguments: tuple[ctypes.c_int, ctypes.c_int, ctypes.c_int | None]
             arguments = (ctypes.c_int(ident), ctypes.c_int(_IPC_RMID), None)
             if table == "sem":  # semctl(id, semnum, cmd)
                 arguments = (ctypes.c_int(ident), ctypes.c_int(0), ctypes.c_int(_IPC_RMID))

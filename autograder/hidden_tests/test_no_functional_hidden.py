@@ -79,8 +79,8 @@ def rms_norm_float64(x: torch.Tensor, gain: torch.Tensor, eps: float = 1e-5) -> 
 
 
 def block_float64(x: torch.Tensor, w: dict[str, torch.Tensor], theta: float) -> torch.Tensor:
-    attention = [w[f"attn.{name}.weight"] for name in ("q_proj", "k_proj", "v_proj", "output_proj")]
-    h = x.double() + self_attention_float64(rms_norm_float64(x, w["ln1.weight"]), *attention, NUM_HEADS, theta)
+    wq, wk, wv, wo = (w[f"attn.{name}.weight"] for name in ("q_proj", "k_proj", "v_proj", "output_proj"))
+    h = x.double() + self_attention_float64(rms_norm_float64(x, w["ln1.weight"]), wq, wk, wv, wo, NUM_HEADS, theta)
     n = rms_norm_float64(h, w["ln2.weight"])
     up, gate = n @ w["ffn.w3.weight"].double().T, n @ w["ffn.w1.weight"].double().T
     return h + (gate * torch.sigmoid(gate) * up) @ w["ffn.w2.weight"].double().T

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cs288_lm.analysis import MissingDependency
 from cs288_lm.analysis.metrics import distinct_n, repetition_rate, self_bleu, token_log_probs, words
+from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.sampling import eval_mode, generate
 from cs288_lm.tokenizer import Tokenizer
 
@@ -61,7 +61,7 @@ class Sample:
 
 
 def run_study(
-    model: nn.Module,
+    model: LanguageModel,
     tokenizer: Tokenizer,
     eos: int | None,
     prompts: Sequence[str] = PROMPTS,
@@ -108,7 +108,7 @@ def run_study(
 
 @torch.no_grad()
 def continuation_log_likelihoods(
-    model: nn.Module, prompt_ids: list[int], rows: list[list[int]], lengths: list[int]
+    model: LanguageModel, prompt_ids: list[int], rows: list[list[int]], lengths: list[int]
 ) -> list[float]:
     """The summed log-likelihood (nats) of the first ``lengths[i]`` tokens of ``rows[i]`` after the prompt.
 

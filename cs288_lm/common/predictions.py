@@ -413,8 +413,10 @@ def part4_points(
     if required and baselines is None:
         raise ValueError("the Part 4 rules require beating the baselines, and no baseline accuracies were given")
 
+    floors = baselines or {}  # every rule's baseline when required (checked above)
+
     def earns(rule: str, score: float | None) -> bool:
-        return score is not None and (not required or score > baselines[rule])
+        return score is not None and (not required or score > floors[rule])
 
     points_4a = 0.0
     if earns("finetuned", finetuned_accuracy):
