@@ -288,7 +288,7 @@ def check_module(
     except UnicodeDecodeError as error:
         return f"{path} is not UTF-8 text ({error.reason} at byte {error.start})", [], []
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-        where = f" at line {error.lineno}" if getattr(error, "lineno", None) else ""
+        where = f" at line {line}" if (line := getattr(error, "lineno", None)) else ""
         return f"{path} does not parse: {type(error).__name__}{where}: {getattr(error, 'msg', error)}", [], []
     return None, forbidden_imports(source, path, allowed), review_flags(source, path)
 
@@ -300,13 +300,14 @@ def choose_module(
     max_bytes = bundle.config["max_submitted_file_kb"] * 1024
     forbidden: list[ForbiddenImport] = []
     flags: list[ReviewFlag] = []
+    problem: str | None
     if found is None:
         problem = f"{module} is missing"
     elif (directory / found).stat().st_size > max_bytes:
         problem = f"{module} is larger than {max_bytes // 1024} KB"
     else:
         problem, forbidden, flags = check_module(module, (directory / found).read_bytes(), allowed)
-    if problem:  # flags kept: a declared encoding is a lead even though the stub is graded
+    if problem or found is None:  # flags kept: a declared encoding is a lead even though the stub is graded
         return bundle.handout[module], f"{problem}: graded as the unimplemented handout stub", [], flags
     return (directory / found).read_bytes(), f"{module}: graded {found}", forbidden, flags
 
@@ -1145,7 +1146,7 @@ def grade_command(args: argparse.Namespace) -> tuple[dict, int]:
     except TestProcessError as error:
         print(f"grade: {error}", file=sys.stderr)
         return failure_results(error), 1
-    except Exception as error:  # never leave Gradescope without a results.json
+    except Exception as error:  # noqa: BLE001 (never leave Gradescope without a results.json)
         traceback.print_exc()
         return failure_results(error), 1
 

@@ -11,10 +11,10 @@ have touched, and a process that keeps the pipes open cannot make it wait: after
 readers stop at a deadline.
 
 The test process gets a wall-time limit, an address-space and file-size limit, soft and hard
-(``RLIMIT_AS``, ``RLIMIT_FSIZE``: it may lower them, never raise them), no core dumps, a fresh private ``HOME`` and ``TMPDIR`` and, when
-the grader runs as root and a sandbox user is named, that user's uid and gid. It is started by a
-launcher, this file run as a script (``python -I -S sandbox.py CONFIG``), which, where the kernel
-lets it create namespaces:
+(``RLIMIT_AS``, ``RLIMIT_FSIZE``: it may lower them, never raise them), no core dumps, a fresh
+private ``HOME`` and ``TMPDIR`` and, when the grader runs as root and a sandbox user is named,
+that user's uid and gid. It is started by a launcher, this file run as a script
+(``python -I -S sandbox.py CONFIG``), which, where the kernel lets it create namespaces:
 
 1. enters new mount, PID, IPC and network namespaces (and, when the grader is not root, a user
    namespace in which it is root, so that it may mount): System V shared memory, message queues,
@@ -828,6 +828,7 @@ def remove_user_ipc(uid: int) -> list[str]:
     removed = []
     for table, id_column, call in _SYSV_IPC:
         for ident in _ipc_objects(table, id_column, uid):
+            arguments: tuple[ctypes.c_int, ctypes.c_int, ctypes.c_int | None]
             arguments = (ctypes.c_int(ident), ctypes.c_int(_IPC_RMID), None)
             if table == "sem":  # semctl(id, semnum, cmd)
                 arguments = (ctypes.c_int(ident), ctypes.c_int(0), ctypes.c_int(_IPC_RMID))
@@ -979,7 +980,7 @@ def _launch(config: dict) -> NoReturn:
         if command is None:  # a probe
             os._exit(0)
         os.execve(command[0], command, os.environ)
-    except BaseException as error:  # whatever it is, the grader must hear of it
+    except BaseException as error:  # noqa: BLE001 (whatever it is, the grader must hear of it)
         _report(status, f"error {error}")
         os._exit(126)
 

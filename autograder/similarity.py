@@ -223,9 +223,8 @@ def totals_section(totals: list[PairTotal], modules: list[str], top: int) -> lis
     for t in totals[:top]:
         cells = [f"{t.modules[m]:.0%}" if m in t.modules else "-" for m in modules]
         lines.append(
-            f"| {md(t.student_a)} | {md(t.student_b)} | {t.similarity_a:.0%} | {t.similarity_b:.0%} | {t.overlap_tokens} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {md(t.student_a)} | {md(t.student_b)} | {t.similarity_a:.0%} | {t.similarity_b:.0%} "
+            f"| {t.overlap_tokens} | " + " | ".join(cells) + " |"
         )
     return lines + ["", "Per module: the higher of the two shares; - where one of them has no file.", ""]
 

@@ -673,7 +673,8 @@ def test_limits_are_hard(tmp_path: Path) -> None:
                     raised.append(name)
                 except (ValueError, OSError):
                     pass
-            record(raised=raised, limits=[resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_FSIZE)])
+            limits = [resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_FSIZE)]
+            record(raised=raised, limits=limits)
         """,
     )
     assert result.problem is None, result.output_tail

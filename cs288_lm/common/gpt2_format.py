@@ -107,7 +107,9 @@ def load_vocab_and_merges(
     try:
         encoder = json.loads(vocab_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{vocab_path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        raise ValueError(
+            f"{vocab_path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
     if not isinstance(encoder, dict) or not all(isinstance(v, int) for v in encoder.values()):
         raise ValueError(f"{vocab_path}: expected a JSON object mapping token strings to integer ids")
     specials = set(special_tokens)
