@@ -30,7 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from autograder.gallery import (  # noqa: E402 (needs the repository on the path)
+from autograder.gallery import (
     CASES,
     PART4_FILES,
     Case,

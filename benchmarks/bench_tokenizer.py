@@ -2,7 +2,8 @@
 
 Everything runs in one invocation on the same text (default: the bundled TinyStories sample)::
 
-    python benchmarks/bench_tokenizer.py [--input PATH] [--vocab-size N] [--repeats K] [--whole-file-mb MB] [--json PATH]
+    python benchmarks/bench_tokenizer.py [--input PATH] [--vocab-size N] [--repeats K] \\
+        [--whole-file-mb MB] [--json PATH]
 
 What is measured (wall-clock ``time.perf_counter``, best of ``--repeats`` runs; MB = 10**6 bytes):
 
@@ -173,7 +174,9 @@ def train_hf_in_child(path: Path, vocab_size: int, repeats: int, single_thread: 
 def merge_agreement(ours: Sequence[Sequence[str]], theirs: Sequence[Sequence[str]]) -> Result:
     """How far the two merge lists agree: common prefix length and set intersection size."""
     ours, theirs = [tuple(m) for m in ours], [tuple(m) for m in theirs]
-    prefix = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+    prefix = next(
+        (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
+    )
     return {"common_prefix": prefix, "set_overlap": len(set(ours) & set(theirs)), "ours": len(ours), "hf": len(theirs)}
 
 
@@ -509,7 +512,8 @@ def markdown_summary(results: Result) -> str:
             f"{speed(encoding['tiktoken']['warm_seconds'])} | {encoding['throughput_ratio_warm']:.2f}x | |"
         ),
         (
-            f"| Encode whole file, {num_bytes / 1e6:.1f} MB, parallel | encode_file, {encoding['ours_encode_file']['workers']} processes: "
+            f"| Encode whole file, {num_bytes / 1e6:.1f} MB, parallel | "
+            f"encode_file, {encoding['ours_encode_file']['workers']} processes: "
             f"{speed(encoding['ours_encode_file']['seconds'])} | encode_batch, "
             f"{encoding['tiktoken_encode_batch']['threads']} threads: "
             f"{speed(encoding['tiktoken_encode_batch']['seconds'])} | "

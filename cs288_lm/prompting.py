@@ -71,7 +71,9 @@ class PromptTemplate:
         demonstrations: Sequence[dict] = (),
     ):
         if custom_template is None and template_name not in TEMPLATES:
-            raise ValueError(f"unknown template {template_name!r}; choose one of {sorted(TEMPLATES)} or pass custom_template")
+            raise ValueError(
+                f"unknown template {template_name!r}; choose one of {sorted(TEMPLATES)} or pass custom_template"
+            )
         if choice_format not in CHOICE_FORMATS:
             raise ValueError(f"unknown choice_format {choice_format!r}; choose one of {CHOICE_FORMATS}")
         if custom_template is not None:
@@ -174,7 +176,11 @@ class PromptTemplate:
     def content_free(self, record: dict) -> dict:
         """``record`` with context and question replaced by "N/A" (the blank kept), for calibration."""
         _, blank, after = record["question"].partition(BLANK)
-        return {**record, "context": CONTENT_FREE, "question": f"{CONTENT_FREE} {blank}{after}".rstrip() if blank else CONTENT_FREE}
+        return {
+            **record,
+            "context": CONTENT_FREE,
+            "question": f"{CONTENT_FREE} {blank}{after}".rstrip() if blank else CONTENT_FREE,
+        }
 
     def describe(self) -> str:
         if self.is_cloze:
@@ -228,14 +234,22 @@ class PromptingPipeline:
     and then restores the model's mode (a model being trained stays in training mode).
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, template: PromptTemplate | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        template: PromptTemplate | None = None,
+        device: str | torch.device = "cpu",
+    ):
         self.model, self.tokenizer = model.to(device), tokenizer
         self.template = template or PromptTemplate("basic")
         self.device = torch.device(device)
         self.context_length: int = model.context_length
 
     @torch.no_grad()
-    def continuation_log_probs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[Float[Tensor, " tokens"]]:
+    def continuation_log_probs(
+        self, prompts: Sequence[str], continuations: Sequence[str]
+    ) -> list[Float[Tensor, " tokens"]]:
         """Log-probability of each continuation token given the prompt and the tokens before it.
 
         Prompt and continuation are encoded separately and joined; the joined sequence is cut
@@ -260,7 +274,9 @@ class PromptingPipeline:
             for prompt, continuation in zip(prompts, continuations, strict=True):
                 continuation_ids = self.tokenizer.encode(continuation)
                 if not 0 < len(continuation_ids) < self.context_length:
-                    raise ValueError(f"continuation {continuation!r} has {len(continuation_ids)} tokens; it must fit the context")
+                    raise ValueError(
+                        f"continuation {continuation!r} has {len(continuation_ids)} tokens; it must fit the context"
+                    )
                 prompt_ids = self.tokenizer.encode(prompt)
                 if not prompt_ids:
                     raise ValueError(f"prompt {prompt!r} encodes to no token; the first continuation token needs one")
@@ -270,7 +286,7 @@ class PromptingPipeline:
             batch, _ = self._right_padded(sequences)
             log_probs = torch.log_softmax(self.model(batch).float(), dim=-1)
             results = []
-            for row, (ids, length) in enumerate(zip(sequences, lengths)):
+            for row, (ids, length) in enumerate(zip(sequences, lengths, strict=True)):
                 targets = torch.tensor(ids[-length:], device=self.device)
                 # The logits at position t predict token t + 1.
                 positions = torch.arange(len(ids) - length - 1, len(ids) - 1, device=self.device)
@@ -287,7 +303,9 @@ class PromptingPipeline:
             logits = self.model(batch)[torch.arange(len(sequences)), lengths - 1]
         return torch.log_softmax(logits.float(), dim=-1).cpu()
 
-    def letter_scores(self, records: Sequence[dict], template: PromptTemplate | None = None) -> Float[Tensor, "questions choices"]:
+    def letter_scores(
+        self, records: Sequence[dict], template: PromptTemplate | None = None
+    ) -> Float[Tensor, "questions choices"]:
         """Log-probability of each choice's label (" A", " B", ...) as the next token after the prompt
         (the first token of the label, if the tokenizer splits it)."""
         template = template or self.template
@@ -322,7 +340,9 @@ class PromptingPipeline:
         ``normalize="mean"``, averaged per token (which favours long choices less)."""
         return _reduce(self.choice_log_probs(records, template), normalize)
 
-    def scores(self, records: Sequence[dict], setup: ScoringSetup, cache: dict | None = None) -> Float[Tensor, "questions choices"]:
+    def scores(
+        self, records: Sequence[dict], setup: ScoringSetup, cache: dict | None = None
+    ) -> Float[Tensor, "questions choices"]:
         """Scores of every choice under ``setup``, calibrated against the content-free prompt if asked.
 
         ``cache`` (a dict kept by the caller for one list of records) remembers what the model
@@ -342,7 +362,9 @@ class PromptingPipeline:
 
         return raw(False) - raw(True) if setup.calibrate else raw(False)
 
-    def predict(self, records: Sequence[dict], setup: ScoringSetup | None = None, cache: dict | None = None) -> list[int]:
+    def predict(
+        self, records: Sequence[dict], setup: ScoringSetup | None = None, cache: dict | None = None
+    ) -> list[int]:
         """The highest-scoring choice of each question (ties: the first)."""
         setup = setup or ScoringSetup(self.template)
         return self.scores(records, setup, cache).argmax(dim=-1).tolist()
@@ -350,9 +372,11 @@ class PromptingPipeline:
     def accuracy(self, records: Sequence[dict], setup: ScoringSetup | None = None, cache: dict | None = None) -> float:
         """The fraction of ``records`` (which need answers) that :meth:`predict` gets right."""
         predictions = self.predict(records, setup, cache)
-        return sum(p == record["answer"] for p, record in zip(predictions, records)) / len(records)
+        return sum(p == record["answer"] for p, record in zip(predictions, records, strict=True)) / len(records)
 
-    def select(self, dev: Sequence[dict], setups: Sequence[ScoringSetup]) -> tuple[ScoringSetup, list[tuple[ScoringSetup, float]]]:
+    def select(
+        self, dev: Sequence[dict], setups: Sequence[ScoringSetup]
+    ) -> tuple[ScoringSetup, list[tuple[ScoringSetup, float]]]:
         """The setup with the best dev accuracy (the first on ties), and every setup's accuracy."""
         cache: dict = {}
         results = [(setup, self.accuracy(dev, setup, cache)) for setup in setups]
@@ -409,5 +433,8 @@ def default_setups(train: Sequence[dict], shots: int = 2, seed: int = 0) -> list
         for calibrate in (False, True)
     ]
     cloze = PromptTemplate("cloze")
-    setups += [ScoringSetup(cloze, "choice", normalize, calibrate) for normalize, calibrate in itertools.product(NORMALIZATIONS, (False, True))]
+    setups += [
+        ScoringSetup(cloze, "choice", normalize, calibrate)
+        for normalize, calibrate in itertools.product(NORMALIZATIONS, (False, True))
+    ]
     return setups

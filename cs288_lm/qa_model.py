@@ -91,7 +91,9 @@ class TransformerForMultipleChoice(nn.Module):
             self.transformer_lm.requires_grad_(False)
 
     def forward(
-        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+        self,
+        input_ids: Int[Tensor, "batch choices seq"],
+        attention_mask: Int[Tensor, "batch choices seq"] | None = None,
     ) -> Float[Tensor, "batch choices"]:
         """One logit per choice. ``attention_mask`` (default: all ones) marks real tokens; sequences
         are right-padded. Run every (question, choice) sequence through the backbone as one batch of
@@ -104,7 +106,9 @@ class TransformerForMultipleChoice(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         elif attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
+            )
         # BEGIN SOLUTION
         batch, choices, seq = input_ids.shape
         hidden = self.transformer_lm.hidden_states(input_ids.reshape(batch * choices, seq))
@@ -114,14 +118,18 @@ class TransformerForMultipleChoice(nn.Module):
 
     @torch.no_grad()
     def predict_probs(
-        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+        self,
+        input_ids: Int[Tensor, "batch choices seq"],
+        attention_mask: Int[Tensor, "batch choices seq"] | None = None,
     ) -> Float[Tensor, "batch choices"]:
         """Probabilities over the choices (a softmax of the logits), without gradients."""
         return torch.softmax(self(input_ids, attention_mask).float(), dim=-1)
 
     @torch.no_grad()
     def predict(
-        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+        self,
+        input_ids: Int[Tensor, "batch choices seq"],
+        attention_mask: Int[Tensor, "batch choices seq"] | None = None,
     ) -> Int[Tensor, " batch"]:
         """The index of the highest-scoring choice of each question."""
         return self(input_ids, attention_mask).argmax(dim=-1)

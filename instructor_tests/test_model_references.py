@@ -35,8 +35,14 @@ def random_tokens(batch: int = 3, seq: int = 20, seed: int = 0) -> torch.Tensor:
 def test_transformer_lm_equals_hugging_face_llama(backend):
     torch.manual_seed(0)
     config = ModelConfig(
-        architecture="llama", vocab_size=VOCAB, context_length=CONTEXT, d_model=D_MODEL, num_layers=LAYERS,
-        num_heads=HEADS, d_ff=D_FF, rope_theta=10000.0,
+        architecture="llama",
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        d_ff=D_FF,
+        rope_theta=10000.0,
     )
     reference = hf_llama(config).eval()
     ours = TransformerLM(VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, D_FF, 10000.0, attention_backend=backend)
@@ -51,8 +57,14 @@ def test_transformer_lm_equals_hugging_face_llama(backend):
 def test_gpt2_equals_hugging_face_gpt2(backend):
     torch.manual_seed(0)
     config = ModelConfig(
-        architecture="gpt2", vocab_size=VOCAB, context_length=CONTEXT, d_model=D_MODEL, num_layers=LAYERS,
-        num_heads=HEADS, dropout=0.0, attention_backend=backend,
+        architecture="gpt2",
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        dropout=0.0,
+        attention_backend=backend,
     )
     reference = hf_gpt2(config).eval()
     ours = build_model(config).eval()
@@ -91,7 +103,7 @@ def test_attention_backends_agree_in_float32(architecture):
     assert (reference_logits - fast_logits).abs().max() < 1e-5
     reference_logits.sum().backward()
     fast_logits.sum().backward()
-    for (name, a), (_, b) in zip(reference.named_parameters(), fast.named_parameters()):
+    for (name, a), (_, b) in zip(reference.named_parameters(), fast.named_parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 

@@ -181,10 +181,16 @@ def test_batched_continuation_log_likelihoods_equal_scoring_each_sample_alone(on
     model = tiny_model("gpt2", context_length=16)
     prompt, rows = [1, 2, 3], [[4, 5, 6, 7, 8], [9, 10, 11, 12, 13]]
     lengths = [5, 2]  # the second stopped early: its last tokens are padding
-    alone = [float(token_log_probs(model, prompt + row[:n])[-n:].double().sum()) for row, n in zip(rows, lengths)]
+    alone = [
+        float(token_log_probs(model, prompt + row[:n])[-n:].double().sum())
+        for row, n in zip(rows, lengths, strict=True)
+    ]
     assert continuation_log_likelihoods(model, prompt, rows, lengths) == pytest.approx(alone, rel=1e-6)
     long_rows = [list(range(4, 24))] * 2  # prompt + row longer than the context: scored window by window
-    alone = [float(token_log_probs(model, prompt + row[:n])[-n:].double().sum()) for row, n in zip(long_rows, [20, 7])]
+    alone = [
+        float(token_log_probs(model, prompt + row[:n])[-n:].double().sum())
+        for row, n in zip(long_rows, [20, 7], strict=True)
+    ]
     assert continuation_log_likelihoods(model, prompt, long_rows, [20, 7]) == pytest.approx(alone, rel=1e-6)
 
 

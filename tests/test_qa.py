@@ -776,7 +776,7 @@ def test_continuation_log_probs_equal_the_model_forward(tokenizer, language_mode
     assert tokenizer.encode("Hi ") + tokenizer.encode("there") != tokenizer.encode("Hi there")
     results = pipeline.continuation_log_probs(prompts, continuations)
     check_equal(len(results), 4)
-    for prompt, continuation, result in zip(prompts, continuations, results):
+    for prompt, continuation, result in zip(prompts, continuations, results, strict=True):
         expected = reference_log_probs(language_model, tokenizer, prompt, continuation)
         check_equal(tuple(result.shape), (len(tokenizer.encode(continuation)),))
         check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
@@ -819,7 +819,7 @@ def test_continuation_log_probs_crop_long_prompts_from_the_left(tokenizer):
     assert len(tokenizer.encode(prompt)) > 40  # a guard on the test's input
     continuations = [" and they played all day", " ."]
     results = pipeline.continuation_log_probs([prompt, prompt[:50]], continuations)
-    for prompt_text, continuation, result in zip([prompt, prompt[:50]], continuations, results):
+    for prompt_text, continuation, result in zip([prompt, prompt[:50]], continuations, results, strict=True):
         expected = reference_log_probs(model, tokenizer, prompt_text, continuation)
         check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
 
@@ -893,7 +893,7 @@ def test_select_picks_the_setup_with_the_best_dev_accuracy(tokenizer, language_m
     accuracies = []
     for setup, value in results:
         predictions = pipeline.scores(dev, setup).argmax(-1).tolist()
-        accuracies.append(sum(p == r["answer"] for p, r in zip(predictions, dev)) / len(dev))
+        accuracies.append(sum(p == r["answer"] for p, r in zip(predictions, dev, strict=True)) / len(dev))
         check_close(float(value), accuracies[-1], rtol=1e-6, atol=1e-12)
     # The check below chooses between different accuracies (each recorded above).
     check_equal(len(set(accuracies)) > 1, True)

@@ -61,7 +61,7 @@ MAX_POOL = 8  # distractor candidates per answer: C(8, 3) = 56 sets to choose fr
 # What the generator steers each shallow rule's accuracy to (chance is 1 / NUM_CHOICES). The
 # bigram rules keep some of their signal: distractors that never fit the words around the blank
 # would make the questions unnatural, and a language model should beat bigram counts by reading.
-RULE_TARGETS = {rule: 1 / 4 for rule in RULES} | {"bigram left": 0.35, "bigram right": 0.35, "bigram both": 0.35}
+RULE_TARGETS = dict.fromkeys(RULES, 1 / 4) | {"bigram left": 0.35, "bigram right": 0.35, "bigram both": 0.35}
 COMMON_NAMES = 20  # name distractors beyond the story's own: the split's most frequent names
 
 # A sentence may end at . ! or ? (with closing quotes) before whitespace; see split_sentences.
