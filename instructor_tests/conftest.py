@@ -43,10 +43,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that grades whole submissions (the reference solution on every module, the
     gallery of attacks: the fixtures of ``WHOLE_GRADES``) is marked ``grading``: minutes of
-    grading, run as its own CI step (``pytest -m grading``). Without ``-m`` they are left out."""
+    grading, run as its own CI step (``pytest -m grading``). Without ``-m`` they are left out, and so are the
+    ``stress`` tests (the same runs repeated many times: ``pytest -m stress``)."""
     grading = [item for item in items if set(WHOLE_GRADES) & set(getattr(item, "fixturenames", ()))]
     for item in grading:
         item.add_marker(pytest.mark.grading)
-    if grading and not config.option.markexpr:
-        config.hook.pytest_deselected(items=grading)
-        items[:] = [item for item in items if item not in grading]
+    left_out = grading + [item for item in items if item.get_closest_marker("stress")]  # pytest -m stress
+    if left_out and not config.option.markexpr:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
