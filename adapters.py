@@ -199,7 +199,7 @@ def run_multihead_self_attention(
     v_proj_weight: Float[Tensor, "d_model d_model"],
     o_proj_weight: Float[Tensor, "d_model d_model"],
     in_features: Float[Tensor, "... seq d_model"],
-    attention_backend: str = "reference",
+    attention_backend: _model.AttentionBackend = "reference",
 ) -> Float[Tensor, "... seq d_model"]:
     layer = _model.MultiHeadSelfAttention(d_model, num_heads, attention_backend=attention_backend)
     layer.load_state_dict(_attention_state(q_proj_weight, k_proj_weight, v_proj_weight, o_proj_weight))
@@ -217,7 +217,7 @@ def run_multihead_self_attention_with_rope(
     o_proj_weight: Float[Tensor, "d_model d_model"],
     in_features: Float[Tensor, "... seq d_model"],
     token_positions: Int[Tensor, "... seq"] | None = None,
-    attention_backend: str = "reference",
+    attention_backend: _model.AttentionBackend = "reference",
 ) -> Float[Tensor, "... seq d_model"]:
     layer = _model.MultiHeadSelfAttentionWithRoPE(d_model, num_heads, max_seq_len, theta, attention_backend)
     layer.load_state_dict(_attention_state(q_proj_weight, k_proj_weight, v_proj_weight, o_proj_weight))
@@ -232,7 +232,7 @@ def run_transformer_block(
     theta: float,
     weights: dict[str, Tensor],
     in_features: Float[Tensor, "batch seq d_model"],
-    attention_backend: str = "reference",
+    attention_backend: _model.AttentionBackend = "reference",
 ) -> Float[Tensor, "batch seq d_model"]:
     """``weights`` uses the block's names: ``attn.q_proj.weight``, ..., ``ln1.weight``, ``ffn.w1.weight``, ..."""
     block = _model.TransformerBlock(d_model, num_heads, d_ff, max_seq_len, theta, attention_backend)
@@ -316,7 +316,7 @@ def run_gradient_clipping(parameters: Iterable[torch.nn.Parameter], max_l2_norm:
     return nn_utils.gradient_clipping(parameters, max_l2_norm)
 
 
-def get_adamw_cls() -> type[torch.optim.Optimizer]:
+def get_adamw_cls() -> type[_optimizer.AdamW]:
     return _optimizer.AdamW
 
 
@@ -456,7 +456,7 @@ def nucleus_decode(
 
 
 def run_pool_hidden_states(
-    hidden: Float[Tensor, "batch seq d_model"], attention_mask: Int[Tensor, "batch seq"], pooling: str
+    hidden: Float[Tensor, "batch seq d_model"], attention_mask: Int[Tensor, "batch seq"], pooling: _qa_model.Pooling
 ) -> Float[Tensor, "batch d_model"]:
     return _qa_model.pool_hidden_states(hidden, attention_mask, pooling)
 

@@ -631,14 +631,15 @@ def stub_files(bundle: Path) -> dict[str, bytes]:
 def part4_points(files: dict[str, bytes]) -> dict[str, float]:
     """What the predictions files earn, computed directly with cs288_lm.common.predictions."""
     questions = answers()
-    accuracies = []
+    accuracies: list[float | None] = []
     for name in PREDICTIONS:
         try:
             graded = predictions.parse_predictions(files[name], questions, source=name)
             accuracies.append(predictions.accuracy(graded, questions))
         except (KeyError, predictions.PredictionsError):
             accuracies.append(None)
-    return predictions.part4_points(*accuracies, predictions.load_grading_rules())
+    finetuned, prompting = accuracies
+    return predictions.part4_points(finetuned, prompting, predictions.load_grading_rules())
 
 
 def write_files(directory: Path, files: dict[str, bytes]) -> Path:

@@ -165,6 +165,8 @@ class RotaryPositionEmbedding(nn.Module):
         # BEGIN SOLUTION
         inverse_frequencies = theta ** (-torch.arange(0, d_k, 2, device=device, dtype=torch.float32) / d_k)
         angles = torch.outer(torch.arange(max_seq_len, device=device, dtype=torch.float32), inverse_frequencies)
+        self.cos: Tensor  # declared for type checkers: buffers are reached through nn.Module.__getattr__
+        self.sin: Tensor
         self.register_buffer("cos", torch.cos(angles), persistent=False)  # (max_seq_len, d_k / 2)
         self.register_buffer("sin", torch.sin(angles), persistent=False)
         # END SOLUTION

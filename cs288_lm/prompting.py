@@ -205,7 +205,7 @@ def _question_record(
         if any(value is not None for value in keywords):
             raise TypeError("give either a record or the keywords context, question and choices, not both")
         return record
-    if any(value is None for value in keywords):
+    if context is None or question is None or choices is None:
         raise TypeError("without a record, give all of context, question and choices")
     return {"context": context, "question": question, "choices": list(choices)}
 
@@ -244,7 +244,8 @@ class PromptingPipeline:
         self.model, self.tokenizer = model.to(device), tokenizer
         self.template = template or PromptTemplate("basic")
         self.device = torch.device(device)
-        self.context_length: int = model.context_length
+        # The documented contract (a model with a context_length); nn.Module's attribute lookup cannot type it.
+        self.context_length: int = model.context_length  # type: ignore[assignment]
 
     @torch.no_grad()
     def continuation_log_probs(

@@ -111,7 +111,8 @@ class TransformerForMultipleChoice(nn.Module):
             )
         # BEGIN SOLUTION
         batch, choices, seq = input_ids.shape
-        hidden = self.transformer_lm.hidden_states(input_ids.reshape(batch * choices, seq))
+        # Any model with hidden_states (see the class docstring); nn.Module's attribute lookup cannot type it.
+        hidden = self.transformer_lm.hidden_states(input_ids.reshape(batch * choices, seq))  # type: ignore[operator]
         pooled = pool_hidden_states(hidden, attention_mask.reshape(batch * choices, seq), self.pooling)
         return self.classifier(pooled).reshape(batch, choices)
         # END SOLUTION

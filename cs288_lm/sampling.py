@@ -167,7 +167,6 @@ def generate(
             return torch.empty(batch, 0, dtype=input_ids.dtype, device=device)
         decoder = IncrementalDecoder(model, input_ids, pad_token_id, use_cache)
         logits = decoder.prefill()
-        filler = pad_token_id if pad_token_id is not None else eos_token_id
         finished = torch.zeros(batch, dtype=torch.bool, device=logits.device)
         new_tokens = []
         for index in range(max_new_tokens):
@@ -175,6 +174,7 @@ def generate(
             if eos_token_id is None:
                 new_tokens.append(sampled)
             else:
+                filler = pad_token_id if pad_token_id is not None else eos_token_id
                 new_tokens.append(sampled.masked_fill(finished, filler))
                 finished |= sampled == eos_token_id
             if index == max_new_tokens - 1 or bool(finished.all()):

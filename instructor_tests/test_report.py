@@ -229,6 +229,12 @@ def test_a_save_pretrained_gpt2_loads_with_hugging_faces_logits(hf_gpt2_dir, one
     assert loaded.eos == 0 and loaded.model.context_length == 64
 
 
+def test_a_gpt2_config_that_is_not_a_json_object_gets_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"config\.json: not a JSON object of settings \(found a list\)"):
+        load_hf_gpt2(tmp_path)
+
+
 def tiny_run(directory: Path) -> Path:
     """A run directory in the trainer's format: a small random model, a config and a few metrics."""
     vocab_size = max(Tokenizer.from_directory(TOKENIZER).vocab) + 1

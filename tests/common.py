@@ -163,7 +163,7 @@ def pin_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model
 
 
-def state_differences(state_a, state_b) -> dict:
+def state_differences(state_a, state_b) -> dict[str, str | int]:
     """The entries in which two state dicts (or modules') differ: {name: how many values differ}.
 
     ``{}`` when they are identical; "missing" for a name only one of them has, "shape" for a shape
@@ -173,7 +173,7 @@ def state_differences(state_a, state_b) -> dict:
         state_a = state_a.state_dict()
     if isinstance(state_b, torch.nn.Module):
         state_b = state_b.state_dict()
-    differences = {}
+    differences: dict[str, str | int] = {}
     for name in sorted(state_a.keys() | state_b.keys()):
         if name not in state_a or name not in state_b:
             differences[name] = "missing"
@@ -246,7 +246,10 @@ def pinned_lm(
     """A tiny language model in eval mode: ``"llama"`` (TransformerLM, SwiGLU of width ``d_ff``) or
     ``"gpt2"`` (GPT2LM), with every weight matrix drawn by :func:`pin_weights` from ``seed``."""
     torch.manual_seed(seed)
+    model: torch.nn.Module
     if architecture == "llama":
+        if d_ff is None:
+            raise ValueError("a llama model needs d_ff (the SwiGLU's width)")
         model = adapters.create_transformer_lm(vocab_size, context_length, d_model, num_layers, num_heads, d_ff)
     elif architecture == "gpt2":
         model = adapters.create_gpt2_lm(vocab_size, context_length, d_model, num_layers, num_heads)

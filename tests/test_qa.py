@@ -15,6 +15,7 @@ import ast
 import inspect
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -32,6 +33,9 @@ from tests.common import (
     write_utf8,
 )
 from tests.graded import check_close, check_equal
+
+if TYPE_CHECKING:  # the name of the poolings' type only; the tests reach the code through adapters
+    from cs288_lm.qa_model import Pooling
 
 QA_DIR = REPO_ROOT / "data" / "qa"
 TESTS = Path(__file__).resolve().parent
@@ -85,7 +89,7 @@ def tiny_backbone(seed: int = 0, vocab_size: int = VOCAB, context_length: int = 
     return pinned_lm("llama", vocab_size, context_length, D_MODEL, NUM_LAYERS, NUM_HEADS, D_FF, seed)
 
 
-def multiple_choice_model(pooling: str = "last", seed: int = 0, freeze_backbone: bool = False) -> torch.nn.Module:
+def multiple_choice_model(pooling: Pooling = "last", seed: int = 0, freeze_backbone: bool = False) -> torch.nn.Module:
     backbone = tiny_backbone(seed)
     torch.manual_seed(seed + 100)
     model = adapters.TransformerForMultipleChoice(
@@ -917,7 +921,7 @@ def names_taken_from_adapters(source: str) -> set[str]:
     return names
 
 
-def test_star_import_of_adapters_gives_every_adapter():
+def test_star_import_of_adapters_gives_every_adapter() -> None:
     """`from adapters import *` (the course's tests import that way) gives every public function of
     adapters.py, the Part 4 classes and every name the tests here take from adapters.py (modules and
     private names aside), so an adapter missing from adapters.py or from its ``__all__`` fails here."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -30,6 +31,9 @@ from tests.common import (
     reference_pool,
 )
 from tests.graded import check_close, check_equal
+
+if TYPE_CHECKING:  # the name of the poolings' type only; the tests reach the code through adapters
+    from cs288_lm.qa_model import Pooling
 
 QA_DIR = REPO_ROOT / "data" / "qa"
 POOLINGS = adapters.POOLINGS
@@ -51,7 +55,7 @@ def backbone(architecture: str, seed: int = 0, vocab_size: int = VOCAB, context_
     )
 
 
-def multiple_choice_model(architecture: str, pooling: str, num_choices: int, seed: int = 0, **kwargs):
+def multiple_choice_model(architecture: str, pooling: Pooling, num_choices: int, seed: int = 0, **kwargs):
     lm = backbone(architecture, seed)
     torch.manual_seed(seed + 1)
     model = adapters.TransformerForMultipleChoice(lm, D_MODEL, num_choices=num_choices, pooling=pooling, **kwargs)

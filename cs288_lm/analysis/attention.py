@@ -218,10 +218,15 @@ def tick_positions(count: int, most: int = MAX_TICK_LABELS) -> list[int]:
 
 
 def plot_attention_layer(
-    weights: Float[Tensor, "heads seq seq"], labels: Sequence[str], layer: int, path: Path, scores: dict | None = None
+    weights: Float[Tensor, "heads seq seq"],
+    labels: Sequence[str],
+    layer: int,
+    path: Path,
+    scores: Sequence[str] | None = None,
 ) -> Path:
     """One PNG with every head's map of one layer side by side (query rows, key columns), a shared
-    colour bar, and the tokens on the outer axes (every k-th when there are many)."""
+    colour bar, and the tokens on the outer axes (every k-th when there are many); ``scores[head]``,
+    if given, follows each head's title."""
     plt = pyplot()
     figure = attention_layer_figure(plt, weights, labels, layer, scores)
     figure.savefig(path, dpi=110)
@@ -230,7 +235,7 @@ def plot_attention_layer(
 
 
 def attention_layer_figure(
-    plt, weights: Float[Tensor, "heads seq seq"], labels: Sequence[str], layer: int, scores: dict | None = None
+    plt, weights: Float[Tensor, "heads seq seq"], labels: Sequence[str], layer: int, scores: Sequence[str] | None = None
 ):
     """The figure of :func:`plot_attention_layer`."""
     heads = weights.shape[0]

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from torch import nn
-
 from cs288_lm.analysis.metrics import score_text, scoring_ids
 from cs288_lm.model import count_parameters
+from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.tokenizer import Tokenizer
 
 
@@ -22,7 +21,7 @@ class Contestant:
     """A model to compare: its name, module, tokenizer and end-of-text id."""
 
     name: str
-    model: nn.Module
+    model: LanguageModel
     tokenizer: Tokenizer
     eos: int | None
 

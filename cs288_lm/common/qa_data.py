@@ -297,12 +297,11 @@ def word_stem(word: str) -> str:
 
 def build_lexicon(stories: Iterable[str], min_count: int = 2) -> Lexicon:
     """Assign names, nouns and verbs from corpus statistics (see the module docstring)."""
-    lower, capitalised_inside = collections.Counter(), collections.Counter()
-    after_determiner, after_adjective_cue, after_verb_cue = (
-        collections.Counter(),
-        collections.Counter(),
-        collections.Counter(),
-    )
+    lower: collections.Counter[str] = collections.Counter()
+    capitalised_inside: collections.Counter[str] = collections.Counter()
+    after_determiner: collections.Counter[str] = collections.Counter()
+    after_adjective_cue: collections.Counter[str] = collections.Counter()
+    after_verb_cue: collections.Counter[str] = collections.Counter()
     determiner_bigrams = []  # (word after a determiner, the word after it or "")
     for story in stories:
         for sentence in split_sentences(story):
@@ -591,7 +590,7 @@ def _balance_rules(
     """Each draft that has an acceptable option, with the option that keeps every shallow rule's hits
     over the questions so far closest to its target (least squares; ties broken by ``rng``)."""
     rule_totals = [0.0] * len(targets)
-    made = []
+    made: list[tuple[_Draft, _Option]] = []
     for draft in drafts:
         options = options_of(draft)
         if not options:
@@ -740,10 +739,20 @@ def build_qa_splits(
     dev_stories = [heldout_stories[i] for i in sorted(order[:half])]
     test_stories = [heldout_stories[i] for i in sorted(order[half:])]
     bigrams = BigramModel("\n".join(train_stories))
-    settings = {"seed": seed, "questions_per_story": questions_per_story, "context_sentences": context_sentences}
-    settings["bigrams"] = bigrams
+
+    def questions(stories: Sequence[str], split: str) -> list[dict]:
+        return make_questions(
+            stories,
+            lexicon,
+            split,
+            seed=seed,
+            questions_per_story=questions_per_story,
+            context_sentences=context_sentences,
+            bigrams=bigrams,
+        )
+
     return {
-        "train": make_questions(train_stories, lexicon, "train", **settings),
-        "dev": make_questions(dev_stories, lexicon, "dev", **settings),
-        "test": make_questions(test_stories, lexicon, "test", **settings),
+        "train": questions(train_stories, "train"),
+        "dev": questions(dev_stories, "dev"),
+        "test": questions(test_stories, "test"),
     }

@@ -158,8 +158,7 @@ def load_hf_gpt2(directory: str | os.PathLike, device: torch.device | str = "cpu
             f"{directory} is not a Hugging Face model directory (no config.json); write one with "
             "GPT2LMHeadModel.save_pretrained(DIR) and GPT2Tokenizer.save_pretrained(DIR)"
         )
-    config = _read_json(config_path)
-    _check_config(config, config_path)
+    config = _check_config(_read_json(config_path), config_path)
     state = _read_weights(directory)
     embeddings = state.get("transformer.wte.weight", state.get("wte.weight"))
     if embeddings is None:
@@ -193,7 +192,10 @@ def _read_json(path: Path) -> object:
         raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
-def _check_config(config: dict, path: Path) -> None:
+def _check_config(config: object, path: Path) -> dict:
+    """``config`` itself once it is a GPT-2 config.json our GPT2LM can hold; a ValueError otherwise."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a JSON object of settings (found a {type(config).__name__})")
     if config.get("model_type") != "gpt2":
         raise ValueError(
             f"{path}: model_type is {config.get('model_type')!r}; only GPT-2 checkpoints ('gpt2') load here"
@@ -209,6 +211,7 @@ def _check_config(config: dict, path: Path) -> None:
     for key, expected in _UNSUPPORTED.items():
         if config.get(key, expected) != expected:
             raise ValueError(f"{path}: {key}={config[key]} is not supported (our GPT-2 assumes {expected})")
+    return config
 
 
 def _read_weights(directory: Path) -> dict[str, torch.Tensor]:

@@ -3,7 +3,9 @@ labels, the loss change when each head is ablated, and heatmaps per layer and he
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -140,7 +142,7 @@ def findings(rows: list[dict]) -> list[str]:
     counts = {label: sum(row["label"] == label for row in rows) for label in dict.fromkeys(r["label"] for r in rows)}
     strongest = []
     for kind in attention_analysis.HEAD_KINDS:
-        best = max(rows, key=lambda row, kind=kind: row[kind])
+        best = max(rows, key=operator.itemgetter(kind))
         strongest.append(f"{kind} layer {best['layer']} head {best['head']} ({best[kind]:.2f})")
     most = max(rows, key=lambda row: row["ablation_loss_change_text"])
     copier = max(rows, key=lambda row: row["ablation_loss_change_repeat"])
@@ -162,8 +164,12 @@ def heatmaps(context: Context, study: AttentionStudy, report: ReportWriter) -> N
     report.paragraph(f"Heatmaps on the first {sample.shape[1]} tokens of a story:")
     for layer, head_titles in enumerate(study.labels):
         report.figure(
-            lambda path, layer=layer, titles=head_titles: attention_analysis.plot_attention_layer(
-                sample_attention[layer][0], token_labels, layer, path, titles
+            functools.partial(
+                attention_analysis.plot_attention_layer,
+                sample_attention[layer][0],
+                token_labels,
+                layer,
+                scores=head_titles,
             ),
             f"attention_layer{layer}.png",
             f"attention weights of layer {layer}",

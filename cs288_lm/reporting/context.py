@@ -8,14 +8,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from torch import nn
+from typing import TYPE_CHECKING, cast
 
 from cs288_lm.analysis.metrics import cut_text, scoring_ids
 from cs288_lm.analysis.sampling_study import Sample
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.models.architectures import ModelConfig
+from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training.loading import model_from_checkpoint, read_checkpoint
 from cs288_lm.training.run_dir import RunDir, model_checkpoint_path
@@ -61,7 +60,7 @@ class Context:
     checkpoint: dict
     checkpoint_path: Path
     run: RunDir
-    model: nn.Module
+    model: LanguageModel
     config: ModelConfig
     tokenizer: Tokenizer
     tokenizer_dir: Path
@@ -167,7 +166,8 @@ def build_context(args: argparse.Namespace) -> Context:
         checkpoint=checkpoint,
         checkpoint_path=checkpoint_path,
         run=RunDir.containing(args.checkpoint),
-        model=model,
+        # build_model makes one of LanguageModel's classes; the loader's annotation says only nn.Module.
+        model=cast(LanguageModel, model),
         config=config,
         tokenizer=tokenizer,
         tokenizer_dir=tokenizer_dir,

@@ -3,6 +3,7 @@ neighbours, and a noun/verb linear probe of each layer's hidden state against a 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from torch import Tensor
@@ -48,17 +49,19 @@ def maps(context: Context, tables: dict[str, Tensor], report: ReportWriter) -> N
         projected, shares = embedding_analysis.pca_2d(points)
         title = f"PCA of {kind} embeddings (PC1 {shares[0]:.0%}, PC2 {shares[1]:.0%} of variance)"
         report.figure(
-            lambda path, projected=projected, title=title: embedding_analysis.plot_projection(
-                projected, labels, title, path, ("PC1", "PC2")
-            ),
+            functools.partial(embedding_analysis.plot_projection, projected, labels, title, axis_names=("PC1", "PC2")),
             f"embeddings_{kind}_pca.png",
             f"PCA of the {kind} embeddings",
         )
         try:
             tsne = embedding_analysis.tsne_2d(points, context.args.seed)
             report.figure(
-                lambda path, tsne=tsne, kind=kind: embedding_analysis.plot_projection(
-                    tsne, labels, f"t-SNE of {kind} embeddings", path, ("t-SNE 1", "t-SNE 2")
+                functools.partial(
+                    embedding_analysis.plot_projection,
+                    tsne,
+                    labels,
+                    f"t-SNE of {kind} embeddings",
+                    axis_names=("t-SNE 1", "t-SNE 2"),
                 ),
                 f"embeddings_{kind}_tsne.png",
                 f"t-SNE of the {kind} embeddings",

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
-
 from cs288_lm.analysis.sampling_study import METRIC_COLUMNS, PROMPTS, Sample, reading, run_study, summarise
+from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.reporting.context import Context
 from cs288_lm.reporting.writer import ReportWriter
 from cs288_lm.tokenizer import Tokenizer
@@ -27,7 +26,7 @@ METRIC_HEADERS = (
 
 
 def study(
-    context: Context, model: nn.Module, tokenizer: Tokenizer, eos: int | None, samples_per_prompt: int | None = None
+    context: Context, model: LanguageModel, tokenizer: Tokenizer, eos: int | None, samples_per_prompt: int | None = None
 ) -> list[Sample]:
     """Samples of every strategy on :data:`PROMPTS` with the report's settings."""
     args = context.args
