@@ -5,7 +5,7 @@
     python -m cs288_lm.pipelines.generate --checkpoint PATH --strategy greedy --max-new-tokens 100
 
 ``--checkpoint`` is a file written by :mod:`cs288_lm.pipelines.pretrain` (``latest.pt`` or ``best.pt``) or
-its run directory (``checkpoints/best.pt`` is then used). The samples of one call are drawn as one
+its run directory (its model: ``best.pt``, else ``latest.pt``; see cs288_lm/training/run_dir.py). The samples of one call are drawn as one
 batch from ``--seed``; each stops at ``<|endoftext|>``.
 """
 
