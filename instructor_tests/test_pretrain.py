@@ -28,10 +28,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import cs288_lm.pipelines.pretrain as pretrain
+import cs288_lm.training.trainer as trainer
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import get_lr_cosine_schedule
-from cs288_lm.pipelines.pretrain import TrainConfig, main, parse_config
+from cs288_lm.pipelines.pretrain import main, parse_config
+from cs288_lm.training.settings import config_settings
+from cs288_lm.training.train_config import DEFAULT_MODEL, TrainConfig
 from cs288_lm.training import flops
 from cs288_lm.training.flops import training_flops_per_token
 
@@ -136,7 +138,7 @@ def reference(one_thread, tmp_path_factory):
 
 def stop_after_steps(monkeypatch, steps: int) -> None:
     """Ask the trainer to stop after ``steps`` steps, as a SIGINT arriving during that step would."""
-    real_train_step = pretrain.Trainer.train_step
+    real_train_step = trainer.Trainer.train_step
 
     def train_step(self):
         result = real_train_step(self)
@@ -144,7 +146,7 @@ def stop_after_steps(monkeypatch, steps: int) -> None:
             self.stop_requested = True
         return result
 
-    monkeypatch.setattr(pretrain.Trainer, "train_step", train_step)
+    monkeypatch.setattr(trainer.Trainer, "train_step", train_step)
 
 
 @pytest.mark.parametrize("steps", [6, 5], ids=["stop_after=6", "stop_after=5"])
@@ -253,7 +255,7 @@ def nan_on_training_call(monkeypatch, call: int, on_trigger=lambda: None) -> Non
     """Make the logits, hence the loss, of the ``call``-th training forward pass (1-based) NaN.
 
     Evaluation and sampling run under no_grad and are not counted."""
-    real_build_model = pretrain.build_model
+    real_build_model = trainer.build_model
     calls = {"train": 0}
 
     def hook(module, inputs, output):
@@ -269,7 +271,7 @@ def nan_on_training_call(monkeypatch, call: int, on_trigger=lambda: None) -> Non
         model.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(pretrain, "build_model", build_model)
+    monkeypatch.setattr(trainer, "build_model", build_model)
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch):
@@ -300,8 +302,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tm
 
     # Through run(): the exception itself.
     nan_on_training_call(monkeypatch, 1)
-    with pytest.raises(pretrain.TrainingDiverged, match=r"became nan at step 1; no checkpoint was saved yet"):
-        pretrain.run(parse_config(tiny_args(tmp_path / "first_step", reference.cache)))
+    with pytest.raises(trainer.TrainingDiverged, match=r"became nan at step 1; no checkpoint was saved yet"):
+        trainer.run(parse_config(tiny_args(tmp_path / "first_step", reference.cache)))
     assert not (tmp_path / "first_step" / "checkpoints").exists()
 
 
@@ -450,7 +452,7 @@ def test_the_process_group_is_destroyed_when_the_run_fails(reference, tmp_path, 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
     with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
-        pretrain.run(parse_config(tiny_args(tmp_path / "fresh", reference.cache, "--resume")))
+        trainer.run(parse_config(tiny_args(tmp_path / "fresh", reference.cache, "--resume")))
     assert not torch.distributed.is_initialized()
 
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
@@ -459,8 +461,8 @@ def test_the_process_group_is_destroyed_when_the_run_fails(reference, tmp_path, 
 
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
     nan_on_training_call(monkeypatch, 2)
-    with pytest.raises(pretrain.TrainingDiverged, match="became nan at step 2"):
-        pretrain.run(parse_config(tiny_args(tmp_path / "diverged", reference.cache)))
+    with pytest.raises(trainer.TrainingDiverged, match="became nan at step 2"):
+        trainer.run(parse_config(tiny_args(tmp_path / "diverged", reference.cache)))
     assert not torch.distributed.is_initialized()
 
 
@@ -471,27 +473,32 @@ def test_the_process_group_is_destroyed_when_the_run_fails(reference, tmp_path, 
 
 def test_config_file_sets_values_and_flags_override_it(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"d_model": 48, "batch_size": 4, "compile": True, "token_budget": 1000,
-                                "learning_rate": 0.01, "architecture": "gpt2"}))
+    path.write_text(json.dumps({"model": {"d_model": 48, "architecture": "gpt2"}, "batch_size": 4, "compile": True,
+                                "token_budget": 1000, "learning_rate": 0.01}))
     config = parse_config(["--config", str(path), "--batch-size", "16", "--no-compile", "--token-budget", "2000"])
-    assert (config.d_model, config.learning_rate, config.architecture) == (48, 0.01, "gpt2")
+    assert (config.model.d_model, config.learning_rate, config.model.architecture) == (48, 0.01, "gpt2")
     assert (config.batch_size, config.compile, config.token_budget) == (16, False, 2000)
-    assert config.num_layers == TrainConfig().num_layers  # untouched settings keep their defaults
+    # untouched settings keep the trainer's defaults, the model's included (not ModelConfig's own)
+    assert config.model.num_layers == TrainConfig().model.num_layers
+    assert config.model.replace(d_model=128, architecture="llama") == DEFAULT_MODEL
+    # a model flag overrides one model setting of the file and keeps the others
+    config = parse_config(["--config", str(path), "--num-layers", "3"])
+    assert (config.model.d_model, config.model.num_layers, config.model.architecture) == (48, 3, "gpt2")
     assert isinstance(config.learning_rate, float) and isinstance(config.batch_size, int)
 
     config = parse_config(["--config", str(path)])
     assert (config.batch_size, config.compile, config.token_budget) == (4, True, 1000)
-    assert config.total_steps == math.ceil(1000 / (4 * config.context_length))
+    assert config.total_steps == math.ceil(1000 / (4 * config.model.context_length))
     assert parse_config([]) == TrainConfig()
 
 
 def test_none_on_the_command_line_overrides_a_config_value(tmp_path):
     """Optional settings take "none" on the command line; it must override the JSON file's value."""
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"token_budget": 1000, "d_ff": 96}))
+    path.write_text(json.dumps({"token_budget": 1000, "model": {"d_ff": 96}}))
     assert parse_config(["--token-budget", "none"]).token_budget is None
     config = parse_config(["--config", str(path), "--token-budget", "none", "--d-ff", "none"])
-    assert (config.token_budget, config.d_ff) == (None, None)
+    assert (config.token_budget, config.model.d_ff) == (None, None)
 
 
 def parse_error(argv: list[str], capsys) -> str:
@@ -504,7 +511,13 @@ def parse_error(argv: list[str], capsys) -> str:
 @pytest.mark.parametrize(
     ("content", "argv", "message"),
     [
-        ({"d_modle": 64}, [], "unknown settings ['d_modle']"),
+        ({"batch_sise": 64}, [], "unknown settings ['batch_sise'] (did you mean 'batch_size' for 'batch_sise'?)"),
+        ({"model": {"d_modle": 64}}, [], "'model': unknown settings ['d_modle']"),
+        ({"d_model": 64}, [], "'d_model' is a setting of 'model'; move it there: {'model': {'d_model': ...}}"),
+        ({"model": {"vocab_size": 64}}, [], "'vocab_size' is not a setting (the program fills it in)"),
+        ({"model": 64}, [], "'model' must be an object of settings, got an integer"),
+        (None, ["--num-heads", "3"], "d_model=128 is not divisible by num_heads=3"),
+        (None, ["--kernels", "flash"], "'kernels' must be one of 'reference', 'torch', got a string 'flash'"),
         ("{\"d_model\": 64,", [], "not valid JSON"),
         (None, ["--config", "{tmp}/missing.json"], "config file not found: {tmp}/missing.json"),
         (None, ["--batch-size", "0"], "batch_size must be at least 1, got 0"),
@@ -514,11 +527,12 @@ def parse_error(argv: list[str], capsys) -> str:
         (None, ["--learning-rate", "1e-3", "--min-learning-rate", "1e-2"], "min_learning_rate <= learning_rate"),
         ({"eval_interval": 0}, [], "eval_interval must be at least 1, got 0"),
         ({"batch_size": "8"}, [], "'batch_size' must be an integer, got a string '8'"),
-        ({"d_ff": 1.5}, [], "'d_ff' must be an integer or null, got a number 1.5"),
+        ({"model": {"d_ff": 1.5}}, [], "'d_ff' must be an integer or null, got a number 1.5"),
         ("[1, 2]", [], "expected a JSON object of settings, got a list"),
         (None, ["--d-ff", "abc"], "--d-ff: invalid int value: 'abc'"),
     ],
-    ids=["unknown-key", "bad-json", "missing-file", "batch-size-0", "precision-fp8", "loss-backend", "not-an-int",
+    ids=["unknown-key", "unknown-model-key", "flat-model-key", "vocab-size", "model-not-object", "heads",
+         "kernels", "bad-json", "missing-file", "batch-size-0", "precision-fp8", "loss-backend", "not-an-int",
          "min-lr", "json-0", "json-string-for-int", "json-float-for-optional-int", "json-list", "optional-not-an-int"],
 )
 def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, message):
@@ -571,17 +585,25 @@ def test_json_integers_are_accepted_for_float_settings(tmp_path):
 
 
 def test_every_setting_has_a_flag_of_its_type():
-    """Flags are typed from the annotations (typing.get_type_hints), so each field round-trips."""
-    default = TrainConfig()
-    for field in dataclasses.fields(TrainConfig):
-        value = getattr(default, field.name)
-        flag = "--" + field.name.replace("_", "-")
+    """Flags are typed from the annotations (typing.get_type_hints), so each setting round-trips,
+    the model's too (every ModelConfig field but vocab_size, which comes from the tokenizer)."""
+    settings = config_settings(TrainConfig)
+    model_fields = {field.name for field in dataclasses.fields(ModelConfig)}
+    assert {name for name, entry in settings.items() if entry.path[0] == "model"} == model_fields - {"vocab_size"}
+
+    def value_of(config: TrainConfig, name: str):
+        return getattr(config.model if settings[name].path[0] == "model" else config, name)
+
+    for name, entry in settings.items():
+        value = entry.default
+        assert value_of(TrainConfig(), name) == value, name
+        flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            argv = [flag] if not value else ["--no-" + field.name.replace("_", "-")]
-            assert getattr(parse_config(argv), field.name) is (not value), field.name
+            argv = [flag] if not value else ["--no-" + name.replace("_", "-")]
+            assert value_of(parse_config(argv), name) is (not value), name
         elif value is not None:
-            assert getattr(parse_config([flag, str(value)]), field.name) == value, field.name
-            assert type(getattr(parse_config([flag, str(value)]), field.name)) is type(value), field.name
+            assert value_of(parse_config([flag, str(value)]), name) == value, name
+            assert type(value_of(parse_config([flag, str(value)]), name)) is type(value), name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,7 +616,10 @@ def test_training_flops_per_token_equal_the_flops_torch_counts(architecture):
     """The MFU's FLOPs (from Part 2's count_flops_per_token) are those of a forward and backward
     pass as torch's FLOP counter measures them (matrix multiplications; attention over the full
     context, as the reference backend computes it)."""
-    config = ModelConfig(architecture, 100, 16, 32, 2, 4, attention_backend="reference")
+    config = ModelConfig(
+        architecture=architecture, vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4,
+        kernels="reference",
+    )
     tokens = torch.zeros(2, config.context_length, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
         build_model(config)(tokens).sum().backward()
@@ -604,7 +629,7 @@ def test_training_flops_per_token_equal_the_flops_torch_counts(architecture):
 def test_mfu_is_logged_and_is_n_a_before_count_flops_per_token_is_written(reference, tmp_path, monkeypatch):
     """On a GPU of known peak the records have an MFU; with the handout's count_flops_per_token
     (NotImplementedError) training runs all the same and the MFU is reported as unavailable."""
-    monkeypatch.setattr(pretrain, "peak_flops", lambda device: 1e12)
+    monkeypatch.setattr(trainer, "peak_flops", lambda device: 1e12)
     result = run_main(tiny_args(tmp_path / "mfu", reference.cache, "--max-steps", "2"))
     assert result.code == 0, result.stderr
     assert all(0 < r["mfu"] < 1 for r in metrics(tmp_path / "mfu")) and "| MFU " in result.stderr
@@ -649,6 +674,8 @@ def test_run_writes_metrics_plots_checkpoints_and_a_report(reference):
         assert data[:8] == PNG_SIGNATURE and len(data) > 1000, name
     saved_config = json.loads((out / "config.json").read_text())
     assert saved_config["max_steps"] == MAX_STEPS and saved_config["out_dir"] == str(out)
+    assert saved_config["model"]["d_model"] == 32 and "vocab_size" not in saved_config["model"]
+    assert parse_config(["--config", str(out / "config.json")]) == parse_config(tiny_args(out, reference.cache))
 
     latest = load_checkpoint(out / "checkpoints" / "latest.pt")
     best = load_checkpoint(out / "checkpoints" / "best.pt")
