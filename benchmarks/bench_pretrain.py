@@ -5,7 +5,7 @@
 Both runs get the same token budget, data (the bundled TinyStories train split, encoded with the
 bundled tokenizer), model size, batches (the same random windows, in the same order), learning
 rate schedule (warmup + cosine), gradient clipping and AdamW settings (weight decay on matrices
-only). Ours is :class:`cs288_lm.pipelines.pretrain.Trainer` stepping our :class:`TransformerLM` with our
+only). Ours is :class:`cs288_lm.training.trainer.Trainer` stepping our :class:`TransformerLM` with our
 AdamW; theirs is ``transformers.LlamaForCausalLM`` (same shapes, untied embeddings, SDPA
 attention) with ``torch.optim.AdamW`` in a minimal loop. Reported: training tokens/s (optimizer
 steps only, evaluation excluded), the final validation loss on the same fixed batches, and ratios.
@@ -36,7 +36,8 @@ from cs288_lm.data import get_batch  # noqa: E402
 from cs288_lm.model import count_parameters  # noqa: E402
 from cs288_lm.nn_utils import get_lr_cosine_schedule  # noqa: E402
 from cs288_lm.optimizer import parameter_groups  # noqa: E402
-from cs288_lm.pipelines.pretrain import TrainConfig, Trainer, autocast_context  # noqa: E402
+from cs288_lm.training.train_config import DEFAULT_MODEL, TrainConfig  # noqa: E402
+from cs288_lm.training.trainer import Trainer, autocast_context  # noqa: E402
 
 
 def train_ours(config: TrainConfig) -> dict:
@@ -70,7 +71,9 @@ def train_hugging_face(config: TrainConfig) -> dict:
             group["lr"] = get_lr_cosine_schedule(  # optimizer step k uses iteration k, as the Trainer does
                 step + 1, config.learning_rate, config.min_learning_rate, config.warmup_steps, config.total_steps
             )
-        inputs, targets = get_batch(reference.train_tokens, config.batch_size, config.context_length, reference.device, rng)
+        inputs, targets = get_batch(
+            reference.train_tokens, config.batch_size, config.model.context_length, reference.device, rng
+        )
         with autocast_context(reference.device, config.precision):
             logits = model(input_ids=inputs).logits
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
@@ -87,7 +90,7 @@ def train_hugging_face(config: TrainConfig) -> dict:
         ]
     return {
         "seconds": seconds,
-        "tokens_per_second": config.total_steps * config.batch_size * config.context_length / seconds,
+        "tokens_per_second": config.total_steps * config.batch_size * config.model.context_length / seconds,
         "val_loss": sum(losses) / len(losses),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -105,17 +108,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
+        model = DEFAULT_MODEL.replace(
+            context_length=args.context_length, d_model=args.d_model, num_layers=args.num_layers,
+            num_heads=args.num_heads,
+        )
         config = TrainConfig(
-            max_steps=args.max_steps, batch_size=args.batch_size, context_length=args.context_length,
-            d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads, device=args.device,
+            model=model, max_steps=args.max_steps, batch_size=args.batch_size, device=args.device,
             out_dir=str(Path(scratch) / "run"), cache_dir=str(Path(scratch) / "cache"),
             warmup_steps=max(1, args.max_steps // 20),
         )
         ours = train_ours(config)
         theirs = train_hugging_face(config)
-    tokens = config.total_steps * config.batch_size * config.context_length
-    print(f"budget: {tokens:,} tokens ({config.total_steps} steps of {config.batch_size} x {config.context_length}); "
-          f"d_model {config.d_model}, {config.num_layers} layers, {config.num_heads} heads; "
+    tokens = config.total_steps * config.batch_size * config.model.context_length
+    print(f"budget: {tokens:,} tokens ({config.total_steps} steps of {config.batch_size} x {config.model.context_length}); "
+          f"d_model {config.model.d_model}, {config.model.num_layers} layers, {config.model.num_heads} heads; "
           f"{torch.get_num_threads()} torch threads, device {args.device}")
     print(f"{'':22} {'parameters':>12} {'tokens/s':>10} {'seconds':>8} {'val loss':>9}")
     for name, result in (("ours (Trainer)", ours), ("HF LlamaForCausalLM", theirs)):
