@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         ours = train_ours(config)
         theirs = train_hugging_face(config)
     tokens = config.total_steps * config.batch_size * config.model.context_length
-    print(f"budget: {tokens:,} tokens ({config.total_steps} steps of {config.batch_size} x {config.model.context_length}); "
+    steps = f"{config.total_steps} steps of {config.batch_size} x {config.model.context_length}"
+    print(f"budget: {tokens:,} tokens ({steps}); "
           f"d_model {config.model.d_model}, {config.model.num_layers} layers, {config.model.num_heads} heads; "
           f"{torch.get_num_threads()} torch threads, device {args.device}")
     print(f"{'':22} {'parameters':>12} {'tokens/s':>10} {'seconds':>8} {'val loss':>9}")

@@ -80,7 +80,9 @@ def test_the_layer_rule_sees_an_upward_import(tmp_path: Path) -> None:
 
 def pipeline_imports(path: Path) -> set[str]:
     """The ``cs288_lm.pipelines`` modules that ``path`` imports (the package itself counts too)."""
-    return {name for name in package_imports(path) if name == "cs288_lm.pipelines" or name.startswith("cs288_lm.pipelines.")}
+    return {
+        name for name in package_imports(path) if name == "cs288_lm.pipelines" or name.startswith("cs288_lm.pipelines.")
+    }
 
 
 def test_no_program_imports_another_program() -> None:
@@ -98,5 +100,7 @@ def test_the_program_rule_sees_a_program_importing_another(tmp_path: Path) -> No
         "import cs288_lm.pipelines.generate\nfrom cs288_lm.training import trainer\n"
     )
     assert pipeline_imports(source) == {
-        "cs288_lm.pipelines.pretrain", "cs288_lm.pipelines.sweep", "cs288_lm.pipelines.generate"
+        "cs288_lm.pipelines.pretrain",
+        "cs288_lm.pipelines.sweep",
+        "cs288_lm.pipelines.generate",
     }

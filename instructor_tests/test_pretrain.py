@@ -32,10 +32,10 @@ import cs288_lm.training.trainer as trainer
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import get_lr_cosine_schedule
 from cs288_lm.pipelines.pretrain import main, parse_config
-from cs288_lm.training.settings import config_settings
-from cs288_lm.training.train_config import DEFAULT_MODEL, TrainConfig
 from cs288_lm.training import flops
 from cs288_lm.training.flops import training_flops_per_token
+from cs288_lm.training.settings import config_settings
+from cs288_lm.training.train_config import DEFAULT_MODEL, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

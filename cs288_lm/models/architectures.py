@@ -79,7 +79,9 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-def build_model(config: ModelConfig, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> nn.Module:
+def build_model(
+    config: ModelConfig, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
     """A freshly initialised model for ``config`` (use ``torch.manual_seed`` first for reproducibility)."""
     if config.architecture == "gpt2":
         return GPT2LM(

@@ -5,8 +5,8 @@
     python -m cs288_lm.pipelines.generate --checkpoint PATH --strategy greedy --max-new-tokens 100
 
 ``--checkpoint`` is a file written by :mod:`cs288_lm.pipelines.pretrain` (``latest.pt`` or ``best.pt``) or
-its run directory (its model: ``best.pt``, else ``latest.pt``; see cs288_lm/training/run_dir.py). The samples of one call are drawn as one
-batch from ``--seed``; each stops at ``<|endoftext|>``.
+its run directory (its model: ``best.pt``, else ``latest.pt``; cs288_lm/training/run_dir.py). The
+samples of one call are drawn as one batch from ``--seed``; each stops at ``<|endoftext|>``.
 """
 
 from __future__ import annotations

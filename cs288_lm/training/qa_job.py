@@ -50,7 +50,14 @@ from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
 from cs288_lm.training.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
 from cs288_lm.training.loading import load_pretrained_model, read_checkpoint
 from cs288_lm.training.run_dir import RunDir, model_checkpoint_path
-from cs288_lm.training.settings import DEVICE_HELP, REPO_ROOT, config_from_settings, resolve_device, setting, settings_of
+from cs288_lm.training.settings import (
+    DEVICE_HELP,
+    REPO_ROOT,
+    config_from_settings,
+    resolve_device,
+    setting,
+    settings_of,
+)
 from cs288_lm.training.token_files import tokenizer_fingerprint
 from cs288_lm.training.train_config import TrainConfig, train_config
 from cs288_lm.training.trainer import run as pretrain
@@ -233,7 +240,11 @@ def run_finetuning(
         saved_path.parent.mkdir(parents=True, exist_ok=True)
         state = {"key": key, "model": model.state_dict(), **result}
         torch.save({**state, "test_key": test_key, "test_predictions": test_predictions}, saved_path)
-    return {"dev_accuracy": result["best_dev_accuracy"], "best_epoch": result["best_epoch"], "test_predictions": test_predictions}
+    return {
+        "dev_accuracy": result["best_dev_accuracy"],
+        "best_epoch": result["best_epoch"],
+        "test_predictions": test_predictions,
+    }
 
 
 def run_prompting(
@@ -361,12 +372,12 @@ def format_report(summary: dict, baseline: dict | None) -> str:
         points = rules["part4"][method]["points"]
         reference = baseline.get(f"{method}_dev_accuracy") if baseline else None
         reference = f"{reference:.1%}" if isinstance(reference, (int, float)) else "n/a"
-        lines.append(
-            f"| {method} ({part}) | {summary[f'{method}_dev_accuracy']:.1%} | {reference} | {ours[part]:.1f} / {points} |"
-        )
+        accuracy = summary[f"{method}_dev_accuracy"]
+        lines.append(f"| {method} ({part}) | {accuracy:.1%} | {reference} | {ours[part]:.1f} / {points} |")
     lines += [
         "",
-        f"Predictions for the test questions: {summary['predictions']['finetuned']}, {summary['predictions']['prompting']}",
+        "Predictions for the test questions: "
+        f"{summary['predictions']['finetuned']}, {summary['predictions']['prompting']}",
         f"Total time {summary['seconds']:.0f}s.",
     ]
     return "\n".join(lines)

@@ -15,7 +15,11 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 def rng_state(batch_rng: np.random.Generator) -> dict:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(), "numpy_batches": batch_rng.bit_generator.state}
+    state = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy_batches": batch_rng.bit_generator.state,
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -170,7 +170,9 @@ def _config_from_settings(
     return config_class(**values)
 
 
-def _check_names(settings: Mapping[str, Any], source: str, types_by_name: dict[str, Any], skip: tuple[str, ...]) -> None:
+def _check_names(
+    settings: Mapping[str, Any], source: str, types_by_name: dict[str, Any], skip: tuple[str, ...]
+) -> None:
     """Unknown names raise a SettingsError: a nested configuration's setting given at the top says
     where it goes, a misspelt one gets the closest known name."""
     unknown = sorted(set(settings) - set(types_by_name))
@@ -179,7 +181,9 @@ def _check_names(settings: Mapping[str, Any], source: str, types_by_name: dict[s
     for name in unknown:
         if name in skip:
             raise SettingsError(f"{source}: {name!r} is not a setting (the program fills it in); remove it")
-    nested = {inner: outer for outer, kind in types_by_name.items() if _is_config(kind) for inner in config_settings(kind)}
+    nested = {
+        inner: outer for outer, kind in types_by_name.items() if _is_config(kind) for inner in config_settings(kind)
+    }
     for name in unknown:
         if name in nested:
             outer = nested[name]
@@ -307,7 +311,6 @@ def _is_config(kind: Any) -> bool:
 
 def _field_default(field: dataclasses.Field) -> Any:
     return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
-
 
 
 def _optional(kind: Any) -> bool:

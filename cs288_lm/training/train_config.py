@@ -85,8 +85,15 @@ class TrainConfig:
     seed: int = setting(1337, "seed of the initialisation, the batches and the samples")
 
     def __post_init__(self):
-        positive = ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches", "log_interval",
-                    "checkpoint_interval")
+        positive = (
+            "batch_size",
+            "grad_accum_steps",
+            "max_steps",
+            "eval_interval",
+            "eval_batches",
+            "log_interval",
+            "checkpoint_interval",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -381,15 +381,20 @@ class Trainer:
         eos = self.tokenizer.special_token_ids.get(EOT)
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         results = []
-        for name, settings in [("greedy", {"temperature": 0.0})] + [("top-p 0.9", {"top_p": 0.9})] * self.config.num_samples:
-            ids = generate(self.model, prompt_ids, self.config.sample_tokens, eos_token_id=eos, generator=generator, **settings)
+        decodings = [("greedy", {"temperature": 0.0})] + [("top-p 0.9", {"top_p": 0.9})] * self.config.num_samples
+        for name, settings in decodings:
+            ids = generate(
+                self.model, prompt_ids, self.config.sample_tokens, eos_token_id=eos, generator=generator, **settings
+            )
             results.append((name, prompt + self.tokenizer.decode([i for i in ids[0].tolist() if i != eos])))
         return results
 
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def run(config: TrainConfig) -> dict[str, float]:
