@@ -737,3 +737,44 @@ def test_logged_train_loss_is_the_mean_of_its_own_window(reference, tmp_path):
     for record in logged:
         step = record["step"]
         assert record["train_loss"] == pytest.approx((per_step[step - 1] + per_step[step]) / 2, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. The run folder
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_runs_model_is_best_pt_and_latest_pt_stands_in_before_the_first_evaluation(tmp_path):
+    """The one rule (cs288_lm/training/run_dir.py), as the loader applies it to a run folder."""
+    from cs288_lm.training.loading import read_checkpoint
+    from cs288_lm.training.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        read_checkpoint(run.root)  # no such folder or file
+    run.write_config({"max_steps": 1})  # a run folder without checkpoints
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        run.model_checkpoint()
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        read_checkpoint(run.root)
+    run.save_checkpoint("latest", {"model": {}, "model_config": {}, "step": 1})
+    assert run.model_checkpoint() == run.latest_checkpoint
+    assert read_checkpoint(run.root)["step"] == 1
+    run.save_checkpoint("best", {"model": {}, "model_config": {}, "step": 2})
+    assert run.model_checkpoint() == run.best_checkpoint
+    assert read_checkpoint(run.root)["step"] == 2
+    assert read_checkpoint(run.latest_checkpoint)["step"] == 1  # a file is read as given
+    for inside in (run.root, run.best_checkpoint, run.latest_checkpoint):
+        assert RunDir.containing(inside) == run
+    assert not list(run.checkpoint_dir.glob("*.tmp"))
+
+
+def test_old_checkpoints_name_the_kernels_attention_backend(tmp_path):
+    """A checkpoint saved before ModelConfig.attention_backend became ModelConfig.kernels still loads."""
+    from cs288_lm.training.loading import model_from_checkpoint
+
+    config = DEFAULT_MODEL.replace(vocab_size=50, d_model=16, num_layers=1, num_heads=2, kernels="reference")
+    settings = dataclasses.asdict(config)
+    settings["attention_backend"] = settings.pop("kernels")
+    _, loaded = model_from_checkpoint({"model": build_model(config).state_dict(), "model_config": settings})
+    assert loaded == config
