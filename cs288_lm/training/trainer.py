@@ -65,6 +65,10 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
 
 
 class Trainer:
+    """One pretraining run of ``config``: the data, the model and optimizer (resumed from
+    ``latest.pt`` with ``config.resume``), and its folder (:class:`RunDir`). :meth:`train` runs the
+    remaining steps; :meth:`validation_perplexity` and :meth:`samples` report on the model after."""
+
     def __init__(self, config: TrainConfig):
         self.config = config
         self.processes, self.device = init_processes(config.device)
