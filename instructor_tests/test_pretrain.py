@@ -513,7 +513,7 @@ def parse_error(argv: list[str], capsys) -> str:
     [
         ({"batch_sise": 64}, [], "unknown settings ['batch_sise'] (did you mean 'batch_size' for 'batch_sise'?)"),
         ({"model": {"d_modle": 64}}, [], "'model': unknown settings ['d_modle']"),
-        ({"d_model": 64}, [], "'d_model' is a setting of 'model'; move it there: {'model': {'d_model': ...}}"),
+        ({"d_model": 64}, [], """'d_model' is a setting of 'model'; move it under "model": {"model": {"d_model": ...}}"""),
         ({"model": {"vocab_size": 64}}, [], "'vocab_size' is not a setting (the program fills it in)"),
         ({"model": 64}, [], "'model' must be an object of settings, got an integer"),
         (None, ["--num-heads", "3"], "d_model=128 is not divisible by num_heads=3"),

@@ -364,7 +364,7 @@ def test_checkpoint_setting_takes_a_file_or_a_run_directory(tiny_job):
         ('{"out_dir": "x", "learning_rate": 0.1}', "{path}: unknown settings ['learning_rate']"),
         ('{"pretrain": {"max_steps": 0}}', "max_steps must be at least 1"),
         ('{"pretrain": {"d_modle": 64}}', "d_modle"),
-        ('{"pretrain": {"d_model": 64}}', "'d_model' is a setting of 'model'; move it there"),
+        ('{"pretrain": {"d_model": 64}}', "'d_model' is a setting of 'model'; move it under \"model\""),
         ('{"pretrain": {"model": {"d_modle": 64}}}', "'pretrain' 'model': unknown settings ['d_modle']"),
         ('{"finetune": {"epochs": 0}}', "epochs and batch_size must be at least 1"),
         ('{"pretrain": null}', "{path}: 'pretrain' must be an object, got null"),

@@ -188,7 +188,7 @@ def _check_names(
         if name in nested:
             outer = nested[name]
             raise SettingsError(
-                f"{source}: {name!r} is a setting of {outer!r}; move it there: {{{outer!r}: {{{name!r}: ...}}}}"
+                f'{source}: {name!r} is a setting of {outer!r}; move it under "{outer}": {{"{outer}": {{"{name}": ...}}}}'
             )
     hints = [
         f"{close[0]!r} for {name!r}" for name in unknown if (close := difflib.get_close_matches(name, types_by_name, 1))
