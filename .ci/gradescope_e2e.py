@@ -10,7 +10,7 @@
    sandbox user with ``setup.sh``'s own script.
 3. ``run_autograder`` (with ``AUTOGRADER_ROOT`` pointing at the temporary root) on the reference
    solution and on the bare handout; read ``results/results.json``.
-4. The gallery of bad submissions (``instructor_tests/gallery.py``) graded as the sandbox user.
+4. The gallery of bad submissions (``autograder/gallery.py``) graded as the sandbox user.
 
 Exits non-zero, listing every problem, when anything is not as it must be.
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from instructor_tests.gallery import (  # noqa: E402 (needs the repository on the path)
+from autograder.gallery import (
     CASES,
     PART4_FILES,
     Case,

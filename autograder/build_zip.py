@@ -4,8 +4,9 @@
 
 Layout: ``setup.sh`` and ``run_autograder`` (from ``autograder/gradescope``), ``requirements.txt``
 and ``constraints.txt`` (what ``setup.sh`` installs, at the exact versions CI tests), the grader's
-code (the tracked ``autograder/*.py``) and the grading bundle (``bundle/``, see
-:mod:`autograder.bundle`; the cached bundle of this repository unless ``--bundle`` names one).
+code (the tracked ``autograder/*.py``, the gallery of attacks left out) and the grading bundle
+(``bundle/``, see :mod:`autograder.bundle`; the cached bundle of this repository unless ``--bundle``
+names one).
 Entries are sorted and carry a fixed date and fixed permissions, so the same inputs give identical
 bytes. The zip is written beside ``--out`` and renamed into place: an existing zip is replaced
 whole, and anything else at ``--out`` is left alone.
@@ -22,7 +23,14 @@ from pathlib import Path
 
 from autograder.bundle import Progress, cached_bundle, duration
 from autograder.grade import read_tree
-from autograder.make_handout import BUILD_MARKER, REPO_ROOT, BuildError, inside_repository_problem, shipped_files
+from autograder.make_handout import (
+    BUILD_MARKER,
+    NOT_GRADER_CODE,
+    REPO_ROOT,
+    BuildError,
+    inside_repository_problem,
+    shipped_files,
+)
 
 AUTOGRADER = Path(__file__).resolve().parent
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
@@ -31,8 +39,13 @@ PROGRESS_STEPS = 10  # progress while compressing: a line as each tenth of the b
 
 
 def grader_code(root: Path = REPO_ROOT) -> list[str]:
-    """The grader's modules that ship: the tracked ``autograder/*.py`` of ``root``."""
-    return [r for r in shipped_files(root) if r.startswith("autograder/") and r.count("/") == 1 and r.endswith(".py")]
+    """The grader's modules that ship: the tracked ``autograder/*.py`` of ``root``, except the
+    instructors' checks (``NOT_GRADER_CODE``)."""
+    return [
+        r
+        for r in shipped_files(root)
+        if r.startswith("autograder/") and r.count("/") == 1 and r.endswith(".py") and r not in NOT_GRADER_CODE
+    ]
 
 
 def zip_contents(bundle: Path, root: Path = REPO_ROOT) -> dict[str, bytes]:

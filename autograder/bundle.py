@@ -48,12 +48,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from autograder import held_values
 from autograder.judge import BadRecord, Stream, TestRun, decode, judge_stream, parse_stream, read_snapshot
 from autograder.make_handout import (
     BUILD_MARKER,
     HANDOUT_README,
+    NOT_GRADER_CODE,
     REPO_ROOT,
     BuildError,
     handout_contents,
@@ -85,7 +87,7 @@ def hidden_contents(root: Path = REPO_ROOT) -> tuple[dict[str, bytes], dict[str,
     """The hidden test files laid over the handout, and the hidden snapshots (kept secret)."""
     relatives = [r for r in shipped_files(root) if r.startswith(f"{HIDDEN_TESTS}/")]
     tests = {"autograder/__init__.py": b""}
-    snapshots = {}
+    snapshots: dict[str, bytes] = {}
     for relative in relatives:
         (snapshots if f"/{SNAPSHOTS}/" in relative else tests)[relative] = (root / relative).read_bytes()
     return dict(sorted(tests.items())), dict(sorted(snapshots.items()))
@@ -198,7 +200,7 @@ def record_modules(
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(run, tasks))
     records_per_tree: list[list[Record]] = [[] for _ in trees]
-    for (index, _), records in zip(tasks, runs):
+    for (index, _), records in zip(tasks, runs, strict=True):
         records_per_tree[index] += records
     return [_by_module(records, modules) for records in records_per_tree]
 
@@ -248,7 +250,8 @@ def build_manifest(
     from tests.problems import problem_of
 
     graded = {module for problem in config["problems"] for module in problem["modules"]}
-    manifest, errors = {}, []
+    manifest: dict[str, dict] = {}
+    errors: list[str] = []
     for module, stream in reference.items():
         load = snapshot_loader(module, snapshots)
         for nodeid, verdict in judge_stream(stream, stream, load).items():
@@ -329,7 +332,10 @@ def build_bundle(out: Path, root: Path = REPO_ROOT) -> BuiltBundle:
     reference_tree = with_solution(root, students, {**handout, **hidden})
     reference, on_handout = record_modules([reference_tree, {**handout, **hidden}], modules)
     snapshots = trusted_snapshots(handout, hidden_snapshots)
-    manifest = {"student_modules": students, "modules": build_manifest(reference, on_handout, snapshots, config)}
+    manifest: dict[str, Any] = {
+        "student_modules": students,
+        "modules": build_manifest(reference, on_handout, snapshots, config),
+    }
     contents = {f"handout/{path}": data for path, data in handout.items()}
     contents.update({f"hidden/{path}": data for path, data in hidden.items()})
     contents.update({f"secret/snapshots/{path}": data for path, data in hidden_snapshots.items()})
@@ -401,7 +407,8 @@ def bundle_inputs(root: Path = REPO_ROOT) -> list[tuple[str, Path]]:
     taken = [r for r in tracked if r in handout or r.startswith(f"{HIDDEN_TESTS}/")]
     taken += [r for r in ("pyproject.toml", QA_ANSWERS) if r in tracked]
     named = [(f"repository/{r}", root / r) for r in sorted(set(taken))]
-    grader = [*sorted(AUTOGRADER.glob("*.py")), GRADING_CONFIG, HANDOUT_README]
+    code = [path for path in sorted(AUTOGRADER.glob("*.py")) if f"autograder/{path.name}" not in NOT_GRADER_CODE]
+    grader = [*code, GRADING_CONFIG, HANDOUT_README]
     return named + [(f"grader/{path.name}", path) for path in grader]
 
 

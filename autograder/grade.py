@@ -288,7 +288,7 @@ def check_module(
     except UnicodeDecodeError as error:
         return f"{path} is not UTF-8 text ({error.reason} at byte {error.start})", [], []
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-        where = f" at line {error.lineno}" if getattr(error, "lineno", None) else ""
+        where = f" at line {line}" if (line := getattr(error, "lineno", None)) else ""
         return f"{path} does not parse: {type(error).__name__}{where}: {getattr(error, 'msg', error)}", [], []
     return None, forbidden_imports(source, path, allowed), review_flags(source, path)
 
@@ -300,13 +300,14 @@ def choose_module(
     max_bytes = bundle.config["max_submitted_file_kb"] * 1024
     forbidden: list[ForbiddenImport] = []
     flags: list[ReviewFlag] = []
+    problem: str | None
     if found is None:
         problem = f"{module} is missing"
     elif (directory / found).stat().st_size > max_bytes:
         problem = f"{module} is larger than {max_bytes // 1024} KB"
     else:
         problem, forbidden, flags = check_module(module, (directory / found).read_bytes(), allowed)
-    if problem:  # flags kept: a declared encoding is a lead even though the stub is graded
+    if problem or found is None:  # flags kept: a declared encoding is a lead even though the stub is graded
         return bundle.handout[module], f"{problem}: graded as the unimplemented handout stub", [], flags
     return (directory / found).read_bytes(), f"{module}: graded {found}", forbidden, flags
 
@@ -809,6 +810,12 @@ def eta_text(elapsed: float, done: int, total: int) -> str:
     return f"about {left // 60} min {left % 60} s left" if left >= 60 else f"about {left} s left"
 
 
+def timing_text(elapsed: float, done: int, total: int) -> str:
+    """A progress line's time: ``12 s``, or ``95 s; about 2 min 10 s left`` while some are left."""
+    eta = eta_text(elapsed, done, total)
+    return f"{elapsed:.0f} s" + (f"; {eta}" if eta else "")
+
+
 def module_line(result: ModuleResult, bundle: Bundle) -> str:
     """A progress line's account of one module: its tests passed, or why it stopped."""
     tests = bundle.manifest["modules"][result.module]["tests"]
@@ -831,9 +838,7 @@ def run_modules(
         for done, future in enumerate(as_completed(futures), 1):
             result = future.result()
             if progress is not None:
-                elapsed = time.monotonic() - started
-                eta = eta_text(elapsed, done, len(modules))
-                timing = f"{elapsed:.0f} s" + (f"; {eta}" if eta else "")
+                timing = timing_text(time.monotonic() - started, done, len(modules))
                 progress(f"[{done}/{len(modules)}] {result.module}: {describe(result)} ({timing})")
         return [future.result() for future in futures]
 
@@ -861,14 +866,7 @@ def grade(
     Raises :class:`SubmissionError` for a folder that holds no submission (before any code runs) and
     :class:`TestProcessError` when test processes cannot start here at all.
     """
-    if not jobs_allowed(jobs, limits.user):
-        raise ValueError(
-            f"jobs={jobs}: it must be at least 1, and 1 with a sandbox user (the end of a run kills every "
-            "process of that user and deletes its files, so runs beside it would break)"
-        )
-    unsafe = grading_problem(limits.user)
-    if unsafe is not None:
-        raise RuntimeError(unsafe)
+    check_grading_allowed(jobs, limits.user)
     become_subreaper()
     started = time.monotonic()
     bundle = Bundle.load(bundle_dir)
@@ -877,10 +875,49 @@ def grade(
     imports = imports_entry(submission, bundle.config["forbidden_imports"]["deduction_per_file"])
     checks = [files_entry(submission), imports]
     covered = [bundle_dir, REPO_ROOT, submission_dir, *hidden_paths]
+    results = run_submission_tests(bundle, submission, limits, covered, modules_to_run(bundle, only), jobs, progress)
+    graded_modules = {m for problem in bundle.config["problems"] for m in problem["modules"]}
+    feedback = [feedback_entry(result, bundle) for result in results if result.module not in graded_modules]
+    tests = [*checks, *problem_entries(results, bundle), *part4, *feedback]
+    outcome = results_content(tests, submission, {result.isolation for result in results if result.isolation}, started)
+    outcome["extra_data"] = grading_facts(bundle, submission, accuracies, imports)
+    board = leaderboard(bundle, accuracies)
+    if board:
+        outcome["leaderboard"] = board
+    return outcome
+
+
+def check_grading_allowed(jobs: int, user: str | None) -> None:
+    """Refuse (``ValueError``, ``RuntimeError``) to grade with ``jobs`` modules at once and ``user`` as
+    the sandbox user where :func:`jobs_allowed` or :func:`autograder.sandbox.grading_problem` says no."""
+    if not jobs_allowed(jobs, user):
+        raise ValueError(
+            f"jobs={jobs}: it must be at least 1, and 1 with a sandbox user (the end of a run kills every "
+            "process of that user and deletes its files, so runs beside it would break)"
+        )
+    unsafe = grading_problem(user)
+    if unsafe is not None:
+        raise RuntimeError(unsafe)
+
+
+def run_submission_tests(
+    bundle: Bundle,
+    submission: Submission,
+    limits: Limits,
+    covered: Sequence[Path],
+    modules: list[str],
+    jobs: int,
+    progress: Callable[[str], None] | None,
+) -> list[ModuleResult]:
+    """Run and judge every test module of ``modules`` on the submission, ``jobs`` at once (each with its
+    share of the cores unless ``limits`` sets the threads), with ``covered`` hidden; in ``modules``' order.
+
+    Raises :class:`TestProcessError` when a module's process recorded nothing and an empty test of the
+    bare handout cannot run either (the environment is broken, not the submission)."""
     if jobs > 1 and limits.threads is None:
         limits = dataclasses.replace(limits, threads=share_of_cores(jobs))
     results = run_modules(
-        modules_to_run(bundle, only),
+        modules,
         lambda module: run_module(module, bundle, submission, limits, covered),
         jobs,
         lambda result: module_line(result, bundle),
@@ -890,24 +927,31 @@ def grade(
         problem = start_problem(bundle, limits, covered)
         if problem is not None:
             raise TestProcessError(f"test processes cannot start here: {problem}")
-    problems = [
+    return results
+
+
+def problem_entries(results: list[ModuleResult], bundle: Bundle) -> list[dict]:
+    """The entries of the graded problems, public then hidden tests of each, in the config's order;
+    a side is left out when none of the modules run has a test of it."""
+    return [
         problem_entry(problem, public, results, bundle)
         for problem in bundle.config["problems"]
         for public in (True, False)
         if any(problem_tests(problem, public, result.module, bundle) for result in results)
     ]
-    graded_modules = {m for problem in bundle.config["problems"] for m in problem["modules"]}
-    feedback = [feedback_entry(result, bundle) for result in results if result.module not in graded_modules]
-    tests = [*checks, *problems, *part4, *feedback]
+
+
+def results_content(tests: list[dict], submission: Submission, isolation: set[str], started: float) -> dict:
+    """results.json's score, header, time and entries: the score is the sum over ``tests`` (never below
+    0), which then get the instructors' review entry (worth nothing) last; the time since ``started``."""
     score = round(max(0.0, sum(entry["score"] for entry in tests)), 2)
-    tests.append(review_entry(submission, {result.isolation for result in results if result.isolation}))
-    output = summary(tests)
-    outcome = {"score": score, "output": output, "execution_time": round(time.monotonic() - started, 1), "tests": tests}
-    outcome["extra_data"] = grading_facts(bundle, submission, accuracies, imports)
-    board = leaderboard(bundle, accuracies)
-    if board:
-        outcome["leaderboard"] = board
-    return outcome
+    tests = [*tests, review_entry(submission, isolation)]
+    return {
+        "score": score,
+        "output": summary(tests),
+        "execution_time": round(time.monotonic() - started, 1),
+        "tests": tests,
+    }
 
 
 def summary(tests: list[dict]) -> str:
@@ -1102,7 +1146,7 @@ def grade_command(args: argparse.Namespace) -> tuple[dict, int]:
     except TestProcessError as error:
         print(f"grade: {error}", file=sys.stderr)
         return failure_results(error), 1
-    except Exception as error:  # never leave Gradescope without a results.json
+    except Exception as error:  # noqa: BLE001 (never leave Gradescope without a results.json)
         traceback.print_exc()
         return failure_results(error), 1
 

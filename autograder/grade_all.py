@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -36,20 +37,20 @@ from autograder.grade import (
     add_jobs_option,
     check_bundle,
     check_jobs_option,
-    eta_text,
     failure_results,
     grade,
     limits_from,
     modules_to_run,
     not_graded_results,
     student_folders,
+    timing_text,
     top_level_entries,
     writable_ancestor_problem,
     write_results,
 )
 from autograder.make_handout import REPO_ROOT, BuildError, handout_files
 from autograder.markers import student_modules
-from autograder.sandbox import grading_problem, share_of_cores
+from autograder.sandbox import Limits, grading_problem, share_of_cores
 from autograder.similarity import similarity_report
 from autograder.summary import Layout, summary_row, write_summary
 
@@ -140,32 +141,19 @@ def grade_folder(
     if workers * jobs > 1:
         limits = dataclasses.replace(limits, threads=share_of_cores(workers * jobs))
     students = student_folders(submissions)
-
-    def grade_student(student: Path) -> tuple[dict, str]:
-        try:
-            results, note = grade(student, bundle, limits, only, [submissions, out], jobs, "shallowest"), ""
-        except SubmissionError as error:
-            results, note = not_graded_results(error), f" (not graded: {error})"
-        except TestProcessError:
-            raise
-        except Exception as error:  # noqa: BLE001 (one broken submission must not stop the others)
-            traceback.print_exc()
-            results, note = failure_results(error), f" (the grader failed: {type(error).__name__}: {error})"
-        write_results(results, out / student.name / "results.json")
-        return results, note
-
+    grade_one = functools.partial(
+        grade_student, bundle=bundle, limits=limits, only=only, hidden=[submissions, out], jobs=jobs, out=out
+    )
     rows: dict[str, dict] = {}
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(grade_student, student): student for student in students}
+        futures = {pool.submit(grade_one, student): student for student in students}
         try:
             for done, future in enumerate(as_completed(futures), 1):
                 student, (results, note) = futures[future], future.result()
                 rows[student.name] = summary_row(student.name, results, layout)
                 if progress is not None:
-                    elapsed = time.monotonic() - started
-                    eta = eta_text(elapsed, done, len(students))
-                    timing = f"{elapsed:.0f} s" + (f"; {eta}" if eta else "")
+                    timing = timing_text(time.monotonic() - started, done, len(students))
                     progress(f"[{done}/{len(students)}] {student.name}: {results['score']:g} points{note} ({timing})")
         except BaseException:
             pool.shutdown(cancel_futures=True)
@@ -175,11 +163,30 @@ def grade_folder(
     return ordered
 
 
+def grade_student(
+    student: Path, *, bundle: Path, limits: Limits, only: list[str] | None, hidden: list[Path], jobs: int, out: Path
+) -> tuple[dict, str]:
+    """Grade one student's folder (``hidden`` covered) and write its ``out/<student>/results.json``; return
+    the results and a note for the progress line when it was not graded or the grader failed on it."""
+    try:
+        results, note = grade(student, bundle, limits, only, hidden, jobs, "shallowest"), ""
+    except SubmissionError as error:
+        results, note = not_graded_results(error), f" (not graded: {error})"
+    except TestProcessError:
+        raise
+    except Exception as error:  # noqa: BLE001 (one broken submission must not stop the others)
+        traceback.print_exc()
+        results, note = failure_results(error), f" (the grader failed: {type(error).__name__}: {error})"
+    write_results(results, out / student.name / "results.json")
+    return results, note
+
+
 def print_progress(line: str) -> None:
     print(f"grade_all: {line}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with ``--jobs`` and ``--workers`` checked (a usage error, exit 2, otherwise)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--submissions", type=Path, required=True, help="one subdirectory per student")
     parser.add_argument("--out", type=Path, required=True, help="where the results and summary.csv go")
@@ -201,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
             f"--workers must be at least 1, and 1 with --sandbox-user (got {args.workers}): the end of each "
             "sandboxed run kills every process of that user, another submission's too"
         )
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
     unsafe = grading_problem(args.sandbox_user)
     if unsafe is not None:
         print(f"grade_all: {unsafe}", file=sys.stderr)

@@ -72,7 +72,7 @@ class _Probe:
         the callers hold, and watch what the call gives back."""
         caller = frame.f_back
         entering = caller is not None and self.is_package(frame.f_code.co_filename)
-        if not entering or self.is_package(caller.f_code.co_filename):
+        if not entering or caller is None or self.is_package(caller.f_code.co_filename):
             return None
         self.collect(caller, with_locals=True)
         for value in _arguments(frame):  # what the test passes in
@@ -211,7 +211,7 @@ def keys(value: Any) -> list[Any]:
     if isinstance(value, str):
         return [("str", value), ("bytes", value.encode("utf-8", "surrogatepass"))]
     if isinstance(value, (bytes, bytearray)):
-        found = [("bytes", bytes(value))]
+        found: list[tuple[str, str | bytes]] = [("bytes", bytes(value))]
         try:
             found.append(("str", bytes(value).decode("utf-8")))
         except UnicodeDecodeError:

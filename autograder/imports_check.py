@@ -63,7 +63,7 @@ def allowed_modules(requirements: str) -> frozenset[str]:
 
 def forbidden_imports(source: str, path: str, allowed: frozenset[str]) -> list[ForbiddenImport]:
     """The imports of ``source`` outside ``allowed``, in line order (``source`` must parse)."""
-    found = []
+    found: list[ForbiddenImport] = []
     for node in ast.walk(parse_source(source, path)):
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
@@ -267,10 +267,10 @@ class _Review:
         for node in nodes:
             self.check_leftover(node)
 
-    def flag(self, node: ast.AST, kind: str, detail: str) -> None:
+    def flag(self, node: ast.expr | ast.stmt, kind: str, detail: str) -> None:
         self.flags.setdefault((node.lineno, detail), kind)
 
-    def flag_name(self, node: ast.AST, name: str, detail: str) -> bool:
+    def flag_name(self, node: ast.expr | ast.stmt, name: str, detail: str) -> bool:
         """Flag a use of a watched name once a line (signal.signal(signal.SIGTERM, ...) is one flag); False if
         the name is not watched."""
         if (watched := _watched(name)) is None:
@@ -290,7 +290,7 @@ class _Review:
             if isinstance(node, ast.Attribute):
                 parts.append(node.attr)
                 node = node.value
-            elif (attribute := self.constant_getattr(node)) is not None:
+            elif isinstance(node, ast.Call) and (attribute := self.constant_getattr(node)) is not None:
                 parts.append(attribute)
                 node = node.args[0]
             elif isinstance(node, ast.Name):
@@ -308,8 +308,13 @@ class _Review:
 
     def constant_getattr(self, node: ast.AST) -> str | None:
         """``"system"`` for ``getattr(os, "system")``: a lookup that is just an attribute."""
-        if self.builtin_called(node) == "getattr" and len(node.args) >= 2 and _string(node.args[1]) is not None:
-            return node.args[1].value
+        if (
+            isinstance(node, ast.Call)
+            and self.builtin_called(node) == "getattr"
+            and len(node.args) >= 2
+            and (attribute := _string(node.args[1])) is not None
+        ):
+            return attribute
         return None
 
     def check_specific(self, node: ast.AST) -> None:
@@ -365,7 +370,13 @@ class _Review:
     def check_namespace_subscript(self, node: ast.Subscript) -> None:
         """``builtins.__dict__["__import__"]``, ``vars(os)[name]``: attribute lookups by string."""
         value = node.value
-        if self.builtin_called(value) == "vars" and value.args and (inner := self.names.get(id(value.args[0]))):
+        base: str | None
+        if (
+            isinstance(value, ast.Call)
+            and self.builtin_called(value) == "vars"
+            and value.args
+            and (inner := self.names.get(id(value.args[0])))
+        ):
             base, covered = f"vars({inner})", value.args[0]
         elif (base := self.names.get(id(value))) is not None and (
             base in BUILTIN_NAMESPACES or base.endswith(".__dict__")
@@ -382,7 +393,11 @@ class _Review:
         if id(node) in self.explained:
             return
         name = self.names.get(id(node))
-        if name is not None and not isinstance(getattr(node, "ctx", None), (ast.Store, ast.Del)):
+        if (
+            name is not None
+            and isinstance(node, ast.expr)
+            and not isinstance(getattr(node, "ctx", None), (ast.Store, ast.Del))
+        ):
             self.flag_name(node, name, f"uses {name}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
             text = node.value.lower() if isinstance(node.value, str) else node.value.decode("latin-1").lower()

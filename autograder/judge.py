@@ -322,7 +322,6 @@ def _difference(
     actual: Any, reference: Any, rtol: float | None, atol: float | None, place: Place
 ) -> tuple[Place, str] | None:
     """Where and why ``actual`` is not ``reference``; None if it is."""
-    exact = rtol is None
     if isinstance(reference, Array) or isinstance(actual, Array):
         if not (isinstance(reference, Array) and isinstance(actual, Array)):
             return place, f"got {_shown(actual)} where the reference has {_shown(reference)}"
@@ -345,12 +344,11 @@ def _difference(
                 f"got {len(actual)} items where the reference has {len(reference)}:"
                 f" {_shown(actual)} vs {_shown(reference)}"
             )
-        for index, (a, r) in enumerate(zip(actual, reference)):
-            found = _difference(a, r, rtol, atol, (*place, f"[{index}]"))
-            if found:
-                return found
+        for index, (a, r) in enumerate(zip(actual, reference, strict=True)):
+            if inner := _difference(a, r, rtol, atol, (*place, f"[{index}]")):
+                return inner
         return None
-    if isinstance(reference, float) and not exact:
+    if isinstance(reference, float) and rtol is not None and atol is not None:
         if np.isnan(reference) and np.isnan(actual):
             return None
         if abs(actual - reference) <= atol + rtol * abs(reference) or actual == reference:
@@ -370,7 +368,7 @@ def _dict_difference(
     keys, reference_keys = [key for key, _ in actual], [key for key, _ in reference]
     if _difference(keys, reference_keys, None, None, ()) is not None:
         return place, f"got the keys {_shown(keys)} where the reference has {_shown(reference_keys)}"
-    for (key, a), (_, r) in zip(actual, reference):
+    for (key, a), (_, r) in zip(actual, reference, strict=True):
         found = _difference(a, r, rtol, atol, (*place, f"[{_shown(key)}]"))
         if found:
             return found
@@ -383,7 +381,7 @@ def _array_difference(actual: Array, reference: Array, rtol: float | None, atol:
     if actual.values.shape != reference.values.shape:
         return f"shape {tuple(actual.values.shape)} where the reference has {tuple(reference.values.shape)}"
     a, r = actual.values, reference.values
-    if rtol is None or a.dtype.kind in "biu":
+    if rtol is None or atol is None or a.dtype.kind in "biu":
         bad = ~((a == r) | (np.isnan(a) & np.isnan(r)) if a.dtype.kind in "fc" else (a == r))
     else:
         with np.errstate(all="ignore"):
@@ -485,7 +483,7 @@ def judge_test(
             False, f"recorded {len(run.records)} checks where the reference run records {len(expected_checks)}"
         )
     timer: TimerStart | None = None
-    for index, (record, expected) in enumerate(zip(run.records, expected_checks)):
+    for index, (record, expected) in enumerate(zip(run.records, expected_checks, strict=True)):
         where = expected.get("site", "?")
         if expected["kind"] == "timer_start":
             timer = record if isinstance(record, TimerStart) else None
@@ -581,8 +579,7 @@ def check_messages(sources: Mapping[str, bytes]) -> dict[str, str]:
             continue
         name = path.rsplit("/", 1)[-1]
         for node in ast.walk(tree):
-            message = _literal_message(node)
-            if message is not None:
+            if isinstance(node, ast.Call) and (message := _literal_message(node)) is not None:
                 site = f"{name}:{node.lineno}"
                 found[site] = None if site in found else message
     return {site: message for site, message in found.items() if message}

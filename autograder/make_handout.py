@@ -48,6 +48,10 @@ INSTRUCTOR_ONLY = {
     "prompting_predictions.json",
 }
 
+# Modules in autograder/ that are the instructors' checks, not the grader: the Gradescope zip (which
+# takes the grader's autograder/*.py) and the bundle's inputs leave them out.
+NOT_GRADER_CODE = {"autograder/gallery.py"}  # the submissions that attack the grader, and what each must earn
+
 
 # Written into every output directory a build makes: only such a directory (or an empty one) is
 # replaced by the next build. The repository's .gitignore names it, so a published handout leaves it out.
@@ -118,12 +122,15 @@ def handout_files(root: Path = REPO_ROOT) -> list[str]:
 
 
 def handout_pyproject(text: str) -> str:
-    """The repository's pyproject.toml with a student description and the public tests only."""
+    """The repository's pyproject.toml with a student description, the public tests only and no type
+    checker settings (mypy is an instructors' tool, and its files name what the handout leaves out)."""
     text, described = re.subn(r'(?m)^description = ".*"$', 'description = "Build your own LM (CS288)"', text)
     text, tested = re.subn(r"(?m)^(?:#.*\n)*testpaths = \[.*\]$", 'testpaths = ["tests"]', text)
     if (described, tested) != (1, 1):
         raise ValueError("pyproject.toml has no single description or testpaths line to rewrite")
-    return text
+    # Each [tool.mypy] or [[tool.mypy.overrides]] table, up to the next table.
+    text = re.sub(r"(?ms)^\[\[?tool\.mypy\b.*?(?=^\[|\Z)", "", text)
+    return text.rstrip("\n") + "\n"
 
 
 def handout_contents(root: Path = REPO_ROOT) -> dict[str, bytes]:

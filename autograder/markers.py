@@ -58,9 +58,12 @@ def find_blocks(source: str, path: str = "<source>") -> list[Block]:
     return blocks
 
 
-def _scopes(tree: ast.Module) -> list[tuple[ast.AST, str]]:
+_Scope = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def _scopes(tree: ast.Module) -> list[tuple[_Scope, str]]:
     """Every function and class of ``tree`` with its qualified name (``Class.method``)."""
-    found: list[tuple[ast.AST, str]] = []
+    found: list[tuple[_Scope, str]] = []
 
     def visit(node: ast.AST, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
@@ -75,9 +78,10 @@ def _scopes(tree: ast.Module) -> list[tuple[ast.AST, str]]:
     return found
 
 
-def _innermost_scope(scopes: list[tuple[ast.AST, str]], line: int) -> tuple[ast.AST, str] | None:
+def _innermost_scope(scopes: list[tuple[_Scope, str]], line: int) -> tuple[_Scope, str] | None:
     """The innermost function or class whose body contains ``line``, if any."""
-    containing = [(node, name) for node, name in scopes if node.lineno < line <= node.end_lineno]
+    # end_lineno is None only for nodes built by hand, never for parsed ones.
+    containing = [(node, name) for node, name in scopes if node.lineno < line <= (node.end_lineno or node.lineno)]
     return max(containing, key=lambda item: item[0].lineno, default=None)
 
 
@@ -102,10 +106,10 @@ def strip_solutions(source: str, path: str) -> str:
     for block in reversed(blocks):  # bottom-up, so earlier line numbers stay valid
         first, last = block.begin - 1, block.end - 1  # 0-based indices of the marker lines
         indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
-        scope = _innermost_scope(scopes, block.begin)
-        if scope is not None and isinstance(scope[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
-            lines[first : last + 1] = [f'{indent}raise NotImplementedError("Implement {scope[1]} ({path})")']
-        elif scope is not None and not _class_keeps_a_statement(scope[0], blocks):
+        scope, name = _innermost_scope(scopes, block.begin) or (None, "")
+        if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines[first : last + 1] = [f'{indent}raise NotImplementedError("Implement {name} ({path})")']
+        elif isinstance(scope, ast.ClassDef) and not _class_keeps_a_statement(scope, blocks):
             lines[first : last + 1] = [f"{indent}pass"]
         else:
             before, after = _blank_run(lines, first - 1, -1), _blank_run(lines, last + 1, 1)

@@ -27,7 +27,7 @@ def grading_problems(config: Mapping, rules: Mapping) -> list[dict]:
             f" {names} vs {shipped_names}"
         )
     problems = []
-    for own, public in zip(grader, shipped):
+    for own, public in zip(grader, shipped, strict=True):
         missing = [key for key in GRADER_KEYS if key not in own] + [key for key in SHIPPED_KEYS if key not in public]
         if missing:
             raise ValueError(f"problem {own['name']} has no {', '.join(missing)}")

@@ -11,10 +11,10 @@ have touched, and a process that keeps the pipes open cannot make it wait: after
 readers stop at a deadline.
 
 The test process gets a wall-time limit, an address-space and file-size limit, soft and hard
-(``RLIMIT_AS``, ``RLIMIT_FSIZE``: it may lower them, never raise them), no core dumps, a fresh private ``HOME`` and ``TMPDIR`` and, when
-the grader runs as root and a sandbox user is named, that user's uid and gid. It is started by a
-launcher, this file run as a script (``python -I -S sandbox.py CONFIG``), which, where the kernel
-lets it create namespaces:
+(``RLIMIT_AS``, ``RLIMIT_FSIZE``: it may lower them, never raise them), no core dumps, a fresh
+private ``HOME`` and ``TMPDIR`` and, when the grader runs as root and a sandbox user is named,
+that user's uid and gid. It is started by a launcher, this file run as a script
+(``python -I -S sandbox.py CONFIG``), which, where the kernel lets it create namespaces:
 
 1. enters new mount, PID, IPC and network namespaces (and, when the grader is not root, a user
    namespace in which it is root, so that it may mount): System V shared memory, message queues,
@@ -178,67 +178,25 @@ def run_pytest(
         threading.Thread(target=_world_writable_dirs, daemon=True).start()  # ready by the end of the run
     unavailable = _namespace_problem(ids)
     with removed_after(tempfile.mkdtemp(prefix="sandbox-")) as private_dir:
-        home, temporary = private_dir / "home", private_dir / "tmp"
-        home.mkdir()
-        temporary.mkdir()
-        if ids is not None:
-            os.chmod(private_dir, 0o711)
-            for path in (home, temporary):
-                os.chown(path, *ids)
-            _chown_tree(work_dir, *ids)
-        keep = _kept_paths(work_dir, private_dir)
-        config = {
-            "command": [sys.executable, "-m", "pytest", *targets, "-p", "no:cacheprovider", *pytest_args],
-            "cwd": str(work_dir),
-            "namespaces": unavailable is None,
-            "account": ids,
-            "grader_ids": (os.getuid(), os.getgid()),
-            "covers": _covers(hidden_paths, keep, ids),
-            "keep": keep,
-            "writable": _writable_paths(work_dir, private_dir),
-            "memory_bytes": limits.memory_bytes,
-            "file_bytes": limits.file_bytes,
-        }
+        home, temporary = _private_dirs(private_dir, work_dir, ids)
+        command = [sys.executable, "-m", "pytest", *targets, "-p", "no:cacheprovider", *pytest_args]
+        config = _launcher_config(command, work_dir, private_dir, hidden_paths, ids, unavailable is None, limits)
         tail = _Tail(limits.output_bytes)
         ack_read, ack_write = os.pipe()
         os.set_blocking(ack_write, False)  # a test process that never reads cannot stall the reader
         collector = _RecordCollector(limits.record_bytes, ack_write, on_record)
         output, records = _PipeReader(tail.take), _PipeReader(collector.take)
-        environment = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home),
-            "TMPDIR": str(temporary),
-            "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            # Only the plugins the repository names (conftest.py's pytest_plugins): what else the
-            # image has installed must not change a run, and loading it costs 0.4 s per process.
-            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-            # Few malloc arenas, so that the address-space limit measures memory, not the 64 MB
-            # that glibc reserves for each of many threads' arenas on a machine with many cores.
-            "MALLOC_ARENA_MAX": "2",
-            # TorchScript off: torch.jit.script gives back the Python function, so a scripted
-            # F.linear runs where the no-functional tests' torch function mode sees it.
-            "PYTORCH_JIT": "0",
-            RECORD_FD_ENV: str(records.write_end),
-            ACK_FD_ENV: str(ack_read),
-        }
-        if limits.threads is not None:
-            environment["OMP_NUM_THREADS"] = str(limits.threads)
+        environment = _test_environment(home, temporary, records.write_end, ack_read, limits.threads)
         status_read, status_write = os.pipe()
         try:
             try:
-                with _spawn_lock:
-                    process = subprocess.Popen(
-                        _launcher_command({**config, "status_fd": status_write}),
-                        cwd=work_dir,
-                        env=environment,
-                        stdin=subprocess.DEVNULL,
-                        stdout=output.write_end,
-                        stderr=output.write_end,
-                        pass_fds=(records.write_end, ack_read, status_write),
-                        start_new_session=True,
-                    )
-                    _in_flight.add(process.pid)
+                process = _start_launcher(
+                    {**config, "status_fd": status_write},
+                    work_dir,
+                    environment,
+                    output=output.write_end,
+                    passed=(records.write_end, ack_read, status_write),
+                )
             finally:
                 for fd in (output.write_end, records.write_end, ack_read, status_write):
                     os.close(fd)  # the child's copies are the only writers (and ack reader) left
@@ -256,8 +214,100 @@ def run_pytest(
             clean_sandbox_user_files(account.pw_name, keep=(work_dir, private_dir))
             remove_user_ipc(account.pw_uid)
     returncode = None if not finished else status.exit_code if config["namespaces"] else process.returncode
+    problem = _run_problem(limits, collector.overflowed, finished, status, returncode)
+    return PytestRun(collector.records, problem, returncode, tail.text(), _isolation(ids, unavailable))
+
+
+def _private_dirs(private_dir: Path, work_dir: Path, ids: tuple[int, int] | None) -> tuple[Path, Path]:
+    """Make the run's private ``HOME`` and ``TMPDIR`` in ``private_dir``; with a sandbox user, give
+    them and ``work_dir`` to it (``private_dir`` itself stays the grader's, passable only)."""
+    home, temporary = private_dir / "home", private_dir / "tmp"
+    home.mkdir()
+    temporary.mkdir()
+    if ids is not None:
+        os.chmod(private_dir, 0o711)
+        for path in (home, temporary):
+            os.chown(path, *ids)
+        _chown_tree(work_dir, *ids)
+    return home, temporary
+
+
+def _launcher_config(
+    command: list[str],
+    work_dir: Path,
+    private_dir: Path,
+    hidden_paths: Sequence[Path],
+    ids: tuple[int, int] | None,
+    namespaces: bool,
+    limits: Limits,
+) -> dict:
+    """What the launcher is told (as JSON on its command line), all but the status pipe."""
+    keep = _kept_paths(work_dir, private_dir)
+    return {
+        "command": command,
+        "cwd": str(work_dir),
+        "namespaces": namespaces,
+        "account": ids,
+        "grader_ids": (os.getuid(), os.getgid()),
+        "covers": _covers(hidden_paths, keep, ids),
+        "keep": keep,
+        "writable": _writable_paths(work_dir, private_dir),
+        "memory_bytes": limits.memory_bytes,
+        "file_bytes": limits.file_bytes,
+    }
+
+
+def _test_environment(home: Path, temporary: Path, record_fd: int, ack_fd: int, threads: int | None) -> dict[str, str]:
+    """The whole environment of the test process: nothing else of the grader's is passed on."""
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "TMPDIR": str(temporary),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # Only the plugins the repository names (conftest.py's pytest_plugins): what else the
+        # image has installed must not change a run, and loading it costs 0.4 s per process.
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        # Few malloc arenas, so that the address-space limit measures memory, not the 64 MB
+        # that glibc reserves for each of many threads' arenas on a machine with many cores.
+        "MALLOC_ARENA_MAX": "2",
+        # TorchScript off: torch.jit.script gives back the Python function, so a scripted
+        # F.linear runs where the no-functional tests' torch function mode sees it.
+        "PYTORCH_JIT": "0",
+        RECORD_FD_ENV: str(record_fd),
+        ACK_FD_ENV: str(ack_fd),
+    }
+    if threads is not None:
+        environment["OMP_NUM_THREADS"] = str(threads)
+    return environment
+
+
+def _start_launcher(
+    config: dict, work_dir: Path, environment: dict[str, str], *, output: int, passed: tuple[int, ...]
+) -> subprocess.Popen:
+    """Start the launcher in a session of its own, stdout and stderr on ``output``, with the ``passed``
+    descriptors; registered in ``_in_flight`` before any sweep can see it."""
+    with _spawn_lock:
+        process = subprocess.Popen(
+            _launcher_command(config),
+            cwd=work_dir,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            pass_fds=passed,
+            start_new_session=True,
+        )
+        _in_flight.add(process.pid)
+    return process
+
+
+def _run_problem(
+    limits: Limits, overflowed: bool, finished: bool, status: _Status, returncode: int | None
+) -> str | None:
+    """Why a run's records are incomplete (``"; "``-joined), or None when nothing went wrong."""
     problems = []
-    if collector.overflowed:
+    if overflowed:
         problems.append(f"the test process wrote more than {limits.record_bytes / 2**20:g} MB of records")
     if not finished:
         problems.append(f"the time limit of {limits.seconds:g} s was exceeded; the run was stopped")
@@ -267,9 +317,7 @@ def run_pytest(
         problems.append("the test process was stopped before it could report its exit status")
     elif returncode not in (0, 1, 2):
         problems.append(_exit_problem(returncode))
-    return PytestRun(
-        collector.records, "; ".join(problems) or None, returncode, tail.text(), _isolation(ids, unavailable)
-    )
+    return "; ".join(problems) or None
 
 
 def remove_tree(path: str | os.PathLike) -> None:
@@ -780,6 +828,7 @@ def remove_user_ipc(uid: int) -> list[str]:
     removed = []
     for table, id_column, call in _SYSV_IPC:
         for ident in _ipc_objects(table, id_column, uid):
+            arguments: tuple[ctypes.c_int, ctypes.c_int, ctypes.c_int | None]
             arguments = (ctypes.c_int(ident), ctypes.c_int(_IPC_RMID), None)
             if table == "sem":  # semctl(id, semnum, cmd)
                 arguments = (ctypes.c_int(ident), ctypes.c_int(0), ctypes.c_int(_IPC_RMID))
@@ -931,7 +980,7 @@ def _launch(config: dict) -> NoReturn:
         if command is None:  # a probe
             os._exit(0)
         os.execve(command[0], command, os.environ)
-    except BaseException as error:  # whatever it is, the grader must hear of it
+    except BaseException as error:  # noqa: BLE001 (whatever it is, the grader must hear of it)
         _report(status, f"error {error}")
         os._exit(126)
 

@@ -223,9 +223,8 @@ def totals_section(totals: list[PairTotal], modules: list[str], top: int) -> lis
     for t in totals[:top]:
         cells = [f"{t.modules[m]:.0%}" if m in t.modules else "-" for m in modules]
         lines.append(
-            f"| {md(t.student_a)} | {md(t.student_b)} | {t.similarity_a:.0%} | {t.similarity_b:.0%} | {t.overlap_tokens} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {md(t.student_a)} | {md(t.student_b)} | {t.similarity_a:.0%} | {t.similarity_b:.0%} "
+            f"| {t.overlap_tokens} | " + " | ".join(cells) + " |"
         )
     return lines + ["", "Per module: the higher of the two shares; - where one of them has no file.", ""]
 
@@ -288,16 +287,6 @@ def similarity_report(
         for student, path in files.items():
             files[student] = as_python_reads(path, out / "decoded" / student / module)
     comparisons: list[ModuleComparison] = []
-    lines = [
-        "# Similarity between submissions",
-        "",
-        (
-            f"{len(students)} submissions. {reference_note(reference, solution, modules)} Pairs over all student "
-            f"modules, then per student module, the {top} most similar pairs (copydetect; the handout stub is "
-            "boilerplate). Similarity A: the share of A's code also found in B's."
-        ),
-        "",
-    ]
     sections = []
     for module in modules:
         files, pairs = found[module], []
@@ -307,7 +296,32 @@ def similarity_report(
             pairs = comparisons[-1].pairs[:top]
         sections += module_section(module, files, students, pairs)
     totals = pair_totals(comparisons)
+    write_tables(out, modules, totals, comparisons, top)
+    lines = report_header(len(students), reference_note(reference, solution, modules), top)
     lines += totals_section(totals, modules, top) + sections
+    (out / "similarity.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"similarity report written to {out / 'similarity.md'}")
+    return True
+
+
+def report_header(students: int, reference_line: str, top: int) -> list[str]:
+    """similarity.md's title and what it shows."""
+    return [
+        "# Similarity between submissions",
+        "",
+        (
+            f"{students} submissions. {reference_line} Pairs over all student "
+            f"modules, then per student module, the {top} most similar pairs (copydetect; the handout stub is "
+            "boilerplate). Similarity A: the share of A's code also found in B's."
+        ),
+        "",
+    ]
+
+
+def write_tables(
+    out: Path, modules: list[str], totals: list[PairTotal], comparisons: list[ModuleComparison], top: int
+) -> None:
+    """Write pairs.csv (every pair over all modules) and similarity.csv (each module's ``top`` pairs)."""
     write_csv(
         out / "pairs.csv",
         ["student_a", "student_b", "similarity_a", "similarity_b", "overlap_tokens", *modules],
@@ -326,6 +340,3 @@ def similarity_report(
             for p in c.pairs[:top]
         ],
     )
-    (out / "similarity.md").write_text("\n".join(lines), encoding="utf-8")
-    print(f"similarity report written to {out / 'similarity.md'}")
-    return True

@@ -29,11 +29,27 @@ import copy
 import re
 import threading
 from collections.abc import Iterator
+from typing import Protocol, TypeGuard
 
 # Check name -> (position of its expected argument, keyword of its expected argument).
 CHECKS = {"check_close": (1, "expected"), "check_equal": (1, "expected")}
 Checks = dict[str, tuple[int, str]]
-Edit = tuple[ast.AST, str]  # a node of the original source, and the text that replaces it
+
+
+class _Span(Protocol):
+    """Where a node (or an insertion point) lies in the source: what ``_apply`` reads."""
+
+    @property
+    def lineno(self) -> int: ...
+    @property
+    def col_offset(self) -> int: ...
+    @property
+    def end_lineno(self) -> int | None: ...  # None only on nodes built by hand, never on parsed ones
+    @property
+    def end_col_offset(self) -> int | None: ...
+
+
+Edit = tuple[_Span, str]  # a node of the original source, and the text that replaces it
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 
 
@@ -86,7 +102,8 @@ def _stored_names(statement: ast.stmt) -> list[str] | None:
     else:
         return None
     targets = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
-    return [t.id for t in targets] if all(isinstance(t, ast.Name) for t in targets) else None
+    names = [t.id for t in targets if isinstance(t, ast.Name)]
+    return names if len(names) == len(targets) else None
 
 
 def _statement_lists(function: Function) -> Iterator[tuple[ast.AST, str, list[ast.stmt]]]:
@@ -152,14 +169,13 @@ def _argument_names(node: ast.expr) -> list[str] | None:
     """The names of a ``parametrize`` decorator's first argument, in order."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [name.strip() for name in node.value.split(",") if name.strip()]
-    if isinstance(node, (ast.List, ast.Tuple)) and all(
-        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
-    ):
-        return [e.value for e in node.elts]
+    if isinstance(node, (ast.List, ast.Tuple)):
+        names = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        return names if len(names) == len(node.elts) else None
     return None
 
 
-def _is_param(node: ast.expr) -> bool:
+def _is_param(node: ast.expr) -> TypeGuard[ast.Call]:
     return isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "param"
 
 
@@ -194,7 +210,9 @@ def _module_constants(tree: ast.Module) -> dict[str, ast.expr]:
     """Module-level names assigned once, to a literal."""
     found: dict[str, ast.expr] = {}
     for node in tree.body:
-        names = _stored_names(node) if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        names = _stored_names(node)
         if names and len(names) == 1:
             found[names[0]] = node.value
     return found
@@ -212,22 +230,25 @@ def _strip_parametrize(function: Function, unread: set[str], constants: dict[str
         stripped = [i for i, name in enumerate(names or []) if name in unread]
         if not names or not stripped or not isinstance(cases, (ast.List, ast.Tuple)):
             continue
-        case_values = [_case_values(case, len(names)) for case in cases.elts]
-        if any(values is None or len(values) != len(names) for values in case_values):
+        case_values = [
+            values for case in cases.elts if (values := _case_values(case, len(names))) and len(values) == len(names)
+        ]
+        if len(case_values) != len(cases.elts):
             continue
         edits += [(values[i], "None") for values in case_values for i in stripped]
         if any(k.arg == "ids" for k in decorator.keywords):
             continue
         ids = []
-        for index, (case, values) in enumerate(zip(cases.elts, case_values)):
+        for index, (case, values) in enumerate(zip(cases.elts, case_values, strict=True)):
             explicit = [k.value for k in case.keywords if k.arg == "id"] if _is_param(case) else []
             if explicit:
                 ids.append(explicit[0])
                 continue
-            parts = [_auto_id(value, name, index, constants) for value, name in zip(values, names)]
-            if None in parts:
+            parts = [_auto_id(value, name, index, constants) for value, name in zip(values, names, strict=True)]
+            known = [part for part in parts if part is not None]
+            if len(known) < len(parts):
                 break
-            ids.append(ast.Constant("-".join(parts)))
+            ids.append(ast.Constant("-".join(known)))
         else:
             last = decorator.keywords[-1] if decorator.keywords else decorator.args[-1]
             text = ", ".join(ast.unparse(i) for i in ids)
@@ -238,7 +259,8 @@ def _strip_parametrize(function: Function, unread: set[str], constants: dict[str
 class _After:
     """An empty span just after ``node`` (an insertion point for ``_apply``)."""
 
-    def __init__(self, node: ast.AST) -> None:
+    def __init__(self, node: ast.expr | ast.keyword) -> None:
+        assert node.end_lineno is not None and node.end_col_offset is not None  # set on every parsed node
         self.lineno = self.end_lineno = node.end_lineno
         self.col_offset = self.end_col_offset = node.end_col_offset
 
@@ -313,6 +335,7 @@ def _apply(source: str, edits: list[Edit]) -> str:
         starts.append(starts[-1] + len(line))
     spans = []
     for node, text in edits:
+        assert node.end_lineno is not None and node.end_col_offset is not None  # set on every parsed node
         start = starts[node.lineno - 1] + node.col_offset
         end = starts[node.end_lineno - 1] + node.end_col_offset
         if isinstance(node, ast.arg):  # a parameter: take its comma with it

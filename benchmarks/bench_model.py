@@ -70,12 +70,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import psutil  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+import psutil
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from cs288_lm.models.architectures import ModelConfig, build_model, default_d_ff  # noqa: E402
+from cs288_lm.models.architectures import ModelConfig, build_model, default_d_ff
+from cs288_lm.models.hf_interop import hf_model
 
 WORKER_FLAG = "--worker"  # internal: serve one model in this process (see serve)
 SEED = 0
@@ -149,10 +150,9 @@ def build_ours(sizes: Sizes, architecture: str, backend: str) -> tuple[nn.Module
 
 
 def build_hugging_face(sizes: Sizes, architecture: str) -> tuple[nn.Module, Forward]:
-    """The Hugging Face model of the same configuration (:mod:`hf_models`), returning ``.logits``."""
-    import hf_models  # imports transformers: only in the children that build a Hugging Face model
-
-    model = hf_models.hf_model(model_config(sizes, architecture))
+    """The Hugging Face model of the same configuration (:func:`~cs288_lm.models.hf_interop.hf_model`),
+    returning ``.logits``."""
+    model = hf_model(model_config(sizes, architecture))
     return model, lambda ids: model(input_ids=ids).logits
 
 
@@ -168,7 +168,7 @@ BUILDERS: dict[str, Callable[[Sizes], tuple[nn.Module, Forward]]] = {
 def import_model_library(name: str) -> None:
     """Import ``transformers`` for a Hugging Face model, before the memory baseline is taken."""
     if name.startswith("hf-"):
-        import hf_models  # noqa: F401
+        from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM  # noqa: F401
 
 
 def random_batch(sizes: Sizes, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -257,13 +257,15 @@ def serve(name: str, sizes: Sizes, warmup: int, device: torch.device) -> None:
         return training_step(forward, optimizer, inputs, targets, device)
 
     warmup_losses = [timed_step(step, device)[1] for _ in range(warmup)]
-    send({
-        "parameters": sum(parameter.numel() for parameter in model.parameters()),
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "warmup_losses": warmup_losses,
-        "torch_num_threads": torch.get_num_threads(),
-        "torch_num_interop_threads": torch.get_num_interop_threads(),
-    })
+    send(
+        {
+            "parameters": sum(parameter.numel() for parameter in model.parameters()),
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+            "warmup_losses": warmup_losses,
+            "torch_num_threads": torch.get_num_threads(),
+            "torch_num_interop_threads": torch.get_num_interop_threads(),
+        }
+    )
     for command in sys.stdin:
         if command.strip() == "step":
             seconds, loss = timed_step(step, device)
@@ -284,8 +286,17 @@ class Worker:
     def __init__(self, name: str, args: argparse.Namespace):
         self.name = name
         command = [sys.executable, str(Path(__file__).resolve()), WORKER_FLAG, name]
-        for flag in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff", "batch_size",
-                     "warmup", "device"):
+        for flag in (
+            "vocab_size",
+            "context_length",
+            "d_model",
+            "num_layers",
+            "num_heads",
+            "d_ff",
+            "batch_size",
+            "warmup",
+            "device",
+        ):
             command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, so a chatty child cannot block on a full pipe
         self.process = subprocess.Popen(
@@ -379,16 +390,25 @@ def machine_info() -> Result:
 def compare(results: dict[str, Result]) -> tuple[list[Result], list[Result]]:
     """Throughput ratios and parameter-count checks between the models that were run."""
     ratios = [
-        {"numerator": top, "denominator": bottom, "what": what, "target": target,
-         "ratio": results[top]["tokens_per_second"] / results[bottom]["tokens_per_second"],
-         "ratio_of_fastest_steps": results[bottom]["min_step_seconds"] / results[top]["min_step_seconds"]}
+        {
+            "numerator": top,
+            "denominator": bottom,
+            "what": what,
+            "target": target,
+            "ratio": results[top]["tokens_per_second"] / results[bottom]["tokens_per_second"],
+            "ratio_of_fastest_steps": results[bottom]["min_step_seconds"] / results[top]["min_step_seconds"],
+        }
         for top, bottom, what, target in RATIOS
         if top in results and bottom in results
     ]
     checks = [
-        {"ours": ours, "hf": hf, "ours_parameters": results[ours]["parameters"],
-         "hf_parameters": results[hf]["parameters"],
-         "equal": results[ours]["parameters"] == results[hf]["parameters"]}
+        {
+            "ours": ours,
+            "hf": hf,
+            "ours_parameters": results[ours]["parameters"],
+            "hf_parameters": results[hf]["parameters"],
+            "equal": results[ours]["parameters"] == results[hf]["parameters"],
+        }
         for ours, hf in PARAMETER_CHECKS
         if ours in results and hf in results
     ]
@@ -416,35 +436,47 @@ def target_text(ratio: Result) -> str:
 
 def print_header(args: argparse.Namespace, sizes: Sizes, info: Result) -> None:
     precision = "bf16 autocast (float32 weights)" if args.device == "cuda" else "float32"
-    print(f"Machine: {info['cpu_count']} CPUs ({info['processor']}), Python {info['python']}, "
-          f"torch {info['torch']}, transformers {info['transformers']}")
-    print(f"Device {args.device}, {precision}; batch {args.batch_size} x context {args.context_length} = "
-          f"{sizes.tokens_per_step} tokens/step; {args.warmup} warm-up + {args.steps} timed steps "
-          "per model, interleaved (median)")
-    print(f"Models: vocab {args.vocab_size}, d_model {args.d_model}, {args.num_layers} layers, "
-          f"{args.num_heads} heads, d_ff {args.d_ff} (Llama) / {4 * args.d_model} (GPT-2)\n")
+    print(
+        f"Machine: {info['cpu_count']} CPUs ({info['processor']}), Python {info['python']}, "
+        f"torch {info['torch']}, transformers {info['transformers']}"
+    )
+    print(
+        f"Device {args.device}, {precision}; batch {args.batch_size} x context {args.context_length} = "
+        f"{sizes.tokens_per_step} tokens/step; {args.warmup} warm-up + {args.steps} timed steps "
+        "per model, interleaved (median)"
+    )
+    print(
+        f"Models: vocab {args.vocab_size}, d_model {args.d_model}, {args.num_layers} layers, "
+        f"{args.num_heads} heads, d_ff {args.d_ff} (Llama) / {4 * args.d_model} (GPT-2)\n"
+    )
 
 
 def print_row(spec: ModelSpec, row: Result, device: str) -> None:
-    print(f"  {spec.label:<34} {row['parameters']:>11,} params  "
-          f"step {row['median_step_seconds'] * 1e3:8.1f} ms (min {row['min_step_seconds'] * 1e3:.1f}, "
-          f"max {row['max_step_seconds'] * 1e3:.1f})  {row['tokens_per_second']:>9,.0f} tok/s  "
-          f"peak mem {memory_text(row, device)}  loss {row['first_loss']:.2f} -> {row['last_loss']:.2f}",
-          flush=True)
+    print(
+        f"  {spec.label:<34} {row['parameters']:>11,} params  "
+        f"step {row['median_step_seconds'] * 1e3:8.1f} ms (min {row['min_step_seconds'] * 1e3:.1f}, "
+        f"max {row['max_step_seconds'] * 1e3:.1f})  {row['tokens_per_second']:>9,.0f} tok/s  "
+        f"peak mem {memory_text(row, device)}  loss {row['first_loss']:.2f} -> {row['last_loss']:.2f}",
+        flush=True,
+    )
 
 
 def print_comparisons(ratios: list[Result], checks: list[Result]) -> None:
     if checks:
         print("\n== Parameter counts ==")
     for check in checks:
-        print(f"  {check['ours']}: {check['ours_parameters']:,}  {check['hf']}: {check['hf_parameters']:,}  "
-              f"equal: {check['equal']}")
+        print(
+            f"  {check['ours']}: {check['ours_parameters']:,}  {check['hf']}: {check['hf_parameters']:,}  "
+            f"equal: {check['equal']}"
+        )
     if ratios:
         print("\n== Throughput ratios (tokens/s) ==")
     for ratio in ratios:
         target = f"   [target {target_text(ratio)}]" if ratio["target"] is not None else ""
-        print(f"  {ratio['what']:<42} {ratio['ratio']:.2f}x (fastest steps: {ratio['ratio_of_fastest_steps']:.2f}x)"
-              f"{target}")
+        print(
+            f"  {ratio['what']:<42} {ratio['ratio']:.2f}x (fastest steps: {ratio['ratio_of_fastest_steps']:.2f}x)"
+            f"{target}"
+        )
 
 
 def markdown_summary(results: Result) -> str:
@@ -466,14 +498,21 @@ def markdown_summary(results: Result) -> str:
     for spec in MODELS:
         if spec.name in results["models"]:
             row = results["models"][spec.name]
-            lines.append(f"| {spec.label} | {row['parameters']:,} | {row['median_step_seconds'] * 1e3:.1f} ms | "
-                         f"{row['tokens_per_second']:,.0f} | {memory_text(row, device)} |")
+            lines.append(
+                f"| {spec.label} | {row['parameters']:,} | {row['median_step_seconds'] * 1e3:.1f} ms | "
+                f"{row['tokens_per_second']:,.0f} | {memory_text(row, device)} |"
+            )
     if results["ratios"]:
-        lines += ["", "| Comparison (tokens/s) | Ratio (median steps) | Ratio (fastest steps) | Target |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "| Comparison (tokens/s) | Ratio (median steps) | Ratio (fastest steps) | Target |",
+            "|---|---|---|---|",
+        ]
     for ratio in results["ratios"]:
-        lines.append(f"| {ratio['what']} | {ratio['ratio']:.2f}x | {ratio['ratio_of_fastest_steps']:.2f}x | "
-                     f"{target_text(ratio)} |")
+        lines.append(
+            f"| {ratio['what']} | {ratio['ratio']:.2f}x | {ratio['ratio_of_fastest_steps']:.2f}x | "
+            f"{target_text(ratio)} |"
+        )
     return "\n".join(lines)
 
 
@@ -491,20 +530,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sizes = parser.add_argument_group("model and batch sizes (shared by every model)")
     sizes.add_argument("--vocab-size", type=positive_int, default=10_000, help="(default: %(default)s)")
-    sizes.add_argument("--context-length", type=positive_int, default=256,
-                       help="sequence length (default: %(default)s)")
+    sizes.add_argument(
+        "--context-length", type=positive_int, default=256, help="sequence length (default: %(default)s)"
+    )
     sizes.add_argument("--d-model", type=positive_int, default=256, help="(default: %(default)s)")
     sizes.add_argument("--num-layers", type=positive_int, default=4, help="(default: %(default)s)")
     sizes.add_argument("--num-heads", type=positive_int, default=8, help="(default: %(default)s)")
-    sizes.add_argument("--d-ff", type=positive_int,
-                       help="SwiGLU width of the Llama models (default: the trainer's, cs288_lm.models.architectures.default_d_ff: "
-                       "8/3 d_model rounded to a multiple of 64, 704 for d_model 256); GPT-2's MLP is always 4 x d_model")
+    sizes.add_argument(
+        "--d-ff",
+        type=positive_int,
+        help="SwiGLU width of the Llama models (default: the trainer's, cs288_lm.models.architectures.default_d_ff: "
+        "8/3 d_model rounded to a multiple of 64, 704 for d_model 256); GPT-2's MLP is always 4 x d_model",
+    )
     sizes.add_argument("--batch-size", type=positive_int, default=8, help="(default: %(default)s)")
     parser.add_argument("--steps", type=positive_int, default=10, help="timed steps per model (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
-    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES),
-                        help="which models to run (default: all)")
+    parser.add_argument(
+        "--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES), help="which models to run (default: all)"
+    )
     parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
     parser.add_argument(WORKER_FLAG, choices=MODEL_NAMES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -523,8 +567,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    sizes = Sizes(args.vocab_size, args.context_length, args.d_model, args.num_layers, args.num_heads, args.d_ff,
-                  args.batch_size)
+    sizes = Sizes(
+        args.vocab_size, args.context_length, args.d_model, args.num_layers, args.num_heads, args.d_ff, args.batch_size
+    )
     if args.worker:
         serve(args.worker, sizes, args.warmup, torch.device(args.device))
         return

@@ -30,10 +30,10 @@ if str(REPO_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from hf_models import hf_llama  # noqa: E402
 
 from cs288_lm.data import get_batch  # noqa: E402
 from cs288_lm.model import count_parameters  # noqa: E402
+from cs288_lm.models.hf_interop import hf_llama  # noqa: E402
 from cs288_lm.nn_utils import get_lr_cosine_schedule  # noqa: E402
 from cs288_lm.optimizer import parameter_groups  # noqa: E402
 from cs288_lm.training.train_config import DEFAULT_MODEL, TrainConfig  # noqa: E402

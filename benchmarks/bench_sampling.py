@@ -20,7 +20,7 @@ run takes longer than ``--long-run`` seconds, 20 by default, runs once). The met
   cache, SDPA attention), the library one would otherwise use.
 
 The models (random weights, nothing downloaded): our :class:`TransformerLM` and a Hugging Face
-``LlamaForCausalLM`` of the same sizes (``hf_models.hf_llama``); ours is loaded with the
+``LlamaForCausalLM`` of the same sizes (``cs288_lm.models.hf_interop.hf_llama``); ours is loaded with the
 Hugging Face weights, so the two compute the same function and the greedy tokens are compared
 (rows that agree are printed; float rounding can flip a near-tie after many steps). Context length
 512 >= prompt + new tokens, so nothing slides out of the window. Sizes: ``small`` is the default
@@ -44,13 +44,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
-from bench_model import machine_info  # noqa: E402
-from hf_models import hf_llama  # noqa: E402
+import torch
+from bench_model import machine_info
 
-from cs288_lm.models.architectures import ModelConfig, build_model  # noqa: E402
-from cs288_lm.sampling import generate  # noqa: E402
-from instructor_tests.test_model_references import llama_to_ours  # noqa: E402
+from cs288_lm.models.architectures import ModelConfig, build_model
+from cs288_lm.models.hf_interop import hf_llama, llama_to_ours
+from cs288_lm.sampling import generate
 
 VOCAB_SIZE = 4096  # the bundled tokenizer
 CONTEXT_LENGTH = 512
@@ -76,8 +75,12 @@ def build_models(size: str) -> tuple[Generate, Generate, Generate, Generate, int
     def hugging_face(prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:
         with torch.inference_mode():
             out = theirs.generate(
-                prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new_tokens, do_sample=False,
-                use_cache=True, pad_token_id=0,
+                prompts,
+                attention_mask=torch.ones_like(prompts),
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=0,
             )
         return out[:, prompts.shape[1] :]
 
@@ -105,7 +108,10 @@ def timed(method: Generate, prompts: torch.Tensor, new_tokens: int) -> tuple[flo
 def bench(size: str, batch: int, args: argparse.Namespace) -> dict:
     cached, recomputed, forward_recomputed, hugging_face, parameters = build_models(size)
     methods = {
-        "ours cache": cached, "ours recompute": recomputed, "forward recompute": forward_recomputed, "HF cache": hugging_face,
+        "ours cache": cached,
+        "ours recompute": recomputed,
+        "forward recompute": forward_recomputed,
+        "HF cache": hugging_face,
     }
     prompts = torch.randint(1, VOCAB_SIZE, (batch, args.prompt_length), generator=torch.Generator().manual_seed(batch))
     for method in methods.values():
@@ -122,12 +128,18 @@ def bench(size: str, batch: int, args: argparse.Namespace) -> dict:
             seconds[name].append(elapsed)
             assert outputs[name].shape == (batch, args.new_tokens), (name, outputs[name].shape)
     result = {
-        "size": size, "d_model_layers_heads": SIZES[size], "parameters": parameters, "batch": batch, "methods": {},
+        "size": size,
+        "d_model_layers_heads": SIZES[size],
+        "parameters": parameters,
+        "batch": batch,
+        "methods": {},
     }
     for name, times in seconds.items():
         median = statistics.median(times)
         result["methods"][name] = {
-            "seconds": times, "median_seconds": median, "tokens_per_second": batch * args.new_tokens / median,
+            "seconds": times,
+            "median_seconds": median,
+            "tokens_per_second": batch * args.new_tokens / median,
         }
     speed = {name: row["tokens_per_second"] for name, row in result["methods"].items()}
     result["cache_speedup"] = speed["ours cache"] / speed["ours recompute"]
@@ -140,18 +152,24 @@ def bench(size: str, batch: int, args: argparse.Namespace) -> dict:
 
 def print_result(result: dict, new_tokens: int) -> None:
     d_model, layers, heads = result["d_model_layers_heads"]
-    print(f"\n{result['size']} (d_model {d_model}, {layers} layers, {heads} heads, {result['parameters'] / 1e6:.1f}M "
-          f"parameters), batch {result['batch']}, {new_tokens} new tokens:")
+    print(
+        f"\n{result['size']} (d_model {d_model}, {layers} layers, {heads} heads, {result['parameters'] / 1e6:.1f}M "
+        f"parameters), batch {result['batch']}, {new_tokens} new tokens:"
+    )
     for name, row in result["methods"].items():
         times = ", ".join(f"{t:.2f}" for t in row["seconds"])
         speed, median = row["tokens_per_second"], row["median_seconds"]
         print(f"  {name:<15} {speed:>9.1f} tokens/s   (median {median:.2f} s of {times})")
     verdict = "meets" if result["cache_speedup"] >= TARGET_SPEEDUP else "MISSES"
-    print(f"  cache / forward recompute: {result['cache_speedup_over_forward']:.1f}x; "
-          f"cache / recompute: {result['cache_speedup']:.1f}x ({verdict} the {TARGET_SPEEDUP:.0f}x target); "
-          f"ours cache / HF cache: {result['ours_over_hf']:.2f}x")
-    print(f"  identical greedy rows: cache vs recompute {result['rows_equal_to_recompute']}/{result['batch']}, "
-          f"ours vs HF {result['rows_equal_to_hf']}/{result['batch']}")
+    print(
+        f"  cache / forward recompute: {result['cache_speedup_over_forward']:.1f}x; "
+        f"cache / recompute: {result['cache_speedup']:.1f}x ({verdict} the {TARGET_SPEEDUP:.0f}x target); "
+        f"ours cache / HF cache: {result['ours_over_hf']:.2f}x"
+    )
+    print(
+        f"  identical greedy rows: cache vs recompute {result['rows_equal_to_recompute']}/{result['batch']}, "
+        f"ours vs HF {result['rows_equal_to_hf']}/{result['batch']}"
+    )
 
 
 def markdown(results: list[dict]) -> str:
@@ -193,9 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     info = machine_info() | {"torch_threads": torch.get_num_threads()}
-    print(f"decoding on the CPU, float32, {info['torch_threads']} torch threads; "
-          f"torch {info['torch']}, transformers {info['transformers']}; prompt {args.prompt_length} tokens, "
-          f"median of {args.repeats}")
+    print(
+        f"decoding on the CPU, float32, {info['torch_threads']} torch threads; "
+        f"torch {info['torch']}, transformers {info['transformers']}; prompt {args.prompt_length} tokens, "
+        f"median of {args.repeats}"
+    )
     results = []
     for size in args.sizes:
         for batch in args.batch_sizes:

@@ -2,7 +2,8 @@
 
 Everything runs in one invocation on the same text (default: the bundled TinyStories sample)::
 
-    python benchmarks/bench_tokenizer.py [--input PATH] [--vocab-size N] [--repeats K] [--whole-file-mb MB] [--json PATH]
+    python benchmarks/bench_tokenizer.py [--input PATH] [--vocab-size N] [--repeats K] \\
+        [--whole-file-mb MB] [--json PATH]
 
 What is measured (wall-clock ``time.perf_counter``, best of ``--repeats`` runs; MB = 10**6 bytes):
 
@@ -47,6 +48,7 @@ encoding throughput ours >= 0.75x tiktoken; whole large file ours >= 1.0x tiktok
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -69,13 +71,14 @@ import numpy as np
 import tiktoken
 
 from cs288_lm.bpe import train_bpe
-from cs288_lm.common.gpt2_format import token_to_string
+from cs288_lm.common.gpt2_format import load_vocab_and_merges, tiktoken_encoding, token_to_string
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training.encoding import encode_file
-from tests.common import GPT2_MERGES, GPT2_VOCAB, gpt2_tiktoken
 
 DEFAULT_INPUT = REPO_ROOT / "data" / "tinystories" / "train.txt"
+GPT2_DIR = REPO_ROOT / "tests" / "fixtures" / "gpt2"  # GPT-2's vocabulary and merges (data files of the tests)
+GPT2_VOCAB, GPT2_MERGES = GPT2_DIR / "gpt2_vocab.json", GPT2_DIR / "gpt2_merges.txt"
 HF_WORKER_FLAG = "--hf-worker"  # internal: train with Hugging Face only and print one JSON line
 
 T = TypeVar("T")
@@ -97,6 +100,18 @@ def best_of(repeats: int, run: Callable[[], T]) -> tuple[float, T]:
 
 def megabytes_per_second(num_bytes: int, seconds: float) -> float:
     return num_bytes / 1e6 / seconds
+
+
+@functools.lru_cache(maxsize=1)
+def gpt2_vocab() -> dict[int, bytes]:
+    """GPT-2's vocabulary, read once: building a tiktoken ``Encoding`` from it is what is timed."""
+    vocab, _ = load_vocab_and_merges(GPT2_VOCAB, GPT2_MERGES, [EOT])
+    return vocab
+
+
+def gpt2_tiktoken() -> tiktoken.Encoding:
+    """tiktoken's ``gpt2`` encoding, built offline from the GPT-2 files (a fresh ``Encoding`` per call)."""
+    return tiktoken_encoding(gpt2_vocab(), [EOT], name="gpt2_offline")
 
 
 # ---------------------------------------------------------------------------------- BPE training
@@ -159,7 +174,9 @@ def train_hf_in_child(path: Path, vocab_size: int, repeats: int, single_thread: 
 def merge_agreement(ours: Sequence[Sequence[str]], theirs: Sequence[Sequence[str]]) -> Result:
     """How far the two merge lists agree: common prefix length and set intersection size."""
     ours, theirs = [tuple(m) for m in ours], [tuple(m) for m in theirs]
-    prefix = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+    prefix = next(
+        (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
+    )
     return {"common_prefix": prefix, "set_overlap": len(set(ours) & set(theirs)), "ours": len(ours), "hf": len(theirs)}
 
 
@@ -201,8 +218,8 @@ def ours_encoder() -> Encoder:
 
 
 def tiktoken_encoder() -> Encoder:
-    """tiktoken, single thread; ``__wrapped__`` bypasses the helper's cache for a fresh ``Encoding``."""
-    return gpt2_tiktoken.__wrapped__, lambda encoding, text: encoding.encode(text, allowed_special="all")
+    """tiktoken, single thread; a fresh ``Encoding`` per repeat."""
+    return gpt2_tiktoken, lambda encoding, text: encoding.encode(text, allowed_special="all")
 
 
 def time_cold_and_warm(
@@ -495,7 +512,8 @@ def markdown_summary(results: Result) -> str:
             f"{speed(encoding['tiktoken']['warm_seconds'])} | {encoding['throughput_ratio_warm']:.2f}x | |"
         ),
         (
-            f"| Encode whole file, {num_bytes / 1e6:.1f} MB, parallel | encode_file, {encoding['ours_encode_file']['workers']} processes: "
+            f"| Encode whole file, {num_bytes / 1e6:.1f} MB, parallel | "
+            f"encode_file, {encoding['ours_encode_file']['workers']} processes: "
             f"{speed(encoding['ours_encode_file']['seconds'])} | encode_batch, "
             f"{encoding['tiktoken_encode_batch']['threads']} threads: "
             f"{speed(encoding['tiktoken_encode_batch']['seconds'])} | "
@@ -504,23 +522,28 @@ def markdown_summary(results: Result) -> str:
     ]
     whole = results.get("whole_file")
     if whole:
-
-        def whole_speed(seconds: float) -> str:
-            return f"{seconds:.3f} s ({megabytes_per_second(whole['input_bytes'], seconds):.2f} MB/s)"
-
-        size = f"{whole['input_bytes'] / 1e6:.0f} MB"
-        ours = f"encode_file, {whole['workers']} processes: {whole_speed(whole['ours_encode_file_seconds'])}"
-        references = [
-            ("tiktoken_encode_batch_grouped", f"encode_batch, {whole['workers']} threads, ~1 MB groups", ">= 1.0x"),
-            ("tiktoken_encode_batch_documents", f"encode_batch, {whole['workers']} threads, one per document", ""),
-            ("tiktoken_file_to_npy", "read + encode_batch (groups) + .npy write", ""),
-        ]
-        for name, label, target in references:
-            lines.append(
-                f"| Encode whole file, {size}, parallel | {ours} | {label}: {whole_speed(whole[f'{name}_seconds'])} "
-                f"| {whole[f'ratio_over_{name}']:.2f}x | {target} |"
-            )
+        lines += whole_file_rows(whole)
     return "\n".join(lines)
+
+
+def whole_file_rows(whole: dict) -> list[str]:
+    """The summary table's rows for the whole-file run (``results["whole_file"]``): ours against each reference."""
+
+    def whole_speed(seconds: float) -> str:
+        return f"{seconds:.3f} s ({megabytes_per_second(whole['input_bytes'], seconds):.2f} MB/s)"
+
+    size = f"{whole['input_bytes'] / 1e6:.0f} MB"
+    ours = f"encode_file, {whole['workers']} processes: {whole_speed(whole['ours_encode_file_seconds'])}"
+    references = [
+        ("tiktoken_encode_batch_grouped", f"encode_batch, {whole['workers']} threads, ~1 MB groups", ">= 1.0x"),
+        ("tiktoken_encode_batch_documents", f"encode_batch, {whole['workers']} threads, one per document", ""),
+        ("tiktoken_file_to_npy", "read + encode_batch (groups) + .npy write", ""),
+    ]
+    return [
+        f"| Encode whole file, {size}, parallel | {ours} | {label}: {whole_speed(whole[f'{name}_seconds'])} "
+        f"| {whole[f'ratio_over_{name}']:.2f}x | {target} |"
+        for name, label, target in references
+    ]
 
 
 # ------------------------------------------------------------------------------------------ main

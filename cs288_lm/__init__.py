@@ -12,6 +12,8 @@ given, in layers:
 * :mod:`cs288_lm.training`: library code for the programs (settings, run folders, token files,
   loading checkpoints, the pretraining and fine-tuning loops, the Part 4 main job's stages);
 * :mod:`cs288_lm.analysis`: the measurements behind the report;
+* :mod:`cs288_lm.reporting`: the analysis report, one module per section, above ``training`` and
+  ``analysis``;
 * :mod:`cs288_lm.pipelines`: the programs run from the command line (pretraining, sweeps,
   sampling, tokenizer training, the Part 4 main job, encoding files, the analysis report), thin
   layers over the rest; no program imports another.

@@ -66,8 +66,8 @@ def iter_bpe_merges(word_counts: dict[tuple[int, ...], int], vocab: dict[int, by
     frequencies = list(word_counts.values())
     pair_counts: dict[tuple[int, int], int] = defaultdict(int)
     words_with_pair: dict[tuple[int, int], set[int]] = defaultdict(set)
-    for index, (word, frequency) in enumerate(zip(words, frequencies)):
-        for pair in zip(word, word[1:]):
+    for index, (word, frequency) in enumerate(zip(words, frequencies, strict=True)):
+        for pair in itertools.pairwise(word):
             pair_counts[pair] += frequency
             words_with_pair[pair].add(index)
 
@@ -174,9 +174,9 @@ def count_pretokens(
     CPU core otherwise. ``progress`` is called with the number of bytes done so far.
     """
     workers, boundaries = plan_file_ranges(input_path, workers, special_tokens)
-    tasks = [(str(input_path), tuple(special_tokens), start, end) for start, end in zip(boundaries, boundaries[1:])]
+    tasks = [(str(input_path), tuple(special_tokens), start, end) for start, end in itertools.pairwise(boundaries)]
     counts: Counter[str] = Counter()
-    for (_, _, _, end), range_counts in zip(tasks, map_in_workers(_count_range, tasks, workers)):
+    for (_, _, _, end), range_counts in zip(tasks, map_in_workers(_count_range, tasks, workers), strict=True):
         counts.update(range_counts)
         if progress:
             progress(end)

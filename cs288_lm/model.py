@@ -525,6 +525,12 @@ def estimate_memory_bytes(vocab_size: int, d_model: int, num_layers: int, d_ff: 
     # END SOLUTION
 
 
+def adamw_state_bytes(parameter_bytes: int) -> dict[str, int]:
+    """Bytes of the parameters, their gradients (one copy) and AdamW's first and second moments (two
+    copies), given the bytes of the parameters (given)."""
+    return {"parameters": parameter_bytes, "gradients": parameter_bytes, "optimizer_state": 2 * parameter_bytes}
+
+
 def estimate_training_memory_bytes(
     vocab_size: int,
     context_length: int,
@@ -549,11 +555,6 @@ def estimate_training_memory_bytes(
     tokens = batch_size * context_length
     per_layer = 8 * d_model + 2 * num_heads * context_length + 4 * d_ff
     activations = tokens * (num_layers * per_layer + d_model + 2 * vocab_size) * dtype_bytes
-    memory = {
-        "parameters": parameters,
-        "gradients": parameters,
-        "optimizer_state": 2 * parameters,
-        "activations": activations,
-    }
+    memory = {**adamw_state_bytes(parameters), "activations": activations}
     memory["total"] = sum(memory.values())
     return memory

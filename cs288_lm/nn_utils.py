@@ -96,7 +96,8 @@ def gradient_clipping(parameters: Iterable[nn.Parameter], max_l2_norm: float, ep
     gradients = [parameter.grad for parameter in parameters if parameter.grad is not None]
     if not gradients:
         return torch.tensor(0.0)
-    norm = torch.sqrt(sum(gradient.detach().float().pow(2).sum() for gradient in gradients))
+    # sum() starts from the int 0, which mypy cannot rule out for an empty list (returned above).
+    norm = torch.sqrt(sum(gradient.detach().float().pow(2).sum() for gradient in gradients))  # type: ignore[arg-type]
     # torch.where, not `if norm > max_l2_norm`: a Python branch on a tensor waits for the device at
     # every step. Below the threshold the factor is exactly 1.0, which leaves the gradients unchanged.
     scale = torch.where(norm > max_l2_norm, max_l2_norm / (norm + eps), torch.ones_like(norm))

@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from cs288_lm.common.qa_data import BLANK, check_one_blank
+from cs288_lm.sampling import eval_mode
 from cs288_lm.tokenizer import Tokenizer
 
 TEMPLATES = {
@@ -45,6 +46,7 @@ CHOICE_FORMATS = ("letter", "number")
 SCORING_METHODS = ("letter", "choice")
 NORMALIZATIONS = ("sum", "mean")
 CONTENT_FREE = "N/A"
+PROMPTS_PER_BATCH = 32  # prompts the model reads in one forward pass
 PROMPT_FIELDS = ("context", "question", "choices", "choices_formatted", "question_before_blank", "demonstrations")
 
 
@@ -69,7 +71,9 @@ class PromptTemplate:
         demonstrations: Sequence[dict] = (),
     ):
         if custom_template is None and template_name not in TEMPLATES:
-            raise ValueError(f"unknown template {template_name!r}; choose one of {sorted(TEMPLATES)} or pass custom_template")
+            raise ValueError(
+                f"unknown template {template_name!r}; choose one of {sorted(TEMPLATES)} or pass custom_template"
+            )
         if choice_format not in CHOICE_FORMATS:
             raise ValueError(f"unknown choice_format {choice_format!r}; choose one of {CHOICE_FORMATS}")
         if custom_template is not None:
@@ -172,7 +176,11 @@ class PromptTemplate:
     def content_free(self, record: dict) -> dict:
         """``record`` with context and question replaced by "N/A" (the blank kept), for calibration."""
         _, blank, after = record["question"].partition(BLANK)
-        return {**record, "context": CONTENT_FREE, "question": f"{CONTENT_FREE} {blank}{after}".rstrip() if blank else CONTENT_FREE}
+        return {
+            **record,
+            "context": CONTENT_FREE,
+            "question": f"{CONTENT_FREE} {blank}{after}".rstrip() if blank else CONTENT_FREE,
+        }
 
     def describe(self) -> str:
         if self.is_cloze:
@@ -222,18 +230,26 @@ class PromptingPipeline:
     ``model`` maps token ids (batch, seq) to next-token logits (batch, seq, vocab) and has a
     ``context_length``; prompts longer than that lose tokens from the left. ``template``
     defaults to ``PromptTemplate("basic")``. The pipeline is for inference: it moves ``model`` to
-    ``device`` and leaves it in eval mode (no dropout), so scores are deterministic; call
-    ``model.train()`` before training that model again.
+    ``device`` and runs it without gradients in eval mode (no dropout), so scores are deterministic,
+    and then restores the model's mode (a model being trained stays in training mode).
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, template: PromptTemplate | None = None, device: str | torch.device = "cpu"):
-        self.model, self.tokenizer = model.to(device).eval(), tokenizer
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        template: PromptTemplate | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        self.model, self.tokenizer = model.to(device), tokenizer
         self.template = template or PromptTemplate("basic")
         self.device = torch.device(device)
         self.context_length: int = model.context_length
 
     @torch.no_grad()
-    def continuation_log_probs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[Float[Tensor, " tokens"]]:
+    def continuation_log_probs(
+        self, prompts: Sequence[str], continuations: Sequence[str]
+    ) -> list[Float[Tensor, " tokens"]]:
         """Log-probability of each continuation token given the prompt and the tokens before it.
 
         Prompt and continuation are encoded separately and joined; the joined sequence is cut
@@ -252,45 +268,55 @@ class PromptingPipeline:
             )
         if not prompts:
             return []
-        # BEGIN SOLUTION
-        sequences, lengths = [], []
-        for prompt, continuation in zip(prompts, continuations, strict=True):
-            continuation_ids = self.tokenizer.encode(continuation)
-            if not 0 < len(continuation_ids) < self.context_length:
-                raise ValueError(f"continuation {continuation!r} has {len(continuation_ids)} tokens; it must fit the context")
-            prompt_ids = self.tokenizer.encode(prompt)
-            if not prompt_ids:
-                raise ValueError(f"prompt {prompt!r} encodes to no token; the first continuation token needs one")
-            ids = (prompt_ids + continuation_ids)[-self.context_length :]
-            sequences.append(ids)
-            lengths.append(len(continuation_ids))
-        batch, _ = self._right_padded(sequences)
-        log_probs = torch.log_softmax(self.model(batch).float(), dim=-1)
-        results = []
-        for row, (ids, length) in enumerate(zip(sequences, lengths)):
-            targets = torch.tensor(ids[-length:], device=self.device)
-            # The logits at position t predict token t + 1.
-            positions = torch.arange(len(ids) - length - 1, len(ids) - 1, device=self.device)
-            results.append(log_probs[row, positions, targets].cpu())
-        return results
-        # END SOLUTION
+        with eval_mode(self.model):
+            # BEGIN SOLUTION
+            sequences, lengths = [], []
+            for prompt, continuation in zip(prompts, continuations, strict=True):
+                continuation_ids = self.tokenizer.encode(continuation)
+                if not 0 < len(continuation_ids) < self.context_length:
+                    raise ValueError(
+                        f"continuation {continuation!r} has {len(continuation_ids)} tokens; it must fit the context"
+                    )
+                prompt_ids = self.tokenizer.encode(prompt)
+                if not prompt_ids:
+                    raise ValueError(f"prompt {prompt!r} encodes to no token; the first continuation token needs one")
+                ids = (prompt_ids + continuation_ids)[-self.context_length :]
+                sequences.append(ids)
+                lengths.append(len(continuation_ids))
+            batch, _ = self._right_padded(sequences)
+            log_probs = torch.log_softmax(self.model(batch).float(), dim=-1)
+            results = []
+            for row, (ids, length) in enumerate(zip(sequences, lengths, strict=True)):
+                targets = torch.tensor(ids[-length:], device=self.device)
+                # The logits at position t predict token t + 1.
+                positions = torch.arange(len(ids) - length - 1, len(ids) - 1, device=self.device)
+                results.append(log_probs[row, positions, targets].cpu())
+            return results
+            # END SOLUTION
 
     @torch.no_grad()
     def next_token_log_probs(self, prompts: Sequence[str]) -> Float[Tensor, "prompts vocab"]:
         """Log-probabilities of the token that follows each prompt (prompts cut from the left to fit)."""
         sequences = [self.tokenizer.encode(prompt)[-self.context_length :] for prompt in prompts]
         batch, lengths = self._right_padded(sequences)
-        logits = self.model(batch)[torch.arange(len(sequences)), lengths - 1]
+        with eval_mode(self.model):
+            logits = self.model(batch)[torch.arange(len(sequences)), lengths - 1]
         return torch.log_softmax(logits.float(), dim=-1).cpu()
 
-    def letter_scores(self, records: Sequence[dict], template: PromptTemplate | None = None) -> Float[Tensor, "questions choices"]:
+    def letter_scores(
+        self, records: Sequence[dict], template: PromptTemplate | None = None
+    ) -> Float[Tensor, "questions choices"]:
         """Log-probability of each choice's label (" A", " B", ...) as the next token after the prompt
         (the first token of the label, if the tokenizer splits it)."""
         template = template or self.template
         num_choices = self._num_choices(records)
         label_ids = [self.tokenizer.encode(f" {template.label(index)}")[0] for index in range(num_choices)]
+        prompts = [template.format(record) for record in records]
         log_probs = torch.cat(
-            [self.next_token_log_probs([template.format(r) for r in records[i : i + 32]]) for i in range(0, len(records), 32)]
+            [
+                self.next_token_log_probs(prompts[start : start + PROMPTS_PER_BATCH])
+                for start in range(0, len(prompts), PROMPTS_PER_BATCH)
+            ]
         )
         return log_probs[:, label_ids]
 
@@ -302,8 +328,9 @@ class PromptingPipeline:
         prompts = [template.format(record) for record in records for _ in range(num_choices)]
         continuations = [template.continuation(record, index) for record in records for index in range(num_choices)]
         flat = []
-        for start in range(0, len(prompts), 32):
-            flat += self.continuation_log_probs(prompts[start : start + 32], continuations[start : start + 32])
+        for start in range(0, len(prompts), PROMPTS_PER_BATCH):
+            end = start + PROMPTS_PER_BATCH
+            flat += self.continuation_log_probs(prompts[start:end], continuations[start:end])
         return [flat[i : i + num_choices] for i in range(0, len(flat), num_choices)]
 
     def choice_scores(
@@ -313,7 +340,9 @@ class PromptingPipeline:
         ``normalize="mean"``, averaged per token (which favours long choices less)."""
         return _reduce(self.choice_log_probs(records, template), normalize)
 
-    def scores(self, records: Sequence[dict], setup: ScoringSetup, cache: dict | None = None) -> Float[Tensor, "questions choices"]:
+    def scores(
+        self, records: Sequence[dict], setup: ScoringSetup, cache: dict | None = None
+    ) -> Float[Tensor, "questions choices"]:
         """Scores of every choice under ``setup``, calibrated against the content-free prompt if asked.
 
         ``cache`` (a dict kept by the caller for one list of records) remembers what the model
@@ -333,7 +362,9 @@ class PromptingPipeline:
 
         return raw(False) - raw(True) if setup.calibrate else raw(False)
 
-    def predict(self, records: Sequence[dict], setup: ScoringSetup | None = None, cache: dict | None = None) -> list[int]:
+    def predict(
+        self, records: Sequence[dict], setup: ScoringSetup | None = None, cache: dict | None = None
+    ) -> list[int]:
         """The highest-scoring choice of each question (ties: the first)."""
         setup = setup or ScoringSetup(self.template)
         return self.scores(records, setup, cache).argmax(dim=-1).tolist()
@@ -341,9 +372,11 @@ class PromptingPipeline:
     def accuracy(self, records: Sequence[dict], setup: ScoringSetup | None = None, cache: dict | None = None) -> float:
         """The fraction of ``records`` (which need answers) that :meth:`predict` gets right."""
         predictions = self.predict(records, setup, cache)
-        return sum(p == record["answer"] for p, record in zip(predictions, records)) / len(records)
+        return sum(p == record["answer"] for p, record in zip(predictions, records, strict=True)) / len(records)
 
-    def select(self, dev: Sequence[dict], setups: Sequence[ScoringSetup]) -> tuple[ScoringSetup, list[tuple[ScoringSetup, float]]]:
+    def select(
+        self, dev: Sequence[dict], setups: Sequence[ScoringSetup]
+    ) -> tuple[ScoringSetup, list[tuple[ScoringSetup, float]]]:
         """The setup with the best dev accuracy (the first on ties), and every setup's accuracy."""
         cache: dict = {}
         results = [(setup, self.accuracy(dev, setup, cache)) for setup in setups]
@@ -400,5 +433,8 @@ def default_setups(train: Sequence[dict], shots: int = 2, seed: int = 0) -> list
         for calibrate in (False, True)
     ]
     cloze = PromptTemplate("cloze")
-    setups += [ScoringSetup(cloze, "choice", normalize, calibrate) for normalize, calibrate in itertools.product(NORMALIZATIONS, (False, True))]
+    setups += [
+        ScoringSetup(cloze, "choice", normalize, calibrate)
+        for normalize, calibrate in itertools.product(NORMALIZATIONS, (False, True))
+    ]
     return setups

@@ -8,7 +8,7 @@ score (a logit) per choice; a softmax over the choices gives the model's probabi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float, Int
@@ -17,7 +17,13 @@ from torch import Tensor, nn
 from cs288_lm.model import Linear
 
 Pooling = Literal["last", "mean", "max"]
-POOLINGS = ("last", "mean", "max")
+POOLINGS: tuple[str, ...] = get_args(Pooling)  # the same names, for checks and loops
+
+
+def check_pooling(pooling: str) -> None:
+    """A ValueError naming the poolings for any other ``pooling``."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
 
 
 def pool_hidden_states(
@@ -41,8 +47,7 @@ def pool_hidden_states(
     the host: a GPU sync at every step). The result has the dtype of ``hidden``. An unknown
     ``pooling`` is a ValueError.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+    check_pooling(pooling)
     # BEGIN SOLUTION
     mask = attention_mask.bool()
     if pooling == "last":
@@ -78,8 +83,7 @@ class TransformerForMultipleChoice(nn.Module):
         freeze_backbone: bool = False,
     ):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        check_pooling(pooling)
         self.transformer_lm, self.hidden_size = transformer_lm, hidden_size
         self.num_choices, self.pooling = num_choices, pooling
         self.classifier = Linear(hidden_size, 1)
@@ -87,7 +91,9 @@ class TransformerForMultipleChoice(nn.Module):
             self.transformer_lm.requires_grad_(False)
 
     def forward(
-        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+        self,
+        input_ids: Int[Tensor, "batch choices seq"],
+        attention_mask: Int[Tensor, "batch choices seq"] | None = None,
     ) -> Float[Tensor, "batch choices"]:
         """One logit per choice. ``attention_mask`` (default: all ones) marks real tokens; sequences
         are right-padded. Run every (question, choice) sequence through the backbone as one batch of
@@ -100,7 +106,9 @@ class TransformerForMultipleChoice(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         elif attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
+            )
         # BEGIN SOLUTION
         batch, choices, seq = input_ids.shape
         hidden = self.transformer_lm.hidden_states(input_ids.reshape(batch * choices, seq))
@@ -110,14 +118,18 @@ class TransformerForMultipleChoice(nn.Module):
 
     @torch.no_grad()
     def predict_probs(
-        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+        self,
+        input_ids: Int[Tensor, "batch choices seq"],
+        attention_mask: Int[Tensor, "batch choices seq"] | None = None,
     ) -> Float[Tensor, "batch choices"]:
         """Probabilities over the choices (a softmax of the logits), without gradients."""
         return torch.softmax(self(input_ids, attention_mask).float(), dim=-1)
 
     @torch.no_grad()
     def predict(
-        self, input_ids: Int[Tensor, "batch choices seq"], attention_mask: Int[Tensor, "batch choices seq"] | None = None
+        self,
+        input_ids: Int[Tensor, "batch choices seq"],
+        attention_mask: Int[Tensor, "batch choices seq"] | None = None,
     ) -> Int[Tensor, " batch"]:
         """The index of the highest-scoring choice of each question."""
         return self(input_ids, attention_mask).argmax(dim=-1)

@@ -193,8 +193,9 @@ def greedy_decode(
     pad_token_id: int | None = None,
 ) -> Int[Tensor, "batch total"]:
     """Greedy decoding; returns the prompt (as given, padding included) followed by the new tokens."""
-    new_tokens = generate(model, input_ids, max_new_tokens, 0.0, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
-    return torch.cat([input_ids, new_tokens.to(input_ids.device)], dim=1)
+    return _prompt_and_new_tokens(
+        model, input_ids, max_new_tokens, temperature=0.0, eos_token_id=eos_token_id, pad_token_id=pad_token_id
+    )
 
 
 def top_k_decode(
@@ -208,11 +209,16 @@ def top_k_decode(
     seed: int | None = None,
 ) -> Int[Tensor, "batch total"]:
     """Top-k sampling; returns the prompt (as given, padding included) followed by the new tokens."""
-    new_tokens = generate(
-        model, input_ids, max_new_tokens, temperature, top_k=k, eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id, seed=seed,
+    return _prompt_and_new_tokens(
+        model,
+        input_ids,
+        max_new_tokens,
+        temperature=temperature,
+        top_k=k,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        seed=seed,
     )
-    return torch.cat([input_ids, new_tokens.to(input_ids.device)], dim=1)
 
 
 def nucleus_decode(
@@ -226,10 +232,24 @@ def nucleus_decode(
     seed: int | None = None,
 ) -> Int[Tensor, "batch total"]:
     """Top-p (nucleus) sampling; returns the prompt (as given, padding included) followed by the new tokens."""
-    new_tokens = generate(
-        model, input_ids, max_new_tokens, temperature, top_p=p, eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id, seed=seed,
+    return _prompt_and_new_tokens(
+        model,
+        input_ids,
+        max_new_tokens,
+        temperature=temperature,
+        top_p=p,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        seed=seed,
     )
+
+
+def _prompt_and_new_tokens(
+    model: nn.Module, input_ids: Int[Tensor, "batch seq"], max_new_tokens: int, **settings
+) -> Int[Tensor, "batch total"]:
+    """:func:`generate` with ``settings``, after the prompt: the decode wrappers' one body. The new
+    tokens come on the model's device and go back to the prompt's."""
+    new_tokens = generate(model, input_ids, max_new_tokens, **settings)
     return torch.cat([input_ids, new_tokens.to(input_ids.device)], dim=1)
 
 

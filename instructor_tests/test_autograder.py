@@ -1,5 +1,5 @@
 """The autograder: the reference solution earns every point, the bare handout none, and the gallery
-of bad submissions (``gallery.py``) earns exactly what it earned, always with a valid results.json,
+of bad submissions (``autograder/gallery.py``) earns exactly what it earned, always with a valid results.json,
 a reason, no secret in anything students see and no process left behind.
 
 Only the reference solution is graded on every test module. The gallery is graded on two small
@@ -24,13 +24,7 @@ from pathlib import Path
 import pytest
 
 from autograder.build_zip import build_zip
-from autograder.grade import Bundle, find_submitted, grade, read_submission, read_tree
-from autograder.grade_all import grade_folder
-from autograder.imports_check import allowed_modules, forbidden_imports
-from autograder.judge import judge_test
-from autograder.make_handout import BUILD_MARKER, REPO_ROOT
-from autograder.sandbox import Limits, share_of_cores
-from instructor_tests.gallery import (
+from autograder.gallery import (
     CASES,
     GALLERY_MODULE,
     LEAK_MARKER,
@@ -48,6 +42,12 @@ from instructor_tests.gallery import (
     visible_text,
     write_files,
 )
+from autograder.grade import Bundle, find_submitted, grade, read_submission, read_tree
+from autograder.grade_all import grade_folder
+from autograder.imports_check import allowed_modules, forbidden_imports
+from autograder.judge import judge_test
+from autograder.make_handout import BUILD_MARKER, REPO_ROOT
+from autograder.sandbox import Limits, share_of_cores
 
 LIMITS = Limits(seconds=120, memory_bytes=4 << 30, file_bytes=256 << 20)
 CASE_NAMES = [case.name for case in CASES]
@@ -406,3 +406,4 @@ def test_gradescope_zip_is_complete_and_reproducible(grading_bundle, tmp_path):
         assert archive.getinfo("run_autograder").external_attr >> 16 == 0o100755
     assert {f"bundle/{path}" for path in read_tree(grading_bundle.path) if path != BUILD_MARKER} <= names
     assert not any(name.startswith("bundle/handout/autograder") for name in names)
+    assert "autograder/gallery.py" not in names  # the instructors' attacks, not the grader

@@ -37,6 +37,7 @@ from autograder.bundle import (
 from autograder.make_handout import (
     BUILD_MARKER,
     HANDOUT_README,
+    NOT_GRADER_CODE,
     REPO_ROOT,
     BuildError,
     build_handout,
@@ -89,6 +90,20 @@ def test_grading_outputs_in_the_repository_reach_no_build(clone, tmp_path):
     out = tmp_path / "handout"
     build_handout(out, clone)
     assert not any(FAKE_STUDENT.encode() in path.read_bytes() for path in out.rglob("*") if path.is_file())
+
+
+def test_the_gallery_of_attacks_reaches_no_build(clone, tmp_path):
+    """``autograder/gallery.py`` sits beside the grader for the instructors' checks to import, but
+    neither the Gradescope zip, the bundle's inputs nor the handout take it."""
+    gallery = "autograder/gallery.py"
+    assert (clone / gallery).is_file() and gallery in NOT_GRADER_CODE
+    fake_bundle = tmp_path / "bundle"
+    write_output({"handout/README.md": b"a handout\n"}, fake_bundle, "bundle")
+    entries = zip_contents(fake_bundle, clone)
+    assert "autograder/grade.py" in entries
+    assert [name for name in entries if name.endswith("gallery.py")] == []
+    assert [name for name, _ in bundle_inputs(clone) if name.endswith("gallery.py")] == []
+    assert [path for path in handout_files(clone) if path.endswith("gallery.py")] == []
 
 
 def test_an_untracked_file_where_a_build_would_ship_stops_it(clone):

@@ -170,7 +170,10 @@ def test_the_trainers_old_flops_formula_would_be_caught(solution_code):
     assert len(found) == 3, found
     assert all("cs288_lm/model.py" in message for message in found)
     # And a verbatim solution line pasted into given code.
-    pasted = "def count(model):\n    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)\n"
+    pasted = (
+        "def count(model):\n"
+        "    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)\n"
+    )
     assert len(copies(solution_code, {"cs288_lm/pasted.py": pasted})) == 1
 
 

@@ -144,6 +144,7 @@ def test_handout_holds_what_students_need_and_nothing_else(grading_bundle):
     assert not any(f.endswith("_predictions.json") or "__pycache__" in f for f in files)
     pyproject = (grading_bundle.handout / "pyproject.toml").read_text(encoding="utf-8")
     assert 'testpaths = ["tests"]' in pyproject and "hidden" not in pyproject
+    assert "[tool.ruff" in pyproject and "mypy" not in pyproject  # the linter's settings, not the type checker's
     if (REPO_ROOT / "data/qa/test_questions.json").is_file():
         questions = json.loads((grading_bundle.handout / "data/qa/test_questions.json").read_text(encoding="utf-8"))
         assert not any("answer" in question for question in questions)

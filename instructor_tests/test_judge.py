@@ -335,7 +335,7 @@ def test_a_timed_block_counts_from_before_its_tests_start_and_unknown_lines_corr
         {"t": "end", "test": nodeid, "outcome": "passed"},
     ]
     times = [0.5, 3.4, 3.45, 3.5, 3.5, 3.5]
-    records = [Record(t, json.dumps(line).encode()) for t, line in zip(times, lines)]
+    records = [Record(t, json.dumps(line).encode()) for t, line in zip(times, lines, strict=True)]
     records[3] = TimerStart(3.5, records[3].line, "t0", 3.45)
     assert "unknown type 'noop'" in verdict(parse_stream(records), reference).reason
     del records[2]  # without the made-up line: the start line (3.4) came after the work

@@ -1,21 +1,29 @@
 """Our models against independent implementations: Hugging Face GPT-2 and Llama, torch's attention.
 
-Instructor-only (``transformers`` is in requirements-dev.txt). Also checks the attention backend
-switch: the reference path and ``torch.nn.functional.scaled_dot_product_attention`` agree.
+Instructor-only (``transformers`` is in requirements-dev.txt). The Hugging Face models are built of a
+``ModelConfig``'s sizes by ``cs288_lm.models.hf_interop``, which the benchmarks use too. Also checks
+the attention backend switch: the reference path and ``torch.nn.functional.scaled_dot_product_attention``
+agree.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 import cs288_lm.model
+from cs288_lm.common.optional import MissingDependency
 from cs288_lm.model import MultiHeadSelfAttentionWithRoPE, TransformerLM, count_parameters
 from cs288_lm.models.architectures import ModelConfig, build_model, default_d_ff
 from cs288_lm.models.gpt2_model import GPT2Attention
+from cs288_lm.models.hf_interop import hf_gpt2, hf_llama, llama_to_ours
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, D_FF = 97, 24, 48, 2, 4, 80
 
 
@@ -23,56 +31,20 @@ def random_tokens(batch: int = 3, seq: int = 20, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, VOCAB, (batch, seq), generator=torch.Generator().manual_seed(seed))
 
 
-def hf_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=D_MODEL,
-        intermediate_size=D_FF,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=HEADS,
-        max_position_embeddings=CONTEXT,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        tie_word_embeddings=False,
-        attention_bias=False,
-        mlp_bias=False,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
-def llama_to_ours(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename Hugging Face Llama weights to TransformerLM's names (same layout, same RoPE pairing)."""
-    renames = {
-        "self_attn.q_proj": "attn.q_proj",
-        "self_attn.k_proj": "attn.k_proj",
-        "self_attn.v_proj": "attn.v_proj",
-        "self_attn.o_proj": "attn.output_proj",
-        "mlp.gate_proj": "ffn.w1",
-        "mlp.down_proj": "ffn.w2",
-        "mlp.up_proj": "ffn.w3",
-        "input_layernorm": "ln1",
-        "post_attention_layernorm": "ln2",
-    }
-    ours = {}
-    for key, value in state_dict.items():
-        if "rotary_emb" in key:
-            continue
-        key = key.replace("model.embed_tokens", "token_embeddings").replace("model.norm", "final_ln")
-        key = key.replace("lm_head", "output").replace("model.layers", "layers")
-        for theirs, mine in renames.items():
-            key = key.replace(theirs, mine)
-        ours[key] = value
-    return ours
-
-
 @pytest.mark.parametrize("backend", ["reference", "torch"])
 def test_transformer_lm_equals_hugging_face_llama(backend):
-    reference = hf_llama()
+    torch.manual_seed(0)
+    config = ModelConfig(
+        architecture="llama",
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        d_ff=D_FF,
+        rope_theta=10000.0,
+    )
+    reference = hf_llama(config).eval()
     ours = TransformerLM(VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, D_FF, 10000.0, attention_backend=backend)
     ours.load_weights(llama_to_ours(reference.state_dict()))
     tokens = random_tokens()
@@ -84,15 +56,17 @@ def test_transformer_lm_equals_hugging_face_llama(backend):
 @pytest.mark.parametrize("backend", ["reference", "torch"])
 def test_gpt2_equals_hugging_face_gpt2(backend):
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=VOCAB, n_positions=CONTEXT, n_embd=D_MODEL, n_layer=LAYERS, n_head=HEADS,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
-    )
-    reference = GPT2LMHeadModel(config).eval()
     config = ModelConfig(
-        architecture="gpt2", vocab_size=VOCAB, context_length=CONTEXT, d_model=D_MODEL, num_layers=LAYERS,
-        num_heads=HEADS, kernels=backend,
+        architecture="gpt2",
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        dropout=0.0,
+        kernels=backend,
     )
+    reference = hf_gpt2(config).eval()
     ours = build_model(config).eval()
     ours.load_hf_state_dict(reference.state_dict())
     tokens = random_tokens()
@@ -132,7 +106,7 @@ def test_attention_backends_agree_in_float32(architecture):
     assert (reference_logits - fast_logits).abs().max() < 1e-5
     reference_logits.sum().backward()
     fast_logits.sum().backward()
-    for (name, a), (_, b) in zip(reference.named_parameters(), fast.named_parameters()):
+    for (name, a), (_, b) in zip(reference.named_parameters(), fast.named_parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
@@ -196,3 +170,24 @@ def test_model_config_rejects_bad_values(changes, message):
 
 def test_default_d_ff_is_about_eight_thirds_and_a_multiple_of_64():
     assert default_d_ff(512) == 1344 and default_d_ff(768) == 2048 and default_d_ff(48) == 128
+
+
+def test_hf_interop_imports_without_transformers_and_checks_the_architecture():
+    """Importing the module needs only torch (it ships with the handout); the builders refuse a
+    config of the other architecture."""
+    code = "import sys, cs288_lm.models.hf_interop; print(sorted({'transformers', 'safetensors'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"
+    with pytest.raises(ValueError, match="needs a llama ModelConfig"):
+        hf_llama(ModelConfig(architecture="gpt2", vocab_size=VOCAB, d_model=D_MODEL, num_heads=HEADS))
+    with pytest.raises(ValueError, match="needs a gpt2 ModelConfig"):
+        hf_gpt2(ModelConfig(architecture="llama", vocab_size=VOCAB, d_model=D_MODEL, num_heads=HEADS))
+
+
+def test_hf_interop_names_the_missing_library(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed: importing it fails
+    config = ModelConfig(architecture="llama", vocab_size=VOCAB, d_model=D_MODEL, num_heads=HEADS)
+    with pytest.raises(MissingDependency, match=r"'transformers' \(pip install transformers\)"):
+        hf_llama(config)

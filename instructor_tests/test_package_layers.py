@@ -23,7 +23,7 @@ from autograder.make_handout import REPO_ROOT, handout_files
 from autograder.markers import student_modules
 
 PACKAGE = REPO_ROOT / "cs288_lm"
-LAYERS = {"common": 0, "models": 2, "training": 3, "analysis": 3, "pipelines": 5}
+LAYERS = {"common": 0, "models": 2, "training": 3, "analysis": 3, "reporting": 4, "pipelines": 5}
 STUDENT_LAYER = 1
 ALLOWED_UPWARD = {("cs288_lm.sampling", "cs288_lm.models.kv_cache")}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import regex
@@ -98,7 +99,7 @@ def test_blocks_and_ranges_split_exactly_like_one_pass(tmp_path):
             assert boundaries[0] == 0 and boundaries[-1] == size and boundaries == sorted(set(boundaries))
             blocks = [
                 block
-                for start, end in zip(boundaries, boundaries[1:])
+                for start, end in itertools.pairwise(boundaries)
                 for block in iter_text_blocks(path, special_tokens, start, end, block_bytes=rng.randint(16, 600))
             ]
             assert "".join(blocks) == text

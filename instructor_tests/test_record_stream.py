@@ -124,20 +124,20 @@ from autograder.sandbox import Record, _RecordCollector
 
 cap = int(sys.argv[1])
 check = b'{"t":"check","kind":"equal","site":"s","actual":null}\\n'
-reference = parse_stream(
-    Record(0.0, line)
-    for line in [b'{"t":"start","test":"t::0"}', *[check.strip()] * 1000, b'{"t":"end","test":"t::0","outcome":"passed"}']
-)
+start, end = b'{"t":"start","test":"t::%d"}\\n', b'{"t":"end","test":"t::%d","outcome":"passed"}\\n'
+lines = [(start % 0).strip(), *[check.strip()] * 1000, (end % 0).strip()]
+reference = parse_stream(Record(0.0, line) for line in lines)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 collector = _RecordCollector(cap)
 test = 0
 while not collector.overflowed:  # tests of 1000 tiny checks each
-    lines = [b'{"t":"start","test":"t::%d"}\\n' % test, check * 1000, b'{"t":"end","test":"t::%d","outcome":"passed"}\\n' % test]
+    lines = [start % test, check * 1000, end % test]
     collector.take(b"".join(lines), 1.0)
     test += 1
 verdicts = judge_stream(parse_stream(collector.records), reference, lambda name: None)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"grown_bytes": (after - before) * 1024, "records": len(collector.records), "passed": verdicts["t::0"].passed}))
+grown = (after - before) * 1024
+print(json.dumps({"grown_bytes": grown, "records": len(collector.records), "passed": verdicts["t::0"].passed}))
 """
 
 

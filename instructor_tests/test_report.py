@@ -24,7 +24,6 @@ import torch.nn.functional as F
 import transformers
 
 from cs288_lm.analysis.attention import head_scores, repeated_random_tokens, run_with_internals
-from cs288_lm.analysis.compare import load_hf_gpt2
 from cs288_lm.analysis.embeddings import linear_probe
 from cs288_lm.analysis.metrics import (
     distinct_n,
@@ -38,6 +37,7 @@ from cs288_lm.analysis.metrics import (
 from cs288_lm.analysis.sampling_study import continuation_log_likelihoods
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.models.gpt2_model import GPT2LM
+from cs288_lm.models.hf_interop import load_hf_gpt2
 from cs288_lm.pipelines.report import main
 from cs288_lm.tokenizer import Tokenizer
 
@@ -182,10 +182,16 @@ def test_batched_continuation_log_likelihoods_equal_scoring_each_sample_alone(on
     model = tiny_model("gpt2", context_length=16)
     prompt, rows = [1, 2, 3], [[4, 5, 6, 7, 8], [9, 10, 11, 12, 13]]
     lengths = [5, 2]  # the second stopped early: its last tokens are padding
-    alone = [float(token_log_probs(model, prompt + row[:n])[-n:].double().sum()) for row, n in zip(rows, lengths)]
+    alone = [
+        float(token_log_probs(model, prompt + row[:n])[-n:].double().sum())
+        for row, n in zip(rows, lengths, strict=True)
+    ]
     assert continuation_log_likelihoods(model, prompt, rows, lengths) == pytest.approx(alone, rel=1e-6)
     long_rows = [list(range(4, 24))] * 2  # prompt + row longer than the context: scored window by window
-    alone = [float(token_log_probs(model, prompt + row[:n])[-n:].double().sum()) for row, n in zip(long_rows, [20, 7])]
+    alone = [
+        float(token_log_probs(model, prompt + row[:n])[-n:].double().sum())
+        for row, n in zip(long_rows, [20, 7], strict=True)
+    ]
     assert continuation_log_likelihoods(model, prompt, long_rows, [20, 7]) == pytest.approx(alone, rel=1e-6)
 
 
@@ -324,3 +330,15 @@ def test_bad_input_gets_a_clear_error(tmp_path, hf_gpt2_dir):
 
     result = run_report("--checkpoint", str(run), "--out", str(tmp_path / "out"), "--gpt2", str(not_a_run), *FAST)
     assert result.code == 2 and "no config.json" in result.stderr
+
+
+def test_a_run_without_best_pt_is_reported_from_latest_pt(tmp_path, one_thread):
+    """RunDir's rule: a run stopped before its first evaluation has only latest.pt, which stands in."""
+    run = tiny_run(tmp_path / "run")
+    (run / "checkpoints" / "best.pt").rename(run / "checkpoints" / "latest.pt")
+    out = tmp_path / "report"
+    result = run_report("--checkpoint", str(run), "--out", str(out), "--sections", "card", *FAST)
+    assert result.code == 0, result.stderr
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert f"Checkpoint `{run / 'checkpoints' / 'latest.pt'}` (step 4)" in report
+    assert "![loss against tokens seen](loss.png)" in report

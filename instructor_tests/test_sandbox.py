@@ -574,7 +574,7 @@ def test_the_grader_imports_nothing_once_a_test_process_ran(grading_bundle, tmp_
     would run code in the grader if it imported a module afterwards. grade_all on the solution and
     the bare handout (judging snapshots, failures, the similarity report): every module the grader
     imports, it imports before the first test process starts."""
-    from instructor_tests.gallery import solution_files, stub_files, write_files
+    from autograder.gallery import solution_files, stub_files, write_files
 
     write_files(tmp_path / "submissions" / "solution", solution_files(grading_bundle.path))
     write_files(tmp_path / "submissions" / "stubs", stub_files(grading_bundle.path))
@@ -673,7 +673,8 @@ def test_limits_are_hard(tmp_path: Path) -> None:
                     raised.append(name)
                 except (ValueError, OSError):
                     pass
-            record(raised=raised, limits=[resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_FSIZE)])
+            limits = [resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_FSIZE)]
+            record(raised=raised, limits=limits)
         """,
     )
     assert result.problem is None, result.output_tail

@@ -2,8 +2,10 @@
 
 Fine-tuning runs the learning-rate schedule from iteration 1 to the last (so the first step is not
 at a rate of 0 and the last reaches the minimum) and leaves the model's train/eval mode as it was,
-even when prediction raises. The prompting pipeline's score cache never hands one template's
-scores to another, even when CPython gives the second template the first one's freed ``id()``.
+even when prediction raises. The prompting pipeline scores with the model in eval mode and gives
+the caller's model back in the mode it had, even when a method raises; its score cache never hands
+one template's scores to another, even when CPython gives the second template the first one's
+freed ``id()``.
 """
 
 from __future__ import annotations
@@ -97,3 +99,19 @@ def test_score_cache_never_serves_another_templates_scores(tokenizer, questions,
     assert not torch.equal(first_scores, fresh)  # a cache keyed by id() would serve these
     torch.testing.assert_close(shared, fresh, rtol=0, atol=0)
     assert len(cache) == 2
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_prompting_scores_in_eval_mode_and_restores_the_callers_mode(tokenizer, questions, training):
+    model = tiny_lm(tokenizer).train(training)
+    modes: list[bool] = []
+    model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    pipeline = PromptingPipeline(model, tokenizer)
+    assert model.training == training
+    for method in ("letter", "choice"):
+        pipeline.scores(questions[:2], ScoringSetup(PromptTemplate("basic"), method=method))
+        assert model.training == training
+    assert modes and not any(modes)  # every forward ran in eval mode
+    with pytest.raises(ValueError, match="encodes to no token"):
+        pipeline.continuation_log_probs([""], [" cat"])
+    assert model.training == training

@@ -98,7 +98,7 @@ def naive_train_bpe(
     while len(vocab) < vocab_size:
         pairs: Counter[tuple[bytes, bytes]] = Counter()
         for word, tokens in words.items():
-            for pair in zip(tokens, tokens[1:]):
+            for pair in zip(tokens, tokens[1:], strict=False):
                 pairs[pair] += frequency[word]
         if not pairs:
             break
@@ -195,7 +195,7 @@ def window_mismatches(dataset, context_length: int, inputs, targets) -> list[int
     data = np.asarray(dataset, dtype=np.int64)
     windows = np.lib.stride_tricks.sliding_window_view(data, context_length + 1)  # one row per valid start
     mismatches = []
-    for row_in, row_out in zip(inputs.numpy(), targets.numpy()):
+    for row_in, row_out in zip(inputs.numpy(), targets.numpy(), strict=True):
         if row_in.shape != (context_length,) or row_out.shape != (context_length,):
             mismatches.append(-1)
             continue
@@ -272,7 +272,7 @@ def flat_parameters(parameters) -> torch.Tensor:
 
 def max_parameter_difference(parameters_a, parameters_b) -> float:
     """The largest absolute difference between corresponding tensors of two iterables."""
-    return max((a - b).abs().max().item() for a, b in zip(parameters_a, parameters_b))
+    return max((a - b).abs().max().item() for a, b in zip(parameters_a, parameters_b, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def reference_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> to
     float64: the last real position, their mean or their element-wise maximum; zeros for a row
     without real positions."""
     rows = []
-    for states, row_mask in zip(hidden.double(), mask):
+    for states, row_mask in zip(hidden.double(), mask, strict=True):
         real = states[: int(row_mask.sum())]
         if len(real) == 0:
             rows.append(torch.zeros(states.shape[-1], dtype=torch.float64))

@@ -43,6 +43,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -152,9 +153,10 @@ class _Stream:
 
     def write(self, record: dict) -> None:
         data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
-        view = memoryview(data)
+        view, fd = memoryview(data), self.fd
+        assert fd is not None, "records are written only while grading"
         while view:
-            view = view[os.write(self.fd, view) :]
+            view = view[os.write(fd, view) :]
 
 
 _stream = _Stream()
@@ -203,7 +205,7 @@ def grading() -> bool:
 
 def _site() -> str:
     """``file:line`` of the test code that made the check (for messages)."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     fallback = None
     while frame is not None:
         name = Path(frame.f_code.co_filename).name

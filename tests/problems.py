@@ -65,5 +65,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"--problem: no problem named {', '.join(unknown)}; the problems: {', '.join(names)}")
     wanted = [by_folded_name[name.casefold()] for name in wanted]
     chosen = selected([item.nodeid for item in items], wanted, problems)
-    config.hook.pytest_deselected(items=[item for item, keep in zip(items, chosen) if not keep])
-    items[:] = [item for item, keep in zip(items, chosen) if keep]
+    config.hook.pytest_deselected(items=[item for item, keep in zip(items, chosen, strict=True) if not keep])
+    items[:] = [item for item, keep in zip(items, chosen, strict=True) if keep]

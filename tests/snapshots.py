@@ -61,7 +61,7 @@ class NumpySnapshot:
         path = self.directory / f"{name}.npz"
         if self.update:
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(path, **arrays)
+            np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # numpy's stubs take **arrays for allow_pickle
             return
         if not path.is_file():
             pytest.fail(

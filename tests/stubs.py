@@ -36,7 +36,8 @@ class Stub:
 
     path: str
     line: int
-    function: str = field(compare=False)  # its qualified name (a worker process's traceback gives the bare name)
+    # Its qualified name (Python 3.10 and a worker process's traceback give the bare name).
+    function: str = field(compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line} {self.function}: not implemented yet"
@@ -83,7 +84,8 @@ def _raised_here(error: BaseException, root: Path) -> Stub | None:
         return None
     code = frame.tb_frame.f_code
     path = _student_module(code.co_filename, root)
-    return None if path is None else Stub(path, frame.tb_lineno, code.co_qualname)
+    # co_qualname is new in Python 3.11; students may run 3.10.
+    return None if path is None else Stub(path, frame.tb_lineno, getattr(code, "co_qualname", code.co_name))
 
 
 def _raised_in_a_worker(error: BaseException, root: Path) -> Stub | None:

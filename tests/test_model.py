@@ -560,7 +560,13 @@ def test_scaled_dot_product_attention_large_scores_are_stable():
 
 
 def by_layer_names(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return dict(zip(ATTENTION_KEYS, (weights[f"{name}_weight"] for name in ("q_proj", "k_proj", "v_proj", "o_proj"))))
+    return dict(
+        zip(
+            ATTENTION_KEYS,
+            (weights[f"{name}_weight"] for name in ("q_proj", "k_proj", "v_proj", "o_proj")),
+            strict=True,
+        )
+    )
 
 
 def test_multihead_self_attention_matches_snapshot(numpy_snapshot, features):

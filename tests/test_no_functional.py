@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
-import inspect
 import math
 import re
 import sys
@@ -114,7 +113,7 @@ def forbidden_targets() -> list[tuple[object, str, str]]:
     """``(owner, attribute, name)`` of every function that :func:`forbidden_shortcuts` makes raise:
     the operations of ``torch.nn.functional``, the ``forward`` of every ``torch.nn`` layer, and the
     aliases above."""
-    targets = []
+    targets: list[tuple[object, str, str]] = []
     for name in dir(F):
         value = getattr(F, name)
         if name.startswith("_") or name in _FUNCTIONAL_HELPERS or not callable(value) or isinstance(value, type):
@@ -131,10 +130,7 @@ def forbidden_targets() -> list[tuple[object, str, str]]:
 
 def student_modules() -> list[ModuleType]:
     """The modules of Parts 2 and 3, reached through the adapters."""
-    found = [adapters._model, adapters.nn_utils]
-    for function in (adapters.AdamW, adapters.get_batch, adapters.save_checkpoint):
-        found.append(inspect.getmodule(function))
-    return list(dict.fromkeys(found))
+    return [adapters._model, adapters.nn_utils, adapters._optimizer, adapters._data, adapters._checkpointing]
 
 
 @contextlib.contextmanager
@@ -336,7 +332,7 @@ def forbidden_code() -> dict[CodeType, str]:
 
     def add(code: CodeType, module: str) -> None:
         if code not in found:
-            found[code] = f"{module}.{code.co_qualname}"
+            found[code] = f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+"
             for constant in code.co_consts:
                 if isinstance(constant, CodeType):
                     add(constant, module)
@@ -440,8 +436,8 @@ def reference_attention(x, wq, wk, wv, wo, num_heads, theta=None, positions=None
 
 def reference_block(x: torch.Tensor, weights: dict[str, torch.Tensor], prefix: str = "") -> torch.Tensor:
     w = {key.removeprefix(prefix): value for key, value in weights.items() if key.startswith(prefix)}
-    attention = [w[f"attn.{name}.weight"] for name in ("q_proj", "k_proj", "v_proj", "output_proj")]
-    h = x + reference_attention(F.rms_norm(x, (x.shape[-1],), w["ln1.weight"], 1e-5), *attention, NUM_HEADS, THETA)
+    wq, wk, wv, wo = (w[f"attn.{name}.weight"] for name in ("q_proj", "k_proj", "v_proj", "output_proj"))
+    h = x + reference_attention(F.rms_norm(x, (x.shape[-1],), w["ln1.weight"], 1e-5), wq, wk, wv, wo, NUM_HEADS, THETA)
     normed = F.rms_norm(h, (h.shape[-1],), w["ln2.weight"], 1e-5)
     gated = F.silu(F.linear(normed, w["ffn.w1.weight"])) * F.linear(normed, w["ffn.w3.weight"])
     return h + F.linear(gated, w["ffn.w2.weight"])
@@ -450,7 +446,9 @@ def reference_block(x: torch.Tensor, weights: dict[str, torch.Tensor], prefix: s
 def block_weights(seed: int, prefix: str = "") -> dict[str, torch.Tensor]:
     names = [f"attn.{name}.weight" for name in ("q_proj", "k_proj", "v_proj", "output_proj")]
     shapes = [(D_MODEL, D_MODEL)] * 4 + [(D_FF, D_MODEL), (D_MODEL, D_FF), (D_FF, D_MODEL)]
-    weights = dict(zip([*names, "ffn.w1.weight", "ffn.w2.weight", "ffn.w3.weight"], matrices(seed, *shapes)))
+    weights = dict(
+        zip([*names, "ffn.w1.weight", "ffn.w2.weight", "ffn.w3.weight"], matrices(seed, *shapes), strict=True)
+    )
     weights["ln1.weight"] = 1.0 + randn(D_MODEL, seed=seed + 1, scale=0.1)
     weights["ln2.weight"] = 1.0 + randn(D_MODEL, seed=seed + 2, scale=0.1)
     return {prefix + key: value for key, value in weights.items()}
@@ -683,7 +681,7 @@ def test_gradient_clipping_without_clip_grad_norm():
     for parameter in ours:
         parameter.grad = torch.randn(parameter.shape, generator=generator) * 3.0
     theirs = copy.deepcopy(ours)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         b.grad = a.grad.clone()
     expected_norm = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
     with forbidden_shortcuts("Part 3"):

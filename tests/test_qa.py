@@ -11,6 +11,7 @@ Select a part with ``pytest -k``: ``pretraining``, ``multiple_choice``, ``pool``
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 from pathlib import Path
@@ -33,7 +34,8 @@ from tests.common import (
 from tests.graded import check_close, check_equal
 
 QA_DIR = REPO_ROOT / "data" / "qa"
-POOLINGS = ("last", "mean", "max")
+TESTS = Path(__file__).resolve().parent
+POOLINGS = adapters.POOLINGS
 
 # The multiple-choice model: a tiny backbone over a small vocabulary (random token ids).
 VOCAB, CONTEXT, D_MODEL, NUM_LAYERS, NUM_HEADS, D_FF = 64, 32, 16, 2, 2, 32
@@ -774,7 +776,7 @@ def test_continuation_log_probs_equal_the_model_forward(tokenizer, language_mode
     assert tokenizer.encode("Hi ") + tokenizer.encode("there") != tokenizer.encode("Hi there")
     results = pipeline.continuation_log_probs(prompts, continuations)
     check_equal(len(results), 4)
-    for prompt, continuation, result in zip(prompts, continuations, results):
+    for prompt, continuation, result in zip(prompts, continuations, results, strict=True):
         expected = reference_log_probs(language_model, tokenizer, prompt, continuation)
         check_equal(tuple(result.shape), (len(tokenizer.encode(continuation)),))
         check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
@@ -817,7 +819,7 @@ def test_continuation_log_probs_crop_long_prompts_from_the_left(tokenizer):
     assert len(tokenizer.encode(prompt)) > 40  # a guard on the test's input
     continuations = [" and they played all day", " ."]
     results = pipeline.continuation_log_probs([prompt, prompt[:50]], continuations)
-    for prompt_text, continuation, result in zip([prompt, prompt[:50]], continuations, results):
+    for prompt_text, continuation, result in zip([prompt, prompt[:50]], continuations, results, strict=True):
         expected = reference_log_probs(model, tokenizer, prompt_text, continuation)
         check_close(result.double(), expected, atol=1e-5, rtol=1e-5)
 
@@ -891,7 +893,7 @@ def test_select_picks_the_setup_with_the_best_dev_accuracy(tokenizer, language_m
     accuracies = []
     for setup, value in results:
         predictions = pipeline.scores(dev, setup).argmax(-1).tolist()
-        accuracies.append(sum(p == r["answer"] for p, r in zip(predictions, dev)) / len(dev))
+        accuracies.append(sum(p == r["answer"] for p, r in zip(predictions, dev, strict=True)) / len(dev))
         check_close(float(value), accuracies[-1], rtol=1e-6, atol=1e-12)
     # The check below chooses between different accuracies (each recorded above).
     check_equal(len(set(accuracies)) > 1, True)
@@ -904,9 +906,21 @@ def test_select_picks_the_setup_with_the_best_dev_accuracy(tokenizer, language_m
 # ---------------------------------------------------------------------------------------------
 
 
+def names_taken_from_adapters(source: str) -> set[str]:
+    """The names a test module reaches in adapters.py: ``adapters.NAME`` and ``from adapters import NAME``."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "adapters":
+            names.add(node.attr)
+        elif isinstance(node, ast.ImportFrom) and node.module == "adapters":
+            names |= {alias.name for alias in node.names}
+    return names
+
+
 def test_star_import_of_adapters_gives_every_adapter():
     """`from adapters import *` (the course's tests import that way) gives every public function of
-    adapters.py and the Part 4 classes."""
+    adapters.py, the Part 4 classes and every name the tests here take from adapters.py (modules and
+    private names aside), so an adapter missing from adapters.py or from its ``__all__`` fails here."""
     namespace: dict = {}
     exec("from adapters import *", namespace)
     public = sorted(
@@ -917,3 +931,8 @@ def test_star_import_of_adapters_gives_every_adapter():
     check_equal(sorted(name for name in public if name in namespace), public)
     classes = ["TransformerLM", "MultipleChoiceQADataset", "TransformerForMultipleChoice", "PromptTemplate"]
     check_equal([name for name in classes if name in namespace], classes)
+    used = set().union(*(names_taken_from_adapters(path.read_text(encoding="utf-8")) for path in TESTS.glob("*.py")))
+    used = {name for name in used if not name.startswith("_") and not inspect.ismodule(getattr(adapters, name, None))}
+    assert len(used) > 50  # a guard on the collector: the tests reach most adapters
+    missing = sorted(name for name in used if name not in namespace)
+    check_equal(missing, [], message="names the tests take from adapters.py that `from adapters import *` lacks")

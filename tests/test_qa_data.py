@@ -197,7 +197,14 @@ def test_sentences_keep_quotations_whole():
     story = """Tom said, "I like it. Can I keep it?" Mom smiled. "Yes!" she said.\n"Wait. I am not done\nThe end."""
     check_equal(
         split_sentences(story),
-        ['Tom said, "I like it. Can I keep it?"', "Mom smiled.", '"Yes!"', "she said.", '"Wait. I am not done', "The end."],
+        [
+            'Tom said, "I like it. Can I keep it?"',
+            "Mom smiled.",
+            '"Yes!"',
+            "she said.",
+            '"Wait. I am not done',
+            "The end.",
+        ],
     )
 
 
@@ -275,7 +282,7 @@ def test_shipped_files_give_no_answer_away():
         [feature_matrix(question_stats(q, bigrams)) for q in train], [q["answer"] for q in train]
     )
     scores = audit_split(dev, bigrams, combined)["scores"]
-    limits = {rule: 0.35 for rule in FREQUENCY_RULES} | {"combined": 0.45}
+    limits = dict.fromkeys(FREQUENCY_RULES, 0.35) | {"combined": 0.45}
     check_equal({rule: round(scores[rule], 3) for rule, limit in limits.items() if scores[rule] > limit}, {})
 
 
@@ -523,6 +530,10 @@ def test_part4_points_when_the_baselines_must_be_beaten():
         (None, 0.60, {"4A": 0.0, "4B": 8.0, "total": 8.0}),  # no 4A: the margin is over 30%
     ):
         points = part4_points(finetuned, prompting, required, baselines)
-        check_equal({part: round(value, 9) for part, value in points.items()}, expected, message=f"accuracies {finetuned}, {prompting}")
+        check_equal(
+            {part: round(value, 9) for part, value in points.items()},
+            expected,
+            message=f"accuracies {finetuned}, {prompting}",
+        )
     with pytest.raises(ValueError, match="baseline"):
         part4_points(0.45, 0.56, required)

@@ -113,7 +113,7 @@ def test_left_padded_batch_equals_each_row_alone(architecture):
     width = max(len(row) for row in rows)
     batch = torch.stack([torch.cat([torch.full((width - len(row),), pad), row]) for row in rows])
     new_tokens = adapters.generate(model, batch, 15, temperature=0.0, pad_token_id=pad)  # 8 + 15 > 16
-    for row, tokens in zip(rows, new_tokens):
+    for row, tokens in zip(rows, new_tokens, strict=True):
         check_equal(tokens, greedy_by_forward(model, row[None], 15)[0])
     full = adapters.greedy_decode(model, batch, 15, pad_token_id=pad)
     check_equal(full, torch.cat([batch, new_tokens], dim=1))

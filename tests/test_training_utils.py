@@ -167,7 +167,7 @@ def _parameters_with_gradients(seed: int, shapes, scale: float) -> list[torch.nn
 def test_gradient_clipping_matches_torch():
     ours = _parameters_with_gradients(0, [(5, 3), (3,), (2, 2, 4)], scale=2.0)
     theirs = copy.deepcopy(ours)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         b.grad = a.grad.clone()
     max_norm = 1.0
     expected_norm = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
@@ -183,7 +183,7 @@ def test_gradient_clipping_skips_parameters_without_gradient():
     ours = _parameters_with_gradients(1, [(4, 4), (6,), (2, 3)], scale=1.5)
     ours.insert(1, torch.nn.Parameter(torch.randn(7)))  # no .grad at all
     theirs = copy.deepcopy(ours)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         b.grad = None if a.grad is None else a.grad.clone()
     expected_norm = torch.nn.utils.clip_grad_norm_(theirs, 0.5)
     norm = adapters.run_gradient_clipping(ours, 0.5)
@@ -203,7 +203,7 @@ def test_gradient_clipping_below_threshold_leaves_gradients_unchanged():
     true_norm = torch.sqrt(sum((g**2).sum() for g in before)).item()
     norm = adapters.run_gradient_clipping(parameters, max_l2_norm=10.0)
     check_close(float(norm), true_norm, rtol=1e-5, atol=0)
-    for p, g in zip(parameters, before):
+    for p, g in zip(parameters, before, strict=True):
         check_equal(p.grad, g)
 
 

@@ -79,8 +79,8 @@ def rms_norm_float64(x: torch.Tensor, gain: torch.Tensor, eps: float = 1e-5) -> 
 
 
 def block_float64(x: torch.Tensor, w: dict[str, torch.Tensor], theta: float) -> torch.Tensor:
-    attention = [w[f"attn.{name}.weight"] for name in ("q_proj", "k_proj", "v_proj", "output_proj")]
-    h = x.double() + self_attention_float64(rms_norm_float64(x, w["ln1.weight"]), *attention, NUM_HEADS, theta)
+    wq, wk, wv, wo = (w[f"attn.{name}.weight"] for name in ("q_proj", "k_proj", "v_proj", "output_proj"))
+    h = x.double() + self_attention_float64(rms_norm_float64(x, w["ln1.weight"]), wq, wk, wv, wo, NUM_HEADS, theta)
     n = rms_norm_float64(h, w["ln2.weight"])
     up, gate = n @ w["ffn.w3.weight"].double().T, n @ w["ffn.w1.weight"].double().T
     return h + (gate * torch.sigmoid(gate) * up) @ w["ffn.w2.weight"].double().T
@@ -91,7 +91,7 @@ def block_weights(seed: int) -> dict[str, torch.Tensor]:
     shapes.update(
         {"ffn.w1.weight": (D_FF, D_MODEL), "ffn.w2.weight": (D_MODEL, D_FF), "ffn.w3.weight": (D_FF, D_MODEL)}
     )
-    weights = dict(zip(shapes, scaled_matrices(seed, *shapes.values())))
+    weights = dict(zip(shapes, scaled_matrices(seed, *shapes.values()), strict=True))
     weights["ln1.weight"] = 1.0 + randn(D_MODEL, seed=seed + 1, scale=0.2)
     weights["ln2.weight"] = 1.0 + randn(D_MODEL, seed=seed + 2, scale=0.2)
     return weights
@@ -326,7 +326,7 @@ def test_adamw_without_torch_optim_two_groups_and_a_changing_learning_rate():
     for step, step_gradients in enumerate(gradients):
         for group in reference.param_groups:
             group["lr"] = 0.02 / (step + 1)
-        for parameter, gradient in zip(theirs, step_gradients):
+        for parameter, gradient in zip(theirs, step_gradients, strict=True):
             parameter.grad = gradient.clone()
         reference.step()
     optimizer = adapters.get_adamw_cls()(groups(ours), lr=0.02, betas=(0.9, 0.99), eps=1e-7)
@@ -334,7 +334,7 @@ def test_adamw_without_torch_optim_two_groups_and_a_changing_learning_rate():
         for step, step_gradients in enumerate(gradients):
             for group in optimizer.param_groups:
                 group["lr"] = 0.02 / (step + 1)
-            for parameter, gradient in zip(ours, step_gradients):
+            for parameter, gradient in zip(ours, step_gradients, strict=True):
                 parameter.grad = gradient.clone()
             optimizer.step()
     check_close([p.detach() for p in ours], [p.detach() for p in theirs], rtol=1e-6, atol=1e-6)

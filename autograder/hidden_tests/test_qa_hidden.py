@@ -32,7 +32,7 @@ from tests.common import (
 from tests.graded import check_close, check_equal
 
 QA_DIR = REPO_ROOT / "data" / "qa"
-POOLINGS = ("last", "mean", "max")
+POOLINGS = adapters.POOLINGS
 ARCHITECTURES = ("llama", "gpt2")
 VOCAB, CONTEXT, D_MODEL = 53, 20, 24
 
@@ -447,9 +447,9 @@ def test_continuation_log_probs_in_mixed_batches_equal_one_at_a_time(tokenizer, 
         continuations.append(" " + " ".join(words[first : first + rng.randint(1, 5)]))
     batch = pipeline.continuation_log_probs(prompts, continuations)
     # Guards on the test's input: some pairs are longer than the context, some short.
-    assert any(len(tokenizer.encode(p + c)) > 24 for p, c in zip(prompts, continuations))
-    assert any(len(tokenizer.encode(p + c)) < 12 for p, c in zip(prompts, continuations))
-    for prompt, continuation, result in zip(prompts, continuations, batch):
+    assert any(len(tokenizer.encode(p + c)) > 24 for p, c in zip(prompts, continuations, strict=True))
+    assert any(len(tokenizer.encode(p + c)) < 12 for p, c in zip(prompts, continuations, strict=True))
+    for prompt, continuation, result in zip(prompts, continuations, batch, strict=True):
         alone = pipeline.continuation_log_probs([prompt], [continuation])[0]
         check_close(result, alone, atol=2e-5, rtol=2e-5)
         expected = reference_log_probs(model, tokenizer, prompt, continuation)

@@ -118,7 +118,7 @@ def test_cache_logits_match_recomputation_with_padding_and_sliding(name):
     batch = torch.stack([torch.cat([torch.full((9 - len(row),), pad), row]) for row in rows])
     cached = adapters.get_incremental_decoder(model, batch, pad_token_id=pad)
     recomputed = adapters.get_incremental_decoder(model, batch, pad_token_id=pad, use_cache=False)
-    sequences = [row for row in rows]
+    sequences = list(rows)
     logits, reference = cached.prefill(), recomputed.prefill()
     for _ in range(8):  # 9 + 8 tokens: the window slides after the first step
         check_close(logits, reference, atol=1e-5, rtol=0)
@@ -126,7 +126,7 @@ def test_cache_logits_match_recomputation_with_padding_and_sliding(name):
             alone = torch.stack([model(sequence[None, -CONTEXT:])[0, -1] for sequence in sequences])
         check_close(logits, alone, atol=1e-5, rtol=0)
         next_tokens = torch.randint(1, VOCAB, (4,), generator=torch.Generator().manual_seed(len(sequences[0])))
-        sequences = [torch.cat([sequence, token[None]]) for sequence, token in zip(sequences, next_tokens)]
+        sequences = [torch.cat([sequence, token[None]]) for sequence, token in zip(sequences, next_tokens, strict=True)]
         logits, reference = cached.step(next_tokens), recomputed.step(next_tokens)
 
 

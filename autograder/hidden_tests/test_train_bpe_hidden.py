@@ -41,7 +41,7 @@ def assert_same_as_naive(path: Path, vocab_size: int, special_tokens: list[str],
 
 def _first_difference(merges: list, expected_merges: list) -> str:
     """Where the merges part from the reference trainer's (for the local failure message)."""
-    for step, (got, want) in enumerate(zip(merges, expected_merges)):
+    for step, (got, want) in enumerate(zip(merges, expected_merges, strict=False)):
         if got != want:
             return f"merge {step} is {got!r}, expected {want!r}"
     if len(merges) != len(expected_merges):

@@ -267,7 +267,7 @@ def _with_gradients(shapes, scale, seed, dtype=torch.float32):
 
 def _copy_with_gradients(parameters):
     copies = copy.deepcopy(parameters)
-    for original, duplicate in zip(parameters, copies):
+    for original, duplicate in zip(parameters, copies, strict=True):
         duplicate.grad = None if original.grad is None else original.grad.clone()
     return copies
 
@@ -303,7 +303,7 @@ def test_gradient_clipping_hidden_generator_of_module_parameters():
     inputs = torch.randn(32, 6)
     (model[:3](inputs) ** 2).sum().backward()
     reference = copy.deepcopy(model)
-    for a, b in zip(model.parameters(), reference.parameters()):
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         b.grad = None if a.grad is None else a.grad.clone()
     expected = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.3)
     norm = adapters.run_gradient_clipping(model.parameters(), 0.3)  # a one-shot generator
@@ -327,7 +327,7 @@ def test_gradient_clipping_hidden_just_below_threshold_and_zero_gradients():
     total = math.sqrt(sum((g.double() ** 2).sum().item() for g in before))
     norm = adapters.run_gradient_clipping(parameters, total * 1.001)
     check_close(float(norm), total, rtol=1e-5, atol=0)
-    for p, g in zip(parameters, before):
+    for p, g in zip(parameters, before, strict=True):
         check_equal(p.grad, g)
 
 
@@ -690,7 +690,7 @@ def test_checkpoint_hidden_resume_equals_uninterrupted_run(tmp_path):
     check_equal(iteration, 3)
     losses += [lm_training_step(second, second_optimizer, b) for b in batches[iteration:]]
     check_equal(
-        [ours - straight for ours, straight in zip(losses, straight_losses)], [0.0] * 6,
+        [ours - straight for ours, straight in zip(losses, straight_losses, strict=False)], [0.0] * 6,
         message="the losses differ from the uninterrupted run",
     )  # fmt: skip
     check_equal(state_differences(second, straight), {}, message="the weights differ from the uninterrupted run")

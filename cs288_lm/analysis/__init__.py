@@ -10,11 +10,13 @@ One module per concern:
 * :mod:`~cs288_lm.analysis.embeddings`: 2-D projections of token embeddings, cosine neighbours,
   linear probes of hidden states;
 * :mod:`~cs288_lm.analysis.sampling_study`: decoding strategies compared on a fixed prompt set;
-* :mod:`~cs288_lm.analysis.compare`: a Hugging Face GPT-2 directory loaded into our GPT-2.
+* :mod:`~cs288_lm.analysis.compare`: several models scored on one text (a Hugging Face GPT-2 is
+  loaded by :mod:`cs288_lm.models.hf_interop`).
 
 Only torch, numpy and the standard library are imported at module level. The optional libraries
 (matplotlib, scikit-learn, sacrebleu, safetensors or transformers; ``requirements-tools.txt``) are
-imported where they are needed, through :func:`require`, whose error names the missing package.
+imported where they are needed, through :func:`require`
+(:mod:`cs288_lm.common.optional`), whose error names the missing package.
 """
 
 from __future__ import annotations
@@ -22,26 +24,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-TOOLS_REQUIREMENTS = "requirements-tools.txt"
+# One definition for the whole package (the Hugging Face conversions in models/ use it too).
+from cs288_lm.common.optional import MissingDependency, require
 
-
-class MissingDependency(ImportError):
-    """An optional analysis library is not installed; the message names it and what needs it."""
-
-    def __init__(self, package: str, purpose: str):
-        self.package, self.purpose = package, purpose
-        super().__init__(
-            f"{purpose} needs the optional package {package!r} "
-            f"(pip install {package}, or pip install -r {TOOLS_REQUIREMENTS})"
-        )
-
-
-def require(module: str, package: str, purpose: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDependency` naming ``package`` and ``purpose``."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependency(package, purpose) from None
+__all__ = ["MissingDependency", "pyplot", "require"]
 
 
 def pyplot() -> ModuleType:

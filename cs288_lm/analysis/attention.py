@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
-from torch import Tensor, nn
+from torch import Tensor
 
 from cs288_lm.analysis import pyplot
 from cs288_lm.model import check_sequence_length
-from cs288_lm.models.kv_cache import merge_heads, model_parts
+from cs288_lm.models.kv_cache import LanguageModel, merge_heads, model_parts
 from cs288_lm.sampling import eval_mode
 
 LABEL_THRESHOLD = 0.3
@@ -55,14 +55,14 @@ class Internals:
     hidden: list[Tensor]
 
 
-def num_layers_and_heads(model: nn.Module) -> tuple[int, int]:
+def num_layers_and_heads(model: LanguageModel) -> tuple[int, int]:
     parts = model_parts(model)
     return len(parts.layers), parts.num_heads
 
 
 @torch.no_grad()
 def run_with_internals(
-    model: nn.Module,
+    model: LanguageModel,
     tokens: Int[Tensor, "batch seq"],
     ablate: Iterable[tuple[int, int]] = (),
     keep_attention: bool = True,
@@ -155,7 +155,9 @@ class HeadScores:
     induction: Tensor
 
     def as_dict(self) -> dict[str, Tensor]:
-        return dict(zip(HEAD_KINDS, (self.previous_token, self.first_token, self.self_attention, self.induction)))
+        return dict(
+            zip(HEAD_KINDS, (self.previous_token, self.first_token, self.self_attention, self.induction), strict=True)
+        )
 
     def labels(self, threshold: float = LABEL_THRESHOLD) -> list[list[str]]:
         stacked = torch.stack(list(self.as_dict().values()))  # (kinds, layers, heads)
@@ -188,7 +190,7 @@ def mean_loss(logits: Tensor, targets: Tensor, positions: slice = slice(None)) -
 
 @torch.no_grad()
 def ablation_losses(
-    model: nn.Module, tokens: Int[Tensor, "batch seq"], positions: slice = slice(None)
+    model: LanguageModel, tokens: Int[Tensor, "batch seq"], positions: slice = slice(None)
 ) -> tuple[float, Float[Tensor, "layers heads"]]:
     """The loss of predicting ``tokens[:, 1:]`` (over ``positions`` of the targets), and its change
     when each head alone is ablated (positive: the head helps)."""
@@ -269,7 +271,7 @@ def plot_head_scores(scores: HeadScores, ablation: Tensor, path: Path) -> Path:
     plt = pyplot()
     panels = [*scores.as_dict().items(), ("ablation: loss change (nats)", ablation)]
     figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
-    for axis, (name, values) in zip(axes, panels):
+    for axis, (name, values) in zip(axes, panels, strict=True):
         array = values.numpy()
         is_score = not name.startswith("ablation")
         limit = max(float(abs(array).max()), 1e-6)

@@ -19,22 +19,27 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from jaxtyping import Float
-from torch import Tensor, nn
+from torch import Tensor
 
 from cs288_lm.analysis import pyplot, require
 from cs288_lm.analysis.attention import run_with_internals
 from cs288_lm.model import TransformerLM
 from cs288_lm.models.gpt2_model import GPT2LM
+from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # matplotlib is optional at run time
+    from matplotlib.transforms import Bbox
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 
 
-def input_embedding_parameter(model: nn.Module) -> Tensor:
+def input_embedding_parameter(model: LanguageModel) -> Tensor:
     if isinstance(model, TransformerLM):
         return model.token_embeddings.weight
     if isinstance(model, GPT2LM):
@@ -42,12 +47,12 @@ def input_embedding_parameter(model: nn.Module) -> Tensor:
     raise TypeError(f"no known embedding table in {type(model).__name__}")
 
 
-def input_embeddings(model: nn.Module) -> Float[Tensor, "vocab d_model"]:
+def input_embeddings(model: LanguageModel) -> Float[Tensor, "vocab d_model"]:
     """The input embedding table of a TransformerLM or GPT2LM (float32, CPU, detached)."""
     return input_embedding_parameter(model).detach().float().cpu()
 
 
-def output_embeddings(model: nn.Module) -> Float[Tensor, "vocab d_model"] | None:
+def output_embeddings(model: LanguageModel) -> Float[Tensor, "vocab d_model"] | None:
     """The output layer's rows (one per token; float32, CPU), or None when tied to the input embeddings."""
     weight = model.output.weight if isinstance(model, TransformerLM) else model.lm_head.weight
     if weight is input_embedding_parameter(model):
@@ -122,8 +127,9 @@ def _place_labels(figure, axis, xy: np.ndarray, labels: Sequence[str]) -> list[i
     (or leave the axes); returns the indices of the points labelled."""
     renderer = figure.canvas.get_renderer()
     frame = axis.get_window_extent(renderer)
-    placed, shown = [], []
-    for index, ((x, y), label) in enumerate(zip(xy, labels)):
+    placed: list[Bbox] = []
+    shown: list[int] = []
+    for index, ((x, y), label) in enumerate(zip(xy, labels, strict=True)):
         text = axis.annotate(label, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
         box = text.get_window_extent(renderer).expanded(1.05, 1.15)
         inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
@@ -149,7 +155,7 @@ def nearest_neighbours(
     similarity = normalised @ normalised[token]
     similarity[[token, *exclude]] = -float("inf")
     values, indices = similarity.topk(min(k, len(similarity) - 1 - len(exclude)))
-    return list(zip(indices.tolist(), values.tolist()))
+    return list(zip(indices.tolist(), values.tolist(), strict=True))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -190,11 +196,11 @@ def labelled_word_positions(
         ends.append(total)
     char_to_byte = np.concatenate([[0], np.cumsum([len(c.encode("utf-8")) for c in text])])
     found: dict[str, list[int]] = defaultdict(list)
-    kind_by_word = {}
+    kind_by_word: dict[str, str] = {}
     for match in _WORD.finditer(text):
         word = match.group()
         kind = kind_of(word)
-        if kind not in kinds:
+        if kind is None or kind not in kinds:
             continue
         end = int(char_to_byte[match.end()])
         index = bisect.bisect_left(ends, end)
@@ -218,7 +224,7 @@ def labelled_word_positions(
 
 @torch.no_grad()
 def hidden_states_at(
-    model: nn.Module, ids: Sequence[int], positions: Sequence[int], batch_size: int = 16
+    model: LanguageModel, ids: Sequence[int], positions: Sequence[int], batch_size: int = 16
 ) -> list[Tensor]:
     """The residual stream at stream ``positions`` after the embeddings and after each layer:
     one (len(positions), d_model) tensor per layer. The stream is read in consecutive windows of the
@@ -269,21 +275,21 @@ def linear_probe(
     linear_model = require("sklearn.linear_model", "scikit-learn", "the linear probe")
     pipeline = require("sklearn.pipeline", "scikit-learn", "the linear probe")
     preprocessing = require("sklearn.preprocessing", "scikit-learn", "the linear probe")
-    labels, groups = np.asarray(labels), np.asarray(groups)
-    if len(set(labels.tolist())) < 2:
-        raise ValueError(f"a probe needs two labels among its examples, got {sorted(set(labels.tolist()))}")
-    if len(set(groups.tolist())) < 4:
-        raise ValueError(f"a probe needs at least 4 distinct words to split, got {len(set(groups.tolist()))}")
+    label_array, group_array = np.asarray(labels), np.asarray(groups)
+    if len(set(label_array.tolist())) < 2:
+        raise ValueError(f"a probe needs two labels among its examples, got {sorted(set(label_array.tolist()))}")
+    if len(set(group_array.tolist())) < 4:
+        raise ValueError(f"a probe needs at least 4 distinct words to split, got {len(set(group_array.tolist()))}")
     splitter = model_selection.GroupShuffleSplit(n_splits=1, test_size=test_share, random_state=seed)
-    train, test = next(splitter.split(labels, labels, groups))
-    majority = Counter(labels[train].tolist()).most_common(1)[0][0]
-    baseline = float(np.mean(labels[test] == majority))
+    train, test = next(splitter.split(label_array, label_array, group_array))
+    majority = Counter(label_array[train].tolist()).most_common(1)[0][0]
+    baseline = float(np.mean(label_array[test] == majority))
     results = []
     for layer, x in enumerate(features):
         classifier = pipeline.make_pipeline(
             preprocessing.StandardScaler(), linear_model.LogisticRegression(max_iter=2000, C=0.1)
         )
-        classifier.fit(x[train], labels[train])
-        accuracy = float(np.mean(classifier.predict(x[test]) == labels[test]))
+        classifier.fit(x[train], label_array[train])
+        accuracy = float(np.mean(classifier.predict(x[test]) == label_array[test]))
         results.append(ProbeResult(layer, accuracy, baseline, len(train), len(test)))
     return results

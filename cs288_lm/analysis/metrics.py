@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
-from torch import Tensor, nn
+from torch import Tensor
 
 from cs288_lm.analysis import require
+from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.sampling import eval_mode
 
 _WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
@@ -88,7 +89,7 @@ def bits_per_byte(mean_loss: float, tokens: int, num_bytes: int) -> float:
 
 
 @torch.no_grad()
-def token_log_probs(model: nn.Module, ids: Sequence[int], batch_size: int = 16) -> Float[Tensor, " n"]:
+def token_log_probs(model: LanguageModel, ids: Sequence[int], batch_size: int = 16) -> Float[Tensor, " n"]:
     """``log p(ids[i + 1] | earlier ids of its window)`` for every i, as a float32 CPU tensor of len(ids) - 1.
 
     The ids are cut into consecutive windows of ``model.context_length`` predictions: window k reads
@@ -115,7 +116,7 @@ def token_log_probs(model: nn.Module, ids: Sequence[int], batch_size: int = 16) 
     return torch.cat(pieces)
 
 
-def _gathered_log_probs(model: nn.Module, window: Tensor) -> Tensor:
+def _gathered_log_probs(model: LanguageModel, window: Tensor) -> Tensor:
     logits = model(window[:, :-1]).float()
     return F.log_softmax(logits, dim=-1).gather(-1, window[:, 1:, None]).squeeze(-1).cpu()
 
@@ -145,7 +146,7 @@ class TextScore:
         return self.num_bytes / self.tokens
 
 
-def score_text(model: nn.Module, ids: Sequence[int], num_bytes: int, batch_size: int = 16) -> TextScore:
+def score_text(model: LanguageModel, ids: Sequence[int], num_bytes: int, batch_size: int = 16) -> TextScore:
     """Score ``ids`` (an end-of-text id followed by the text's ids) against a text of ``num_bytes`` bytes."""
     log_probs = token_log_probs(model, ids, batch_size)
     return TextScore(-float(log_probs.double().sum()), len(log_probs), num_bytes)

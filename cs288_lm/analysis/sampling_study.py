@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cs288_lm.analysis import MissingDependency
 from cs288_lm.analysis.metrics import distinct_n, repetition_rate, self_bleu, token_log_probs, words
+from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.sampling import eval_mode, generate
 from cs288_lm.tokenizer import Tokenizer
 
@@ -61,7 +61,7 @@ class Sample:
 
 
 def run_study(
-    model: nn.Module,
+    model: LanguageModel,
     tokenizer: Tokenizer,
     eos: int | None,
     prompts: Sequence[str] = PROMPTS,
@@ -75,7 +75,7 @@ def run_study(
         raise ValueError("samples_per_prompt and max_new_tokens must be at least 1")
     device = next(model.parameters()).device
     encoded = [tokenizer.encode(prompt) for prompt in prompts]
-    for prompt, prompt_ids in zip(prompts, encoded):
+    for prompt, prompt_ids in zip(prompts, encoded, strict=True):
         if not prompt_ids or max(prompt_ids) >= model.vocab_size:
             raise ValueError(f"the prompt {prompt!r} encodes to ids the model cannot read")
     samples = []
@@ -97,10 +97,10 @@ def run_study(
                 ).tolist()
                 for ids in encoded
             ]
-        for prompt, prompt_ids, rows_new in zip(prompts, encoded, outputs):
+        for prompt, prompt_ids, rows_new in zip(prompts, encoded, outputs, strict=True):
             continuations = [row[: row.index(eos)] if eos is not None and eos in row else row for row in rows_new]
             log_likelihoods = continuation_log_likelihoods(model, prompt_ids, rows_new, [len(c) for c in continuations])
-            for index, (continuation, log_likelihood) in enumerate(zip(continuations, log_likelihoods)):
+            for index, (continuation, log_likelihood) in enumerate(zip(continuations, log_likelihoods, strict=True)):
                 text = tokenizer.decode(continuation)
                 samples.append(Sample(strategy, prompt, index, text, len(continuation), log_likelihood))
     return samples
@@ -108,7 +108,7 @@ def run_study(
 
 @torch.no_grad()
 def continuation_log_likelihoods(
-    model: nn.Module, prompt_ids: list[int], rows: list[list[int]], lengths: list[int]
+    model: LanguageModel, prompt_ids: list[int], rows: list[list[int]], lengths: list[int]
 ) -> list[float]:
     """The summed log-likelihood (nats) of the first ``lengths[i]`` tokens of ``rows[i]`` after the prompt.
 
@@ -121,7 +121,7 @@ def continuation_log_likelihoods(
     if len(prompt_ids) + len(rows[0]) > model.context_length:
         return [
             float(token_log_probs(model, prompt_ids + row[:length])[-length:].double().sum()) if length else 0.0
-            for row, length in zip(rows, lengths)
+            for row, length in zip(rows, lengths, strict=True)
         ]
     device = next(model.parameters()).device
     tokens = torch.tensor([prompt_ids + row for row in rows], device=device)

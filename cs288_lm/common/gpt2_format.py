@@ -8,8 +8,8 @@ GPT-2 stores a byte-level BPE tokenizer as two text files:
 * ``merges.txt`` lists the merges in the order they were learned, one ``"left right"`` per line,
   in the same printable form, after a ``#version: 0.2`` header line.
 
-The same files load in Hugging Face ``tokenizers`` and, through
-:func:`tiktoken_mergeable_ranks`, in tiktoken.
+The same files load in Hugging Face ``tokenizers`` and, through :func:`tiktoken_encoding`, in
+tiktoken.
 """
 
 from __future__ import annotations
@@ -19,6 +19,12 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cs288_lm.common.pretokenization import GPT2_SPLIT_PATTERN
+
+if TYPE_CHECKING:
+    import tiktoken
 
 MERGES_HEADER = "#version: 0.2"
 
@@ -101,7 +107,9 @@ def load_vocab_and_merges(
     try:
         encoder = json.loads(vocab_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{vocab_path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        raise ValueError(
+            f"{vocab_path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
     if not isinstance(encoder, dict) or not all(isinstance(v, int) for v in encoder.values()):
         raise ValueError(f"{vocab_path}: expected a JSON object mapping token strings to integer ids")
     specials = set(special_tokens)
@@ -126,6 +134,26 @@ def tiktoken_mergeable_ranks(vocab: dict[int, bytes], special_tokens: Sequence[s
     """The ``mergeable_ranks`` argument of ``tiktoken.Encoding``: every non-special token's id."""
     special_bytes = {token.encode("utf-8") for token in special_tokens}
     return {token: token_id for token_id, token in vocab.items() if token not in special_bytes}
+
+
+def tiktoken_encoding(
+    vocab: dict[int, bytes], special_tokens: Sequence[str] = (), name: str = "byte_level_bpe"
+) -> tiktoken.Encoding:
+    """tiktoken's ``Encoding`` of a byte-level BPE vocabulary with GPT-2's pre-tokenizer: the same
+    ids as our :class:`~cs288_lm.tokenizer.Tokenizer` of that vocabulary (with the GPT-2 files,
+    tiktoken's ``gpt2``, built offline). Each special token keeps its id in ``vocab``."""
+    import tiktoken  # requirements.txt; here so that reading and writing the files do not need it
+
+    ids = {token: token_id for token_id, token in vocab.items()}
+    missing = [token for token in special_tokens if token.encode("utf-8") not in ids]
+    if missing:
+        raise ValueError(f"special tokens {missing} are not in the vocabulary; add them to it first")
+    return tiktoken.Encoding(
+        name=name,
+        pat_str=GPT2_SPLIT_PATTERN,
+        mergeable_ranks=tiktoken_mergeable_ranks(vocab, special_tokens),
+        special_tokens={token: ids[token.encode("utf-8")] for token in special_tokens},
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -74,7 +74,7 @@ def curves_figure(plt, runs: Mapping[str, Sequence[dict]], name: str):
         for key, curve, style, marker in curves:
             points = [(r["tokens"], r[key]) for r in records if key in r and math.isfinite(r[key])]
             if points:
-                x, y = zip(*points)
+                x, y = zip(*points, strict=True)
                 label = curve if len(runs) == 1 else None
                 axes.plot(x, y, style, color=f"C{index % 10}", marker=marker, markersize=3, label=label)
     axes.set_xlabel("tokens seen")

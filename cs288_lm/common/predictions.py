@@ -360,7 +360,7 @@ def save_predictions(path: str | os.PathLike, question_ids: Sequence[str], predi
     """Write ``[{"id", "prediction"}, ...]`` for the questions, in order."""
     if len(question_ids) != len(predictions):
         raise ValueError(f"{len(question_ids)} question ids but {len(predictions)} predictions")
-    records = [{"id": qid, "prediction": int(p)} for qid, p in zip(question_ids, predictions)]
+    records = [{"id": qid, "prediction": int(p)} for qid, p in zip(question_ids, predictions, strict=True)]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
 
@@ -413,8 +413,10 @@ def part4_points(
     if required and baselines is None:
         raise ValueError("the Part 4 rules require beating the baselines, and no baseline accuracies were given")
 
+    floors = baselines or {}  # every rule's baseline when required (checked above)
+
     def earns(rule: str, score: float | None) -> bool:
-        return score is not None and (not required or score > baselines[rule])
+        return score is not None and (not required or score > floors[rule])
 
     points_4a = 0.0
     if earns("finetuned", finetuned_accuracy):

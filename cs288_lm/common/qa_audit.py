@@ -78,7 +78,7 @@ def feature_matrix(stats: list[ChoiceStats]) -> np.ndarray:
     """(choices, features) for the combined rule: counts and their ranks, occurrence ranks, whether
     the choice is in the context, and the bigram fits."""
 
-    def rank(values: list[float]) -> np.ndarray:
+    def rank(values: Sequence[float]) -> np.ndarray:
         return np.argsort(np.argsort(np.asarray(values, dtype=float))).astype(float)
 
     counts = [s.count for s in stats]
@@ -119,7 +119,7 @@ def audit_split(
     """Scores of every rule on ``records`` (which need answers), the answer positions and word kinds.
     The lookup sees only what the students' copy shows (no answers)."""
     texts = FileTexts(records)
-    right = collections.Counter()
+    right: collections.Counter[str] = collections.Counter()
     lookup_hits = 0
     for record in records:
         left, right_side = leak_pattern(record["question"])

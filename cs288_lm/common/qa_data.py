@@ -46,10 +46,11 @@ import json
 import os
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_rules import BLANK, RULES, WORD, BigramModel, blank_neighbours, choice_stats, key_share
 
 NUM_CHOICES = 4
@@ -60,9 +61,8 @@ MAX_POOL = 8  # distractor candidates per answer: C(8, 3) = 56 sets to choose fr
 # What the generator steers each shallow rule's accuracy to (chance is 1 / NUM_CHOICES). The
 # bigram rules keep some of their signal: distractors that never fit the words around the blank
 # would make the questions unnatural, and a language model should beat bigram counts by reading.
-RULE_TARGETS = {rule: 1 / 4 for rule in RULES} | {"bigram left": 0.35, "bigram right": 0.35, "bigram both": 0.35}
+RULE_TARGETS = dict.fromkeys(RULES, 1 / 4) | {"bigram left": 0.35, "bigram right": 0.35, "bigram both": 0.35}
 COMMON_NAMES = 20  # name distractors beyond the story's own: the split's most frequent names
-STORY_SEPARATOR = "<|endoftext|>"
 
 # A sentence may end at . ! or ? (with closing quotes) before whitespace; see split_sentences.
 _SENTENCE_END = re.compile(r"""[.!?]+["”']*\s+""")
@@ -245,7 +245,7 @@ class Lexicon:
 
 def split_stories(text: str) -> list[str]:
     """The stories of a TinyStories file, separated by ``<|endoftext|>``; empty ones dropped."""
-    return [story.strip() for story in text.split(STORY_SEPARATOR) if story.strip()]
+    return [story.strip() for story in text.split(EOT) if story.strip()]
 
 
 def _quote_open_after(text: str, is_open: bool) -> bool:
@@ -486,8 +486,9 @@ def _options(
     """Every acceptable (answer, distractors) for a draft. The answer occurs once in the sentence, is
     not a function word, and its clause is not found anywhere else in the split (``split_texts``);
     nouns sit in a noun slot. Distractors are words of the same kind from the rest of the story (the
-    first ``MAX_POOL`` of them; for names also ``common_names``), absent from the sentence, no inflection of another choice, and their clause is not found in the
-    split either, so that a lookup tells nothing either way."""
+    first ``MAX_POOL`` of them; for names also ``common_names``), absent from the sentence, no
+    inflection of another choice, and their clause is not found in the split either, so that a
+    lookup tells nothing either way."""
     sentence, context = draft.sentence, draft.context
     words = WORD.findall(sentence)
     counts = collections.Counter(words)
@@ -518,7 +519,7 @@ def _options(
         for distractors in itertools.combinations(pool, NUM_CHOICES - 1):
             if len({stems[w] for w in distractors}) < len(distractors):
                 continue  # two inflections of one word
-            per_rule = zip(keys[word], *(keys[w] for w in distractors))
+            per_rule = zip(keys[word], *(keys[w] for w in distractors), strict=True)
             options.append(_Option(word, distractors, tuple(key_share(rule_keys, 0) for rule_keys in per_rule)))
     return options
 
@@ -546,36 +547,73 @@ def make_questions(
     bigrams = bigrams or BigramModel("\n".join(stories))
     targets = [{**RULE_TARGETS, **(rule_targets or {})}[rule] for rule in RULES]
     rng = random.Random(f"{split}-{seed}")
-    drafts = []
-    for story_index, story in enumerate(stories):
-        sentences = split_sentences(story)
-        for position in _choose_positions(
-            sentences, rng, context_sentences, min_context_sentences, questions_per_story
-        ):
-            context = " ".join(sentences[max(0, position - context_sentences) : position])
-            rest = " ".join(sentences[:position] + sentences[position + 1 :])
-            drafts.append(_Draft(f"{split}-{story_index:04d}-{position:02d}", context, sentences[position], rest))
-    # Every text a student's copy of this split shows: contexts and question sentences.
+    drafts = [
+        draft
+        for story_index, story in enumerate(stories)
+        for draft in _story_drafts(
+            story, f"{split}-{story_index:04d}", rng, context_sentences, min_context_sentences, questions_per_story
+        )
+    ]
     names = collections.Counter(w for story in stories for w in WORD.findall(story) if lexicon.kind(w) == "name")
     common_names = [name for name, _ in names.most_common(COMMON_NAMES)]
+    # Every text a student's copy of this split shows: contexts and question sentences.
     split_texts = _TextIndex(text for draft in drafts for text in (draft.context, draft.sentence))
-    rule_totals = [0.0] * len(RULES)
+    made = _balance_rules(
+        drafts, lambda draft: _options(draft, lexicon, split_texts, common_names, bigrams), targets, rng
+    )
+    return _questions(made, rng)
+
+
+def _story_drafts(
+    story: str,
+    id_prefix: str,
+    rng: random.Random,
+    context_sentences: int,
+    min_context_sentences: int,
+    limit: int | None,
+) -> list[_Draft]:
+    """The question positions of one story (:func:`_choose_positions`) as drafts with ids ``{id_prefix}-{sentence}``."""
+    sentences = split_sentences(story)
+    drafts = []
+    for position in _choose_positions(sentences, rng, context_sentences, min_context_sentences, limit):
+        context = " ".join(sentences[max(0, position - context_sentences) : position])
+        rest = " ".join(sentences[:position] + sentences[position + 1 :])
+        drafts.append(_Draft(f"{id_prefix}-{position:02d}", context, sentences[position], rest))
+    return drafts
+
+
+def _balance_rules(
+    drafts: Sequence[_Draft],
+    options_of: Callable[[_Draft], list[_Option]],
+    targets: Sequence[float],
+    rng: random.Random,
+) -> list[tuple[_Draft, _Option]]:
+    """Each draft that has an acceptable option, with the option that keeps every shallow rule's hits
+    over the questions so far closest to its target (least squares; ties broken by ``rng``)."""
+    rule_totals = [0.0] * len(targets)
     made = []
     for draft in drafts:
-        options = _options(draft, lexicon, split_texts, common_names, bigrams)
+        options = options_of(draft)
         if not options:
             continue
         expected = [target * (len(made) + 1) for target in targets]
-        imbalances = [sum((t + h - e) ** 2 for t, h, e in zip(rule_totals, o.rule_hits, expected)) for o in options]
+        imbalances = [
+            sum((t + h - e) ** 2 for t, h, e in zip(rule_totals, o.rule_hits, expected, strict=True)) for o in options
+        ]
         best = min(imbalances)
-        option = rng.choice([o for o, imbalance in zip(options, imbalances) if imbalance == best])
-        rule_totals = [total + hit for total, hit in zip(rule_totals, option.rule_hits)]
+        option = rng.choice([o for o, imbalance in zip(options, imbalances, strict=True) if imbalance == best])
+        rule_totals = [total + hit for total, hit in zip(rule_totals, option.rule_hits, strict=True)]
         made.append((draft, option))
-    # Balanced answer positions: each index the same number of times, in a shuffled order.
+    return made
+
+
+def _questions(made: Sequence[tuple[_Draft, _Option]], rng: random.Random) -> list[dict]:
+    """The records of the chosen options, with balanced answer positions: each index the same number
+    of times (up to rounding), in a shuffled order; the distractors shuffled around the answer."""
     answer_indices = [index % NUM_CHOICES for index in range(len(made))]
     rng.shuffle(answer_indices)
     questions = []
-    for (draft, option), answer_index in zip(made, answer_indices):
+    for (draft, option), answer_index in zip(made, answer_indices, strict=True):
         choices = list(option.distractors)
         rng.shuffle(choices)
         choices.insert(answer_index, option.answer)

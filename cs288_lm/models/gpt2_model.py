@@ -100,14 +100,18 @@ class GPT2Attention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Float[Tensor, "... seq d_model"]) -> Float[Tensor, "... seq d_model"]:
-        q, k, v = rearrange(self.c_attn(x), "... seq (three heads d) -> three ... heads seq d", three=3, heads=self.num_heads)
+        q, k, v = rearrange(
+            self.c_attn(x), "... seq (three heads d) -> three ... heads seq d", three=3, heads=self.num_heads
+        )
         dropout = self.dropout if self.training else 0.0
         out = attend(q, k, v, backend=self.attention_backend, dropout=dropout)
         return self.resid_dropout(self.c_proj(rearrange(out, "... heads seq d -> ... seq (heads d)")))
 
 
 class GPT2Block(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, dropout: float, attention_backend: AttentionBackend, device=None, dtype=None):
+    def __init__(
+        self, d_model: int, num_heads: int, dropout: float, attention_backend: AttentionBackend, device=None, dtype=None
+    ):
         super().__init__()
         self.ln_1 = LayerNorm(d_model, device=device, dtype=dtype)
         self.attn = GPT2Attention(d_model, num_heads, dropout, attention_backend, device=device, dtype=dtype)
@@ -144,7 +148,8 @@ class GPT2LM(nn.Module):
         self.wpe = Embedding(context_length, d_model, device=device, dtype=dtype)
         self.drop = nn.Dropout(dropout)
         self.h = nn.ModuleList(
-            GPT2Block(d_model, num_heads, dropout, attention_backend, device=device, dtype=dtype) for _ in range(num_layers)
+            GPT2Block(d_model, num_heads, dropout, attention_backend, device=device, dtype=dtype)
+            for _ in range(num_layers)
         )
         self.ln_f = LayerNorm(d_model, device=device, dtype=dtype)
         self.lm_head = Linear(d_model, vocab_size, device=device, dtype=dtype)

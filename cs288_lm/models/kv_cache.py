@@ -25,13 +25,19 @@ re-running the model on the same window (up to float rounding, about 1e-6).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from cs288_lm.model import TransformerLM
-from cs288_lm.models.gpt2_model import GPT2LM
+from cs288_lm.model import TransformerBlock, TransformerLM
+from cs288_lm.models.gpt2_model import GPT2LM, GPT2Block
+
+# The models whose computation this module takes apart layer by layer (model_parts): those the decoder
+# and the analyses (cs288_lm.analysis) read.
+LanguageModel = TransformerLM | GPT2LM
 
 
 class _LlamaParts:
@@ -39,7 +45,8 @@ class _LlamaParts:
 
     def __init__(self, model: TransformerLM):
         self.model = model
-        self.layers = list(model.layers)
+        # nn.ModuleList yields plain Modules to a type checker; the model builds its layers as blocks.
+        self.layers = cast("list[TransformerBlock]", list(model.layers))
         self.num_heads = self.layers[0].attn.num_heads if self.layers else 1
         self.d_head = model.token_embeddings.weight.shape[1] // self.num_heads
         # One matrix multiplication for queries, keys and values instead of three (a Linear's
@@ -76,7 +83,7 @@ class _GPT2Parts:
 
     def __init__(self, model: GPT2LM):
         self.model = model
-        self.layers = list(model.h)
+        self.layers = cast("list[GPT2Block]", list(model.h))
         self.num_heads = self.layers[0].attn.num_heads if self.layers else 1
         self.d_head = model.wte.weight.shape[1] // self.num_heads
 
@@ -161,7 +168,7 @@ class IncrementalDecoder:
     ):
         check_input_ids(input_ids)
         self.parts = model_parts(model)
-        self.context_length = model.context_length
+        self.context_length = self.parts.model.context_length
         self.use_cache = use_cache
         parameter = next(model.parameters())
         input_ids = input_ids.to(parameter.device)

@@ -1,7 +1,9 @@
 """The gallery of bad submissions: attacks on the autograder, and what each must earn.
 
-Shared by ``test_autograder.py`` (local mode: no sandbox user) and ``.ci/gradescope_e2e.py``
-(Gradescope emulated as root, tests run as the sandbox user). Every case is graded on the gallery
+A library of the instructors' checks, shared by ``instructor_tests/test_autograder.py`` (local mode: no
+sandbox user) and ``.ci/gradescope_e2e.py`` (Gradescope emulated as root, tests run as the sandbox
+user). It is not part of the grader: the Gradescope zip and the bundle leave it out
+(``autograder.make_handout.NOT_GRADER_CODE``). Every case is graded on the gallery
 modules only (fast); a case is a function of the reference solution's files and the handout's
 stubs, so each attack is written once.
 """
