@@ -152,7 +152,9 @@ def test_train_bpe_cli_writes_a_loadable_tokenizer(tmp_path):
     assert (out / "special_tokens.txt").read_text(encoding="utf-8") == "<|endoftext|>\n"
 
     encoded = tmp_path / "valid.npy"
-    result = run("-m", "cs288_lm.pipelines.encode_file", "--tokenizer", str(out), "--input", str(SAMPLE), "--out", str(encoded))
+    result = run(
+        "-m", "cs288_lm.pipelines.encode_file", "--tokenizer", str(out), "--input", str(SAMPLE), "--out", str(encoded)
+    )
     assert result.returncode == 0, result.stderr
     ids = np.load(encoded)
     assert ids.dtype == np.uint16 and len(ids) > 10_000 and int(ids.max()) < 400
@@ -187,8 +189,24 @@ def _tiny_checkpoint(path: Path) -> Path:
 
 def test_generate_cli_prints_reproducible_samples(tmp_path):
     checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
-    args = ("-m", "cs288_lm.pipelines.generate", "--checkpoint", str(checkpoint), "--strategy", "top_k", "--k", "5",
-            "--num-samples", "2", "--max-new-tokens", "40", "--seed", "3", "--device", "cpu")
+    args = (
+        "-m",
+        "cs288_lm.pipelines.generate",
+        "--checkpoint",
+        str(checkpoint),
+        "--strategy",
+        "top_k",
+        "--k",
+        "5",
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "40",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+    )
     first, second = run(*args), run(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout  # seeded
@@ -204,5 +222,7 @@ def test_generate_cli_reports_bad_input_without_a_traceback(tmp_path):
     junk = run("-m", "cs288_lm.pipelines.generate", "--checkpoint", str(tmp_path / "junk.pt"))
     assert junk.returncode == 2 and "junk.pt" in junk.stderr and "Traceback" not in junk.stderr
     checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
-    bad_p = run("-m", "cs288_lm.pipelines.generate", "--checkpoint", str(checkpoint), "--strategy", "top_p", "--p", "1.5")
+    bad_p = run(
+        "-m", "cs288_lm.pipelines.generate", "--checkpoint", str(checkpoint), "--strategy", "top_p", "--p", "1.5"
+    )
     assert bad_p.returncode == 2 and "p" in bad_p.stderr and "Traceback" not in bad_p.stderr

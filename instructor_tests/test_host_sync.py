@@ -154,11 +154,11 @@ def test_gradient_clipping_is_bit_for_bit_the_former_branch(case):
         gradients = [torch.zeros_like(x) for x in gradients]
     expected_norm, expected = clipped_by_the_former_branch(gradients, max_norm)
     parameters = [nn.Parameter(torch.zeros_like(x)) for x in gradients]
-    for parameter, gradient in zip(parameters, gradients):
+    for parameter, gradient in zip(parameters, gradients, strict=True):
         parameter.grad = gradient.clone()
     actual_norm = gradient_clipping(parameters, max_norm)
     assert torch.equal(actual_norm, expected_norm) or (actual_norm.isnan() and expected_norm.isnan())
-    for parameter, gradient in zip(parameters, expected):
+    for parameter, gradient in zip(parameters, expected, strict=True):
         assert parameter.grad.dtype == gradient.dtype
         assert torch.equal(parameter.grad.isnan(), gradient.isnan())
         assert torch.equal(parameter.grad.nan_to_num(), gradient.nan_to_num())

@@ -94,8 +94,13 @@ def test_gpt2_attention_equals_torch_multihead_attention():
 @pytest.mark.parametrize("architecture", ["llama", "gpt2"])
 def test_attention_backends_agree_in_float32(architecture):
     config = ModelConfig(
-        architecture=architecture, vocab_size=VOCAB, context_length=CONTEXT, d_model=D_MODEL, num_layers=LAYERS,
-        num_heads=HEADS, kernels="reference",
+        architecture=architecture,
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        kernels="reference",
     )
     torch.manual_seed(0)
     reference = build_model(config)
@@ -114,8 +119,13 @@ def test_only_the_reference_backend_runs_the_student_silu(monkeypatch):
     """With kernels="torch" the Llama MLP uses torch's fused SiLU (same function, checked
     above); "reference" runs the student's silu, and the state dicts of both have the same keys."""
     config = ModelConfig(
-        architecture="llama", vocab_size=VOCAB, context_length=CONTEXT, d_model=D_MODEL, num_layers=LAYERS,
-        num_heads=HEADS, kernels="reference",
+        architecture="llama",
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        kernels="reference",
     )
     reference, fast = build_model(config), build_model(config.replace(kernels="torch"))
     assert reference.state_dict().keys() == fast.state_dict().keys()
@@ -141,8 +151,13 @@ def test_rope_attention_backends_agree_with_positions():
 
 def test_gpt2_dropout_is_active_only_in_training():
     config = ModelConfig(
-        architecture="gpt2", vocab_size=VOCAB, context_length=CONTEXT, d_model=D_MODEL, num_layers=LAYERS,
-        num_heads=HEADS, dropout=0.5,
+        architecture="gpt2",
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        dropout=0.5,
     )
     model = build_model(config)
     tokens = random_tokens()

@@ -45,13 +45,40 @@ MAX_STEPS, BATCH, CONTEXT = 12, 8, 32
 
 # A tiny model: every step takes milliseconds; evaluation at 4, 8, 12; logs every 2 steps.
 TINY = [
-    "--d-model", "32", "--num-layers", "2", "--num-heads", "2", "--context-length", str(CONTEXT),
-    "--batch-size", str(BATCH), "--max-steps", str(MAX_STEPS), "--eval-interval", "4", "--log-interval", "2",
-    "--checkpoint-interval", "4", "--eval-batches", "2", "--num-samples", "1", "--sample-tokens", "8",
-    "--final-eval-tokens", "2048", "--device", "cpu",
-    "--train-data", str(REPO_ROOT / "data" / "tinystories" / "train.txt"),
-    "--valid-data", str(REPO_ROOT / "data" / "tinystories" / "valid.txt"),
-    "--tokenizer", str(REPO_ROOT / "data" / "tokenizer"),
+    "--d-model",
+    "32",
+    "--num-layers",
+    "2",
+    "--num-heads",
+    "2",
+    "--context-length",
+    str(CONTEXT),
+    "--batch-size",
+    str(BATCH),
+    "--max-steps",
+    str(MAX_STEPS),
+    "--eval-interval",
+    "4",
+    "--log-interval",
+    "2",
+    "--checkpoint-interval",
+    "4",
+    "--eval-batches",
+    "2",
+    "--num-samples",
+    "1",
+    "--sample-tokens",
+    "8",
+    "--final-eval-tokens",
+    "2048",
+    "--device",
+    "cpu",
+    "--train-data",
+    str(REPO_ROOT / "data" / "tinystories" / "train.txt"),
+    "--valid-data",
+    str(REPO_ROOT / "data" / "tinystories" / "valid.txt"),
+    "--tokenizer",
+    str(REPO_ROOT / "data" / "tokenizer"),
 ]
 
 
@@ -81,8 +108,11 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def subprocess_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -98,7 +128,7 @@ def assert_tensors_equal(a: object, b: object, where: str) -> None:
             assert_tensors_equal(a[key], b[key], f"{where}[{key!r}]")
     elif isinstance(a, (list, tuple)):
         assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for index, (x, y) in enumerate(zip(a, b)):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_tensors_equal(x, y, f"{where}[{index}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
@@ -127,8 +157,9 @@ def reference(one_thread, tmp_path_factory):
     second = run_main(tiny_args(root / "second", cache))
     assert first.code == 0, first.stderr
     assert second.code == 0, second.stderr
-    return SimpleNamespace(cache=cache, first_dir=root / "first", second_dir=root / "second",
-                           first=first, second=second)
+    return SimpleNamespace(
+        cache=cache, first_dir=root / "first", second_dir=root / "second", first=first, second=second
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +209,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(reference, tmp_path
     steps = [r["step"] for r in got]
     assert len(steps) == len(set(steps)), f"duplicate steps in metrics.jsonl: {steps}"
     assert steps == sorted(steps) == [r["step"] for r in expected]
-    for a, b in zip(without_timing(expected), without_timing(got)):
+    for a, b in zip(without_timing(expected), without_timing(got), strict=True):
         if a["step"] <= stop_after:
             continue
         for key in ("train_loss", "grad_norm", "lr", "tokens", *VAL_FIELDS):
@@ -202,11 +233,26 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(reference, tmp_path
 
 def test_sigint_saves_a_checkpoint_exits_cleanly_and_resume_finishes(reference, tmp_path):
     out = tmp_path / "interrupted"
-    long_run = tiny_args(out, reference.cache, "--max-steps", "100000", "--log-interval", "1",
-                         "--eval-interval", "50000", "--checkpoint-interval", "50000")
+    long_run = tiny_args(
+        out,
+        reference.cache,
+        "--max-steps",
+        "100000",
+        "--log-interval",
+        "1",
+        "--eval-interval",
+        "50000",
+        "--checkpoint-interval",
+        "50000",
+    )
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "cs288_lm.pipelines.pretrain", *long_run], cwd=REPO_ROOT,
-                                   env=subprocess_env(), stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cs288_lm.pipelines.pretrain", *long_run],
+            cwd=REPO_ROOT,
+            env=subprocess_env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
         try:
             deadline = time.monotonic() + 120
             while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().strip()):
@@ -235,8 +281,21 @@ def test_sigint_saves_a_checkpoint_exits_cleanly_and_resume_finishes(reference, 
 
     # Resume and finish (two more steps than were done, instead of 100000).
     finish = stopped_step + 2
-    resumed = run_main(tiny_args(out, reference.cache, "--resume", "--max-steps", str(finish), "--log-interval", "1",
-                                 "--eval-interval", "50000", "--checkpoint-interval", "50000"))
+    resumed = run_main(
+        tiny_args(
+            out,
+            reference.cache,
+            "--resume",
+            "--max-steps",
+            str(finish),
+            "--log-interval",
+            "1",
+            "--eval-interval",
+            "50000",
+            "--checkpoint-interval",
+            "50000",
+        )
+    )
     assert resumed.code == 0, resumed.stderr
     assert f"at step {stopped_step}" in resumed.stderr
     assert "validation perplexity" in resumed.stdout
@@ -314,8 +373,18 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tm
 
 def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-               "--monitor-interval", "0.1", "-m", "cs288_lm.pipelines.pretrain", *tiny_args(out, reference.cache)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "--monitor-interval",
+        "0.1",
+        "-m",
+        "cs288_lm.pipelines.pretrain",
+        *tiny_args(out, reference.cache),
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "on cpu x2" in result.stderr
@@ -324,13 +393,14 @@ def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path)
 
     single, ddp = metrics(reference.first_dir), metrics(out)
     assert [r["step"] for r in ddp] == [r["step"] for r in single]
-    for a, b in zip(single, ddp):
+    for a, b in zip(single, ddp, strict=True):
         assert a["tokens"] == b["tokens"] and a["lr"] == b["lr"]
         for key in ("train_loss", "grad_norm", *VAL_FIELDS):
             assert (key in a) == (key in b)
             if key in a:
                 assert math.isclose(a[key], b[key], rel_tol=1e-4, abs_tol=1e-6), (
-                    f"step {a['step']}: {key} {b[key]} with 2 processes, {a[key]} with 1")
+                    f"step {a['step']}: {key} {b[key]} with 2 processes, {a[key]} with 1"
+                )
     a_model = load_checkpoint(reference.first_dir / "checkpoints" / "latest.pt")["model"]
     b_model = load_checkpoint(out / "checkpoints" / "latest.pt")["model"]
     assert a_model.keys() == b_model.keys()
@@ -348,15 +418,24 @@ def free_port() -> int:
 def start_ranks(argv: list[str], logs: Path, world_size: int = 2) -> list[subprocess.Popen]:
     """The trainer's processes as torchrun would start them (same environment), but without its
     launcher: each has its own exit code, and none is killed because another failed."""
-    env = {**subprocess_env(), "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(free_port())}
+    env = {
+        **subprocess_env(),
+        "WORLD_SIZE": str(world_size),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
     processes = []
     for rank in range(world_size):
         with open(logs / f"stderr{rank}", "w") as stderr:
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "cs288_lm.pipelines.pretrain", *argv], cwd=REPO_ROOT,
-                env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}, stdout=subprocess.DEVNULL, stderr=stderr,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cs288_lm.pipelines.pretrain", *argv],
+                    cwd=REPO_ROOT,
+                    env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+            )
     return processes
 
 
@@ -384,8 +463,19 @@ def test_sigterm_to_one_ddp_process_stops_every_process_after_the_same_step(refe
     # A warmup longer than the run: the learning rate of step k depends on k only, not on
     # --max-steps, so the stopped run and an uninterrupted one of a few steps take the same steps.
     schedule = ["--learning-rate", "1.0", "--min-learning-rate", "0", "--warmup-steps", "1000"]
-    long_run = tiny_args(out, reference.cache, "--max-steps", "100000", "--log-interval", "1",
-                         "--eval-interval", "50000", "--checkpoint-interval", "50000", *schedule)
+    long_run = tiny_args(
+        out,
+        reference.cache,
+        "--max-steps",
+        "100000",
+        "--log-interval",
+        "1",
+        "--eval-interval",
+        "50000",
+        "--checkpoint-interval",
+        "50000",
+        *schedule,
+    )
     processes = start_ranks(long_run, tmp_path)
     try:
         deadline = time.monotonic() + 120
@@ -409,8 +499,17 @@ def test_sigterm_to_one_ddp_process_stops_every_process_after_the_same_step(refe
 
     # Resumed (in one process: the batch is global) to two steps more, it ends where an
     # uninterrupted run of as many steps does (up to DDP's reduction order).
-    finish = ["--max-steps", str(stopped_step + 2), "--log-interval", "1", "--eval-interval", "50000",
-              "--checkpoint-interval", "50000", *schedule]
+    finish = [
+        "--max-steps",
+        str(stopped_step + 2),
+        "--log-interval",
+        "1",
+        "--eval-interval",
+        "50000",
+        "--checkpoint-interval",
+        "50000",
+        *schedule,
+    ]
     resumed = run_main(tiny_args(out, reference.cache, "--resume", *finish))
     uninterrupted = run_main(tiny_args(tmp_path / "uninterrupted", reference.cache, *finish))
     assert resumed.code == 0 and uninterrupted.code == 0, resumed.stderr + uninterrupted.stderr
@@ -427,8 +526,20 @@ def test_a_ddp_run_that_fails_ends_every_process_with_an_error(reference, tmp_pa
     out = tmp_path / "ddp"
     if failure == "nan-on-every-process":
         # A learning rate that makes the loss NaN within a few steps (genuine divergence).
-        argv = tiny_args(out, reference.cache, "--learning-rate", "1e6", "--min-learning-rate", "1e6",
-                         "--warmup-steps", "0", "--max-steps", "50", "--log-interval", "1")
+        argv = tiny_args(
+            out,
+            reference.cache,
+            "--learning-rate",
+            "1e6",
+            "--min-learning-rate",
+            "1e6",
+            "--warmup-steps",
+            "0",
+            "--max-steps",
+            "50",
+            "--log-interval",
+            "1",
+        )
         expected = ["error: the training loss became nan at step"] * 2
     else:
         out.mkdir()
@@ -438,7 +549,7 @@ def test_a_ddp_run_that_fails_ends_every_process_with_an_error(reference, tmp_pa
     codes = wait_for_ranks(start_ranks(argv, tmp_path), timeout=120)
     errors = [(tmp_path / f"stderr{rank}").read_text() for rank in range(2)]
     assert None not in codes, f"a process was still running after 120 s: {codes}"
-    for code, error, message in zip(codes, errors, expected):
+    for code, error, message in zip(codes, errors, expected, strict=True):
         assert code == 1, error[-3000:]
         assert message in error and "Traceback" not in error, error[-3000:]
 
@@ -473,8 +584,17 @@ def test_the_process_group_is_destroyed_when_the_run_fails(reference, tmp_path, 
 
 def test_config_file_sets_values_and_flags_override_it(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"model": {"d_model": 48, "architecture": "gpt2"}, "batch_size": 4, "compile": True,
-                                "token_budget": 1000, "learning_rate": 0.01}))
+    path.write_text(
+        json.dumps(
+            {
+                "model": {"d_model": 48, "architecture": "gpt2"},
+                "batch_size": 4,
+                "compile": True,
+                "token_budget": 1000,
+                "learning_rate": 0.01,
+            }
+        )
+    )
     config = parse_config(["--config", str(path), "--batch-size", "16", "--no-compile", "--token-budget", "2000"])
     assert (config.model.d_model, config.learning_rate, config.model.architecture) == (48, 0.01, "gpt2")
     assert (config.batch_size, config.compile, config.token_budget) == (16, False, 2000)
@@ -513,12 +633,16 @@ def parse_error(argv: list[str], capsys) -> str:
     [
         ({"batch_sise": 64}, [], "unknown settings ['batch_sise'] (did you mean 'batch_size' for 'batch_sise'?)"),
         ({"model": {"d_modle": 64}}, [], "'model': unknown settings ['d_modle']"),
-        ({"d_model": 64}, [], """'d_model' is a setting of 'model'; move it under "model": {"model": {"d_model": ...}}"""),
+        (
+            {"d_model": 64},
+            [],
+            """'d_model' is a setting of 'model'; move it under "model": {"model": {"d_model": ...}}""",
+        ),
         ({"model": {"vocab_size": 64}}, [], "'vocab_size' is not a setting (the program fills it in)"),
         ({"model": 64}, [], "'model' must be an object of settings, got an integer"),
         (None, ["--num-heads", "3"], "d_model=128 is not divisible by num_heads=3"),
         (None, ["--kernels", "flash"], "'kernels' must be one of 'reference', 'torch', got a string 'flash'"),
-        ("{\"d_model\": 64,", [], "not valid JSON"),
+        ('{"d_model": 64,', [], "not valid JSON"),
         (None, ["--config", "{tmp}/missing.json"], "config file not found: {tmp}/missing.json"),
         (None, ["--batch-size", "0"], "batch_size must be at least 1, got 0"),
         (None, ["--precision", "fp8"], "precision must be auto, fp32 or bf16, got 'fp8'"),
@@ -531,9 +655,27 @@ def parse_error(argv: list[str], capsys) -> str:
         ("[1, 2]", [], "expected a JSON object of settings, got a list"),
         (None, ["--d-ff", "abc"], "--d-ff: invalid int value: 'abc'"),
     ],
-    ids=["unknown-key", "unknown-model-key", "flat-model-key", "vocab-size", "model-not-object", "heads",
-         "kernels", "bad-json", "missing-file", "batch-size-0", "precision-fp8", "loss-backend", "not-an-int",
-         "min-lr", "json-0", "json-string-for-int", "json-float-for-optional-int", "json-list", "optional-not-an-int"],
+    ids=[
+        "unknown-key",
+        "unknown-model-key",
+        "flat-model-key",
+        "vocab-size",
+        "model-not-object",
+        "heads",
+        "kernels",
+        "bad-json",
+        "missing-file",
+        "batch-size-0",
+        "precision-fp8",
+        "loss-backend",
+        "not-an-int",
+        "min-lr",
+        "json-0",
+        "json-string-for-int",
+        "json-float-for-optional-int",
+        "json-list",
+        "optional-not-an-int",
+    ],
 )
 def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, message):
     if content is not None:
@@ -549,8 +691,14 @@ def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, messa
 def test_bad_config_from_the_command_line_has_no_traceback(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{not json")
-    result = subprocess.run([sys.executable, "-m", "cs288_lm.pipelines.pretrain", "--config", str(path)], cwd=REPO_ROOT,
-                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cs288_lm.pipelines.pretrain", "--config", str(path)],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "not valid JSON" in result.stderr and str(path) in result.stderr
     assert "Traceback" not in result.stderr
@@ -617,7 +765,12 @@ def test_training_flops_per_token_equal_the_flops_torch_counts(architecture):
     pass as torch's FLOP counter measures them (matrix multiplications; attention over the full
     context, as the reference backend computes it)."""
     config = ModelConfig(
-        architecture=architecture, vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4,
+        architecture=architecture,
+        vocab_size=100,
+        context_length=16,
+        d_model=32,
+        num_layers=2,
+        num_heads=4,
         kernels="reference",
     )
     tokens = torch.zeros(2, config.context_length, dtype=torch.long)
@@ -702,8 +855,22 @@ def test_learning_rate_schedule_runs_from_iteration_1_to_the_last(reference, tmp
     """Optimizer step k uses the schedule at iteration k: the first step does not waste itself at a
     rate of 0, and the last one reaches the minimum rate (a 4-step run, 2 of them warmup)."""
     out = tmp_path / "schedule"
-    result = run_main(tiny_args(out, reference.cache, "--max-steps", "4", "--warmup-steps", "2", "--log-interval", "1",
-                                "--num-samples", "0", "--final-eval-tokens", "64"))
+    result = run_main(
+        tiny_args(
+            out,
+            reference.cache,
+            "--max-steps",
+            "4",
+            "--warmup-steps",
+            "2",
+            "--log-interval",
+            "1",
+            "--num-samples",
+            "0",
+            "--final-eval-tokens",
+            "64",
+        )
+    )
     assert result.code == 0, result.stderr
     high, low = TrainConfig().learning_rate, TrainConfig().min_learning_rate
     expected = [get_lr_cosine_schedule(k, high, low, 2, 4) for k in (1, 2, 3, 4)]

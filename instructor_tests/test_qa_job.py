@@ -42,8 +42,14 @@ STORIES = REPO_ROOT / "data" / "tinystories"
 QA_FILES = ("train.json", "dev.json", "test.json", "test_questions.json")
 PREDICTED_BY = ("finetuned", "prompting")
 TINY_PRETRAIN = {
-    "max_steps": 4, "model": {"d_model": 32, "num_layers": 1, "num_heads": 2, "context_length": 128}, "batch_size": 4,
-    "eval_interval": 2, "eval_batches": 1, "checkpoint_interval": 2, "num_samples": 0, "sample_tokens": 4,
+    "max_steps": 4,
+    "model": {"d_model": 32, "num_layers": 1, "num_heads": 2, "context_length": 128},
+    "batch_size": 4,
+    "eval_interval": 2,
+    "eval_batches": 1,
+    "checkpoint_interval": 2,
+    "num_samples": 0,
+    "sample_tokens": 4,
     "final_eval_tokens": 2000,
 }
 
@@ -78,7 +84,11 @@ def regenerated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("qa_data") / "qa"
     run = captured(make_qa_data.main, ["--out", str(out)])
     assert run.result == 0, run.stderr
-    assert "train: 5331 questions" in run.stdout and "dev: 436 questions" in run.stdout and "test: 417 questions" in run.stdout
+    assert (
+        "train: 5331 questions" in run.stdout
+        and "dev: 436 questions" in run.stdout
+        and "test: 417 questions" in run.stdout
+    )
     assert run.result == 0 and "| lookup | 0.0% | 0.0% | 0.0% |" in run.stdout, run.stdout + run.stderr  # the audit
     return out
 
@@ -187,7 +197,9 @@ def determinism() -> tuple[bool, bool]:
 
 
 def modification_times(root: Path, pretrain_only: bool = False) -> dict[str, int]:
-    paths = [*(root / "pretrain" / "checkpoints").glob("*.pt")] + ([] if pretrain_only else [root / "out" / "finetuned.pt"])
+    paths = [*(root / "pretrain" / "checkpoints").glob("*.pt")] + (
+        [] if pretrain_only else [root / "out" / "finetuned.pt"]
+    )
     return {str(path): path.stat().st_mtime_ns for path in paths}
 
 
@@ -227,8 +239,14 @@ def tiny_job(tmp_path_factory) -> SimpleNamespace:
     changed = {**settings, "predictions_dir": str(root / "predictions_changed_dev")}
     third = captured(run_qa_job, QAJobConfig(**changed))
     return SimpleNamespace(
-        root=root, first=first, second=second, third=third, after_first=after_first, after_second=after_second,
-        determinism_before=determinism_before, determinism_after_first=determinism_after_first,
+        root=root,
+        first=first,
+        second=second,
+        third=third,
+        after_first=after_first,
+        after_second=after_second,
+        determinism_before=determinism_before,
+        determinism_after_first=determinism_after_first,
     )
 
 

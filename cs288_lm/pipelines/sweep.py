@@ -122,12 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(config_settings(TrainConfig)))
     if unknown:
         parser.error(f"--grid: unknown settings {unknown}; see python -m cs288_lm.pipelines.pretrain --help")
-    combinations = [dict(zip(names, values)) for values in itertools.product(*(values for _, values in grid))]
+    value_lists = [values for _, values in grid]
+    combinations = [dict(zip(names, values, strict=True)) for values in itertools.product(*value_lists)]
     # Every run's settings are checked before the first one starts.
     configs = [run_config(assignment, shared, args.out_dir) for assignment in combinations]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for index, (assignment, config) in enumerate(zip(combinations, configs), start=1):
+    for index, (assignment, config) in enumerate(zip(combinations, configs, strict=True), start=1):
         name = run_name(assignment)
         print(f"[sweep] run {index}/{len(combinations)}: {name}", file=sys.stderr)
         rows.append(run_one(name, assignment, config))

@@ -72,7 +72,7 @@ def multiple_choice_accuracy(model: TransformerForMultipleChoice, dataset: Multi
     answers = [record["answer"] for record in dataset.data]
     if any(answer is None for answer in answers):
         raise ValueError("accuracy needs answers; this dataset has questions without one")
-    return sum(p == a for p, a in zip(predictions, answers)) / len(answers)
+    return sum(p == a for p, a in zip(predictions, answers, strict=True)) / len(answers)
 
 
 def finetune_multiple_choice(

@@ -340,7 +340,7 @@ def run_qa_job(config: QAJobConfig) -> dict:
         test_ids = [q["id"] for q in splits["test"]]
         for name, result in (("finetuned", finetuned), ("prompting", prompting)):
             summary[f"{name}_test_accuracy"] = accuracy(
-                dict(zip(test_ids, result["test_predictions"])), splits["test_answers"]
+                dict(zip(test_ids, result["test_predictions"], strict=True)), splits["test_answers"]
             )
     print(format_report(summary, load_baseline(config.baseline_metrics)))
     return summary

@@ -187,9 +187,8 @@ def _check_names(
     for name in unknown:
         if name in nested:
             outer = nested[name]
-            raise SettingsError(
-                f'{source}: {name!r} is a setting of {outer!r}; move it under "{outer}": {{"{outer}": {{"{name}": ...}}}}'
-            )
+            where = f'{{"{outer}": {{"{name}": ...}}}}'
+            raise SettingsError(f'{source}: {name!r} is a setting of {outer!r}; move it under "{outer}": {where}')
     hints = [
         f"{close[0]!r} for {name!r}" for name in unknown if (close := difflib.get_close_matches(name, types_by_name, 1))
     ]

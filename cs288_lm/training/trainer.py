@@ -196,8 +196,11 @@ class Trainer:
             # Every process draws the same windows and keeps its own rows, so N processes see
             # exactly the batch one process would.
             inputs, targets = get_batch(
-                self.train_tokens, self.micro_batch_size * self.processes.world_size, config.model.context_length,
-                self.device, self.batch_rng,
+                self.train_tokens,
+                self.micro_batch_size * self.processes.world_size,
+                config.model.context_length,
+                self.device,
+                self.batch_rng,
             )
             inputs, targets = inputs[rows], targets[rows]
             last = micro_step == config.grad_accum_steps - 1
@@ -275,8 +278,10 @@ class Trainer:
             if self._due(self.config.checkpoint_interval) or stopping:
                 self.save_checkpoint("latest")
             if stopping:
-                self._say(f"[train] stopped at step {self.step}; saved {self.run_dir.latest_checkpoint}; "
-                          "continue with --resume")
+                self._say(
+                    f"[train] stopped at step {self.step}; saved {self.run_dir.latest_checkpoint}; "
+                    "continue with --resume"
+                )
                 break
         if self.processes.is_main:
             self.run_dir.write_plots()
@@ -322,8 +327,11 @@ class Trainer:
         elapsed = time.perf_counter() - self.window_start
         tokens_per_second = self.window_tokens / max(elapsed, 1e-9)
         record: dict[str, Any] = {
-            "step": self.step, "tokens": self.tokens_seen, "lr": self.optimizer.param_groups[0]["lr"],
-            "train_loss": sum(self.unlogged_losses) / len(self.unlogged_losses), "grad_norm": norm,
+            "step": self.step,
+            "tokens": self.tokens_seen,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": sum(self.unlogged_losses) / len(self.unlogged_losses),
+            "grad_norm": norm,
             "tokens_per_second": tokens_per_second,
         }
         utilisation = ""
@@ -335,16 +343,20 @@ class Trainer:
                 utilisation = f" | MFU {record['mfu']:.1%}"
         done = (self.step - self.start_step) / max(total - self.start_step, 1)
         eta = (time.perf_counter() - self.run_start) * (1 - done) / max(done, 1e-9)
-        self._say(f"step {self.step}/{total} | loss {record['train_loss']:.4f} | lr {record['lr']:.2e} | "
-                  f"grad norm {norm:.2f} | {tokens_per_second:,.0f} tok/s{utilisation} | ETA {_duration(eta)}")
+        self._say(
+            f"step {self.step}/{total} | loss {record['train_loss']:.4f} | lr {record['lr']:.2e} | "
+            f"grad norm {norm:.2f} | {tokens_per_second:,.0f} tok/s{utilisation} | ETA {_duration(eta)}"
+        )
         self.window_start, self.window_tokens, self.unlogged_losses = time.perf_counter(), 0, []
         return record
 
     def _evaluate_and_keep_best(self) -> dict[str, float]:
         """Validation metrics now; a new best validation loss saves ``best.pt``."""
         metrics = self.evaluate()
-        self._say(f"step {self.step}/{self.config.total_steps} | val loss {metrics['val_loss']:.4f} | "
-                  f"val perplexity {metrics['val_perplexity']:.2f}")
+        self._say(
+            f"step {self.step}/{self.config.total_steps} | val loss {metrics['val_loss']:.4f} | "
+            f"val perplexity {metrics['val_perplexity']:.2f}"
+        )
         if metrics["val_loss"] < self.best_val_loss:
             self.best_val_loss = metrics["val_loss"]
             self.save_checkpoint("best")
@@ -438,4 +450,3 @@ def _train_and_report(config: TrainConfig) -> dict[str, float]:
         for name, text in samples:
             print(f"--- {name} ---\n{text}")
     return summary
-
