@@ -151,7 +151,7 @@ def _config_from_settings(
     the fields in ``skip``."""
     types_by_name = {name: kind for name, kind in field_types(config_class).items() if name not in skip}
     _check_names(settings, source, types_by_name, skip)
-    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    fields = {field.name: field for field in dataclasses.fields(typing.cast(Any, config_class))}
     values = {}
     for name, value in settings.items():
         kind = types_by_name[name]
