@@ -253,7 +253,16 @@ def run_transformer_lm(
     attention_backend: str = "reference",
 ) -> Float[Tensor, "batch seq vocab_size"]:
     """``weights`` may use our names (``final_ln``, ``output``) or CS336's (``ln_final``, ``lm_head``)."""
-    lm = TransformerLM(vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta, attention_backend)
+    lm = TransformerLM(
+        vocab_size=vocab_size,
+        context_length=context_length,
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        d_ff=d_ff,
+        rope_theta=rope_theta,
+        attention_backend=attention_backend,
+    )
     lm.load_weights(weights)
     return lm(in_indices)
 
@@ -267,7 +276,15 @@ def create_transformer_lm(
     d_ff: int,
     rope_theta: float = 10000.0,
 ) -> TransformerLM:
-    return TransformerLM(vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta)
+    return TransformerLM(
+        vocab_size=vocab_size,
+        context_length=context_length,
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        d_ff=d_ff,
+        rope_theta=rope_theta,
+    )
 
 
 def run_count_parameters(model: torch.nn.Module) -> int:
@@ -353,7 +370,14 @@ def create_gpt2_lm(
     vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int
 ) -> torch.nn.Module:
     """A randomly initialised :class:`cs288_lm.models.gpt2_model.GPT2LM` (no dropout)."""
-    config = _ModelConfig("gpt2", vocab_size, context_length, d_model, num_layers, num_heads)
+    config = _ModelConfig(
+        architecture="gpt2",
+        vocab_size=vocab_size,
+        context_length=context_length,
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+    )
     return _build_model(config)
 
 

@@ -14,9 +14,9 @@ untimed steps, ``--steps`` steps are timed and the median is kept; throughput is
 ``batch_size * context_length / median step time`` tokens per second. The models:
 
 * ``ours-llama-reference``: :class:`cs288_lm.model.TransformerLM` (RMSNorm, RoPE, SwiGLU, untied
-  output), built by ``build_model(ModelConfig(architecture="llama", attention_backend="reference"))``:
+  output), built by ``build_model(ModelConfig(architecture="llama", kernels="reference"))``:
   attention is our own ``softmax(Q K^T / sqrt(d_k)) V`` with an explicit causal mask;
-* ``ours-llama-torch``: the same model with ``attention_backend="torch"``
+* ``ours-llama-torch``: the same model with ``kernels="torch"``
   (``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``, and torch's fused SiLU in
   the MLP: ``FusedSwiGLU``, the same weights);
 * ``hf-llama``: Hugging Face ``LlamaForCausalLM`` from a ``LlamaConfig`` of the same size
@@ -140,7 +140,7 @@ def model_config(sizes: Sizes, architecture: str, backend: str = "torch") -> Mod
         num_layers=sizes.num_layers,
         num_heads=sizes.num_heads,
         d_ff=sizes.d_ff if architecture == "llama" else None,
-        attention_backend=backend,
+        kernels=backend,
     )
 
 

@@ -5,7 +5,7 @@
 Both runs get the same token budget, data (the bundled TinyStories train split, encoded with the
 bundled tokenizer), model size, batches (the same random windows, in the same order), learning
 rate schedule (warmup + cosine), gradient clipping and AdamW settings (weight decay on matrices
-only). Ours is :class:`cs288_lm.pipelines.pretrain.Trainer` stepping our :class:`TransformerLM` with our
+only). Ours is :class:`cs288_lm.training.trainer.Trainer` stepping our :class:`TransformerLM` with our
 AdamW; theirs is ``transformers.LlamaForCausalLM`` (same shapes, untied embeddings, SDPA
 attention) with ``torch.optim.AdamW`` in a minimal loop. Reported: training tokens/s (optimizer
 steps only, evaluation excluded), the final validation loss on the same fixed batches, and ratios.
@@ -27,16 +27,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from cs288_lm.data import get_batch  # noqa: E402
-from cs288_lm.model import count_parameters  # noqa: E402
-from cs288_lm.models.hf_interop import hf_llama  # noqa: E402
-from cs288_lm.nn_utils import get_lr_cosine_schedule  # noqa: E402
-from cs288_lm.optimizer import parameter_groups  # noqa: E402
-from cs288_lm.pipelines.pretrain import TrainConfig, Trainer, autocast_context  # noqa: E402
+from cs288_lm.data import get_batch
+from cs288_lm.model import count_parameters
+from cs288_lm.models.hf_interop import hf_llama
+from cs288_lm.nn_utils import get_lr_cosine_schedule
+from cs288_lm.optimizer import parameter_groups
+from cs288_lm.training.train_config import DEFAULT_MODEL, TrainConfig
+from cs288_lm.training.trainer import Trainer, autocast_context
 
 
 def train_ours(config: TrainConfig) -> dict:
@@ -59,7 +60,9 @@ def train_hugging_face(config: TrainConfig) -> dict:
     torch.manual_seed(config.seed)
     model = hf_llama(reference.model_config).to(reference.device)
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay), lr=config.learning_rate, betas=(config.beta1, config.beta2),
+        parameter_groups(model, config.weight_decay),
+        lr=config.learning_rate,
+        betas=(config.beta1, config.beta2),
         eps=config.eps,
     )
     rng = np.random.default_rng(config.seed)
@@ -70,7 +73,9 @@ def train_hugging_face(config: TrainConfig) -> dict:
             group["lr"] = get_lr_cosine_schedule(  # optimizer step k uses iteration k, as the Trainer does
                 step + 1, config.learning_rate, config.min_learning_rate, config.warmup_steps, config.total_steps
             )
-        inputs, targets = get_batch(reference.train_tokens, config.batch_size, config.context_length, reference.device, rng)
+        inputs, targets = get_batch(
+            reference.train_tokens, config.batch_size, config.model.context_length, reference.device, rng
+        )
         with autocast_context(reference.device, config.precision):
             logits = model(input_ids=inputs).logits
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
@@ -87,7 +92,7 @@ def train_hugging_face(config: TrainConfig) -> dict:
         ]
     return {
         "seconds": seconds,
-        "tokens_per_second": config.total_steps * config.batch_size * config.context_length / seconds,
+        "tokens_per_second": config.total_steps * config.batch_size * config.model.context_length / seconds,
         "val_loss": sum(losses) / len(losses),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -105,29 +110,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
+        model = DEFAULT_MODEL.replace(
+            context_length=args.context_length,
+            d_model=args.d_model,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+        )
         config = TrainConfig(
-            max_steps=args.max_steps, batch_size=args.batch_size, context_length=args.context_length,
-            d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads, device=args.device,
-            out_dir=str(Path(scratch) / "run"), cache_dir=str(Path(scratch) / "cache"),
+            model=model,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            device=args.device,
+            out_dir=str(Path(scratch) / "run"),
+            cache_dir=str(Path(scratch) / "cache"),
             warmup_steps=max(1, args.max_steps // 20),
         )
         ours = train_ours(config)
         theirs = train_hugging_face(config)
-    tokens = config.total_steps * config.batch_size * config.context_length
-    print(f"budget: {tokens:,} tokens ({config.total_steps} steps of {config.batch_size} x {config.context_length}); "
-          f"d_model {config.d_model}, {config.num_layers} layers, {config.num_heads} heads; "
-          f"{torch.get_num_threads()} torch threads, device {args.device}")
+    tokens = config.total_steps * config.batch_size * config.model.context_length
+    steps = f"{config.total_steps} steps of {config.batch_size} x {config.model.context_length}"
+    print(
+        f"budget: {tokens:,} tokens ({steps}); "
+        f"d_model {config.model.d_model}, {config.model.num_layers} layers, {config.model.num_heads} heads; "
+        f"{torch.get_num_threads()} torch threads, device {args.device}"
+    )
     print(f"{'':22} {'parameters':>12} {'tokens/s':>10} {'seconds':>8} {'val loss':>9}")
     for name, result in (("ours (Trainer)", ours), ("HF LlamaForCausalLM", theirs)):
-        print(f"{name:22} {result['parameters']:12,} {result['tokens_per_second']:10,.0f} {result['seconds']:8.1f} "
-              f"{result['val_loss']:9.4f}")
+        print(
+            f"{name:22} {result['parameters']:12,} {result['tokens_per_second']:10,.0f} {result['seconds']:8.1f} "
+            f"{result['val_loss']:9.4f}"
+        )
     speed_ratio = ours["tokens_per_second"] / theirs["tokens_per_second"]
-    print(f"ratio ours/HF tokens/s: {speed_ratio:.2f}x [target >= 1.0]; "
-          f"val loss ours - HF: {ours['val_loss'] - theirs['val_loss']:+.4f} [target <= 0]; "
-          f"val perplexity ours {math.exp(ours['val_loss']):.2f}, HF {math.exp(theirs['val_loss']):.2f}")
+    print(
+        f"ratio ours/HF tokens/s: {speed_ratio:.2f}x [target >= 1.0]; "
+        f"val loss ours - HF: {ours['val_loss'] - theirs['val_loss']:+.4f} [target <= 0]; "
+        f"val perplexity ours {math.exp(ours['val_loss']):.2f}, HF {math.exp(theirs['val_loss']):.2f}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"ours": ours, "hugging_face": theirs, "config": vars(args)}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps({"ours": ours, "hugging_face": theirs, "config": vars(args)}, indent=2, default=str)
+        )
 
 
 if __name__ == "__main__":

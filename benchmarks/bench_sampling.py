@@ -61,7 +61,14 @@ Generate = Callable[[torch.Tensor, int], torch.Tensor]  # (prompts, new tokens) 
 def build_models(size: str) -> tuple[Generate, Generate, Generate, Generate, int]:
     """Our model with the cache and without, and Hugging Face's, sharing one set of weights."""
     d_model, num_layers, num_heads = SIZES[size]
-    config = ModelConfig("llama", VOCAB_SIZE, CONTEXT_LENGTH, d_model, num_layers, num_heads)
+    config = ModelConfig(
+        architecture="llama",
+        vocab_size=VOCAB_SIZE,
+        context_length=CONTEXT_LENGTH,
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+    )
     torch.manual_seed(0)
     theirs = hf_llama(config)
     theirs.eval()

@@ -10,10 +10,11 @@ given, in layers:
 * :mod:`cs288_lm.models`: models and decoding helpers built from the student layers (the
   architecture switch, GPT-2, the key/value cache);
 * :mod:`cs288_lm.training`: library code for the programs (settings, run folders, token files,
-  loading checkpoints, the training and fine-tuning loops);
+  loading checkpoints, the pretraining and fine-tuning loops, the Part 4 main job's stages);
 * :mod:`cs288_lm.analysis`: the measurements behind the report;
 * :mod:`cs288_lm.reporting`: the analysis report, one module per section, above ``training`` and
   ``analysis``;
 * :mod:`cs288_lm.pipelines`: the programs run from the command line (pretraining, sweeps,
-  sampling, the Part 4 main job, encoding files, the analysis report), thin layers over the rest.
+  sampling, tokenizer training, the Part 4 main job, encoding files, the analysis report), thin
+  layers over the rest; no program imports another.
 """

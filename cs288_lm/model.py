@@ -411,7 +411,16 @@ class TransformerLM(nn.Module):
         # BEGIN SOLUTION
         self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)
         self.layers = nn.ModuleList(
-            TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, attention_backend, device, dtype)
+            TransformerBlock(
+                d_model=d_model,
+                num_heads=num_heads,
+                d_ff=d_ff,
+                max_seq_len=context_length,
+                theta=rope_theta,
+                attention_backend=attention_backend,
+                device=device,
+                dtype=dtype,
+            )
             for _ in range(num_layers)
         )
         self.final_ln = RMSNorm(d_model, device=device, dtype=dtype)

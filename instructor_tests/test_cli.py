@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cs288_lm.pipelines.pretrain import TrainConfig
-from cs288_lm.pipelines.qa_job import QAJobConfig
+from cs288_lm.models.architectures import ModelConfig
 from cs288_lm.training.finetune import FinetuneConfig
-from cs288_lm.training.settings import add_config_flags, field_help, setting
+from cs288_lm.training.qa_job import QAJobConfig
+from cs288_lm.training.settings import add_config_flags, config_settings, field_help, setting
+from cs288_lm.training.train_config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = REPO_ROOT / "data" / "tinystories" / "valid.txt"
@@ -28,13 +29,15 @@ PROGRAMS = [
     "cs288_lm.pipelines.encode_file",
     "cs288_lm.pipelines.generate",
     "cs288_lm.pipelines.pretrain",
+    "cs288_lm.pipelines.qa_job",
     "cs288_lm.pipelines.report",
     "cs288_lm.pipelines.sweep",
+    "cs288_lm.pipelines.train_bpe",
     "make_qa_data",
     "run_finetune_qa",
     "train_bpe",
 ]
-CONFIG_CLASSES = [TrainConfig, FinetuneConfig, QAJobConfig]
+CONFIG_CLASSES = [TrainConfig, ModelConfig, FinetuneConfig, QAJobConfig]
 
 
 def run(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
@@ -88,8 +91,17 @@ def test_every_config_field_has_one_help_text_that_its_flag_shows(config_class):
     for field in dataclasses.fields(config_class):
         text = field_help(config_class, field.name)
         assert field.metadata["help"] in text and "(default: " in text
-        if field.name in flags:
-            assert flags[field.name].help.replace("%%", "%") == text
+    # every setting, a nested configuration's too (TrainConfig.model), has a flag showing its help
+    for name in config_settings(config_class).keys() - {"pretrain", "finetune"}:
+        assert flags[name].help.replace("%%", "%") == field_help(config_class, name)
+
+
+def test_a_model_setting_has_one_help_text_and_the_trainers_default():
+    """The trainer's model flags show ModelConfig's help texts with the trainer's smaller defaults."""
+    model_help = {field.name: field.metadata["help"] for field in dataclasses.fields(ModelConfig)}
+    assert field_help(TrainConfig, "d_model") == f"{model_help['d_model']} (default: 128)"
+    assert field_help(ModelConfig, "d_model") == f"{model_help['d_model']} (default: 512)"
+    assert field_help(TrainConfig, "kernels") == f"{model_help['kernels']} (default: torch)"
 
 
 def test_the_pretrain_help_shows_each_settings_text_and_default():
@@ -140,7 +152,9 @@ def test_train_bpe_cli_writes_a_loadable_tokenizer(tmp_path):
     assert (out / "special_tokens.txt").read_text(encoding="utf-8") == "<|endoftext|>\n"
 
     encoded = tmp_path / "valid.npy"
-    result = run("-m", "cs288_lm.pipelines.encode_file", "--tokenizer", str(out), "--input", str(SAMPLE), "--out", str(encoded))
+    result = run(
+        "-m", "cs288_lm.pipelines.encode_file", "--tokenizer", str(out), "--input", str(SAMPLE), "--out", str(encoded)
+    )
     assert result.returncode == 0, result.stderr
     ids = np.load(encoded)
     assert ids.dtype == np.uint16 and len(ids) > 10_000 and int(ids.max()) < 400
@@ -175,8 +189,24 @@ def _tiny_checkpoint(path: Path) -> Path:
 
 def test_generate_cli_prints_reproducible_samples(tmp_path):
     checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
-    args = ("-m", "cs288_lm.pipelines.generate", "--checkpoint", str(checkpoint), "--strategy", "top_k", "--k", "5",
-            "--num-samples", "2", "--max-new-tokens", "40", "--seed", "3", "--device", "cpu")
+    args = (
+        "-m",
+        "cs288_lm.pipelines.generate",
+        "--checkpoint",
+        str(checkpoint),
+        "--strategy",
+        "top_k",
+        "--k",
+        "5",
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "40",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+    )
     first, second = run(*args), run(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout  # seeded
@@ -192,5 +222,7 @@ def test_generate_cli_reports_bad_input_without_a_traceback(tmp_path):
     junk = run("-m", "cs288_lm.pipelines.generate", "--checkpoint", str(tmp_path / "junk.pt"))
     assert junk.returncode == 2 and "junk.pt" in junk.stderr and "Traceback" not in junk.stderr
     checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
-    bad_p = run("-m", "cs288_lm.pipelines.generate", "--checkpoint", str(checkpoint), "--strategy", "top_p", "--p", "1.5")
+    bad_p = run(
+        "-m", "cs288_lm.pipelines.generate", "--checkpoint", str(checkpoint), "--strategy", "top_p", "--p", "1.5"
+    )
     assert bad_p.returncode == 2 and "p" in bad_p.stderr and "Traceback" not in bad_p.stderr

@@ -27,7 +27,9 @@ from torch import nn
 from cs288_lm.model import RotaryPositionEmbedding, TransformerLM
 from cs288_lm.nn_utils import cross_entropy, gradient_clipping
 from cs288_lm.optimizer import AdamW
-from cs288_lm.training import finetune, pretrain
+from cs288_lm.training import finetune
+from cs288_lm.training.train_config import parse_train_config, train_parser
+from cs288_lm.training.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy")
@@ -152,11 +154,11 @@ def test_gradient_clipping_is_bit_for_bit_the_former_branch(case):
         gradients = [torch.zeros_like(x) for x in gradients]
     expected_norm, expected = clipped_by_the_former_branch(gradients, max_norm)
     parameters = [nn.Parameter(torch.zeros_like(x)) for x in gradients]
-    for parameter, gradient in zip(parameters, gradients):
+    for parameter, gradient in zip(parameters, gradients, strict=True):
         parameter.grad = gradient.clone()
     actual_norm = gradient_clipping(parameters, max_norm)
     assert torch.equal(actual_norm, expected_norm) or (actual_norm.isnan() and expected_norm.isnan())
-    for parameter, gradient in zip(parameters, expected):
+    for parameter, gradient in zip(parameters, expected, strict=True):
         assert parameter.grad.dtype == gradient.dtype
         assert torch.equal(parameter.grad.isnan(), gradient.isnan())
         assert torch.equal(parameter.grad.nan_to_num(), gradient.nan_to_num())
@@ -169,7 +171,7 @@ def test_gradient_clipping_is_bit_for_bit_the_former_branch(case):
 TINY = "--d-model 32 --num-layers 2 --num-heads 2 --context-length 32 --batch-size 8 --eval-batches 2 --device cpu"
 
 
-def tiny_trainer(tmp_path: Path, extra: str) -> pretrain.Trainer:
+def tiny_trainer(tmp_path: Path, extra: str) -> Trainer:
     """A tiny model on the bundled data; ``extra``: more flags, space-separated."""
     paths = {
         "--train-data": REPO_ROOT / "data" / "tinystories" / "train.txt",
@@ -179,7 +181,7 @@ def tiny_trainer(tmp_path: Path, extra: str) -> pretrain.Trainer:
         "--cache-dir": tmp_path / "cache",
     }
     args = [*TINY.split(), *(item for flag, path in paths.items() for item in (flag, str(path))), *extra.split()]
-    return pretrain.Trainer(pretrain.parse_config(args))
+    return Trainer(parse_train_config(train_parser("a tiny run"), args))
 
 
 def test_pretraining_step_reads_nothing_on_the_host(tmp_path):

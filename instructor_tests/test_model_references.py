@@ -64,7 +64,7 @@ def test_gpt2_equals_hugging_face_gpt2(backend):
         num_layers=LAYERS,
         num_heads=HEADS,
         dropout=0.0,
-        attention_backend=backend,
+        kernels=backend,
     )
     reference = hf_gpt2(config).eval()
     ours = build_model(config).eval()
@@ -93,10 +93,18 @@ def test_gpt2_attention_equals_torch_multihead_attention():
 
 @pytest.mark.parametrize("architecture", ["llama", "gpt2"])
 def test_attention_backends_agree_in_float32(architecture):
-    config = ModelConfig(architecture, VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, attention_backend="reference")
+    config = ModelConfig(
+        architecture=architecture,
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        kernels="reference",
+    )
     torch.manual_seed(0)
     reference = build_model(config)
-    fast = build_model(config.replace(attention_backend="torch"))
+    fast = build_model(config.replace(kernels="torch"))
     fast.load_state_dict(reference.state_dict())
     tokens = random_tokens(seed=3)
     reference_logits, fast_logits = reference(tokens), fast(tokens)
@@ -108,10 +116,18 @@ def test_attention_backends_agree_in_float32(architecture):
 
 
 def test_only_the_reference_backend_runs_the_student_silu(monkeypatch):
-    """With attention_backend="torch" the Llama MLP uses torch's fused SiLU (same function, checked
+    """With kernels="torch" the Llama MLP uses torch's fused SiLU (same function, checked
     above); "reference" runs the student's silu, and the state dicts of both have the same keys."""
-    config = ModelConfig("llama", VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, attention_backend="reference")
-    reference, fast = build_model(config), build_model(config.replace(attention_backend="torch"))
+    config = ModelConfig(
+        architecture="llama",
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        kernels="reference",
+    )
+    reference, fast = build_model(config), build_model(config.replace(kernels="torch"))
     assert reference.state_dict().keys() == fast.state_dict().keys()
 
     def student_silu(x):
@@ -134,7 +150,16 @@ def test_rope_attention_backends_agree_with_positions():
 
 
 def test_gpt2_dropout_is_active_only_in_training():
-    model = build_model(ModelConfig("gpt2", VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, dropout=0.5))
+    config = ModelConfig(
+        architecture="gpt2",
+        vocab_size=VOCAB,
+        context_length=CONTEXT,
+        d_model=D_MODEL,
+        num_layers=LAYERS,
+        num_heads=HEADS,
+        dropout=0.5,
+    )
+    model = build_model(config)
     tokens = random_tokens()
     model.eval()
     assert torch.equal(model(tokens), model(tokens))
@@ -146,7 +171,7 @@ def test_gpt2_dropout_is_active_only_in_training():
     ("changes", "message"),
     [
         ({"architecture": "mamba"}, "unknown architecture"),
-        ({"attention_backend": "flash"}, "unknown attention backend"),
+        ({"kernels": "flash"}, "unknown kernels"),
         ({"d_model": 50}, "not divisible"),
         ({"architecture": "gpt2", "d_ff": 100}, "4 x d_model"),
         ({"dropout": 0.1}, "no dropout"),

@@ -7,7 +7,8 @@ lives in a sub-package, in layers (see ``cs288_lm/__init__.py``):
 * the student modules: import ``common`` and each other;
 * ``models``: builds on the student modules;
 * ``training`` and ``analysis``: library code for the programs;
-* ``pipelines``: the programs, which import anything below them.
+* ``pipelines``: the programs, which import anything below them but never each other (what two
+  programs share is library code in a lower layer).
 
 The one import that runs upward is ``sampling`` (Part 4) using the given key/value cache of
 ``models.kv_cache`` for its decoding loop.
@@ -75,3 +76,31 @@ def test_the_layer_rule_sees_an_upward_import(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text("from cs288_lm.pipelines import pretrain\nimport cs288_lm.models.kv_cache\n")
     assert package_imports(source) == {"cs288_lm.pipelines.pretrain", "cs288_lm.models.kv_cache"}
+
+
+def pipeline_imports(path: Path) -> set[str]:
+    """The ``cs288_lm.pipelines`` modules that ``path`` imports (the package itself counts too)."""
+    return {
+        name for name in package_imports(path) if name == "cs288_lm.pipelines" or name.startswith("cs288_lm.pipelines.")
+    }
+
+
+def test_no_program_imports_another_program() -> None:
+    programs = [path for path in (PACKAGE / "pipelines").rglob("*.py") if path.name != "__init__.py"]
+    assert programs
+    found = {module_name(path): pipeline_imports(path) for path in programs}
+    assert {importer: imported for importer, imported in found.items() if imported} == {}
+
+
+def test_the_program_rule_sees_a_program_importing_another(tmp_path: Path) -> None:
+    """Guards the test above: both import forms of a pipelines module are found."""
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from cs288_lm.pipelines.pretrain import main\nfrom cs288_lm.pipelines import sweep\n"
+        "import cs288_lm.pipelines.generate\nfrom cs288_lm.training import trainer\n"
+    )
+    assert pipeline_imports(source) == {
+        "cs288_lm.pipelines.pretrain",
+        "cs288_lm.pipelines.sweep",
+        "cs288_lm.pipelines.generate",
+    }

@@ -28,12 +28,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import cs288_lm.pipelines.pretrain as pretrain
+import cs288_lm.training.trainer as trainer
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.nn_utils import get_lr_cosine_schedule
-from cs288_lm.pipelines.pretrain import TrainConfig, main, parse_config
+from cs288_lm.pipelines.pretrain import main, parse_config
 from cs288_lm.training import flops
 from cs288_lm.training.flops import training_flops_per_token
+from cs288_lm.training.settings import config_settings
+from cs288_lm.training.train_config import DEFAULT_MODEL, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -43,13 +45,40 @@ MAX_STEPS, BATCH, CONTEXT = 12, 8, 32
 
 # A tiny model: every step takes milliseconds; evaluation at 4, 8, 12; logs every 2 steps.
 TINY = [
-    "--d-model", "32", "--num-layers", "2", "--num-heads", "2", "--context-length", str(CONTEXT),
-    "--batch-size", str(BATCH), "--max-steps", str(MAX_STEPS), "--eval-interval", "4", "--log-interval", "2",
-    "--checkpoint-interval", "4", "--eval-batches", "2", "--num-samples", "1", "--sample-tokens", "8",
-    "--final-eval-tokens", "2048", "--device", "cpu",
-    "--train-data", str(REPO_ROOT / "data" / "tinystories" / "train.txt"),
-    "--valid-data", str(REPO_ROOT / "data" / "tinystories" / "valid.txt"),
-    "--tokenizer", str(REPO_ROOT / "data" / "tokenizer"),
+    "--d-model",
+    "32",
+    "--num-layers",
+    "2",
+    "--num-heads",
+    "2",
+    "--context-length",
+    str(CONTEXT),
+    "--batch-size",
+    str(BATCH),
+    "--max-steps",
+    str(MAX_STEPS),
+    "--eval-interval",
+    "4",
+    "--log-interval",
+    "2",
+    "--checkpoint-interval",
+    "4",
+    "--eval-batches",
+    "2",
+    "--num-samples",
+    "1",
+    "--sample-tokens",
+    "8",
+    "--final-eval-tokens",
+    "2048",
+    "--device",
+    "cpu",
+    "--train-data",
+    str(REPO_ROOT / "data" / "tinystories" / "train.txt"),
+    "--valid-data",
+    str(REPO_ROOT / "data" / "tinystories" / "valid.txt"),
+    "--tokenizer",
+    str(REPO_ROOT / "data" / "tokenizer"),
 ]
 
 
@@ -79,8 +108,11 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def subprocess_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -96,7 +128,7 @@ def assert_tensors_equal(a: object, b: object, where: str) -> None:
             assert_tensors_equal(a[key], b[key], f"{where}[{key!r}]")
     elif isinstance(a, (list, tuple)):
         assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for index, (x, y) in enumerate(zip(a, b)):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_tensors_equal(x, y, f"{where}[{index}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
@@ -125,8 +157,9 @@ def reference(one_thread, tmp_path_factory):
     second = run_main(tiny_args(root / "second", cache))
     assert first.code == 0, first.stderr
     assert second.code == 0, second.stderr
-    return SimpleNamespace(cache=cache, first_dir=root / "first", second_dir=root / "second",
-                           first=first, second=second)
+    return SimpleNamespace(
+        cache=cache, first_dir=root / "first", second_dir=root / "second", first=first, second=second
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +169,7 @@ def reference(one_thread, tmp_path_factory):
 
 def stop_after_steps(monkeypatch, steps: int) -> None:
     """Ask the trainer to stop after ``steps`` steps, as a SIGINT arriving during that step would."""
-    real_train_step = pretrain.Trainer.train_step
+    real_train_step = trainer.Trainer.train_step
 
     def train_step(self):
         result = real_train_step(self)
@@ -144,7 +177,7 @@ def stop_after_steps(monkeypatch, steps: int) -> None:
             self.stop_requested = True
         return result
 
-    monkeypatch.setattr(pretrain.Trainer, "train_step", train_step)
+    monkeypatch.setattr(trainer.Trainer, "train_step", train_step)
 
 
 @pytest.mark.parametrize("steps", [6, 5], ids=["stop_after=6", "stop_after=5"])
@@ -176,7 +209,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(reference, tmp_path
     steps = [r["step"] for r in got]
     assert len(steps) == len(set(steps)), f"duplicate steps in metrics.jsonl: {steps}"
     assert steps == sorted(steps) == [r["step"] for r in expected]
-    for a, b in zip(without_timing(expected), without_timing(got)):
+    for a, b in zip(without_timing(expected), without_timing(got), strict=True):
         if a["step"] <= stop_after:
             continue
         for key in ("train_loss", "grad_norm", "lr", "tokens", *VAL_FIELDS):
@@ -200,11 +233,26 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(reference, tmp_path
 
 def test_sigint_saves_a_checkpoint_exits_cleanly_and_resume_finishes(reference, tmp_path):
     out = tmp_path / "interrupted"
-    long_run = tiny_args(out, reference.cache, "--max-steps", "100000", "--log-interval", "1",
-                         "--eval-interval", "50000", "--checkpoint-interval", "50000")
+    long_run = tiny_args(
+        out,
+        reference.cache,
+        "--max-steps",
+        "100000",
+        "--log-interval",
+        "1",
+        "--eval-interval",
+        "50000",
+        "--checkpoint-interval",
+        "50000",
+    )
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "cs288_lm.pipelines.pretrain", *long_run], cwd=REPO_ROOT,
-                                   env=subprocess_env(), stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cs288_lm.pipelines.pretrain", *long_run],
+            cwd=REPO_ROOT,
+            env=subprocess_env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
         try:
             deadline = time.monotonic() + 120
             while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().strip()):
@@ -233,8 +281,21 @@ def test_sigint_saves_a_checkpoint_exits_cleanly_and_resume_finishes(reference, 
 
     # Resume and finish (two more steps than were done, instead of 100000).
     finish = stopped_step + 2
-    resumed = run_main(tiny_args(out, reference.cache, "--resume", "--max-steps", str(finish), "--log-interval", "1",
-                                 "--eval-interval", "50000", "--checkpoint-interval", "50000"))
+    resumed = run_main(
+        tiny_args(
+            out,
+            reference.cache,
+            "--resume",
+            "--max-steps",
+            str(finish),
+            "--log-interval",
+            "1",
+            "--eval-interval",
+            "50000",
+            "--checkpoint-interval",
+            "50000",
+        )
+    )
     assert resumed.code == 0, resumed.stderr
     assert f"at step {stopped_step}" in resumed.stderr
     assert "validation perplexity" in resumed.stdout
@@ -253,7 +314,7 @@ def nan_on_training_call(monkeypatch, call: int, on_trigger=lambda: None) -> Non
     """Make the logits, hence the loss, of the ``call``-th training forward pass (1-based) NaN.
 
     Evaluation and sampling run under no_grad and are not counted."""
-    real_build_model = pretrain.build_model
+    real_build_model = trainer.build_model
     calls = {"train": 0}
 
     def hook(module, inputs, output):
@@ -269,7 +330,7 @@ def nan_on_training_call(monkeypatch, call: int, on_trigger=lambda: None) -> Non
         model.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(pretrain, "build_model", build_model)
+    monkeypatch.setattr(trainer, "build_model", build_model)
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tmp_path, monkeypatch):
@@ -300,8 +361,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tm
 
     # Through run(): the exception itself.
     nan_on_training_call(monkeypatch, 1)
-    with pytest.raises(pretrain.TrainingDiverged, match=r"became nan at step 1; no checkpoint was saved yet"):
-        pretrain.run(parse_config(tiny_args(tmp_path / "first_step", reference.cache)))
+    with pytest.raises(trainer.TrainingDiverged, match=r"became nan at step 1; no checkpoint was saved yet"):
+        trainer.run(parse_config(tiny_args(tmp_path / "first_step", reference.cache)))
     assert not (tmp_path / "first_step" / "checkpoints").exists()
 
 
@@ -312,8 +373,18 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(reference, tm
 
 def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-               "--monitor-interval", "0.1", "-m", "cs288_lm.pipelines.pretrain", *tiny_args(out, reference.cache)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "--monitor-interval",
+        "0.1",
+        "-m",
+        "cs288_lm.pipelines.pretrain",
+        *tiny_args(out, reference.cache),
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "on cpu x2" in result.stderr
@@ -322,13 +393,14 @@ def test_two_process_ddp_run_matches_the_single_process_run(reference, tmp_path)
 
     single, ddp = metrics(reference.first_dir), metrics(out)
     assert [r["step"] for r in ddp] == [r["step"] for r in single]
-    for a, b in zip(single, ddp):
+    for a, b in zip(single, ddp, strict=True):
         assert a["tokens"] == b["tokens"] and a["lr"] == b["lr"]
         for key in ("train_loss", "grad_norm", *VAL_FIELDS):
             assert (key in a) == (key in b)
             if key in a:
                 assert math.isclose(a[key], b[key], rel_tol=1e-4, abs_tol=1e-6), (
-                    f"step {a['step']}: {key} {b[key]} with 2 processes, {a[key]} with 1")
+                    f"step {a['step']}: {key} {b[key]} with 2 processes, {a[key]} with 1"
+                )
     a_model = load_checkpoint(reference.first_dir / "checkpoints" / "latest.pt")["model"]
     b_model = load_checkpoint(out / "checkpoints" / "latest.pt")["model"]
     assert a_model.keys() == b_model.keys()
@@ -346,15 +418,24 @@ def free_port() -> int:
 def start_ranks(argv: list[str], logs: Path, world_size: int = 2) -> list[subprocess.Popen]:
     """The trainer's processes as torchrun would start them (same environment), but without its
     launcher: each has its own exit code, and none is killed because another failed."""
-    env = {**subprocess_env(), "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(free_port())}
+    env = {
+        **subprocess_env(),
+        "WORLD_SIZE": str(world_size),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
     processes = []
     for rank in range(world_size):
         with open(logs / f"stderr{rank}", "w") as stderr:
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "cs288_lm.pipelines.pretrain", *argv], cwd=REPO_ROOT,
-                env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}, stdout=subprocess.DEVNULL, stderr=stderr,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cs288_lm.pipelines.pretrain", *argv],
+                    cwd=REPO_ROOT,
+                    env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+            )
     return processes
 
 
@@ -382,8 +463,19 @@ def test_sigterm_to_one_ddp_process_stops_every_process_after_the_same_step(refe
     # A warmup longer than the run: the learning rate of step k depends on k only, not on
     # --max-steps, so the stopped run and an uninterrupted one of a few steps take the same steps.
     schedule = ["--learning-rate", "1.0", "--min-learning-rate", "0", "--warmup-steps", "1000"]
-    long_run = tiny_args(out, reference.cache, "--max-steps", "100000", "--log-interval", "1",
-                         "--eval-interval", "50000", "--checkpoint-interval", "50000", *schedule)
+    long_run = tiny_args(
+        out,
+        reference.cache,
+        "--max-steps",
+        "100000",
+        "--log-interval",
+        "1",
+        "--eval-interval",
+        "50000",
+        "--checkpoint-interval",
+        "50000",
+        *schedule,
+    )
     processes = start_ranks(long_run, tmp_path)
     try:
         deadline = time.monotonic() + 120
@@ -407,8 +499,17 @@ def test_sigterm_to_one_ddp_process_stops_every_process_after_the_same_step(refe
 
     # Resumed (in one process: the batch is global) to two steps more, it ends where an
     # uninterrupted run of as many steps does (up to DDP's reduction order).
-    finish = ["--max-steps", str(stopped_step + 2), "--log-interval", "1", "--eval-interval", "50000",
-              "--checkpoint-interval", "50000", *schedule]
+    finish = [
+        "--max-steps",
+        str(stopped_step + 2),
+        "--log-interval",
+        "1",
+        "--eval-interval",
+        "50000",
+        "--checkpoint-interval",
+        "50000",
+        *schedule,
+    ]
     resumed = run_main(tiny_args(out, reference.cache, "--resume", *finish))
     uninterrupted = run_main(tiny_args(tmp_path / "uninterrupted", reference.cache, *finish))
     assert resumed.code == 0 and uninterrupted.code == 0, resumed.stderr + uninterrupted.stderr
@@ -425,8 +526,20 @@ def test_a_ddp_run_that_fails_ends_every_process_with_an_error(reference, tmp_pa
     out = tmp_path / "ddp"
     if failure == "nan-on-every-process":
         # A learning rate that makes the loss NaN within a few steps (genuine divergence).
-        argv = tiny_args(out, reference.cache, "--learning-rate", "1e6", "--min-learning-rate", "1e6",
-                         "--warmup-steps", "0", "--max-steps", "50", "--log-interval", "1")
+        argv = tiny_args(
+            out,
+            reference.cache,
+            "--learning-rate",
+            "1e6",
+            "--min-learning-rate",
+            "1e6",
+            "--warmup-steps",
+            "0",
+            "--max-steps",
+            "50",
+            "--log-interval",
+            "1",
+        )
         expected = ["error: the training loss became nan at step"] * 2
     else:
         out.mkdir()
@@ -436,7 +549,7 @@ def test_a_ddp_run_that_fails_ends_every_process_with_an_error(reference, tmp_pa
     codes = wait_for_ranks(start_ranks(argv, tmp_path), timeout=120)
     errors = [(tmp_path / f"stderr{rank}").read_text() for rank in range(2)]
     assert None not in codes, f"a process was still running after 120 s: {codes}"
-    for code, error, message in zip(codes, errors, expected):
+    for code, error, message in zip(codes, errors, expected, strict=True):
         assert code == 1, error[-3000:]
         assert message in error and "Traceback" not in error, error[-3000:]
 
@@ -450,7 +563,7 @@ def test_the_process_group_is_destroyed_when_the_run_fails(reference, tmp_path, 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
     with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
-        pretrain.run(parse_config(tiny_args(tmp_path / "fresh", reference.cache, "--resume")))
+        trainer.run(parse_config(tiny_args(tmp_path / "fresh", reference.cache, "--resume")))
     assert not torch.distributed.is_initialized()
 
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
@@ -459,8 +572,8 @@ def test_the_process_group_is_destroyed_when_the_run_fails(reference, tmp_path, 
 
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
     nan_on_training_call(monkeypatch, 2)
-    with pytest.raises(pretrain.TrainingDiverged, match="became nan at step 2"):
-        pretrain.run(parse_config(tiny_args(tmp_path / "diverged", reference.cache)))
+    with pytest.raises(trainer.TrainingDiverged, match="became nan at step 2"):
+        trainer.run(parse_config(tiny_args(tmp_path / "diverged", reference.cache)))
     assert not torch.distributed.is_initialized()
 
 
@@ -471,27 +584,41 @@ def test_the_process_group_is_destroyed_when_the_run_fails(reference, tmp_path, 
 
 def test_config_file_sets_values_and_flags_override_it(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"d_model": 48, "batch_size": 4, "compile": True, "token_budget": 1000,
-                                "learning_rate": 0.01, "architecture": "gpt2"}))
+    path.write_text(
+        json.dumps(
+            {
+                "model": {"d_model": 48, "architecture": "gpt2"},
+                "batch_size": 4,
+                "compile": True,
+                "token_budget": 1000,
+                "learning_rate": 0.01,
+            }
+        )
+    )
     config = parse_config(["--config", str(path), "--batch-size", "16", "--no-compile", "--token-budget", "2000"])
-    assert (config.d_model, config.learning_rate, config.architecture) == (48, 0.01, "gpt2")
+    assert (config.model.d_model, config.learning_rate, config.model.architecture) == (48, 0.01, "gpt2")
     assert (config.batch_size, config.compile, config.token_budget) == (16, False, 2000)
-    assert config.num_layers == TrainConfig().num_layers  # untouched settings keep their defaults
+    # untouched settings keep the trainer's defaults, the model's included (not ModelConfig's own)
+    assert config.model.num_layers == TrainConfig().model.num_layers
+    assert config.model.replace(d_model=128, architecture="llama") == DEFAULT_MODEL
+    # a model flag overrides one model setting of the file and keeps the others
+    config = parse_config(["--config", str(path), "--num-layers", "3"])
+    assert (config.model.d_model, config.model.num_layers, config.model.architecture) == (48, 3, "gpt2")
     assert isinstance(config.learning_rate, float) and isinstance(config.batch_size, int)
 
     config = parse_config(["--config", str(path)])
     assert (config.batch_size, config.compile, config.token_budget) == (4, True, 1000)
-    assert config.total_steps == math.ceil(1000 / (4 * config.context_length))
+    assert config.total_steps == math.ceil(1000 / (4 * config.model.context_length))
     assert parse_config([]) == TrainConfig()
 
 
 def test_none_on_the_command_line_overrides_a_config_value(tmp_path):
     """Optional settings take "none" on the command line; it must override the JSON file's value."""
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"token_budget": 1000, "d_ff": 96}))
+    path.write_text(json.dumps({"token_budget": 1000, "model": {"d_ff": 96}}))
     assert parse_config(["--token-budget", "none"]).token_budget is None
     config = parse_config(["--config", str(path), "--token-budget", "none", "--d-ff", "none"])
-    assert (config.token_budget, config.d_ff) == (None, None)
+    assert (config.token_budget, config.model.d_ff) == (None, None)
 
 
 def parse_error(argv: list[str], capsys) -> str:
@@ -504,8 +631,18 @@ def parse_error(argv: list[str], capsys) -> str:
 @pytest.mark.parametrize(
     ("content", "argv", "message"),
     [
-        ({"d_modle": 64}, [], "unknown settings ['d_modle']"),
-        ("{\"d_model\": 64,", [], "not valid JSON"),
+        ({"batch_sise": 64}, [], "unknown settings ['batch_sise'] (did you mean 'batch_size' for 'batch_sise'?)"),
+        ({"model": {"d_modle": 64}}, [], "'model': unknown settings ['d_modle']"),
+        (
+            {"d_model": 64},
+            [],
+            """'d_model' is a setting of 'model'; move it under "model": {"model": {"d_model": ...}}""",
+        ),
+        ({"model": {"vocab_size": 64}}, [], "'vocab_size' is not a setting (the program fills it in)"),
+        ({"model": 64}, [], "'model' must be an object of settings, got an integer"),
+        (None, ["--num-heads", "3"], "d_model=128 is not divisible by num_heads=3"),
+        (None, ["--kernels", "flash"], "'kernels' must be one of 'reference', 'torch', got a string 'flash'"),
+        ('{"d_model": 64,', [], "not valid JSON"),
         (None, ["--config", "{tmp}/missing.json"], "config file not found: {tmp}/missing.json"),
         (None, ["--batch-size", "0"], "batch_size must be at least 1, got 0"),
         (None, ["--precision", "fp8"], "precision must be auto, fp32 or bf16, got 'fp8'"),
@@ -514,12 +651,31 @@ def parse_error(argv: list[str], capsys) -> str:
         (None, ["--learning-rate", "1e-3", "--min-learning-rate", "1e-2"], "min_learning_rate <= learning_rate"),
         ({"eval_interval": 0}, [], "eval_interval must be at least 1, got 0"),
         ({"batch_size": "8"}, [], "'batch_size' must be an integer, got a string '8'"),
-        ({"d_ff": 1.5}, [], "'d_ff' must be an integer or null, got a number 1.5"),
+        ({"model": {"d_ff": 1.5}}, [], "'d_ff' must be an integer or null, got a number 1.5"),
         ("[1, 2]", [], "expected a JSON object of settings, got a list"),
         (None, ["--d-ff", "abc"], "--d-ff: invalid int value: 'abc'"),
     ],
-    ids=["unknown-key", "bad-json", "missing-file", "batch-size-0", "precision-fp8", "loss-backend", "not-an-int",
-         "min-lr", "json-0", "json-string-for-int", "json-float-for-optional-int", "json-list", "optional-not-an-int"],
+    ids=[
+        "unknown-key",
+        "unknown-model-key",
+        "flat-model-key",
+        "vocab-size",
+        "model-not-object",
+        "heads",
+        "kernels",
+        "bad-json",
+        "missing-file",
+        "batch-size-0",
+        "precision-fp8",
+        "loss-backend",
+        "not-an-int",
+        "min-lr",
+        "json-0",
+        "json-string-for-int",
+        "json-float-for-optional-int",
+        "json-list",
+        "optional-not-an-int",
+    ],
 )
 def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, message):
     if content is not None:
@@ -535,8 +691,14 @@ def test_bad_settings_are_argparse_errors(tmp_path, capsys, content, argv, messa
 def test_bad_config_from_the_command_line_has_no_traceback(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{not json")
-    result = subprocess.run([sys.executable, "-m", "cs288_lm.pipelines.pretrain", "--config", str(path)], cwd=REPO_ROOT,
-                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cs288_lm.pipelines.pretrain", "--config", str(path)],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "not valid JSON" in result.stderr and str(path) in result.stderr
     assert "Traceback" not in result.stderr
@@ -571,17 +733,25 @@ def test_json_integers_are_accepted_for_float_settings(tmp_path):
 
 
 def test_every_setting_has_a_flag_of_its_type():
-    """Flags are typed from the annotations (typing.get_type_hints), so each field round-trips."""
-    default = TrainConfig()
-    for field in dataclasses.fields(TrainConfig):
-        value = getattr(default, field.name)
-        flag = "--" + field.name.replace("_", "-")
+    """Flags are typed from the annotations (typing.get_type_hints), so each setting round-trips,
+    the model's too (every ModelConfig field but vocab_size, which comes from the tokenizer)."""
+    settings = config_settings(TrainConfig)
+    model_fields = {field.name for field in dataclasses.fields(ModelConfig)}
+    assert {name for name, entry in settings.items() if entry.path[0] == "model"} == model_fields - {"vocab_size"}
+
+    def value_of(config: TrainConfig, name: str):
+        return getattr(config.model if settings[name].path[0] == "model" else config, name)
+
+    for name, entry in settings.items():
+        value = entry.default
+        assert value_of(TrainConfig(), name) == value, name
+        flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            argv = [flag] if not value else ["--no-" + field.name.replace("_", "-")]
-            assert getattr(parse_config(argv), field.name) is (not value), field.name
+            argv = [flag] if not value else ["--no-" + name.replace("_", "-")]
+            assert value_of(parse_config(argv), name) is (not value), name
         elif value is not None:
-            assert getattr(parse_config([flag, str(value)]), field.name) == value, field.name
-            assert type(getattr(parse_config([flag, str(value)]), field.name)) is type(value), field.name
+            assert value_of(parse_config([flag, str(value)]), name) == value, name
+            assert type(value_of(parse_config([flag, str(value)]), name)) is type(value), name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,7 +764,15 @@ def test_training_flops_per_token_equal_the_flops_torch_counts(architecture):
     """The MFU's FLOPs (from Part 2's count_flops_per_token) are those of a forward and backward
     pass as torch's FLOP counter measures them (matrix multiplications; attention over the full
     context, as the reference backend computes it)."""
-    config = ModelConfig(architecture, 100, 16, 32, 2, 4, attention_backend="reference")
+    config = ModelConfig(
+        architecture=architecture,
+        vocab_size=100,
+        context_length=16,
+        d_model=32,
+        num_layers=2,
+        num_heads=4,
+        kernels="reference",
+    )
     tokens = torch.zeros(2, config.context_length, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
         build_model(config)(tokens).sum().backward()
@@ -604,7 +782,7 @@ def test_training_flops_per_token_equal_the_flops_torch_counts(architecture):
 def test_mfu_is_logged_and_is_n_a_before_count_flops_per_token_is_written(reference, tmp_path, monkeypatch):
     """On a GPU of known peak the records have an MFU; with the handout's count_flops_per_token
     (NotImplementedError) training runs all the same and the MFU is reported as unavailable."""
-    monkeypatch.setattr(pretrain, "peak_flops", lambda device: 1e12)
+    monkeypatch.setattr(trainer, "peak_flops", lambda device: 1e12)
     result = run_main(tiny_args(tmp_path / "mfu", reference.cache, "--max-steps", "2"))
     assert result.code == 0, result.stderr
     assert all(0 < r["mfu"] < 1 for r in metrics(tmp_path / "mfu")) and "| MFU " in result.stderr
@@ -649,6 +827,8 @@ def test_run_writes_metrics_plots_checkpoints_and_a_report(reference):
         assert data[:8] == PNG_SIGNATURE and len(data) > 1000, name
     saved_config = json.loads((out / "config.json").read_text())
     assert saved_config["max_steps"] == MAX_STEPS and saved_config["out_dir"] == str(out)
+    assert saved_config["model"]["d_model"] == 32 and "vocab_size" not in saved_config["model"]
+    assert parse_config(["--config", str(out / "config.json")]) == parse_config(tiny_args(out, reference.cache))
 
     latest = load_checkpoint(out / "checkpoints" / "latest.pt")
     best = load_checkpoint(out / "checkpoints" / "best.pt")
@@ -675,8 +855,22 @@ def test_learning_rate_schedule_runs_from_iteration_1_to_the_last(reference, tmp
     """Optimizer step k uses the schedule at iteration k: the first step does not waste itself at a
     rate of 0, and the last one reaches the minimum rate (a 4-step run, 2 of them warmup)."""
     out = tmp_path / "schedule"
-    result = run_main(tiny_args(out, reference.cache, "--max-steps", "4", "--warmup-steps", "2", "--log-interval", "1",
-                                "--num-samples", "0", "--final-eval-tokens", "64"))
+    result = run_main(
+        tiny_args(
+            out,
+            reference.cache,
+            "--max-steps",
+            "4",
+            "--warmup-steps",
+            "2",
+            "--log-interval",
+            "1",
+            "--num-samples",
+            "0",
+            "--final-eval-tokens",
+            "64",
+        )
+    )
     assert result.code == 0, result.stderr
     high, low = TrainConfig().learning_rate, TrainConfig().min_learning_rate
     expected = [get_lr_cosine_schedule(k, high, low, 2, 4) for k in (1, 2, 3, 4)]
@@ -710,3 +904,44 @@ def test_logged_train_loss_is_the_mean_of_its_own_window(reference, tmp_path):
     for record in logged:
         step = record["step"]
         assert record["train_loss"] == pytest.approx((per_step[step - 1] + per_step[step]) / 2, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. The run folder
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_runs_model_is_best_pt_and_latest_pt_stands_in_before_the_first_evaluation(tmp_path):
+    """The one rule (cs288_lm/training/run_dir.py), as the loader applies it to a run folder."""
+    from cs288_lm.training.loading import read_checkpoint
+    from cs288_lm.training.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        read_checkpoint(run.root)  # no such folder or file
+    run.write_config({"max_steps": 1})  # a run folder without checkpoints
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        run.model_checkpoint()
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        read_checkpoint(run.root)
+    run.save_checkpoint("latest", {"model": {}, "model_config": {}, "step": 1})
+    assert run.model_checkpoint() == run.latest_checkpoint
+    assert read_checkpoint(run.root)["step"] == 1
+    run.save_checkpoint("best", {"model": {}, "model_config": {}, "step": 2})
+    assert run.model_checkpoint() == run.best_checkpoint
+    assert read_checkpoint(run.root)["step"] == 2
+    assert read_checkpoint(run.latest_checkpoint)["step"] == 1  # a file is read as given
+    for inside in (run.root, run.best_checkpoint, run.latest_checkpoint):
+        assert RunDir.containing(inside) == run
+    assert not list(run.checkpoint_dir.glob("*.tmp"))
+
+
+def test_old_checkpoints_name_the_kernels_attention_backend(tmp_path):
+    """A checkpoint saved before ModelConfig.attention_backend became ModelConfig.kernels still loads."""
+    from cs288_lm.training.loading import model_from_checkpoint
+
+    config = DEFAULT_MODEL.replace(vocab_size=50, d_model=16, num_layers=1, num_heads=2, kernels="reference")
+    settings = dataclasses.asdict(config)
+    settings["attention_backend"] = settings.pop("kernels")
+    _, loaded = model_from_checkpoint({"model": build_model(config).state_dict(), "model_config": settings})
+    assert loaded == config

@@ -33,8 +33,8 @@ import make_qa_data
 import run_finetune_qa
 from cs288_lm.common.predictions import load_predictions
 from cs288_lm.common.qa_data import BLANK, build_lexicon, load_questions, split_sentences, split_stories
-from cs288_lm.pipelines import qa_job
-from cs288_lm.pipelines.qa_job import QAJobConfig, ensure_pretrained_lm, run_qa_job
+from cs288_lm.training import qa_job
+from cs288_lm.training.qa_job import QAJobConfig, ensure_pretrained_lm, run_qa_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QA_DIR = REPO_ROOT / "data" / "qa"
@@ -42,8 +42,14 @@ STORIES = REPO_ROOT / "data" / "tinystories"
 QA_FILES = ("train.json", "dev.json", "test.json", "test_questions.json")
 PREDICTED_BY = ("finetuned", "prompting")
 TINY_PRETRAIN = {
-    "max_steps": 4, "d_model": 32, "num_layers": 1, "num_heads": 2, "context_length": 128, "batch_size": 4,
-    "eval_interval": 2, "eval_batches": 1, "checkpoint_interval": 2, "num_samples": 0, "sample_tokens": 4,
+    "max_steps": 4,
+    "model": {"d_model": 32, "num_layers": 1, "num_heads": 2, "context_length": 128},
+    "batch_size": 4,
+    "eval_interval": 2,
+    "eval_batches": 1,
+    "checkpoint_interval": 2,
+    "num_samples": 0,
+    "sample_tokens": 4,
     "final_eval_tokens": 2000,
 }
 
@@ -78,7 +84,11 @@ def regenerated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("qa_data") / "qa"
     run = captured(make_qa_data.main, ["--out", str(out)])
     assert run.result == 0, run.stderr
-    assert "train: 5331 questions" in run.stdout and "dev: 436 questions" in run.stdout and "test: 417 questions" in run.stdout
+    assert (
+        "train: 5331 questions" in run.stdout
+        and "dev: 436 questions" in run.stdout
+        and "test: 417 questions" in run.stdout
+    )
     assert run.result == 0 and "| lookup | 0.0% | 0.0% | 0.0% |" in run.stdout, run.stdout + run.stderr  # the audit
     return out
 
@@ -155,10 +165,10 @@ def test_dev_and_test_come_from_disjoint_heldout_stories():
 # ---------------------------------------------------------------------------------------------
 
 
-def tiny_settings(root: Path, **pretrain_changes) -> dict:
-    """QAJobConfig settings (JSON-serialisable) for the tiny setup under ``root``."""
+def tiny_settings(root: Path, **model_changes) -> dict:
+    """QAJobConfig settings (JSON-serialisable) for the tiny setup under ``root``, with other model settings."""
     pretrain = {**TINY_PRETRAIN, "out_dir": str(root / "pretrain"), "cache_dir": str(root / "cache")}
-    pretrain.update(pretrain_changes)
+    pretrain["model"] = {**TINY_PRETRAIN["model"], **model_changes}
     return {
         "qa_dir": str(root / "qa"),
         "pretrain": pretrain,
@@ -187,7 +197,9 @@ def determinism() -> tuple[bool, bool]:
 
 
 def modification_times(root: Path, pretrain_only: bool = False) -> dict[str, int]:
-    paths = [*(root / "pretrain" / "checkpoints").glob("*.pt")] + ([] if pretrain_only else [root / "out" / "finetuned.pt"])
+    paths = [*(root / "pretrain" / "checkpoints").glob("*.pt")] + (
+        [] if pretrain_only else [root / "out" / "finetuned.pt"]
+    )
     return {str(path): path.stat().st_mtime_ns for path in paths}
 
 
@@ -227,8 +239,14 @@ def tiny_job(tmp_path_factory) -> SimpleNamespace:
     changed = {**settings, "predictions_dir": str(root / "predictions_changed_dev")}
     third = captured(run_qa_job, QAJobConfig(**changed))
     return SimpleNamespace(
-        root=root, first=first, second=second, third=third, after_first=after_first, after_second=after_second,
-        determinism_before=determinism_before, determinism_after_first=determinism_after_first,
+        root=root,
+        first=first,
+        second=second,
+        third=third,
+        after_first=after_first,
+        after_second=after_second,
+        determinism_before=determinism_before,
+        determinism_after_first=determinism_after_first,
     )
 
 
@@ -347,7 +365,8 @@ def test_pretraining_dir_trained_with_other_settings_is_a_clear_error(tiny_job, 
 
 
 def test_checkpoint_setting_takes_a_file_or_a_run_directory(tiny_job):
-    """--checkpoint skips pretraining: a checkpoint file is used as is, a run directory means its best.pt."""
+    """--checkpoint skips pretraining: a checkpoint file is used as is, a run directory means its model
+    checkpoint (best.pt; latest.pt where there is no best.pt yet, cs288_lm/training/run_dir.py)."""
     best = tiny_job.root / "pretrain" / "checkpoints" / "best.pt"
     for given in (best, tiny_job.root / "pretrain"):
         config = QAJobConfig(**{**tiny_settings(tiny_job.root, d_model=48), "checkpoint": str(given)})
@@ -363,6 +382,8 @@ def test_checkpoint_setting_takes_a_file_or_a_run_directory(tiny_job):
         ('{"out_dir": "x", "learning_rate": 0.1}', "{path}: unknown settings ['learning_rate']"),
         ('{"pretrain": {"max_steps": 0}}', "max_steps must be at least 1"),
         ('{"pretrain": {"d_modle": 64}}', "d_modle"),
+        ('{"pretrain": {"d_model": 64}}', "'d_model' is a setting of 'model'; move it under \"model\""),
+        ('{"pretrain": {"model": {"d_modle": 64}}}', "'pretrain' 'model': unknown settings ['d_modle']"),
         ('{"finetune": {"epochs": 0}}', "epochs and batch_size must be at least 1"),
         ('{"pretrain": null}', "{path}: 'pretrain' must be an object, got null"),
         ('{"finetune": {"epochs": "2"}}', "'finetune': 'epochs' must be an integer, got a string '2'"),

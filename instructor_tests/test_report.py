@@ -72,7 +72,13 @@ FAST = [
 def tiny_model(architecture: str, vocab_size: int = 64, context_length: int = 32) -> torch.nn.Module:
     torch.manual_seed(0)
     config = ModelConfig(
-        architecture, vocab_size, context_length, d_model=32, num_layers=2, num_heads=2, attention_backend="reference"
+        architecture=architecture,
+        vocab_size=vocab_size,
+        context_length=context_length,
+        d_model=32,
+        num_layers=2,
+        num_heads=2,
+        kernels="reference",
     )
     return build_model(config).eval()
 

@@ -1,7 +1,8 @@
 """Encode a whole text file into a ``.npy`` array of token ids, using every core (see
 :func:`cs288_lm.training.encoding.encode_file`).
 
-    python -m cs288_lm.pipelines.encode_file --tokenizer out/tokenizer --input data/tinystories/train.txt --out train.npy
+    python -m cs288_lm.pipelines.encode_file --tokenizer out/tokenizer \\
+        --input data/tinystories/train.txt --out train.npy
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
     python -m cs288_lm.pipelines.generate --checkpoint PATH --strategy greedy --max-new-tokens 100
 
 ``--checkpoint`` is a file written by :mod:`cs288_lm.pipelines.pretrain` (``latest.pt`` or ``best.pt``) or
-its run directory (``checkpoints/best.pt`` is then used). The samples of one call are drawn as one
-batch from ``--seed``; each stops at ``<|endoftext|>``.
+its run directory (its model: ``best.pt``, else ``latest.pt``; cs288_lm/training/run_dir.py). The
+samples of one call are drawn as one batch from ``--seed``; each stops at ``<|endoftext|>``.
 """
 
 from __future__ import annotations
@@ -72,13 +72,17 @@ def sample(args: argparse.Namespace) -> int:
     tokenizer = Tokenizer.from_directory(args.tokenizer)
     trained_with = checkpoint.get("tokenizer", {})
     if trained_with.get("fingerprint") not in (None, tokenizer_fingerprint(args.tokenizer)):
-        print(f"warning: the model was trained with the tokenizer in {trained_with.get('path')}, not {args.tokenizer}",
-              file=sys.stderr)
+        print(
+            f"warning: the model was trained with the tokenizer in {trained_with.get('path')}, not {args.tokenizer}",
+            file=sys.stderr,
+        )
     eos = tokenizer.special_token_ids.get(EOT)
     prompt_ids = tokenizer.encode(args.prompt) or ([eos] if eos is not None else [])
     if not prompt_ids or max(prompt_ids) >= config.vocab_size:
-        print(f"error: the prompt encodes to {prompt_ids}, which the model (vocab {config.vocab_size}) cannot read",
-              file=sys.stderr)
+        print(
+            f"error: the prompt encodes to {prompt_ids}, which the model (vocab {config.vocab_size}) cannot read",
+            file=sys.stderr,
+        )
         return 2
     greedy = args.strategy == "greedy"
     settings = {

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import itertools
 import math
 import sys
 import time
 from pathlib import Path
 
-from cs288_lm.common.plots import plot_runs, read_metrics
-from cs288_lm.pipelines.pretrain import TrainConfig, TrainingDiverged, parse_config, run
-from cs288_lm.training.settings import HelpFormatter
+from cs288_lm.common.plots import plot_runs
+from cs288_lm.training.run_dir import RunDir
+from cs288_lm.training.settings import HelpFormatter, config_settings
+from cs288_lm.training.train_config import TrainConfig, parse_train_config, train_parser
+from cs288_lm.training.trainer import TrainingDiverged, run
 
 COLUMNS = ["run", "best_val_loss", "final_val_loss", "final_val_perplexity", "tokens_per_second", "seconds", "status"]
 
@@ -46,10 +47,11 @@ def run_config(assignment: dict[str, str], shared: list[str], out_dir: Path) -> 
     """The settings of one run: the shared flags, then the run's grid values, in its own folder
     (parsed as ``python -m cs288_lm.pipelines.pretrain`` parses them; bad settings exit with code 2)."""
     flags = [item for key, value in assignment.items() for item in (f"--{key.replace('_', '-')}", value)]
-    return parse_config([*shared, *flags, "--out-dir", str(out_dir / run_name(assignment))])
+    parser = train_parser("The settings of one run of the sweep.")
+    return parse_train_config(parser, [*shared, *flags, "--out-dir", str(out_dir / run_name(assignment))])
 
 
-def run_one(name: str, assignment: dict[str, str], config: TrainConfig, out_dir: Path) -> dict:
+def run_one(name: str, assignment: dict[str, str], config: TrainConfig) -> dict:
     start = time.perf_counter()
     row: dict = {"run": name, **assignment}
     try:
@@ -60,7 +62,8 @@ def run_one(name: str, assignment: dict[str, str], config: TrainConfig, out_dir:
         row["status"] = f"diverged: {error}".split(";")[0]
         row["best_val_loss"] = math.inf
     row["seconds"] = time.perf_counter() - start
-    metrics = read_metrics(out_dir / name / "metrics.jsonl") if (out_dir / name / "metrics.jsonl").is_file() else []
+    run_dir = RunDir(config.out_dir)
+    metrics = run_dir.read_metrics() if run_dir.metrics_path.is_file() else []
     evaluations = [r for r in metrics if "val_loss" in r]
     if evaluations:
         row["final_val_loss"] = evaluations[-1]["val_loss"]
@@ -116,18 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     names = [name for name, _ in grid]
-    unknown = sorted(set(names) - {field.name for field in dataclasses.fields(TrainConfig)})
+    unknown = sorted(set(names) - set(config_settings(TrainConfig)))
     if unknown:
         parser.error(f"--grid: unknown settings {unknown}; see python -m cs288_lm.pipelines.pretrain --help")
-    combinations = [dict(zip(names, values)) for values in itertools.product(*(values for _, values in grid))]
+    value_lists = [values for _, values in grid]
+    combinations = [dict(zip(names, values, strict=True)) for values in itertools.product(*value_lists)]
     # Every run's settings are checked before the first one starts.
     configs = [run_config(assignment, shared, args.out_dir) for assignment in combinations]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for index, (assignment, config) in enumerate(zip(combinations, configs), start=1):
+    for index, (assignment, config) in enumerate(zip(combinations, configs, strict=True), start=1):
         name = run_name(assignment)
         print(f"[sweep] run {index}/{len(combinations)}: {name}", file=sys.stderr)
-        rows.append(run_one(name, assignment, config, args.out_dir))
+        rows.append(run_one(name, assignment, config))
     write_tables(rows, names, args.out_dir)
     plot_runs({row["run"]: row["metrics"] for row in rows}, args.out_dir, prefix="sweep_")
     print((args.out_dir / "results.md").read_text(encoding="utf-8"))

@@ -53,7 +53,7 @@ def encode_file(
     parts = [output_path.with_name(f"{output_path.name}.part{index}") for index in range(len(boundaries) - 1)]
     tasks = [
         (str(input_path), start, end, str(part), dtype.str)
-        for start, end, part in zip(boundaries, boundaries[1:], parts)
+        for start, end, part in zip(boundaries[:-1], boundaries[1:], parts, strict=True)
     ]
     temporary = output_path.with_name(output_path.name + ".tmp")
     try:
@@ -61,7 +61,7 @@ def encode_file(
         # closing(): on an error here the pool must stop (and its workers stop writing parts)
         # before the parts are deleted below, not whenever the generator is collected.
         with closing(map_in_workers(_encode_range, tasks, workers, _set_worker_tokenizer, (tokenizer,))) as results:
-            for (_, _, end, _, _), count in zip(tasks, results):
+            for (_, _, end, _, _), count in zip(tasks, results, strict=True):
                 counts.append(count)
                 if progress:
                     progress(end, size)

@@ -72,7 +72,7 @@ def multiple_choice_accuracy(model: TransformerForMultipleChoice, dataset: Multi
     answers = [record["answer"] for record in dataset.data]
     if any(answer is None for answer in answers):
         raise ValueError("accuracy needs answers; this dataset has questions without one")
-    return sum(p == a for p, a in zip(predictions, answers)) / len(answers)
+    return sum(p == a for p, a in zip(predictions, answers, strict=True)) / len(answers)
 
 
 def finetune_multiple_choice(
@@ -91,52 +91,26 @@ def finetune_multiple_choice(
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
-        train_dataset, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate_multiple_choice,
+        train_dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=collate_multiple_choice,
         pin_memory=device.type == "cuda",
     )
     optimizer = AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     total_steps = config.epochs * len(loader)
-    warmup_steps = math.ceil(config.warmup_fraction * total_steps)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    progress = _Progress(total_steps, math.ceil(config.warmup_fraction * total_steps), time.perf_counter())
     best_accuracy, best_epoch, best_state, history = -1.0, 0, None, []
-    step, start = 0, time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        # The losses stay on the device and are read at the log interval: reading one every step
-        # would wait for the device to finish that step.
-        epoch_losses: list[torch.Tensor] = []
-        window_steps = 0
-        for batch in loader:
-            batch = _to_device(batch, device)
-            # Iterations 1..total_steps: iteration 0 would be a rate of 0, and the last step reaches the minimum.
-            lr = get_lr_cosine_schedule(
-                step + 1, config.learning_rate, config.min_learning_rate, warmup_steps, total_steps
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            logits = model(batch["input_ids"], batch["attention_mask"])
-            loss = cross_entropy(logits.float(), batch["labels"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            gradient_clipping(trainable, config.grad_clip)
-            optimizer.step()
-            step += 1
-            epoch_losses.append(loss.detach())
-            window_steps += 1
-            if step % config.log_interval == 0 or step == total_steps:
-                window_loss = sum(torch.stack(epoch_losses[-window_steps:]).tolist())
-                elapsed = time.perf_counter() - start
-                eta = elapsed / step * (total_steps - step)
-                print(
-                    f"[finetune] epoch {epoch} step {step}/{total_steps} loss {window_loss / window_steps:.4f} "
-                    f"lr {lr:.2e} {step * config.batch_size / elapsed:.1f} questions/s ETA {eta:.0f}s",
-                    file=sys.stderr,
-                )
-                window_steps = 0
+        epoch_losses = _train_epoch(model, loader, optimizer, config, epoch, progress)
         accuracy = multiple_choice_accuracy(model, dev_dataset)
         epoch_loss = sum(torch.stack(epoch_losses).tolist()) if epoch_losses else 0.0
         history.append({"epoch": epoch, "train_loss": epoch_loss / len(loader), "dev_accuracy": accuracy})
-        print(f"[finetune] epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, dev accuracy {accuracy:.2%}", file=sys.stderr)
+        print(
+            f"[finetune] epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, dev accuracy {accuracy:.2%}",
+            file=sys.stderr,
+        )
         if accuracy > best_accuracy:
             best_accuracy, best_epoch = accuracy, epoch
             best_state = copy.deepcopy(model.state_dict())
@@ -146,3 +120,60 @@ def finetune_multiple_choice(
         Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model": best_state, "config": asdict(config), **result}, checkpoint_path)
     return result
+
+
+@dataclass
+class _Progress:
+    """The schedule of a fine-tuning run and how far it got (steps count over all epochs)."""
+
+    total_steps: int
+    warmup_steps: int
+    start: float  # time.perf_counter() at the start
+    step: int = 0
+
+
+def _train_epoch(
+    model: TransformerForMultipleChoice,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    config: FinetuneConfig,
+    epoch: int,
+    progress: _Progress,
+) -> list[torch.Tensor]:
+    """One pass over ``loader``, printing progress every ``log_interval`` steps; returns the losses."""
+    device = next(model.parameters()).device
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    total_steps = progress.total_steps
+    model.train()
+    # The losses stay on the device and are read at the log interval: reading one every step
+    # would wait for the device to finish that step.
+    epoch_losses: list[torch.Tensor] = []
+    window_steps = 0
+    for batch in loader:
+        batch = _to_device(batch, device)
+        # Iterations 1..total_steps: iteration 0 would be a rate of 0, and the last step reaches the minimum.
+        lr = get_lr_cosine_schedule(
+            progress.step + 1, config.learning_rate, config.min_learning_rate, progress.warmup_steps, total_steps
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        loss = cross_entropy(logits.float(), batch["labels"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gradient_clipping(trainable, config.grad_clip)
+        optimizer.step()
+        progress.step += 1
+        epoch_losses.append(loss.detach())
+        window_steps += 1
+        if progress.step % config.log_interval == 0 or progress.step == total_steps:
+            window_loss = sum(torch.stack(epoch_losses[-window_steps:]).tolist())
+            elapsed = time.perf_counter() - progress.start
+            eta = elapsed / progress.step * (total_steps - progress.step)
+            print(
+                f"[finetune] epoch {epoch} step {progress.step}/{total_steps} loss {window_loss / window_steps:.4f} "
+                f"lr {lr:.2e} {progress.step * config.batch_size / elapsed:.1f} questions/s ETA {eta:.0f}s",
+                file=sys.stderr,
+            )
+            window_steps = 0
+    return epoch_losses

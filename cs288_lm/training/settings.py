@@ -1,16 +1,21 @@
 """Settings of the given programs: dataclass configurations from JSON files and flags, the
 repository's location and the device (given).
 
-One place for what the pretraining (:mod:`cs288_lm.pipelines.pretrain`, and the sweep that runs it) and the
-Part 4 main job (``run_finetune_qa.py``, :mod:`cs288_lm.pipelines.qa_job`) do with their settings:
+One place for what the pretraining (:mod:`cs288_lm.training.trainer`, and the programs that run it) and
+the Part 4 main job (:mod:`cs288_lm.training.qa_job`) do with their settings:
 
 * :func:`read_settings_file`: a JSON file holding one object, with an error that names the file
   (missing, unreadable, invalid JSON with its line and column, not an object);
 * :func:`config_from_settings`: a dataclass from a mapping of settings, listing unknown names (with
   the closest known one) and values of the wrong JSON type;
-* :func:`setting`: a dataclass field with its help text, the one description of a setting that the
-  flags' ``--help`` shows (with the field's default);
-* :func:`add_config_flags` and :func:`flags_given`: one command-line flag per dataclass field
+* :func:`setting` (from :mod:`cs288_lm.common.setting`): a dataclass field with its help text, the
+  one description of a setting that the flags' ``--help`` shows (with the field's default);
+* nested configurations: a field whose type is a dataclass (``TrainConfig.model``, a ``ModelConfig``)
+  is an object of settings in JSON (``{"model": {"d_model": 256}}``, applied over the field's
+  default) and its fields are flags of their own names (``--d-model``); a nested setting given at
+  the top of a JSON object is an error that says where to move it (:func:`config_settings` lists
+  them all);
+* :func:`add_config_flags` and :func:`flags_given`: one command-line flag per setting
   (``--learning-rate`` for ``learning_rate``), typed from the field's annotation
   (``typing.get_type_hints``); an optional field takes ``none``. :func:`add_config_flag` adds one
   field's flag under another name;
@@ -31,6 +36,8 @@ import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from cs288_lm.common.setting import setting as setting  # re-exported: declared below every layer
 
 if TYPE_CHECKING:  # torch is imported where a device is resolved, so that light programs' --help starts fast
     import torch
@@ -88,48 +95,141 @@ def field_types(config_class: type) -> dict[str, Any]:
     return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
 
 
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One setting of a configuration class: a field, or a field of a nested configuration field
+    (``path`` ``("model", "d_model")``). Its flag is named after the field alone (``--d-model``)."""
+
+    path: tuple[str, ...]
+    owner: type  # the dataclass that declares the field
+    kind: Any
+    default: Any  # the outer configuration's default (for a nested field, its default configuration's)
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+
+def config_settings(config_class: type) -> dict[str, Setting]:
+    """Every setting of ``config_class`` by name, nested configurations' fields included (not those
+    the nesting field lists in ``not_settings``). Two settings of one name are a TypeError: their
+    flags would clash."""
+    found: dict[str, Setting] = {}
+
+    def collect(owner: type, defaults: Any, prefix: tuple[str, ...], skip: tuple[str, ...]) -> None:
+        kinds = field_types(owner)
+        for field in dataclasses.fields(owner):
+            if field.name in skip:
+                continue
+            default = getattr(defaults, field.name) if defaults is not None else _field_default(field)
+            if _is_config(kinds[field.name]):
+                collect(kinds[field.name], default, (*prefix, field.name), field.metadata.get("not_settings", ()))
+                continue
+            if field.name in found:
+                raise TypeError(f"{config_class.__name__}: two settings named {field.name!r}")
+            found[field.name] = Setting((*prefix, field.name), owner, kinds[field.name], default)
+
+    collect(config_class, None, (), ())
+    return found
+
+
 def config_from_settings(config_class: type[T], settings: Mapping[str, Any], source: str) -> T:
     """``config_class(**settings)`` after checking the names and the JSON types of ``settings``.
 
     ``source`` names where the settings come from in error messages (a file, ``'pretrain'``).
-    An integer is accepted for a float field (and converted). The dataclass's own checks
+    An integer is accepted for a float field (and converted). A nested configuration field takes an
+    object of its own settings, applied over the field's default. The dataclasses' own checks
     (``__post_init__``) raise their ValueErrors unchanged.
     """
-    types_by_name = field_types(config_class)
-    unknown = sorted(set(settings) - set(types_by_name))
-    if unknown:
-        hints = [
-            f"{close[0]!r} for {name!r}"
-            for name in unknown
-            if (close := difflib.get_close_matches(name, types_by_name, 1))
-        ]
-        suggestion = f" (did you mean {', '.join(hints)}?)" if hints else ""
-        raise SettingsError(f"{source}: unknown settings {unknown}{suggestion}; known: {', '.join(types_by_name)}")
+    return _config_from_settings(config_class, settings, source, None, ())
+
+
+def _config_from_settings(
+    config_class: type[T], settings: Mapping[str, Any], source: str, defaults: Any, skip: tuple[str, ...]
+) -> T:
+    """:func:`config_from_settings`, over ``defaults`` (a nested field's default) when given, without
+    the fields in ``skip``."""
+    types_by_name = {name: kind for name, kind in field_types(config_class).items() if name not in skip}
+    _check_names(settings, source, types_by_name, skip)
+    fields = {field.name: field for field in dataclasses.fields(typing.cast(Any, config_class))}
     values = {}
     for name, value in settings.items():
         kind = types_by_name[name]
-        if not _matches(value, kind):
+        if _is_config(kind) and not isinstance(value, kind):
+            if not isinstance(value, dict):
+                raise SettingsError(f"{source}: {name!r} must be an object of settings, got {_json_kind(value)}")
+            default = getattr(defaults, name) if defaults is not None else _field_default(fields[name])
+            nested_skip = fields[name].metadata.get("not_settings", ())
+            values[name] = _config_from_settings(kind, value, f"{source} {name!r}", default, nested_skip)
+        elif not _is_config(kind) and not _matches(value, kind):
             raise SettingsError(f"{source}: {name!r} must be {_describe(kind)}, got {_json_kind(value)} {value!r}")
-        values[name] = float(value) if _base(kind) is float and isinstance(value, int) else value
+        else:
+            values[name] = float(value) if _base(kind) is float and isinstance(value, int) else value
+    if defaults is not None:
+        return dataclasses.replace(defaults, **values)
     return config_class(**values)
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field whose default is ``default`` (immutable), described by ``help`` (what the setting
-    does, without its default, which ``--help`` adds). A dict or list field is
-    ``field(default_factory=..., metadata={"help": ...})``."""
-    if not help.strip():
-        raise TypeError("a setting needs a help text")
-    return dataclasses.field(default=default, metadata={"help": help})
+def _check_names(
+    settings: Mapping[str, Any], source: str, types_by_name: dict[str, Any], skip: tuple[str, ...]
+) -> None:
+    """Unknown names raise a SettingsError: a nested configuration's setting given at the top says
+    where it goes, a misspelt one gets the closest known name."""
+    unknown = sorted(set(settings) - set(types_by_name))
+    if not unknown:
+        return
+    for name in unknown:
+        if name in skip:
+            raise SettingsError(f"{source}: {name!r} is not a setting (the program fills it in); remove it")
+    nested = {
+        inner: outer for outer, kind in types_by_name.items() if _is_config(kind) for inner in config_settings(kind)
+    }
+    for name in unknown:
+        if name in nested:
+            outer = nested[name]
+            where = f'{{"{outer}": {{"{name}": ...}}}}'
+            raise SettingsError(f'{source}: {name!r} is a setting of {outer!r}; move it under "{outer}": {where}')
+    hints = [
+        f"{close[0]!r} for {name!r}" for name in unknown if (close := difflib.get_close_matches(name, types_by_name, 1))
+    ]
+    suggestion = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    raise SettingsError(f"{source}: unknown settings {unknown}{suggestion}; known: {', '.join(types_by_name)}")
+
+
+def merge_settings(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, nested objects merged rather than replaced (flags over a file)."""
+    merged = dict(base)
+    for name, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            value = merge_settings(merged[name], value)
+        merged[name] = value
+    return merged
+
+
+def settings_of(config: Any) -> dict[str, Any]:
+    """``config`` as the JSON settings :func:`config_from_settings` reads back: nested configurations
+    as objects, without their fields that are not settings."""
+    result = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            skip = field.metadata.get("not_settings", ())
+            value = {name: item for name, item in settings_of(value).items() if name not in skip}
+        result[field.name] = value
+    return result
 
 
 def field_help(config_class: type, name: str) -> str:
-    """The help text of ``config_class``'s field ``name`` followed by its default."""
-    field = {field.name: field for field in dataclasses.fields(config_class)}[name]
+    """The help text of ``config_class``'s setting or field ``name`` followed by its default."""
+    entry = config_settings(config_class).get(name)
+    if entry is not None:
+        field, default = {field.name: field for field in dataclasses.fields(entry.owner)}[name], entry.default
+    else:  # a nested configuration field itself
+        field = {field.name: field for field in dataclasses.fields(config_class)}[name]
+        default = _field_default(field)
     help_text = field.metadata.get("help")
     if not help_text:
         raise TypeError(f"{config_class.__name__}.{name} has no help text: declare it with setting(default, help)")
-    default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
     return f"{help_text} (default: {format_default(default)})"
 
 
@@ -141,12 +241,15 @@ def format_default(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return json.dumps(value)
+    if dataclasses.is_dataclass(value):
+        return json.dumps(settings_of(value))
     return str(value)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_class: type, exclude: tuple[str, ...] = ()) -> None:
-    """One flag per field of ``config_class`` (not in ``exclude``), absent from the namespace unless given."""
-    for name in field_types(config_class):
+    """One flag per setting of ``config_class`` (nested configurations' included, not those in
+    ``exclude``), absent from the namespace unless given."""
+    for name in config_settings(config_class):
         if name not in exclude:
             add_config_flag(parser, config_class, name)
 
@@ -154,10 +257,10 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type, exclud
 def add_config_flag(
     parser: argparse.ArgumentParser, config_class: type, name: str, flag: str | None = None, dest: str | None = None
 ) -> None:
-    """The flag of ``config_class``'s field ``name`` (``--learning-rate`` for ``learning_rate``, or ``flag``),
+    """The flag of ``config_class``'s setting ``name`` (``--learning-rate`` for ``learning_rate``, or ``flag``),
     stored as ``dest`` (default: ``name``), with the field's help and default; absent from the namespace
     unless given."""
-    kind = field_types(config_class)[name]
+    kind = config_settings(config_class)[name].kind
     flag = flag or "--" + name.replace("_", "-")
     options: dict[str, Any] = {
         "default": argparse.SUPPRESS,
@@ -185,13 +288,28 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def flags_given(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
-    """The fields of ``config_class`` that were given as flags (``None`` for ``none``)."""
-    return {
-        field.name: getattr(args, field.name) for field in dataclasses.fields(config_class) if hasattr(args, field.name)
-    }
+    """The settings of ``config_class`` given as flags (``None`` for ``none``), a nested configuration's
+    under its field (``{"model": {"d_model": 64}}``)."""
+    given: dict[str, Any] = {}
+    for name, entry in config_settings(config_class).items():
+        if hasattr(args, name):
+            target = given
+            for part in entry.path[:-1]:
+                target = target.setdefault(part, {})
+            target[name] = getattr(args, name)
+    return given
 
 
 # ---- types ---------------------------------------------------------------------------------------
+
+
+def _is_config(kind: Any) -> bool:
+    """Whether a field of this type is a nested configuration (a dataclass)."""
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind)
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
 
 
 def _optional(kind: Any) -> bool:
