@@ -250,7 +250,7 @@ def run_transformer_lm(
     rope_theta: float,
     weights: dict[str, Tensor],
     in_indices: Int[Tensor, "batch seq"],
-    attention_backend: str = "reference",
+    attention_backend: _model.AttentionBackend = "reference",
 ) -> Float[Tensor, "batch seq vocab_size"]:
     """``weights`` may use our names (``final_ln``, ``output``) or CS336's (``ln_final``, ``lm_head``)."""
     lm = TransformerLM(

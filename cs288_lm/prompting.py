@@ -29,8 +29,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from cs288_lm.common.modes import eval_mode
 from cs288_lm.common.qa_data import BLANK, check_one_blank
-from cs288_lm.sampling import eval_mode
 from cs288_lm.tokenizer import Tokenizer
 
 TEMPLATES = {

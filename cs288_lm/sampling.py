@@ -20,13 +20,11 @@ followed by the new tokens, while :func:`generate` returns only the new tokens.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from cs288_lm.common.modes import eval_mode
 from cs288_lm.models.kv_cache import IncrementalDecoder, check_input_ids
 
 
@@ -270,14 +268,3 @@ def make_generator(seed: int | None, generator: torch.Generator | None, device: 
     if seed is None:
         return generator
     return torch.Generator(device=device).manual_seed(seed)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run the block with ``model`` in eval mode (no dropout), then restore its previous mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)

@@ -33,9 +33,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from cs288_lm.analysis import pyplot
+from cs288_lm.common.modes import eval_mode
 from cs288_lm.model import check_sequence_length
 from cs288_lm.models.kv_cache import LanguageModel, merge_heads, model_parts
-from cs288_lm.sampling import eval_mode
 
 LABEL_THRESHOLD = 0.3
 HEAD_KINDS = ("previous-token", "first-token", "self", "induction")

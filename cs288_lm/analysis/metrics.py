@@ -31,8 +31,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from cs288_lm.analysis import require
+from cs288_lm.common.modes import eval_mode
 from cs288_lm.models.kv_cache import LanguageModel
-from cs288_lm.sampling import eval_mode
 
 _WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
 

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from cs288_lm.analysis import MissingDependency
 from cs288_lm.analysis.metrics import distinct_n, repetition_rate, self_bleu, token_log_probs, words
+from cs288_lm.common.modes import eval_mode
 from cs288_lm.models.kv_cache import LanguageModel
-from cs288_lm.sampling import eval_mode, generate
+from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
 
 STRATEGIES: dict[str, dict] = {

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -159,7 +159,7 @@ def map_in_workers(
     workers: int,
     initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """``map(function, tasks)`` in order, in worker processes when ``workers > 1``.
 
     ``initializer(*initargs)`` runs once per process first (in this process when ``workers == 1``):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import collections
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -140,7 +140,7 @@ def audit_split(
     }
 
 
-def audit(splits: dict[str, Sequence[dict]], train_text: str, lexicon: Lexicon | None = None) -> dict[str, dict]:
+def audit(splits: Mapping[str, Sequence[dict]], train_text: str, lexicon: Lexicon | None = None) -> dict[str, dict]:
     """:func:`audit_split` for every split; the combined rule is fit on ``splits["train"]``."""
     bigrams = BigramModel(train_text)
     train = splits["train"]

@@ -18,6 +18,7 @@ from torch import nn
 from cs288_lm.common.setting import setting
 from cs288_lm.model import ATTENTION_BACKENDS, AttentionBackend, SwiGLU, TransformerLM
 from cs288_lm.models.gpt2_model import GPT2LM
+from cs288_lm.models.kv_cache import LanguageModel
 
 Architecture = Literal["llama", "gpt2"]
 # The student modules' name for the choice is attention_backend (their API); a model's "torch"
@@ -81,8 +82,9 @@ class ModelConfig:
 
 def build_model(
     config: ModelConfig, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-) -> nn.Module:
+) -> LanguageModel:
     """A freshly initialised model for ``config`` (use ``torch.manual_seed`` first for reproducibility)."""
+    device = torch.device(device) if isinstance(device, str) else device
     if config.architecture == "gpt2":
         return GPT2LM(
             vocab_size=config.vocab_size,
@@ -109,6 +111,7 @@ def build_model(
     )
     if config.kernels == "torch":
         for layer in model.layers:
+            assert isinstance(layer.ffn, SwiGLU)
             layer.ffn = FusedSwiGLU(layer.ffn)
     return model
 

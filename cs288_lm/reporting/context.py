@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from cs288_lm.analysis.metrics import cut_text, scoring_ids
 from cs288_lm.analysis.sampling_study import Sample
@@ -166,8 +166,7 @@ def build_context(args: argparse.Namespace) -> Context:
         checkpoint=checkpoint,
         checkpoint_path=checkpoint_path,
         run=RunDir.containing(args.checkpoint),
-        # build_model makes one of LanguageModel's classes; the loader's annotation says only nn.Module.
-        model=cast(LanguageModel, model),
+        model=model,
         config=config,
         tokenizer=tokenizer,
         tokenizer_dir=tokenizer_dir,

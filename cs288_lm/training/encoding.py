@@ -104,6 +104,8 @@ def _set_worker_tokenizer(tokenizer: Tokenizer | None) -> None:
 def _encode_range(task: tuple[str, int, int, str, str]) -> int:
     path, start, end, part, dtype = task
     tokenizer = _worker_tokenizer
+    if tokenizer is None:
+        raise RuntimeError("_encode_range ran in a worker started without _set_worker_tokenizer")
     count = 0
     with open(part, "wb") as out:
         for block in iter_text_blocks(path, tokenizer.special_tokens, start, end):

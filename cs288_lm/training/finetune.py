@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from cs288_lm.common.modes import eval_mode
 from cs288_lm.datasets import MultipleChoiceQADataset, collate_multiple_choice
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
 from cs288_lm.qa_model import TransformerForMultipleChoice
-from cs288_lm.sampling import eval_mode
 from cs288_lm.training.settings import setting
 
 
@@ -114,7 +114,8 @@ def finetune_multiple_choice(
         if accuracy > best_accuracy:
             best_accuracy, best_epoch = accuracy, epoch
             best_state = copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
+    if best_state is not None:  # None only when no epoch ran
+        model.load_state_dict(best_state)
     result = {"best_dev_accuracy": best_accuracy, "best_epoch": best_epoch, "history": history}
     if checkpoint_path is not None:
         Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)

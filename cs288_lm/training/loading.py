@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 
 import torch
-from torch import nn
 
 from cs288_lm.model import load_state_dict_strictly
 from cs288_lm.models.architectures import ModelConfig, build_model
+from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.training.run_dir import model_checkpoint_path
 from cs288_lm.training.settings import resolve_device
 
@@ -23,7 +23,7 @@ _RENAMED_MODEL_SETTINGS = {"attention_backend": "kernels"}
 
 def load_pretrained_model(
     checkpoint_path: str | os.PathLike, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, ModelConfig]:
+) -> tuple[LanguageModel, ModelConfig]:
     """The model of a trainer's checkpoint, in eval mode on ``device`` ("auto" allowed).
 
     ``checkpoint_path`` is a checkpoint file or a run directory (its model checkpoint, see
@@ -49,7 +49,7 @@ def read_checkpoint(checkpoint_path: str | os.PathLike) -> dict:
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelConfig]:
+def model_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> tuple[LanguageModel, ModelConfig]:
     settings = {_RENAMED_MODEL_SETTINGS.get(name, name): value for name, value in checkpoint["model_config"].items()}
     config = ModelConfig(**settings)
     model = build_model(config)

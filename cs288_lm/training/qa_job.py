@@ -45,7 +45,7 @@ from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_data import has_one_blank, load_questions
 from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset
 from cs288_lm.prompting import PromptingPipeline, default_setups
-from cs288_lm.qa_model import TransformerForMultipleChoice
+from cs288_lm.qa_model import Pooling, TransformerForMultipleChoice
 from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
 from cs288_lm.training.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
 from cs288_lm.training.loading import load_pretrained_model, read_checkpoint
@@ -83,7 +83,7 @@ class QAJobConfig:
         metadata={"help": 'TrainConfig settings of the LM pretrained here (the model\'s under "model")'},
     )
     finetune: dict[str, Any] = field(default_factory=dict, metadata={"help": "FinetuneConfig settings"})
-    pooling: str = setting("mean", "how the QA head pools a sequence's hidden states: last, mean or max")
+    pooling: Pooling = setting("mean", "how the QA head pools a sequence's hidden states: last, mean or max")
     # "auto": CLOZE_TEMPLATE when every question has one blank (it scores better on dev than
     # CHOICE_TEMPLATE there), else CHOICE_TEMPLATE; or a template of MultipleChoiceQADataset.
     choice_template: str = setting(

@@ -31,13 +31,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from cs288_lm.common.modes import eval_mode
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.data import get_batch
 from cs288_lm.model import count_parameters
 from cs288_lm.models.architectures import build_model
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
-from cs288_lm.sampling import eval_mode, generate
+from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training.distributed import init_processes
 from cs288_lm.training.flops import peak_flops, training_flops_per_token
@@ -105,7 +106,7 @@ class Trainer:
             self._load_checkpoint()
         self.forward_model: nn.Module = self.model
         if config.compile:
-            self.forward_model = torch.compile(self.forward_model)
+            self.forward_model = torch.compile(self.forward_model)  # type: ignore[assignment]  # a module's compile is a module
         if self.processes.world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward_model = nn.parallel.DistributedDataParallel(self.forward_model, device_ids=device_ids)
@@ -204,7 +205,9 @@ class Trainer:
             )
             inputs, targets = inputs[rows], targets[rows]
             last = micro_step == config.grad_accum_steps - 1
-            sync = contextlib.nullcontext() if last or self.processes.world_size == 1 else self.forward_model.no_sync()
+            sync: contextlib.AbstractContextManager = contextlib.nullcontext()
+            if not last and isinstance(self.forward_model, nn.parallel.DistributedDataParallel):
+                sync = self.forward_model.no_sync()
             with sync, autocast_context(self.device, config.precision):
                 loss = self.loss_function(self.forward_model(inputs), targets) / config.grad_accum_steps
             loss.backward()
@@ -397,7 +400,8 @@ class Trainer:
         eos = self.tokenizer.special_token_ids.get(EOT)
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         results = []
-        decodings = [("greedy", {"temperature": 0.0})] + [("top-p 0.9", {"top_p": 0.9})] * self.config.num_samples
+        greedy: tuple[str, dict[str, Any]] = ("greedy", {"temperature": 0.0})
+        decodings = [greedy] + [("top-p 0.9", {"top_p": 0.9})] * self.config.num_samples
         for name, settings in decodings:
             ids = generate(
                 self.model, prompt_ids, self.config.sample_tokens, eos_token_id=eos, generator=generator, **settings
