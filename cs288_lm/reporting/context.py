@@ -8,21 +8,18 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cs288_lm.analysis.metrics import cut_text, scoring_ids
 from cs288_lm.analysis.sampling_study import Sample
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.models.architectures import ModelConfig
+from cs288_lm.models.hf_interop import PretrainedGPT2
 from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training.loading import model_from_checkpoint, read_checkpoint
 from cs288_lm.training.run_dir import RunDir, model_checkpoint_path
 from cs288_lm.training.settings import REPO_ROOT
 from cs288_lm.training.token_files import tokenizer_fingerprint
-
-if TYPE_CHECKING:
-    from cs288_lm.reporting.compare import PretrainedGPT2
 
 DEFAULT_TEXT = REPO_ROOT / "data" / "tinystories" / "valid.txt"
 DEFAULT_TOKENIZER = REPO_ROOT / "data" / "tokenizer"
