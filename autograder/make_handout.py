@@ -122,14 +122,16 @@ def handout_files(root: Path = REPO_ROOT) -> list[str]:
 
 
 def handout_pyproject(text: str) -> str:
-    """The repository's pyproject.toml with a student description, the public tests only and no type
-    checker settings (mypy is an instructors' tool, and its files name what the handout leaves out)."""
+    """The repository's pyproject.toml with a student description, the public tests only, no type
+    checker settings (mypy is an instructors' tool, and its files name what the handout leaves out)
+    and no per-file lint exemptions (they name the instructors' files)."""
     text, described = re.subn(r'(?m)^description = ".*"$', 'description = "Build your own LM (CS288)"', text)
     text, tested = re.subn(r"(?m)^(?:#.*\n)*testpaths = \[.*\]$", 'testpaths = ["tests"]', text)
     if (described, tested) != (1, 1):
         raise ValueError("pyproject.toml has no single description or testpaths line to rewrite")
     # Each [tool.mypy] or [[tool.mypy.overrides]] table, up to the next table.
     text = re.sub(r"(?ms)^\[\[?tool\.mypy\b.*?(?=^\[|\Z)", "", text)
+    text = re.sub(r"(?ms)^\[tool\.ruff\.lint\.per-file-ignores\].*?(?=^\[|\Z)", "", text)
     return text.rstrip("\n") + "\n"
 
 

@@ -2,4 +2,4 @@
 ``sweep``, ``generate``, ``encode_file``, ``train_bpe``, ``check_predictions``, ``report`` and
 ``qa_job`` (the Part 4 main job, also ``run_finetune_qa.py``). Each is a thin command line: parsing,
 error messages and exit codes over library code in :mod:`cs288_lm.training` (and below); no program
-imports another (``instructor_tests/test_package_layers.py`` checks it)."""
+imports another."""
