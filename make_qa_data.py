@@ -23,9 +23,8 @@ from pathlib import Path
 from cs288_lm.common.qa_audit import audit, format_audit
 from cs288_lm.common.qa_data import build_lexicon, build_qa_splits, load_questions, save_questions, split_stories
 from cs288_lm.common.qa_rules import FREQUENCY_RULES
-from cs288_lm.training.settings import HelpFormatter
+from cs288_lm.training.settings import REPO_ROOT, HelpFormatter
 
-REPO_ROOT = Path(__file__).resolve().parent
 MAX_RULE_ACCURACY = 0.35  # a frequency or position rule above this would make the questions too easy
 SPLITS = ("train", "dev", "test")
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from cs288_lm.common.plots import plot_runs
-from cs288_lm.training.run_dir import RunDir
+from cs288_lm.training.run_dir import SWEEP_RESULTS, RunDir
 from cs288_lm.training.settings import HelpFormatter, config_settings
 from cs288_lm.training.train_config import TrainConfig, parse_train_config, train_parser
 from cs288_lm.training.trainer import TrainingDiverged, run
@@ -83,7 +83,7 @@ def write_tables(rows: list[dict], grid_names: list[str], out_dir: Path) -> None
         value = row.get(column, "")
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8") as file:
+    with open(out_dir / SWEEP_RESULTS, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(columns)
         writer.writerows([cell(row, column) for column in columns] for row in rows)

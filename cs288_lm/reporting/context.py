@@ -17,7 +17,7 @@ from cs288_lm.models.hf_interop import PretrainedGPT2
 from cs288_lm.models.kv_cache import LanguageModel
 from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training.loading import model_from_checkpoint, read_checkpoint
-from cs288_lm.training.run_dir import RunDir, model_checkpoint_path
+from cs288_lm.training.run_dir import SWEEP_RESULTS, RunDir, model_checkpoint_path
 from cs288_lm.training.settings import REPO_ROOT
 from cs288_lm.training.token_files import tokenizer_fingerprint
 
@@ -154,9 +154,9 @@ def build_context(args: argparse.Namespace) -> Context:
     ids, num_bytes = scoring_ids(tokenizer, text, eos)
     if len(ids) < 2:
         raise ReportError(f"--text {text_path} is too short: it encodes to {len(ids)} token(s)")
-    if args.sweep is not None and not (Path(args.sweep) / "results.csv").is_file():
+    if args.sweep is not None and not (Path(args.sweep) / SWEEP_RESULTS).is_file():
         raise ReportError(
-            f"--sweep {args.sweep}: not a sweep directory (no results.csv); run python -m cs288_lm.pipelines.sweep"
+            f"--sweep {args.sweep}: not a sweep directory (no {SWEEP_RESULTS}); run python -m cs288_lm.pipelines.sweep"
         )
     context = Context(
         args=args,

@@ -11,7 +11,7 @@ from cs288_lm.analysis import MissingDependency, pyplot
 from cs288_lm.common.plots import plot_runs, read_metrics
 from cs288_lm.reporting.context import Context
 from cs288_lm.reporting.writer import ReportWriter
-from cs288_lm.training.run_dir import RunDir
+from cs288_lm.training.run_dir import SWEEP_RESULTS, RunDir
 
 TITLE = "Hyperparameter study"
 DEFAULT_SWEEP = (
@@ -31,7 +31,7 @@ def how_to_sweep(report: ReportWriter) -> None:
 
 def read_results(sweep_dir: Path) -> tuple[list[str], list[dict]]:
     """(columns, rows) of the sweep's ``results.csv``."""
-    with open(sweep_dir / "results.csv", newline="", encoding="utf-8") as file:
+    with open(sweep_dir / SWEEP_RESULTS, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         return list(reader.fieldnames or []), list(reader)
 
@@ -52,7 +52,7 @@ def render(context: Context, report: ReportWriter) -> None:
         return
     sweep_dir = Path(context.args.sweep)
     columns, rows = read_results(sweep_dir)
-    shutil.copyfile(sweep_dir / "results.csv", context.args.out / "sweep_results.csv")
+    shutil.copyfile(sweep_dir / SWEEP_RESULTS, context.args.out / "sweep_results.csv")
     report.paragraph(f"From `{sweep_dir}`, best validation loss first:")
     report.table(rows, columns)
     report.paragraph("Table as CSV: [sweep_results.csv](sweep_results.csv)")

@@ -49,9 +49,15 @@ def read_checkpoint(checkpoint_path: str | os.PathLike) -> dict:
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> tuple[LanguageModel, ModelConfig]:
+def checkpoint_model_config(checkpoint: dict) -> ModelConfig:
+    """The ``ModelConfig`` a checkpoint was trained with (renamed settings read under their new names,
+    settings added since then at their defaults); TypeError or ValueError if it names no valid one."""
     settings = {_RENAMED_MODEL_SETTINGS.get(name, name): value for name, value in checkpoint["model_config"].items()}
-    config = ModelConfig(**settings)
+    return ModelConfig(**settings)
+
+
+def model_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> tuple[LanguageModel, ModelConfig]:
+    config = checkpoint_model_config(checkpoint)
     model = build_model(config)
     load_state_dict_strictly(model, checkpoint["model"])
     return model.to(resolve_device(str(device))).eval(), config

@@ -26,12 +26,14 @@ from typing import Any
 
 import torch
 
-from cs288_lm.common.plots import plot_runs, read_metrics
+from cs288_lm.common.plots import CURVES, plot_runs, read_metrics
 from cs288_lm.training.token_files import tokenizer_fingerprint
 
 CHECKPOINTS = "checkpoints"
 BEST = "best.pt"
 LATEST = "latest.pt"
+# A sweep (cs288_lm.pipelines.sweep) is a folder of run folders and this table, one row per run.
+SWEEP_RESULTS = "results.csv"
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class RunDir:
     @property
     def plot_paths(self) -> list[Path]:
         """The plots :meth:`write_plots` draws (training and validation loss, validation perplexity)."""
-        return [self.root / "loss.png", self.root / "perplexity.png"]
+        return [self.root / f"{name}.png" for name in CURVES]
 
     @property
     def checkpoint_dir(self) -> Path:

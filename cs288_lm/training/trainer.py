@@ -42,6 +42,7 @@ from cs288_lm.sampling import generate
 from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training.distributed import init_processes
 from cs288_lm.training.flops import peak_flops, training_flops_per_token
+from cs288_lm.training.loading import checkpoint_model_config
 from cs288_lm.training.rng import restore_rng_state, rng_state, seed_everything
 from cs288_lm.training.run_dir import RunDir, tokenizer_record
 from cs288_lm.training.settings import settings_of
@@ -163,7 +164,11 @@ class Trainer:
     def _load_checkpoint(self) -> None:
         path = self.run_dir.latest_checkpoint
         checkpoint = self.run_dir.load_resume_state()
-        if checkpoint["model_config"] != dataclasses.asdict(self.model_config):
+        try:
+            same_model = checkpoint_model_config(checkpoint) == self.model_config
+        except (TypeError, ValueError):
+            same_model = False
+        if not same_model:
             raise ValueError(f"{path} was trained with a different model: {checkpoint['model_config']}")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
