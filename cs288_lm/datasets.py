@@ -158,17 +158,13 @@ class MultipleChoiceQADataset(Dataset):
 
         Encode the context and the rest (with the default template ``"\\n\\nQuestion: ...\\n\\nAnswer:
         {choice}"``) separately and join the ids, so that cutting the context never changes how the rest
-        is tokenized. "The rest" is the whole filled-in template after the record's context text: the
-        template without its leading ``{context}``, every field filled in (a second ``{context}`` with
-        the context too), encoded as one string. The ids are ``encode(context) + encode(rest)``, nothing
-        added, then their last ``max_length``.
+        is tokenized. "The rest" is the whole filled-in template (:func:`fill_template`) after the
+        record's context text: the template without its leading ``{context}``, every field filled in (a
+        second ``{context}`` with the context too), encoded as one string. The ids are
+        ``encode(context) + encode(rest)``, nothing added, then their last ``max_length``.
         """
         # BEGIN SOLUTION
-        filled = record["question"].replace(BLANK, choice)
-        full = self.template.format(
-            context=record["context"], question=record["question"], choice=choice, filled=filled
-        )
-        rest_text = full[len(record["context"]) :]
+        rest_text = fill_template(self.template, record, choice)[len(record["context"]) :]
         ids = self.tokenizer.encode(record["context"]) + self.tokenizer.encode(rest_text)
         return ids[-self.max_length :]
         # END SOLUTION
@@ -192,6 +188,13 @@ class MultipleChoiceQADataset(Dataset):
         # END SOLUTION
 
 
+def fill_template(template: str, record: dict, choice: str) -> str:
+    """The text of one choice's row before tokenization (given): ``template`` with ``{context}``,
+    ``{question}``, ``{choice}`` and ``{filled}`` (the question with ``choice`` in its blank) filled in."""
+    filled = record["question"].replace(BLANK, choice)
+    return template.format(context=record["context"], question=record["question"], choice=choice, filled=filled)
+
+
 def check_template_fields(template: str) -> None:
     """A ValueError naming the first field of ``template`` that is not one of :data:`TEMPLATE_FIELDS`."""
     for _, field, _, _ in string.Formatter().parse(template):
@@ -204,9 +207,10 @@ def collate_multiple_choice(items: Sequence[dict[str, Tensor]]) -> dict[str, Ten
 
     Right padding never changes a causal model's outputs at real positions, so trimming only saves
     compute: a batch of short questions costs as much as its longest sequence, not ``max_length``.
+    Every per-token tensor of the items (shaped like ``input_ids``, such as ``attention_mask``) is
+    trimmed alike.
     """
     batch = {key: torch.stack([item[key] for item in items]) for key in items[0]}
     longest = int(batch["attention_mask"].sum(dim=-1).max())
-    batch["input_ids"] = batch["input_ids"][..., :longest]
-    batch["attention_mask"] = batch["attention_mask"][..., :longest]
-    return batch
+    shape = batch["input_ids"].shape
+    return {key: value[..., :longest] if value.shape == shape else value for key, value in batch.items()}

@@ -34,7 +34,7 @@ import run_finetune_qa
 from cs288_lm.common.predictions import load_predictions
 from cs288_lm.common.qa_data import BLANK, build_lexicon, load_questions, split_sentences, split_stories
 from cs288_lm.training import qa_job
-from cs288_lm.training.qa_job import QAJobConfig, ensure_pretrained_lm, run_qa_job
+from cs288_lm.training.qa_job import FINETUNED_BACKBONE, PRETRAINED_LM, QAJobConfig, ensure_pretrained_lm, run_qa_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QA_DIR = REPO_ROOT / "data" / "qa"
@@ -265,14 +265,15 @@ def test_job_writes_valid_predictions_and_a_report(tiny_job):
         right = sum(predictions[q["id"]] == q["answer"] for q in answers) / len(answers)
         assert summary[f"{name}_test_accuracy"] == pytest.approx(right)
         assert 0 <= summary[f"{name}_dev_accuracy"] <= 1 and summary[f"{name}_dev_accuracy"] * 8 % 1 == 0
-    table = summary["prompting_table"]
-    assert len(table) == 22 and len({row["setup"] for row in table}) == 22
+    table = summary["prompting_table"]  # the 22 setups on each of the two LMs
+    assert len({(row["model"], row["setup"]) for row in table}) == len(table) == 44
+    assert [row["model"] for row in table] == [PRETRAINED_LM] * 22 + [FINETUNED_BACKBONE] * 22
     assert summary["prompting_dev_accuracy"] == max(row["dev_accuracy"] for row in table)
-    best = next(row["setup"] for row in table if row["dev_accuracy"] == summary["prompting_dev_accuracy"])
-    assert summary["prompting_setup"] == best
+    best = next(row for row in table if row["dev_accuracy"] == summary["prompting_dev_accuracy"])  # the first
+    assert (summary["prompting_setup"], summary["prompting_model"]) == (best["setup"], best["model"])
     assert summary["checkpoint"] == str(root / "pretrain" / "checkpoints" / "best.pt")
     report = tiny_job.first.stdout
-    assert f"Prompting setup chosen on dev: {best}" in report
+    assert f"Prompting setup chosen on dev: {best['setup']}, on the {best['model']}" in report
     finetuned_row = re.search(r"\| finetuned \(4A\) \| ([\d.]+)% \| 51\.2% \| ([\d.]+) / 12 \|", report)
     prompting_row = re.search(r"\| prompting \(4B\) \| ([\d.]+)% \| 53\.8% \| ([\d.]+) / 8 \|", report)
     assert finetuned_row and prompting_row, report
@@ -281,7 +282,7 @@ def test_job_writes_valid_predictions_and_a_report(tiny_job):
     stages = (
         "pretraining the LM (4 steps)",
         "fine-tuning a mean-pooled head on 12 questions",
-        "scoring 22 prompting setups on 8 dev questions",
+        "scoring 22 prompting setups on 8 dev questions with 2 LMs",
     )
     for stage in stages:
         assert f"[qa] {stage}" in tiny_job.first.stderr
@@ -303,7 +304,8 @@ def test_second_run_reuses_everything(tiny_job):
     assert second.seconds < tiny_job.first.seconds
     written = json.loads((tiny_job.root / "written.json").read_text(encoding="utf-8"))
     first = tiny_job.first.result
-    for key in [f"{name}_{split}_accuracy" for name in PREDICTED_BY for split in ("dev", "test")] + ["prompting_setup"]:
+    settings = ["prompting_setup", "prompting_model"]
+    for key in [f"{name}_{split}_accuracy" for name in PREDICTED_BY for split in ("dev", "test")] + settings:
         assert written[key] == first[key], key
     assert written["command"].startswith("python run_finetune_qa.py --config ")
 

@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.write_baseline is not None:
         baseline = {
-            key: value for key, value in summary.items() if key.endswith("accuracy") or key == "prompting_setup"
+            key: value
+            for key, value in summary.items()
+            if key.endswith("accuracy") or key in ("prompting_setup", "prompting_model")
         }
         baseline["command"] = "python run_finetune_qa.py " + " ".join(argv if argv is not None else sys.argv[1:])
         args.write_baseline.write_text(json.dumps(baseline, indent=2) + "\n", encoding="utf-8")

@@ -1,20 +1,36 @@
 """Fine-tuning a multiple-choice head (given): the training loop of Part 4A.
 
 Cross-entropy over the choices of each question, AdamW (:mod:`cs288_lm.optimizer`), linear warmup
-then cosine decay, gradient clipping by global norm, dev accuracy after every epoch, and the best
-model (by dev accuracy) kept in memory and on disk.
+then cosine decay, gradient clipping by global norm, dev accuracy after every epoch, and the model
+of the last epoch (or of the best dev accuracy) kept in memory and on disk.
+
+**Token distillation** (``distill_weight``): a few thousand questions are too few for the head to
+learn from labels alone what the language model already knows, how likely each choice makes the
+text. So the head also learns it token by token: applied to the hidden state of every real
+position t of every row, it is trained (squared error) to give the log-probability of token t under
+the language model as it was when fine-tuning started (a frozen copy, the teacher), centred on the
+batch's mean since the head has no bias. The head is linear and mean pooling is a mean, so the
+pooled logit of a choice becomes the mean log-probability of its pooled tokens: with the answer
+span pooled (:mod:`cs288_lm.training.answer_span`), the score of cloze prompting. The cross-entropy
+on the answers then trains on from there. Every row gives one target per token, where the answers
+give one per question.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from cs288_lm.common.modes import eval_mode
@@ -22,14 +38,18 @@ from cs288_lm.datasets import MultipleChoiceQADataset, collate_multiple_choice
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
 from cs288_lm.qa_model import TransformerForMultipleChoice
+from cs288_lm.training.answer_span import AnswerSpanDataset
 from cs288_lm.training.settings import setting
+
+QADataset = MultipleChoiceQADataset | AnswerSpanDataset
+KEEP = ("last", "best_dev")
 
 
 @dataclass
 class FinetuneConfig:
     """The settings of fine-tuning (the ``finetune`` object of the main job's config)."""
 
-    epochs: int = setting(4, "passes over the train questions")
+    epochs: int = setting(3, "passes over the train questions")
     batch_size: int = setting(16, "questions per step (each has num_choices sequences)")
     learning_rate: float = setting(1e-3, "peak learning rate, after the warmup")
     min_learning_rate: float = setting(1e-4, "learning rate at the end of the cosine decay")
@@ -38,10 +58,24 @@ class FinetuneConfig:
     grad_clip: float = setting(1.0, "clip the gradients' global L2 norm to this")
     seed: int = setting(0, "seed of the head's initialisation and of the batches' order")
     log_interval: int = setting(20, "steps between progress lines")
+    distill_weight: float = setting(
+        1.0,
+        "weight of the token distillation loss (module docstring): the head learns each token's log-probability "
+        "under the starting LM; 0: answers only",
+    )
+    keep: str = setting(
+        "last",
+        "the model kept: last (the end of the schedule) or best_dev (the epoch of the best dev "
+        "accuracy, which also fits dev's noise)",
+    )
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+        if self.distill_weight < 0:
+            raise ValueError(f"distill_weight must be at least 0, got {self.distill_weight}")
+        if self.keep not in KEEP:
+            raise ValueError(f"unknown keep {self.keep!r}; choose one of {KEEP}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
 
@@ -52,21 +86,62 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
+def pool_mask(batch: dict[str, Tensor]) -> Tensor:
+    """The mask the head pools over: the answer span where the dataset gives one, else the real tokens."""
+    return batch.get("pool_mask", batch["attention_mask"])
+
+
+@contextlib.contextmanager
+def recorded_hidden_states(backbone: nn.Module) -> Iterator[list[Tensor]]:
+    """While the block runs, every ``backbone.hidden_states(...)`` result is appended to the list it
+    yields (the QA model's forward calls it once; the docstring of TransformerForMultipleChoice)."""
+    method = backbone.hidden_states
+    recorded: list[Tensor] = []
+
+    def recording(*args, **kwargs):
+        recorded.append(method(*args, **kwargs))
+        return recorded[-1]
+
+    backbone.hidden_states = recording  # type: ignore[assignment]  # an instance attribute hides the method
+    try:
+        yield recorded
+    finally:
+        delattr(backbone, "hidden_states")
+
+
+def token_distillation_loss(
+    classifier: nn.Module,
+    teacher: nn.Module,
+    hidden: Float[Tensor, "rows seq d_model"],
+    input_ids: Int[Tensor, "rows seq"],
+    attention_mask: Int[Tensor, "rows seq"],
+) -> Tensor:
+    """Squared error between ``classifier`` at each real position t >= 1 and log p(token t | tokens
+    before it) under ``teacher``, both centred on their mean over those positions (module docstring)."""
+    with torch.no_grad():
+        logits = teacher(input_ids)[:, :-1].float()
+        targets = -F.cross_entropy(logits.transpose(1, 2), input_ids[:, 1:], reduction="none")
+    # Masked sums rather than boolean indexing, which would wait for the device to count the positions.
+    real = attention_mask[:, 1:].float()
+    count = real.sum().clamp(min=1)
+    targets = targets - (targets * real).sum() / count
+    predictions = classifier(hidden[:, 1:]).squeeze(-1).float()
+    return (((predictions - targets) ** 2) * real).sum() / count
+
+
 @torch.no_grad()
-def predict_multiple_choice(
-    model: TransformerForMultipleChoice, dataset: MultipleChoiceQADataset, batch_size: int = 16
-) -> list[int]:
+def predict_multiple_choice(model: TransformerForMultipleChoice, dataset: QADataset, batch_size: int = 16) -> list[int]:
     """The predicted choice index of every question of ``dataset``, in order."""
     device = next(model.parameters()).device
     predictions = []
     with eval_mode(model):
         for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_multiple_choice):
             batch = _to_device(batch, device)
-            predictions += model.predict(batch["input_ids"], batch["attention_mask"]).tolist()
+            predictions += model.predict(batch["input_ids"], pool_mask(batch)).tolist()
     return predictions
 
 
-def multiple_choice_accuracy(model: TransformerForMultipleChoice, dataset: MultipleChoiceQADataset) -> float:
+def multiple_choice_accuracy(model: TransformerForMultipleChoice, dataset: QADataset) -> float:
     """The fraction of questions of ``dataset`` answered right (all need answers)."""
     predictions = predict_multiple_choice(model, dataset)
     answers = [record["answer"] for record in dataset.data]
@@ -77,16 +152,19 @@ def multiple_choice_accuracy(model: TransformerForMultipleChoice, dataset: Multi
 
 def finetune_multiple_choice(
     model: TransformerForMultipleChoice,
-    train_dataset: MultipleChoiceQADataset,
-    dev_dataset: MultipleChoiceQADataset,
+    train_dataset: QADataset,
+    dev_dataset: QADataset,
     config: FinetuneConfig,
     checkpoint_path: str | Path | None = None,
 ) -> dict:
-    """Train ``model`` on ``train_dataset``; after each epoch measure dev accuracy and keep the best.
+    """Train ``model`` on ``train_dataset`` (with token distillation unless ``distill_weight`` is 0)
+    and measure dev accuracy after each epoch.
 
-    On return ``model`` holds the best weights (by dev accuracy; the earliest epoch on ties). If
-    ``checkpoint_path`` is given they are also saved there, with the config and history. Returns
-    ``{"best_dev_accuracy", "best_epoch", "history": [{"epoch", "train_loss", "dev_accuracy"}, ...]}``.
+    On return ``model`` holds the kept weights: the last epoch's, or with ``keep="best_dev"`` those
+    of the best dev accuracy (the earliest epoch on ties). If ``checkpoint_path`` is given they are
+    also saved there, with the config and history. Returns ``{"dev_accuracy", "epoch", "history":
+    [{"epoch", "train_loss", "distill_loss", "dev_accuracy"}, ...]}`` (the kept epoch and its dev
+    accuracy; ``distill_loss`` is None without distillation).
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
@@ -101,25 +179,26 @@ def finetune_multiple_choice(
     optimizer = AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     total_steps = config.epochs * len(loader)
     progress = _Progress(total_steps, math.ceil(config.warmup_fraction * total_steps), time.perf_counter())
-    best_accuracy, best_epoch, best_state, history = -1.0, 0, None, []
+    # The teacher of token distillation: the backbone before any update, frozen.
+    teacher = copy.deepcopy(model.transformer_lm).eval().requires_grad_(False) if config.distill_weight else None
+    kept: dict = {"dev_accuracy": -1.0}
+    history = []
     for epoch in range(1, config.epochs + 1):
-        epoch_losses = _train_epoch(model, loader, optimizer, config, epoch, progress)
+        losses = _train_epoch(model, teacher, loader, optimizer, config, epoch, progress)
         accuracy = multiple_choice_accuracy(model, dev_dataset)
-        epoch_loss = sum(torch.stack(epoch_losses).tolist()) if epoch_losses else 0.0
-        history.append({"epoch": epoch, "train_loss": epoch_loss / len(loader), "dev_accuracy": accuracy})
+        history.append({"epoch": epoch, **losses, "dev_accuracy": accuracy})
+        distilled = "" if losses["distill_loss"] is None else f", distillation loss {losses['distill_loss']:.4f}"
         print(
-            f"[finetune] epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, dev accuracy {accuracy:.2%}",
+            f"[finetune] epoch {epoch}: train loss {losses['train_loss']:.4f}{distilled}, dev accuracy {accuracy:.2%}",
             file=sys.stderr,
         )
-        if accuracy > best_accuracy:
-            best_accuracy, best_epoch = accuracy, epoch
-            best_state = copy.deepcopy(model.state_dict())
-    if best_state is not None:  # None only when no epoch ran
-        model.load_state_dict(best_state)
-    result = {"best_dev_accuracy": best_accuracy, "best_epoch": best_epoch, "history": history}
+        if config.keep == "last" or accuracy > kept["dev_accuracy"]:
+            kept = {"dev_accuracy": accuracy, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+    model.load_state_dict(kept["state"])
+    result = {"dev_accuracy": kept["dev_accuracy"], "epoch": kept["epoch"], "history": history}
     if checkpoint_path is not None:
         Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": best_state, "config": asdict(config), **result}, checkpoint_path)
+        torch.save({"model": kept["state"], "config": asdict(config), **result}, checkpoint_path)
     return result
 
 
@@ -133,22 +212,45 @@ class _Progress:
     step: int = 0
 
 
+def _losses(
+    model: TransformerForMultipleChoice, teacher: nn.Module | None, batch: dict[str, Tensor]
+) -> tuple[Tensor, Tensor | None]:
+    """The answers' cross-entropy of one batch, and its token distillation loss (None without a teacher)."""
+    if teacher is None:
+        logits = model(batch["input_ids"], pool_mask(batch))
+        return cross_entropy(logits.float(), batch["labels"]), None
+    with recorded_hidden_states(model.transformer_lm) as recorded:
+        logits = model(batch["input_ids"], pool_mask(batch))
+    if len(recorded) != 1:
+        raise ValueError(
+            f"token distillation needs the QA model's forward to call transformer_lm.hidden_states once, it called it "
+            f"{len(recorded)} times; set distill_weight to 0 to fine-tune without it"
+        )
+    rows = batch["input_ids"].flatten(0, 1)
+    distill = token_distillation_loss(
+        model.classifier, teacher, recorded[0], rows, batch["attention_mask"].flatten(0, 1)
+    )
+    return cross_entropy(logits.float(), batch["labels"]), distill
+
+
 def _train_epoch(
     model: TransformerForMultipleChoice,
+    teacher: nn.Module | None,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     config: FinetuneConfig,
     epoch: int,
     progress: _Progress,
-) -> list[torch.Tensor]:
-    """One pass over ``loader``, printing progress every ``log_interval`` steps; returns the losses."""
+) -> dict[str, float | None]:
+    """One pass over ``loader``, printing progress every ``log_interval`` steps; returns the epoch's mean
+    losses: ``{"train_loss"`` (the answers' cross-entropy), ``"distill_loss"}`` (None without a teacher)."""
     device = next(model.parameters()).device
     trainable = [p for p in model.parameters() if p.requires_grad]
     total_steps = progress.total_steps
     model.train()
     # The losses stay on the device and are read at the log interval: reading one every step
     # would wait for the device to finish that step.
-    epoch_losses: list[torch.Tensor] = []
+    losses: list[Tensor] = []
     window_steps = 0
     for batch in loader:
         batch = _to_device(batch, device)
@@ -158,23 +260,32 @@ def _train_epoch(
         )
         for group in optimizer.param_groups:
             group["lr"] = lr
-        logits = model(batch["input_ids"], batch["attention_mask"])
-        loss = cross_entropy(logits.float(), batch["labels"])
+        answers_loss, distill_loss = _losses(model, teacher, batch)
+        loss = answers_loss if distill_loss is None else answers_loss + config.distill_weight * distill_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         gradient_clipping(trainable, config.grad_clip)
         optimizer.step()
         progress.step += 1
-        epoch_losses.append(loss.detach())
+        losses.append(
+            torch.stack(
+                [
+                    answers_loss.detach(),
+                    answers_loss.new_tensor(math.nan) if distill_loss is None else distill_loss.detach(),
+                ]
+            )
+        )
         window_steps += 1
         if progress.step % config.log_interval == 0 or progress.step == total_steps:
-            window_loss = sum(torch.stack(epoch_losses[-window_steps:]).tolist())
+            window = torch.stack(losses[-window_steps:]).mean(dim=0).tolist()
             elapsed = time.perf_counter() - progress.start
             eta = elapsed / progress.step * (total_steps - progress.step)
+            distilled = "" if distill_loss is None else f" distillation {window[1]:.4f}"
             print(
-                f"[finetune] epoch {epoch} step {progress.step}/{total_steps} loss {window_loss / window_steps:.4f} "
+                f"[finetune] epoch {epoch} step {progress.step}/{total_steps} loss {window[0]:.4f}{distilled} "
                 f"lr {lr:.2e} {progress.step * config.batch_size / elapsed:.1f} questions/s ETA {eta:.0f}s",
                 file=sys.stderr,
             )
             window_steps = 0
-    return epoch_losses
+    means = torch.stack(losses).mean(dim=0).tolist() if losses else [0.0, math.nan]
+    return {"train_loss": means[0], "distill_loss": None if teacher is None else means[1]}

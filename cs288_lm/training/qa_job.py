@@ -7,11 +7,14 @@ an earlier run left behind:
 2. the language model: ``--checkpoint``, or the default small LM in ``out/pretrain`` (trained if
    missing, resumed if interrupted, reused if finished with the same settings; a run folder's model
    is read by the rule of :mod:`cs288_lm.training.run_dir`);
-3. fine-tuning a :class:`~cs288_lm.qa_model.TransformerForMultipleChoice` on the train questions,
-   keeping the epoch with the best dev accuracy (``out/qa/finetuned.pt``, reused if the LM and the
-   settings are the same);
-4. prompting: every setup of :func:`~cs288_lm.prompting.default_setups` scored on dev, the best one
-   kept (``out/qa/prompting.json``, reused likewise);
+3. fine-tuning a :class:`~cs288_lm.qa_model.TransformerForMultipleChoice` on the train questions
+   with token distillation from the LM, pooling the answer span (:mod:`cs288_lm.training.finetune`,
+   :mod:`cs288_lm.training.answer_span`; ``out/qa/finetuned.pt``, reused if the LM and the settings
+   are the same);
+4. prompting: every setup of :func:`~cs288_lm.prompting.default_setups` scored on dev with two
+   language models, the pretrained LM and the fine-tuned model's backbone (the Part 4 handout asks to
+   prompt "your finetuned model in 4A"), the best pair kept (``out/qa/prompting.json``, reused
+   likewise);
 5. predictions for the test questions (``finetuned_predictions.json``,
    ``prompting_predictions.json``; kept with the head and the prompting choice, so that a second
    run only reads them) and a table of dev accuracies next to the shipped baselines with
@@ -44,9 +47,10 @@ from cs288_lm.common.predictions import (
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_data import has_one_blank, load_questions
 from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset
-from cs288_lm.prompting import PromptingPipeline, default_setups
+from cs288_lm.prompting import PromptingPipeline, ScoringSetup, default_setups
 from cs288_lm.qa_model import Pooling, TransformerForMultipleChoice
 from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
+from cs288_lm.training.answer_span import POOLED_POSITIONS, check_pooled_positions, pooled_dataset
 from cs288_lm.training.finetune import FinetuneConfig, finetune_multiple_choice, predict_multiple_choice
 from cs288_lm.training.loading import load_pretrained_model, read_checkpoint
 from cs288_lm.training.run_dir import RunDir, model_checkpoint_path
@@ -61,6 +65,9 @@ from cs288_lm.training.settings import (
 from cs288_lm.training.token_files import tokenizer_fingerprint
 from cs288_lm.training.train_config import TrainConfig, train_config
 from cs288_lm.training.trainer import run as pretrain
+
+# The language models the prompting stage scores, in the order of its table.
+PRETRAINED_LM, FINETUNED_BACKBONE = "pretrained LM", "fine-tuned backbone (4A)"
 
 # Settings of the pretraining run that do not change the model it produces.
 _RUN_ONLY_SETTINGS = {"resume", "device", "out_dir", "cache_dir", "log_interval", "num_samples", "sample_tokens"}
@@ -84,6 +91,11 @@ class QAJobConfig:
     )
     finetune: dict[str, Any] = field(default_factory=dict, metadata={"help": "FinetuneConfig settings"})
     pooling: Pooling = setting("mean", "how the QA head pools a sequence's hidden states: last, mean or max")
+    pooled_positions: str = setting(
+        "answer",
+        f"the positions pooled ({', '.join(POOLED_POSITIONS)}): every real token, or the choice and what follows "
+        "it (cs288_lm/training/answer_span.py)",
+    )
     # "auto": CLOZE_TEMPLATE when every question has one blank (it scores better on dev than
     # CHOICE_TEMPLATE there), else CHOICE_TEMPLATE; or a template of MultipleChoiceQADataset.
     choice_template: str = setting(
@@ -101,6 +113,9 @@ class QAJobConfig:
     )
     device: str = setting("auto", DEVICE_HELP)
     seed: int = setting(0, "seed of fine-tuning and of the prompting demonstrations")
+
+    def __post_init__(self):
+        check_pooled_positions(self.pooled_positions)
 
     def pretrain_config(self) -> TrainConfig:
         """The LM's pretraining settings (checked as the pretraining's own command line checks them)."""
@@ -198,7 +213,8 @@ def choice_template(config: QAJobConfig, splits: dict[str, list[dict]]) -> str:
 def run_finetuning(
     config: QAJobConfig, checkpoint: Path, tokenizer: Tokenizer, splits: dict[str, list[dict]], device: torch.device
 ) -> dict:
-    """Fine-tune (or reuse) the QA model; returns its dev accuracy and test predictions."""
+    """Fine-tune (or reuse) the QA model; returns it, its dev accuracy, its test predictions and the key
+    of its inputs."""
     backbone, model_config = load_pretrained_model(checkpoint, device)
     max_length = config.max_length or model_config.context_length
     settings = dataclasses.asdict(config.finetune_config())
@@ -207,6 +223,7 @@ def run_finetuning(
         checkpoint.stat().st_mtime_ns,
         settings,
         config.pooling,
+        config.pooled_positions,
         config.freeze_backbone,
         max_length,
         choice_template(config, splits),
@@ -219,16 +236,19 @@ def run_finetuning(
     ).to(device)
     template = choice_template(config, splits)
     datasets = {
-        name: MultipleChoiceQADataset(splits[name], tokenizer, max_length=max_length, template=template)
+        name: pooled_dataset(
+            MultipleChoiceQADataset(splits[name], tokenizer, max_length=max_length, template=template),
+            config.pooled_positions,
+        )
         for name in ("train", "dev", "test")
     }
     saved_path = Path(config.out_dir) / "finetuned.pt"
     saved = torch.load(saved_path, map_location=device, weights_only=True) if saved_path.is_file() else None
     test_key = fingerprint(key, splits["test"])
     if saved is not None and saved.get("key") == key:
-        log(f"reusing the fine-tuned model in {saved_path} (dev accuracy {saved['best_dev_accuracy']:.2%})")
+        log(f"reusing the fine-tuned model in {saved_path} (dev accuracy {saved['dev_accuracy']:.2%})")
         model.load_state_dict(saved["model"])
-        result = {name: saved[name] for name in ("best_dev_accuracy", "best_epoch", "history")}
+        result = {name: saved[name] for name in ("dev_accuracy", "epoch", "history")}
     else:
         log(f"fine-tuning a {config.pooling}-pooled head on {len(splits['train'])} questions")
         result = finetune_multiple_choice(model, datasets["train"], datasets["dev"], config.finetune_config())
@@ -241,22 +261,30 @@ def run_finetuning(
         state = {"key": key, "model": model.state_dict(), **result}
         torch.save({**state, "test_key": test_key, "test_predictions": test_predictions}, saved_path)
     return {
-        "dev_accuracy": result["best_dev_accuracy"],
-        "best_epoch": result["best_epoch"],
+        "model": model,
+        "key": key,
+        "dev_accuracy": result["dev_accuracy"],
+        "epoch": result["epoch"],
         "test_predictions": test_predictions,
     }
 
 
 def run_prompting(
-    config: QAJobConfig, checkpoint: Path, tokenizer: Tokenizer, splits: dict[str, list[dict]], device: torch.device
+    config: QAJobConfig,
+    checkpoint: Path,
+    tokenizer: Tokenizer,
+    splits: dict[str, list[dict]],
+    device: torch.device,
+    finetuned: dict,
 ) -> dict:
-    """Choose the prompting setup on dev (or reuse the choice); returns its dev accuracy and test predictions."""
-    model, _ = load_pretrained_model(checkpoint, device)
-    pipeline = PromptingPipeline(model, tokenizer, device=device)
+    """Choose the language model and the prompting setup on dev (or reuse the choice); returns its dev
+    accuracy and test predictions. ``finetuned`` is what :func:`run_finetuning` returned."""
+    models = {PRETRAINED_LM: load_pretrained_model(checkpoint, device)[0], FINETUNED_BACKBONE: finetuned["model"]}
     setups = default_setups(splits["train"], shots=config.prompting_shots, seed=config.seed)
     key = fingerprint(
         str(checkpoint),
         checkpoint.stat().st_mtime_ns,
+        finetuned["key"],
         [s.describe() for s in setups],
         [s.template.demonstrations for s in setups],
         splits["dev"],  # the shots depend on the seed and train
@@ -268,29 +296,47 @@ def run_prompting(
         log(f"reusing the prompting results in {saved_path}")
     else:
         saved = None
-        log(f"scoring {len(setups)} prompting setups on {len(splits['dev'])} dev questions")
+        log(f"scoring {len(setups)} prompting setups on {len(splits['dev'])} dev questions with {len(models)} LMs")
         start = time.perf_counter()
-        _, results = pipeline.select(splits["dev"], setups)
-        table = [{"setup": setup.describe(), "dev_accuracy": value} for setup, value in results]
+        table = [
+            row
+            for name in models
+            for row in _prompting_table(name, _pipeline(models, name, tokenizer, device), splits["dev"], setups)
+        ]
         for row in sorted(table, key=lambda row: -row["dev_accuracy"]):
-            log(f"  {row['dev_accuracy']:6.1%}  {row['setup']}")
+            log(f"  {row['dev_accuracy']:6.1%}  {row['setup']}, {row['model']}")
         log(f"prompting selection took {time.perf_counter() - start:.0f}s")
     best_index = max(range(len(table)), key=lambda i: table[i]["dev_accuracy"])  # the first on ties
-    best = setups[best_index]
-    test_key = fingerprint(key, best.describe(), splits["test"])
+    best_model, best = table[best_index]["model"], setups[best_index % len(setups)]
+    test_key = fingerprint(key, best_model, best.describe(), splits["test"])
     if saved is not None and saved.get("test_key") == test_key:
         test_predictions = saved["test_predictions"]
     else:  # new choice or new test questions: predict, and keep the predictions with the choice
-        test_predictions = pipeline.predict(splits["test"], best)
+        test_predictions = _pipeline(models, best_model, tokenizer, device).predict(splits["test"], best)
         saved_path.parent.mkdir(parents=True, exist_ok=True)
         record = {"key": key, "table": table, "test_key": test_key, "test_predictions": test_predictions}
         saved_path.write_text(json.dumps(record, indent=1) + "\n")
     return {
         "dev_accuracy": table[best_index]["dev_accuracy"],
         "setup": best.describe(),
+        "model": best_model,
         "table": table,
         "test_predictions": test_predictions,
     }
+
+
+def _pipeline(models: dict[str, Any], name: str, tokenizer: Tokenizer, device: torch.device) -> PromptingPipeline:
+    """A prompting pipeline on the language model ``name`` (the QA model's backbone for the fine-tuned one)."""
+    model = models[name].transformer_lm if name == FINETUNED_BACKBONE else models[name]
+    return PromptingPipeline(model, tokenizer, device=device)
+
+
+def _prompting_table(
+    model_name: str, pipeline: PromptingPipeline, dev: list[dict], setups: list[ScoringSetup]
+) -> list[dict]:
+    """One row per setup: ``{"model", "setup", "dev_accuracy"}``."""
+    _, results = pipeline.select(dev, setups)
+    return [{"model": model_name, "setup": setup.describe(), "dev_accuracy": value} for setup, value in results]
 
 
 # ---- the whole job -------------------------------------------------------------------------------
@@ -321,7 +367,7 @@ def run_qa_job(config: QAJobConfig) -> dict:
         splits = load_splits(config)
         checkpoint = ensure_pretrained_lm(config)
         finetuned = run_finetuning(config, checkpoint, tokenizer, splits, device)
-        prompting = run_prompting(config, checkpoint, tokenizer, splits, device)
+        prompting = run_prompting(config, checkpoint, tokenizer, splits, device, finetuned)
     predictions_dir = Path(config.predictions_dir)
     files = {}
     for name, result in (("finetuned", finetuned), ("prompting", prompting)):
@@ -331,6 +377,7 @@ def run_qa_job(config: QAJobConfig) -> dict:
         "finetuned_dev_accuracy": finetuned["dev_accuracy"],
         "prompting_dev_accuracy": prompting["dev_accuracy"],
         "prompting_setup": prompting["setup"],
+        "prompting_model": prompting["model"],
         "prompting_table": prompting["table"],
         "checkpoint": str(checkpoint),
         "predictions": {name: str(path) for name, path in files.items()},
@@ -363,7 +410,7 @@ def format_report(summary: dict, baseline: dict | None) -> str:
     ours = part4_points(summary["finetuned_dev_accuracy"], summary["prompting_dev_accuracy"], rules, baselines)
     lines = [
         "",
-        f"Prompting setup chosen on dev: {summary['prompting_setup']}",
+        f"Prompting setup chosen on dev: {summary['prompting_setup']}, on the {summary['prompting_model']}",
         "",
         "| method | dev accuracy | baseline dev accuracy | points (if test = dev) |",
         "| --- | --- | --- | --- |",

@@ -1,0 +1,177 @@
+"""Part 4A's given fine-tuning: the answer span that is pooled, token distillation, the kept epoch.
+
+On the shipped tokenizer and dev questions with a one-layer LM of random weights (seconds). The
+answer span is exactly the tokens where a question's rows differ and what follows (checked against
+the rows the dataset writes, also when a row is cut to ``max_length``); the distillation loss is
+the squared error against the teacher's centred token log-probabilities (checked against a direct
+computation, and zero for a head that gives them exactly); the recorded hidden states are the
+model's and the backbone gets its method back; the kept epoch follows ``keep``. What distillation
+is worth is measured on the real job (README, "The main job").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cs288_lm.datasets import CLOZE_TEMPLATE, MultipleChoiceQADataset, collate_multiple_choice
+from cs288_lm.models.architectures import ModelConfig, build_model
+from cs288_lm.qa_model import TransformerForMultipleChoice
+from cs288_lm.tokenizer import Tokenizer
+from cs288_lm.training import finetune
+from cs288_lm.training.answer_span import AnswerSpanDataset, pooled_dataset, shared_prefix_length
+from cs288_lm.training.finetune import (
+    FinetuneConfig,
+    finetune_multiple_choice,
+    recorded_hidden_states,
+    token_distillation_loss,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer.from_directory(REPO_ROOT / "data" / "tokenizer")
+
+
+@pytest.fixture(scope="module")
+def questions() -> list[dict]:
+    return json.loads((REPO_ROOT / "data" / "qa" / "dev.json").read_text(encoding="utf-8"))[:16]
+
+
+def tiny_lm(vocab_size: int, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(vocab_size=vocab_size, context_length=128, d_model=16, num_layers=1, num_heads=2))
+
+
+def test_shared_prefix_length():
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert shared_prefix_length([[5], [6]]) == 0
+    assert shared_prefix_length([[7, 8], [7, 8]]) == 2
+
+
+@pytest.mark.parametrize("max_length", [128, 24, 6])
+def test_answer_span_is_where_the_rows_differ_and_what_follows(tokenizer, questions, max_length):
+    """For each question, the pool mask marks a row's last tokens from the first position where its
+    untruncated row differs from another choice's row, within the real tokens (cut rows keep what
+    survived); rows differ only there, so every position before the span is the same in all rows."""
+    dataset = MultipleChoiceQADataset(questions, tokenizer, max_length=max_length, template=CLOZE_TEMPLATE)
+    spans = AnswerSpanDataset(dataset)
+    for index, record in enumerate(questions):
+        item = spans[index]
+        context = tokenizer.encode(record["context"])
+        full_rows = [context + tokenizer.encode(" " + record["question"].replace("___", c)) for c in record["choices"]]
+        shared = shared_prefix_length(full_rows)
+        assert 0 < shared < min(len(row) for row in full_rows)  # the blank never starts a context
+        for row, full in enumerate(full_rows):
+            length = min(len(full), max_length)
+            mask = item["pool_mask"][row].tolist()
+            expected = [0] * max_length
+            for position in range(max(0, length - (len(full) - shared)), length):
+                expected[position] = 1
+            assert mask == expected, (record["id"], row)
+            assert torch.equal(item["input_ids"][row], dataset[index]["input_ids"][row])
+        assert torch.equal(item["attention_mask"], dataset[index]["attention_mask"])
+
+
+def test_all_positions_keep_the_dataset_and_collate_trims_the_pool_mask(tokenizer, questions):
+    dataset = MultipleChoiceQADataset(questions, tokenizer, max_length=128, template=CLOZE_TEMPLATE)
+    assert pooled_dataset(dataset, "all") is dataset
+    with pytest.raises(ValueError, match=r"unknown pooled positions 'middle'; choose one of \('all', 'answer'\)"):
+        pooled_dataset(dataset, "middle")
+    batch = collate_multiple_choice([pooled_dataset(dataset, "answer")[i] for i in range(4)])
+    longest = int(batch["attention_mask"].sum(dim=-1).max())
+    assert batch["input_ids"].shape == batch["pool_mask"].shape == (4, 4, longest)
+    assert bool((batch["pool_mask"] <= batch["attention_mask"]).all()) and batch["labels"].shape == (4,)
+
+
+def test_distillation_loss_is_the_squared_error_to_the_centred_token_log_probabilities():
+    torch.manual_seed(0)
+    teacher = tiny_lm(50, seed=1).eval()
+    ids = torch.randint(0, 50, (3, 7))
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5])
+    hidden = torch.randn(3, 7, 16)
+    classifier = torch.nn.Linear(16, 1, bias=False)
+    with torch.no_grad():
+        log_probs = torch.log_softmax(teacher(ids), dim=-1)
+    targets, predictions = [], []
+    for row in range(3):
+        for t in range(1, int(mask[row].sum())):
+            targets.append(log_probs[row, t - 1, ids[row, t]])
+            predictions.append(classifier(hidden[row, t]).squeeze())
+    target = torch.stack(targets)
+    expected = ((torch.stack(predictions) - (target - target.mean())) ** 2).mean()
+    loss = token_distillation_loss(classifier, teacher, hidden, ids, mask)
+    torch.testing.assert_close(loss, expected)
+
+    class Exact(torch.nn.Module):  # a head that outputs the centred targets at the real positions
+        def forward(self, states: torch.Tensor) -> torch.Tensor:
+            values = torch.zeros(3, 6)
+            values[mask[:, 1:].bool()] = target - target.mean()
+            return values.unsqueeze(-1)
+
+    assert float(token_distillation_loss(Exact(), teacher, hidden, ids, mask)) == pytest.approx(0, abs=1e-10)
+
+
+def test_recorded_hidden_states_are_the_models_and_the_method_comes_back():
+    backbone = tiny_lm(60)
+    ids = torch.randint(0, 60, (2, 5))
+    with recorded_hidden_states(backbone) as recorded:
+        hidden = backbone.hidden_states(ids)
+    assert len(recorded) == 1 and recorded[0] is hidden
+    assert "hidden_states" not in vars(backbone)
+    with pytest.raises(RuntimeError, match="boom"), recorded_hidden_states(backbone):
+        raise RuntimeError("boom")
+    assert "hidden_states" not in vars(backbone)
+    torch.testing.assert_close(backbone.hidden_states(ids), hidden)
+
+
+def test_a_forward_that_skips_hidden_states_is_a_clear_error_under_distillation(tokenizer, questions):
+    class Direct(TransformerForMultipleChoice):
+        def forward(self, input_ids, attention_mask=None):
+            batch, choices, seq = input_ids.shape
+            hidden = self.transformer_lm.final_ln(self.transformer_lm.token_embeddings(input_ids.flatten(0, 1)))
+            return self.classifier(hidden.mean(dim=1)).reshape(batch, choices)
+
+    dataset = MultipleChoiceQADataset(questions[:4], tokenizer, max_length=32, template=CLOZE_TEMPLATE)
+    model = Direct(tiny_lm(len(tokenizer.vocab)), 16)
+    with pytest.raises(ValueError, match="call transformer_lm.hidden_states once, it called it 0 times"):
+        finetune_multiple_choice(model, dataset, dataset, FinetuneConfig(epochs=1, log_interval=1000))
+    without = finetune_multiple_choice(model, dataset, dataset, FinetuneConfig(epochs=1, distill_weight=0))
+    assert without["history"][0]["distill_loss"] is None
+
+
+@pytest.mark.parametrize(("keep", "epoch"), [("last", 3), ("best_dev", 2)])
+def test_the_kept_epoch_follows_keep(tokenizer, questions, monkeypatch, keep, epoch):
+    """Dev accuracies 0.25, 0.5, 0.25: "last" keeps epoch 3's weights, "best_dev" epoch 2's."""
+    accuracies = iter([0.25, 0.5, 0.25])
+    states: list[dict] = []
+
+    def accuracy(model, dataset):
+        states.append({name: value.clone() for name, value in model.state_dict().items()})
+        return next(accuracies)
+
+    monkeypatch.setattr(finetune, "multiple_choice_accuracy", accuracy)
+    dataset = MultipleChoiceQADataset(questions[:4], tokenizer, max_length=32, template=CLOZE_TEMPLATE)
+    model = TransformerForMultipleChoice(tiny_lm(len(tokenizer.vocab)), 16)
+    result = finetune_multiple_choice(model, dataset, dataset, FinetuneConfig(epochs=3, batch_size=2, keep=keep))
+    assert (result["epoch"], result["dev_accuracy"]) == (epoch, [0.25, 0.5, 0.25][epoch - 1])
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, states[epoch - 1][name]), name
+    assert [row["dev_accuracy"] for row in result["history"]] == [0.25, 0.5, 0.25]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"keep": "best"}, r"unknown keep 'best'; choose one of \('last', 'best_dev'\)"),
+        ({"distill_weight": -1.0}, "distill_weight must be at least 0, got -1.0"),
+    ],
+)
+def test_bad_finetune_settings_are_named(settings, message):
+    with pytest.raises(ValueError, match=message):
+        FinetuneConfig(**settings)
