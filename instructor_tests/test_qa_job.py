@@ -405,3 +405,12 @@ def test_bad_config_is_an_argparse_error_naming_the_file(tmp_path, capsys, conte
     stderr = capsys.readouterr().err
     assert message.format(path=path) in stderr
     assert "Traceback" not in stderr and stderr.startswith("usage:")
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "configs").glob("qa_*.json")), ids=lambda path: path.name)
+def test_shipped_qa_configs_are_valid(path):
+    """Every shipped QA config parses as the command line reads it, nested settings included, and
+    keeps its outputs apart from the default run's."""
+    config, _ = run_finetune_qa.parse_config(["--config", str(path)])
+    assert config.out_dir != QAJobConfig().out_dir
+    assert config.pretrain_config().out_dir != QAJobConfig().pretrain_config().out_dir

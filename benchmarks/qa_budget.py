@@ -1,0 +1,139 @@
+"""Part 4's budget curve: the main job at several compute budgets, for setting the 4A thresholds.
+
+    python benchmarks/qa_budget.py                        # the three shipped points (about 70 minutes on 2 cores)
+    python benchmarks/qa_budget.py --only 10min           # one point
+    python benchmarks/qa_budget.py --plot-only            # redraw from the records already there
+
+Each point runs ``run_finetune_qa.py`` in a child process with its own output folders under
+``--out`` (nothing of the default run in ``out/pretrain`` and ``out/qa`` is reused or touched),
+times it from start to end, and keeps a record (``<out>/<name>.json``: the time, the dev and test
+accuracies, the points under ``configs/grading.json``). A point whose record exists is not run
+again. Then it draws ``<out>/qa_budget.png`` (accuracy against minutes) and prints a markdown
+table. Times are only comparable on one machine, with nothing else running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from cs288_lm.common.predictions import part4_points
+from cs288_lm.common.qa_audit import audit
+from cs288_lm.common.qa_data import load_questions
+
+# name -> the config file of the point (None: the default job)
+POINTS = {
+    "10min": None,
+    "20min": "configs/qa_budget_20min.json",
+    "40min": "configs/qa_budget_40min.json",
+}
+
+
+def run_point(name: str, config: str | None, out: Path) -> dict:
+    """Run the job for one point and return its record."""
+    folder = out / name
+    command = [sys.executable, "run_finetune_qa.py"] + (["--config", config] if config else [])
+    command += [
+        "--pretrain-out", str(folder / "pretrain"),
+        "--out-dir", str(folder / "qa"),
+        "--predictions-dir", str(folder),
+        "--write-baseline", str(folder / "metrics.json"),
+    ]  # fmt: skip
+    print(f"[budget] {name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO_ROOT, check=True)
+    seconds = time.perf_counter() - start
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    points = part4_points(metrics["finetuned_test_accuracy"], metrics["prompting_test_accuracy"])
+    return {"name": name, "config": config, "seconds": seconds, **metrics, "test_points": points}
+
+
+def best_rule_without_lm() -> float:
+    """Test accuracy of the audit's combined rule (the best that needs no language model; README, "The QA data")."""
+    qa_dir = REPO_ROOT / "data" / "qa"
+    splits = {name: load_questions(qa_dir / f"{name}.json", require_answers=True) for name in ("train", "test")}
+    train_text = (REPO_ROOT / "data" / "tinystories" / "train.txt").read_text(encoding="utf-8")
+    return audit(splits, train_text)["test"]["scores"]["combined"]
+
+
+def markdown_table(records: list[dict]) -> str:
+    lines = [
+        "| budget | config | time | fine-tuned dev / test | prompting dev / test | points on test (4A + 4B) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in records:
+        points = r["test_points"]
+        lines.append(
+            f"| {r['name']} | {r['config'] or '(default)'} | {r['seconds'] / 60:.1f} min "
+            f"| {r['finetuned_dev_accuracy']:.1%} / {r['finetuned_test_accuracy']:.1%} "
+            f"| {r['prompting_dev_accuracy']:.1%} / {r['prompting_test_accuracy']:.1%} "
+            f"| {points['4A']:.1f} + {points['4B']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], no_lm_accuracy: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [r["seconds"] / 60 for r in records]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for method, colour in (("finetuned", "tab:blue"), ("prompting", "tab:orange")):
+        label = "fine-tuned head (4A)" if method == "finetuned" else "prompting (4B)"
+        for split, style in (("test", "-o"), ("dev", "--s")):
+            values = [100 * r[f"{method}_{split}_accuracy"] for r in records]
+            axes.plot(minutes, values, style, color=colour, label=f"{label}, {split}")
+    axes.axhline(100 * no_lm_accuracy, color="grey", linestyle=":", label="best rule without an LM (test)")
+    axes.axhline(50, color="tab:green", linestyle=":", label="4A full points (50%)")
+    for r, x in zip(records, minutes, strict=True):
+        axes.annotate(r["name"], (x, 100 * r["finetuned_test_accuracy"]), textcoords="offset points", xytext=(4, -12))
+    axes.set_xlabel("wall-clock minutes of the whole job (2 CPU cores)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("Part 4: accuracy against the job's compute budget")
+    axes.legend(fontsize=8, loc="lower right")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "budget", help="records and runs go here")
+    parser.add_argument("--only", nargs="+", choices=list(POINTS), help="run only these points")
+    parser.add_argument("--plot-only", action="store_true", help="run nothing; draw from the records there")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in [] if args.plot_only else args.only or list(POINTS):
+        record_path = args.out / f"{name}.json"
+        if record_path.is_file():
+            print(f"[budget] {name}: record {record_path} exists, not run again", file=sys.stderr)
+            continue
+        try:
+            record = run_point(name, POINTS[name], args.out)
+        except subprocess.CalledProcessError as error:
+            print(f"error: the {name} job failed (exit code {error.returncode}); see its output above", file=sys.stderr)
+            return 1
+        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    records = [json.loads((args.out / f"{n}.json").read_text()) for n in POINTS if (args.out / f"{n}.json").is_file()]
+    if not records:
+        print(f"error: no records in {args.out}; run without --plot-only first", file=sys.stderr)
+        return 1
+    records.sort(key=lambda r: r["seconds"])
+    plot(records, best_rule_without_lm(), args.out / "qa_budget.png")
+    print(markdown_table(records))
+    print(f"wrote {args.out / 'qa_budget.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
