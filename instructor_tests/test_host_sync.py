@@ -240,6 +240,7 @@ def test_finetuning_reads_losses_only_when_it_logs(monkeypatch):
             "input_ids": torch.stack([item["input_ids"] for item in items]),
             "attention_mask": torch.stack([item["attention_mask"] for item in items]).long(),
             "labels": torch.tensor([item["label"] for item in items]),
+            **({"index": torch.stack([item["index"] for item in items])} if "index" in items[0] else {}),
         }
 
     monkeypatch.setattr(finetune, "collate_multiple_choice", collate)

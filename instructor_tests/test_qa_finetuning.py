@@ -2,9 +2,10 @@
 
 On the shipped tokenizer and dev questions with a one-layer LM of random weights (seconds). The
 answer span is exactly the tokens where a question's rows differ and what follows (checked against
-the rows the dataset writes, also when a row is cut to ``max_length``); the distillation loss is
-the squared error against the teacher's centred token log-probabilities (checked against a direct
-computation, and zero for a head that gives them exactly); the recorded hidden states are the
+the rows the dataset writes, also when a row is cut to ``max_length``); the teacher's targets are
+the LM's next-token log-probabilities of each row; the distillation loss is the squared error
+against them, centred (checked against a direct computation, and zero for a head that gives them
+exactly); the recorded hidden states are the
 model's and the backbone gets its method back; the kept epoch follows ``keep``. What distillation
 is worth is measured on the real job (README, "The main job").
 """
@@ -28,6 +29,7 @@ from cs288_lm.training.finetune import (
     finetune_multiple_choice,
     recorded_hidden_states,
     token_distillation_loss,
+    token_log_probs,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -89,24 +91,38 @@ def test_all_positions_keep_the_dataset_and_collate_trims_the_pool_mask(tokenize
     assert bool((batch["pool_mask"] <= batch["attention_mask"]).all()) and batch["labels"].shape == (4,)
 
 
-def test_distillation_loss_is_the_squared_error_to_the_centred_token_log_probabilities():
+def test_token_log_probs_are_the_teachers_next_token_log_probabilities(tokenizer, questions):
+    """Position t of a row holds log p(token t | tokens before it) under the LM, 0 at t = 0 and on
+    padding, for every question in order (batches of another size give the same values)."""
+    dataset = MultipleChoiceQADataset(questions[:5], tokenizer, max_length=40, template=CLOZE_TEMPLATE)
+    lm = tiny_lm(len(tokenizer.vocab)).train()
+    targets = token_log_probs(lm, dataset, batch_size=2)
+    assert targets.shape == (5, 4, 40) and lm.training  # the mode is given back
+    for index in range(5):
+        item = dataset[index]
+        for row in range(4):
+            length = int(item["attention_mask"][row].sum())
+            ids = item["input_ids"][row, :length]
+            with torch.no_grad():
+                log_probs = torch.log_softmax(lm.eval()(ids[None])[0], dim=-1)
+            lm.train()
+            expected = torch.zeros(40)
+            expected[1:length] = log_probs[torch.arange(length - 1), ids[1:]]
+            torch.testing.assert_close(targets[index, row], expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(token_log_probs(lm, dataset, batch_size=5), targets, rtol=1e-5, atol=1e-5)
+
+
+def test_distillation_loss_is_the_squared_error_to_the_centred_targets():
     torch.manual_seed(0)
-    teacher = tiny_lm(50, seed=1).eval()
-    ids = torch.randint(0, 50, (3, 7))
+    targets = -torch.rand(3, 7) * 5
     mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5])
     hidden = torch.randn(3, 7, 16)
     classifier = torch.nn.Linear(16, 1, bias=False)
-    with torch.no_grad():
-        log_probs = torch.log_softmax(teacher(ids), dim=-1)
-    targets, predictions = [], []
-    for row in range(3):
-        for t in range(1, int(mask[row].sum())):
-            targets.append(log_probs[row, t - 1, ids[row, t]])
-            predictions.append(classifier(hidden[row, t]).squeeze())
-    target = torch.stack(targets)
-    expected = ((torch.stack(predictions) - (target - target.mean())) ** 2).mean()
-    loss = token_distillation_loss(classifier, teacher, hidden, ids, mask)
-    torch.testing.assert_close(loss, expected)
+    real = [(row, t) for row in range(3) for t in range(1, int(mask[row].sum()))]
+    target = torch.stack([targets[row, t] for row, t in real])
+    predictions = torch.stack([classifier(hidden[row, t]).squeeze() for row, t in real])
+    expected = ((predictions - (target - target.mean())) ** 2).mean()
+    torch.testing.assert_close(token_distillation_loss(classifier, hidden, targets, mask), expected)
 
     class Exact(torch.nn.Module):  # a head that outputs the centred targets at the real positions
         def forward(self, states: torch.Tensor) -> torch.Tensor:
@@ -114,7 +130,7 @@ def test_distillation_loss_is_the_squared_error_to_the_centred_token_log_probabi
             values[mask[:, 1:].bool()] = target - target.mean()
             return values.unsqueeze(-1)
 
-    assert float(token_distillation_loss(Exact(), teacher, hidden, ids, mask)) == pytest.approx(0, abs=1e-10)
+    assert float(token_distillation_loss(Exact(), hidden, targets, mask)) == pytest.approx(0, abs=1e-10)
 
 
 def test_recorded_hidden_states_are_the_models_and_the_method_comes_back():

@@ -8,12 +8,12 @@ of the last epoch (or of the best dev accuracy) kept in memory and on disk.
 learn from labels alone what the language model already knows, how likely each choice makes the
 text. So the head also learns it token by token: applied to the hidden state of every real
 position t of every row, it is trained (squared error) to give the log-probability of token t under
-the language model as it was when fine-tuning started (a frozen copy, the teacher), centred on the
-batch's mean since the head has no bias. The head is linear and mean pooling is a mean, so the
-pooled logit of a choice becomes the mean log-probability of its pooled tokens: with the answer
-span pooled (:mod:`cs288_lm.training.answer_span`), the score of cloze prompting. The cross-entropy
-on the answers then trains on from there. Every row gives one target per token, where the answers
-give one per question.
+the language model as it was when fine-tuning started (the teacher's targets, computed in one pass
+before the first step), centred on the batch's mean since the head has no bias. The head is linear
+and mean pooling is a mean, so the pooled logit of a choice becomes the mean log-probability of its
+pooled tokens: with the answer span pooled (:mod:`cs288_lm.training.answer_span`), the score of
+cloze prompting. The cross-entropy on the answers then trains on from there. Every row gives one
+target per token, where the answers give one per question.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from cs288_lm.common.modes import eval_mode
 from cs288_lm.datasets import MultipleChoiceQADataset, collate_multiple_choice
@@ -109,24 +108,58 @@ def recorded_hidden_states(backbone: nn.Module) -> Iterator[list[Tensor]]:
         delattr(backbone, "hidden_states")
 
 
+class _Indexed(Dataset):
+    """The items of ``dataset`` with their index added (``"index"``), to look up per-question tensors."""
+
+    def __init__(self, dataset: QADataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {**self.dataset[index], "index": torch.tensor(index)}
+
+
+@torch.no_grad()
+def token_log_probs(
+    language_model: nn.Module, dataset: QADataset, batch_size: int = 16
+) -> Float[Tensor, "questions choices max_length"]:
+    """The teacher's targets: at position t of each row, log p(token t | tokens before it) under
+    ``language_model`` (any model mapping ids to next-token logits), on the model's device; 0 at
+    position 0 and on padding. One pass over ``dataset`` in eval mode."""
+    device = next(language_model.parameters()).device
+    first = dataset[0]["input_ids"]
+    targets = torch.zeros(len(dataset), *first.shape, device=device)
+    start = 0
+    with eval_mode(language_model):
+        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_multiple_choice):
+            ids = batch["input_ids"].to(device)
+            rows = ids.flatten(0, 1)
+            logits = language_model(rows)[:, :-1].float()
+            picked = logits.gather(-1, rows[:, 1:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+            real = batch["attention_mask"].to(device)[..., 1:].bool()
+            end = start + ids.shape[0]
+            targets[start:end, :, 1 : ids.shape[-1]] = picked.reshape(real.shape).masked_fill(~real, 0.0)
+            start = end
+    return targets
+
+
 def token_distillation_loss(
     classifier: nn.Module,
-    teacher: nn.Module,
     hidden: Float[Tensor, "rows seq d_model"],
-    input_ids: Int[Tensor, "rows seq"],
+    targets: Float[Tensor, "rows seq"],
     attention_mask: Int[Tensor, "rows seq"],
 ) -> Tensor:
-    """Squared error between ``classifier`` at each real position t >= 1 and log p(token t | tokens
-    before it) under ``teacher``, both centred on their mean over those positions (module docstring)."""
-    with torch.no_grad():
-        logits = teacher(input_ids)[:, :-1].float()
-        targets = -F.cross_entropy(logits.transpose(1, 2), input_ids[:, 1:], reduction="none")
+    """Squared error between ``classifier`` at each real position t >= 1 and the teacher's log p(token t
+    | tokens before it) (``targets``, see :func:`token_log_probs`), the targets centred on their mean
+    over those positions (module docstring)."""
     # Masked sums rather than boolean indexing, which would wait for the device to count the positions.
     real = attention_mask[:, 1:].float()
     count = real.sum().clamp(min=1)
-    targets = targets - (targets * real).sum() / count
+    centred = targets[:, 1:] - (targets[:, 1:] * real).sum() / count
     predictions = classifier(hidden[:, 1:]).squeeze(-1).float()
-    return (((predictions - targets) ** 2) * real).sum() / count
+    return (((predictions - centred) ** 2) * real).sum() / count
 
 
 @torch.no_grad()
@@ -168,8 +201,10 @@ def finetune_multiple_choice(
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
+    # The teacher of token distillation: the backbone before any update.
+    teacher = token_log_probs(model.transformer_lm, train_dataset) if config.distill_weight else None
     loader = DataLoader(
-        train_dataset,
+        _Indexed(train_dataset),
         batch_size=config.batch_size,
         shuffle=True,
         generator=generator,
@@ -179,8 +214,6 @@ def finetune_multiple_choice(
     optimizer = AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     total_steps = config.epochs * len(loader)
     progress = _Progress(total_steps, math.ceil(config.warmup_fraction * total_steps), time.perf_counter())
-    # The teacher of token distillation: the backbone before any update, frozen.
-    teacher = copy.deepcopy(model.transformer_lm).eval().requires_grad_(False) if config.distill_weight else None
     kept: dict = {"dev_accuracy": -1.0}
     history = []
     for epoch in range(1, config.epochs + 1):
@@ -213,9 +246,10 @@ class _Progress:
 
 
 def _losses(
-    model: TransformerForMultipleChoice, teacher: nn.Module | None, batch: dict[str, Tensor]
+    model: TransformerForMultipleChoice, teacher: Tensor | None, batch: dict[str, Tensor]
 ) -> tuple[Tensor, Tensor | None]:
-    """The answers' cross-entropy of one batch, and its token distillation loss (None without a teacher)."""
+    """The answers' cross-entropy of one batch, and its token distillation loss (None without the
+    teacher's targets, :func:`token_log_probs` of the train questions)."""
     if teacher is None:
         logits = model(batch["input_ids"], pool_mask(batch))
         return cross_entropy(logits.float(), batch["labels"]), None
@@ -226,16 +260,14 @@ def _losses(
             f"token distillation needs the QA model's forward to call transformer_lm.hidden_states once, it called it "
             f"{len(recorded)} times; set distill_weight to 0 to fine-tune without it"
         )
-    rows = batch["input_ids"].flatten(0, 1)
-    distill = token_distillation_loss(
-        model.classifier, teacher, recorded[0], rows, batch["attention_mask"].flatten(0, 1)
-    )
+    targets = teacher[batch["index"], :, : batch["input_ids"].shape[-1]].flatten(0, 1)
+    distill = token_distillation_loss(model.classifier, recorded[0], targets, batch["attention_mask"].flatten(0, 1))
     return cross_entropy(logits.float(), batch["labels"]), distill
 
 
 def _train_epoch(
     model: TransformerForMultipleChoice,
-    teacher: nn.Module | None,
+    teacher: Tensor | None,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     config: FinetuneConfig,
