@@ -274,6 +274,10 @@ def test_job_writes_valid_predictions_and_a_report(tiny_job):
     assert summary["checkpoint"] == str(root / "pretrain" / "checkpoints" / "best.pt")
     report = tiny_job.first.stdout
     assert f"Prompting setup chosen on dev: {best['setup']}, on the {best['model']}" in report
+    for model in (PRETRAINED_LM, FINETUNED_BACKBONE):  # both LMs' best setups are reported
+        rows = [row for row in table if row["model"] == model]
+        top = next(row for row in rows if row["dev_accuracy"] == max(r["dev_accuracy"] for r in rows))
+        assert f"  best on the {model}: {top['dev_accuracy']:.1%} dev, {top['setup']}\n" in report
     finetuned_row = re.search(r"\| finetuned \(4A\) \| ([\d.]+)% \| 51\.2% \| ([\d.]+) / 12 \|", report)
     prompting_row = re.search(r"\| prompting \(4B\) \| ([\d.]+)% \| 53\.8% \| ([\d.]+) / 8 \|", report)
     assert finetuned_row and prompting_row, report

@@ -398,6 +398,15 @@ def load_baseline(path: str | Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _best_prompting_per_model(table: list[dict]) -> list[str]:
+    """One line per language model: its best dev accuracy and setup (the first on ties)."""
+    lines = []
+    for model in dict.fromkeys(row["model"] for row in table):
+        best = max((row for row in table if row["model"] == model), key=lambda row: row["dev_accuracy"])
+        lines.append(f"  best on the {model}: {best['dev_accuracy']:.1%} dev, {best['setup']}")
+    return lines
+
+
 def format_report(summary: dict, baseline: dict | None) -> str:
     """The table the job prints: dev accuracy of each method, the baseline's, and the points earned."""
     rules = load_grading_rules()
@@ -411,6 +420,7 @@ def format_report(summary: dict, baseline: dict | None) -> str:
     lines = [
         "",
         f"Prompting setup chosen on dev: {summary['prompting_setup']}, on the {summary['prompting_model']}",
+        *_best_prompting_per_model(summary["prompting_table"]),
         "",
         "| method | dev accuracy | baseline dev accuracy | points (if test = dev) |",
         "| --- | --- | --- | --- |",
