@@ -97,10 +97,13 @@ class TransformerForMultipleChoice(nn.Module):
     ) -> Float[Tensor, "batch choices"]:
         """One logit per choice. ``attention_mask`` (default: all ones) marks real tokens; sequences
         are right-padded. Run every (question, choice) sequence through the backbone as one batch of
-        ``batch * choices`` rows, pool each, and score it with ``classifier``. Nothing is cast or moved:
+        ``batch * choices`` rows (one call of ``transformer_lm.hidden_states``, whose output the given
+        fine-tuning loop also reads), pool each, and score it with ``classifier``. Nothing is cast or moved:
         the backbone and the head must share one device and dtype (``model.to(device, dtype)`` moves
         both), and the logits have that dtype (bfloat16 for a bfloat16 model). The mask may be of
-        any dtype (see :func:`pool_hidden_states`)."""
+        any dtype (see :func:`pool_hidden_states`). It only chooses the pooled positions (the backbone
+        reads every row causally): the given fine-tuning loop passes the answer span of each row
+        (:mod:`cs288_lm.training.answer_span`) as the mask."""
         if input_ids.dim() != 3:
             raise ValueError(f"input_ids must be (batch, choices, seq), got shape {tuple(input_ids.shape)}")
         if attention_mask is None:
