@@ -1,6 +1,6 @@
 """Part 4's budget curve: the main job at several compute budgets, for setting the 4A thresholds.
 
-    python benchmarks/qa_budget.py                        # the three shipped points (about 35 minutes on 2 cores)
+    python benchmarks/qa_budget.py                        # the three shipped points (README: their times)
     python benchmarks/qa_budget.py --only default         # one point
     python benchmarks/qa_budget.py --plot-only            # redraw from the records already there
 
@@ -8,8 +8,9 @@ Each point runs ``run_finetune_qa.py`` in a child process with its own output fo
 ``--out`` (nothing of the default run in ``out/pretrain`` and ``out/qa`` is reused or touched),
 measures its wall-clock time and its CPU time (user + system, of the job and its workers: what a
 budget of CPU-minutes counts), and keeps a record (``<out>/<name>.json``: the times, the dev and
-test accuracies, the points under ``configs/grading.json``). A point whose record exists is not run
-again. Then it draws ``<out>/qa_budget.png`` (accuracy against minutes) and prints a markdown
+test accuracies, the points under ``configs/grading.json``, the config's settings). A point whose
+record exists is not run again; one whose config has changed since is an error until its record and
+folder are removed. Then it draws ``<out>/qa_budget.png`` (accuracy against minutes) and prints a markdown
 table. Times are only comparable on one machine, with nothing else running.
 """
 
@@ -17,20 +18,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from cs288_lm.common.predictions import part4_points
+from cs288_lm.common.predictions import load_grading_rules, part4_points
 from cs288_lm.common.qa_audit import audit
 from cs288_lm.common.qa_data import load_questions
 
-# name -> the config file of the point (None: the default job, about 20 CPU-minutes)
+# name -> the config file of the point (None: the default job)
 POINTS = {
     "10-cpu-minutes": "configs/qa_10_cpu_minutes.json",
     "default": None,
@@ -54,8 +57,14 @@ def run_point(name: str, config: str | None, out: Path) -> dict:
     seconds, cpu_seconds = time.perf_counter() - start, _children_cpu_seconds() - cpu_start
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     points = part4_points(metrics["finetuned_test_accuracy"], metrics["prompting_test_accuracy"])
-    record = {"name": name, "config": config, "seconds": seconds, "cpu_seconds": cpu_seconds}
+    record: dict[str, Any] = {"name": name, "config": config, "settings": config_settings(config)}
+    record |= {"seconds": seconds, "cpu_seconds": cpu_seconds, "cpu_count": os.cpu_count()}
     return {**record, **metrics, "test_points": points}
+
+
+def config_settings(config: str | None) -> dict:
+    """The settings of a point's config file ({} for the default job)."""
+    return json.loads((REPO_ROOT / config).read_text(encoding="utf-8")) if config else {}
 
 
 def _children_cpu_seconds() -> float:
@@ -103,10 +112,11 @@ def plot(records: list[dict], no_lm_accuracy: float, path: Path) -> None:
             values = [100 * r[f"{method}_{split}_accuracy"] for r in records]
             axes.plot(minutes, values, style, color=colour, label=f"{label}, {split}")
     axes.axhline(100 * no_lm_accuracy, color="grey", linestyle=":", label="best rule without an LM (test)")
-    axes.axhline(50, color="tab:green", linestyle=":", label="4A full points (50%)")
+    full = load_grading_rules()["part4"]["finetuned"]["full_at_accuracy"]
+    axes.axhline(100 * full, color="tab:green", linestyle=":", label=f"4A full points ({full:.0%})")
     for r, x in zip(records, minutes, strict=True):
         axes.annotate(r["name"], (x, 100 * r["finetuned_test_accuracy"]), textcoords="offset points", xytext=(4, -12))
-    axes.set_xlabel("CPU-minutes of the whole job (user + system; on 2 cores, about twice the wall time)")
+    axes.set_xlabel("CPU-minutes of the whole job (user + system time)")
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Part 4: accuracy against the job's compute budget")
     axes.legend(fontsize=8, loc="lower right")
@@ -126,6 +136,14 @@ def main() -> int:
     for name in [] if args.plot_only else args.only or list(POINTS):
         record_path = args.out / f"{name}.json"
         if record_path.is_file():
+            saved = json.loads(record_path.read_text(encoding="utf-8"))
+            if saved.get("settings") != config_settings(POINTS[name]):
+                print(
+                    f"error: {record_path} was made with other settings than {POINTS[name]} has now; remove it and "
+                    f"{args.out / name} to run the point again",
+                    file=sys.stderr,
+                )
+                return 1
             print(f"[budget] {name}: record {record_path} exists, not run again", file=sys.stderr)
             continue
         try:
@@ -134,7 +152,8 @@ def main() -> int:
             print(f"error: the {name} job failed (exit code {error.returncode}); see its output above", file=sys.stderr)
             return 1
         record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    records = [json.loads((args.out / f"{n}.json").read_text()) for n in POINTS if (args.out / f"{n}.json").is_file()]
+    paths = [args.out / f"{name}.json" for name in POINTS]
+    records = [json.loads(path.read_text(encoding="utf-8")) for path in paths if path.is_file()]
     if not records:
         print(f"error: no records in {args.out}; run without --plot-only first", file=sys.stderr)
         return 1

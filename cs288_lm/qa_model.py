@@ -95,15 +95,15 @@ class TransformerForMultipleChoice(nn.Module):
         input_ids: Int[Tensor, "batch choices seq"],
         attention_mask: Int[Tensor, "batch choices seq"] | None = None,
     ) -> Float[Tensor, "batch choices"]:
-        """One logit per choice. ``attention_mask`` (default: all ones) marks real tokens; sequences
-        are right-padded. Run every (question, choice) sequence through the backbone as one batch of
-        ``batch * choices`` rows (one call of ``transformer_lm.hidden_states``, whose output the given
-        fine-tuning loop also reads), pool each, and score it with ``classifier``. Nothing is cast or moved:
-        the backbone and the head must share one device and dtype (``model.to(device, dtype)`` moves
-        both), and the logits have that dtype (bfloat16 for a bfloat16 model). The mask may be of
-        any dtype (see :func:`pool_hidden_states`). It only chooses the pooled positions (the backbone
-        reads every row causally): the given fine-tuning loop passes the answer span of each row
-        (:mod:`cs288_lm.training.answer_span`) as the mask."""
+        """One logit per choice. Sequences are right-padded. ``attention_mask`` (default: all ones)
+        marks the positions to pool: the real tokens, or any subset of them (the given fine-tuning
+        loop passes each row's answer span, :mod:`cs288_lm.training.answer_span`); it never changes
+        what the backbone reads. Run the rows ``input_ids.reshape(batch * choices, seq)``, in that
+        order, through the backbone in one call of ``transformer_lm.hidden_states`` (the given
+        fine-tuning loop also reads its output), pool each row over its mask, and score it with
+        ``classifier``. Nothing is cast or moved: the backbone and the head must share one device and
+        dtype (``model.to(device, dtype)`` moves both), and the logits have that dtype (bfloat16 for a
+        bfloat16 model). The mask may be of any dtype (see :func:`pool_hidden_states`)."""
         if input_ids.dim() != 3:
             raise ValueError(f"input_ids must be (batch, choices, seq), got shape {tuple(input_ids.shape)}")
         if attention_mask is None:

@@ -18,12 +18,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from cs288_lm.datasets import CLOZE_TEMPLATE, MultipleChoiceQADataset, collate_multiple_choice
+from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset, collate_multiple_choice
 from cs288_lm.models.architectures import ModelConfig, build_model
-from cs288_lm.qa_model import TransformerForMultipleChoice
+from cs288_lm.qa_model import TransformerForMultipleChoice, pool_hidden_states
 from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training import finetune
-from cs288_lm.training.answer_span import AnswerSpanDataset, pooled_dataset, shared_prefix_length
+from cs288_lm.training.answer_span import (
+    AnswerSpanDataset,
+    answer_span_lengths,
+    pooled_dataset,
+    shared_prefix_length,
+)
 from cs288_lm.training.finetune import (
     FinetuneConfig,
     finetune_multiple_choice,
@@ -191,3 +196,46 @@ def test_the_kept_epoch_follows_keep(tokenizer, questions, monkeypatch, keep, ep
 def test_bad_finetune_settings_are_named(settings, message):
     with pytest.raises(ValueError, match=message):
         FinetuneConfig(**settings)
+
+
+def test_a_forward_that_reads_the_rows_in_another_order_is_a_clear_error(tokenizer, questions):
+    """Choice-major rows give the same logits but would line the teacher's targets up with the wrong
+    rows: the first step says so."""
+
+    class ChoiceMajor(TransformerForMultipleChoice):
+        def forward(self, input_ids, attention_mask=None):
+            batch, choices, seq = input_ids.shape
+            rows = input_ids.transpose(0, 1).reshape(choices * batch, seq)
+            hidden = self.transformer_lm.hidden_states(rows)
+            mask = attention_mask.transpose(0, 1).reshape(choices * batch, seq)
+            pooled = pool_hidden_states(hidden, mask, self.pooling)
+            return self.classifier(pooled).reshape(choices, batch).transpose(0, 1)
+
+    dataset = AnswerSpanDataset(
+        MultipleChoiceQADataset(questions[:4], tokenizer, max_length=32, template=CLOZE_TEMPLATE)
+    )
+    model = ChoiceMajor(tiny_lm(len(tokenizer.vocab)), 16, pooling="mean")
+    batch = collate_multiple_choice([dataset[i] for i in range(4)])
+    reference = TransformerForMultipleChoice(model.transformer_lm, 16, pooling="mean")
+    reference.classifier = model.classifier
+    torch.testing.assert_close(
+        model(batch["input_ids"], batch["pool_mask"]), reference(batch["input_ids"], batch["pool_mask"])
+    )
+    with pytest.raises(ValueError, match=r"input_ids.reshape\(batch \* choices, seq\) through one"):
+        finetune_multiple_choice(model, dataset, dataset, FinetuneConfig(epochs=1, batch_size=2, log_interval=1000))
+
+
+def test_answer_spans_of_the_choice_template_and_of_choices_that_begin_each_other(tokenizer):
+    """With the question/answer template the span is the choice's tokens; a choice whose tokens begin
+    every other choice, and identical choices, still pool their last token."""
+    record = {
+        "context": "Tom had a ball.",
+        "question": "What did Tom have?",
+        "choices": ["a ball", "a cat", "a dog", "a hat"],
+    }
+    spans = answer_span_lengths(record, tokenizer, CHOICE_TEMPLATE)
+    assert spans == [len(tokenizer.encode(" ball"))] * 4 == [1] * 4
+    prefixes = dict(record, choices=["ball", "ball game", "ball pit", "ball toy"])
+    assert answer_span_lengths(prefixes, tokenizer, CHOICE_TEMPLATE) == [1, 2, 2, 2]
+    same = dict(record, choices=["ball"] * 4)
+    assert answer_span_lengths(same, tokenizer, CHOICE_TEMPLATE) == [1] * 4

@@ -370,6 +370,16 @@ def test_pretraining_dir_trained_with_other_settings_is_a_clear_error(tiny_job, 
     assert modification_times(tiny_job.root) == before
 
 
+def test_pretraining_that_stopped_early_is_not_fine_tuned(tmp_path, monkeypatch):
+    """A pretraining run that returns before its last step (a signal stopped it) ends the job with a
+    one-line error that says to rerun; nothing is fine-tuned on the unfinished LM."""
+    write_tiny_qa_dir(tmp_path / "qa")
+    monkeypatch.setattr(qa_job, "pretrain", lambda config: None)  # stopped before its first checkpoint
+    with pytest.raises(ValueError, match=r"the pretraining stopped at step 0 of 4; run the job again to resume it"):
+        captured(run_qa_job, QAJobConfig(**tiny_settings(tmp_path)))
+    assert not (tmp_path / "out" / "finetuned.pt").exists()
+
+
 def test_checkpoint_setting_takes_a_file_or_a_run_directory(tiny_job):
     """--checkpoint skips pretraining: a checkpoint file is used as is, a run directory means its model
     checkpoint (best.pt; latest.pt where there is no best.pt yet, cs288_lm/training/run_dir.py)."""
@@ -394,6 +404,11 @@ def test_checkpoint_setting_takes_a_file_or_a_run_directory(tiny_job):
         ('{"pretrain": null}', "{path}: 'pretrain' must be an object, got null"),
         ('{"finetune": {"epochs": "2"}}', "'finetune': 'epochs' must be an integer, got a string '2'"),
         ("DIRECTORY", "{path}: cannot be read"),
+        ('{"choice_template": "{context} {answer}"}', "unknown template field {{answer}}"),
+        ('{"choice_template": "{question} {choice}"}', "a choice template must start with '{{context}}'"),
+        ('{"max_length": 0}', "max_length must be positive (or null: the LM's context length), got 0"),
+        ('{"pooled_positions": "middle"}', "unknown pooled positions 'middle'"),
+        ('{"finetune": {"keep": "best"}}', "unknown keep 'best'"),
     ],
 )
 def test_bad_config_is_an_argparse_error_naming_the_file(tmp_path, capsys, content, message):
@@ -418,3 +433,23 @@ def test_shipped_qa_configs_are_valid(path):
     config, _ = run_finetune_qa.parse_config(["--config", str(path)])
     assert config.out_dir != QAJobConfig().out_dir
     assert config.pretrain_config().out_dir != QAJobConfig().pretrain_config().out_dir
+
+
+def test_saved_results_follow_the_code_and_the_weights(tmp_path):
+    """The reuse keys change when any source file of the package changes (a student fixes their
+    qa_model.py) and when the fine-tuned weights do (the prompted backbone)."""
+    package = tmp_path / "package"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "b.py").write_text("y = 2\n")
+    before = qa_job.code_fingerprint(package)
+    assert qa_job.code_fingerprint(package) == before
+    (package / "sub" / "b.py").write_text("y = 3\n")
+    assert qa_job.code_fingerprint(package) != before
+    assert qa_job.code_fingerprint() == qa_job.code_fingerprint(REPO_ROOT / "cs288_lm")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))  # with 0-dim buffers
+    weights = qa_job.weights_fingerprint(model)
+    with torch.no_grad():
+        model[0].weight[0, 0] += 1e-3
+    assert qa_job.weights_fingerprint(model) != weights

@@ -527,6 +527,22 @@ def test_multiple_choice_logits_are_the_head_on_pooled_hidden_states(pooling):
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 @torch.no_grad()
+def test_a_mask_of_some_real_positions_only_chooses_what_is_pooled(pooling):
+    """A mask that marks a span of each row's real tokens (as the given fine-tuning loop passes):
+    the backbone still reads every row whole, and only the span is pooled."""
+    model = multiple_choice_model(pooling)
+    ids, real = example([7, 5, 3, 6], seed=3)
+    span = real.clone()
+    span[:, :2] = 0  # each row's first two tokens are read but not pooled
+    logits = model(ids[None], span[None])
+    hidden = model.transformer_lm.hidden_states(ids)
+    reduce = {"last": lambda rows: rows[-1], "mean": lambda rows: rows.mean(0), "max": lambda rows: rows.amax(0)}
+    pooled = torch.stack([reduce[pooling](hidden[row, span[row].bool()]) for row in range(4)])
+    check_close(logits, model.classifier(pooled).reshape(1, 4), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@torch.no_grad()
 def test_padding_never_changes_the_logits(pooling):
     """The same question right-padded to 6, 9 or 30 tokens (pad id 0 or 17), alone or next to a
     longer question, gets the same logits."""

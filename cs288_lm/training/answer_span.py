@@ -28,6 +28,7 @@ POOLED_POSITIONS = ("all", "answer")
 
 
 def check_pooled_positions(pooled_positions: str) -> None:
+    """A ValueError naming the choices for anything but one of :data:`POOLED_POSITIONS`."""
     if pooled_positions not in POOLED_POSITIONS:
         raise ValueError(f"unknown pooled positions {pooled_positions!r}; choose one of {POOLED_POSITIONS}")
 
@@ -42,15 +43,17 @@ def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
 
 def answer_span_lengths(record: dict, tokenizer: Tokenizer, template: str) -> list[int]:
     """For each choice of ``record``, the number of tokens at the end of its row that differ from the
-    other choices' rows or follow such a token (before the row is cut to a maximum length).
+    other choices' rows or follow such a token (before the row is cut to a maximum length), and at
+    least one: a row that is all shared (a choice whose tokens begin every other choice, or
+    identical choices) still pools its last token.
 
     A row is ``encode(context) + encode(rest)`` (:meth:`MultipleChoiceQADataset.encode_choice`); the
     contexts are the same, so the span is what follows the rests' shared prefix.
     """
     context = record["context"]
     rests = [tokenizer.encode(fill_template(template, record, choice)[len(context) :]) for choice in record["choices"]]
-    shared = shared_prefix_length(rests)
-    return [len(rest) - shared for rest in rests]
+    shared = max(0, min(shared_prefix_length(rests), min(len(rest) for rest in rests) - 1))
+    return [max(len(rest) - shared, 1) for rest in rests]
 
 
 class AnswerSpanDataset(Dataset):
@@ -76,9 +79,10 @@ class AnswerSpanDataset(Dataset):
         return item
 
 
-def pooled_dataset(
-    dataset: MultipleChoiceQADataset, pooled_positions: str
-) -> MultipleChoiceQADataset | AnswerSpanDataset:
+QADataset = MultipleChoiceQADataset | AnswerSpanDataset  # what fine-tuning reads
+
+
+def pooled_dataset(dataset: MultipleChoiceQADataset, pooled_positions: str) -> QADataset:
     """``dataset`` itself for ``"all"``, or its :class:`AnswerSpanDataset` for ``"answer"``."""
     check_pooled_positions(pooled_positions)
     return dataset if pooled_positions == "all" else AnswerSpanDataset(dataset)

@@ -33,14 +33,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from cs288_lm.common.modes import eval_mode
-from cs288_lm.datasets import MultipleChoiceQADataset, collate_multiple_choice
+from cs288_lm.datasets import collate_multiple_choice
 from cs288_lm.nn_utils import cross_entropy, get_lr_cosine_schedule, gradient_clipping
 from cs288_lm.optimizer import AdamW, parameter_groups
-from cs288_lm.qa_model import TransformerForMultipleChoice
-from cs288_lm.training.answer_span import AnswerSpanDataset
+from cs288_lm.qa_model import TransformerForMultipleChoice, pool_hidden_states
+from cs288_lm.training.answer_span import QADataset
 from cs288_lm.training.settings import setting
 
-QADataset = MultipleChoiceQADataset | AnswerSpanDataset
 KEEP = ("last", "best_dev")
 
 
@@ -97,7 +96,7 @@ def recorded_hidden_states(backbone: nn.Module) -> Iterator[list[Tensor]]:
     method = backbone.hidden_states
     recorded: list[Tensor] = []
 
-    def recording(*args, **kwargs):
+    def recording(*args, **kwargs) -> Tensor:
         recorded.append(method(*args, **kwargs))
         return recorded[-1]
 
@@ -202,7 +201,7 @@ def finetune_multiple_choice(
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
     # The teacher of token distillation: the backbone before any update.
-    teacher = token_log_probs(model.transformer_lm, train_dataset) if config.distill_weight else None
+    teacher = token_log_probs(model.transformer_lm, train_dataset, config.batch_size) if config.distill_weight else None
     loader = DataLoader(
         _Indexed(train_dataset),
         batch_size=config.batch_size,
@@ -245,11 +244,35 @@ class _Progress:
     step: int = 0
 
 
+def check_recorded_rows(
+    model: TransformerForMultipleChoice, hidden: Tensor, batch: dict[str, Tensor], logits: Tensor
+) -> None:
+    """A ValueError unless ``hidden`` (what the forward's ``hidden_states`` call returned) holds the rows
+    ``input_ids.reshape(batch * choices, seq)`` in that order, pooled over the batch's pool mask into
+    ``logits``: the teacher's targets are lined up with those rows. Compares values, so it reads the
+    device; the loop checks its first step only."""
+    input_ids = batch["input_ids"]
+    expected = (input_ids.shape[0] * input_ids.shape[1], input_ids.shape[2])
+    if tuple(hidden.shape[:2]) == expected:
+        with torch.no_grad():
+            pooled = pool_hidden_states(hidden, pool_mask(batch).flatten(0, 1), model.pooling)
+            again = model.classifier(pooled).reshape(logits.shape).float()
+        tolerance = 1e-4 if logits.dtype in (torch.float32, torch.float64) else 2e-2
+        if torch.allclose(again, logits.float(), rtol=tolerance, atol=tolerance):
+            return
+    raise ValueError(
+        "token distillation needs the QA model's forward to run input_ids.reshape(batch * choices, seq) through one "
+        "transformer_lm.hidden_states call and pool those rows with the given mask; its logits are not that (see "
+        "TransformerForMultipleChoice.forward); set distill_weight to 0 to fine-tune without distillation"
+    )
+
+
 def _losses(
-    model: TransformerForMultipleChoice, teacher: Tensor | None, batch: dict[str, Tensor]
+    model: TransformerForMultipleChoice, teacher: Tensor | None, batch: dict[str, Tensor], check: bool = False
 ) -> tuple[Tensor, Tensor | None]:
     """The answers' cross-entropy of one batch, and its token distillation loss (None without the
-    teacher's targets, :func:`token_log_probs` of the train questions)."""
+    teacher's targets, :func:`token_log_probs` of the train questions); ``check``: also
+    :func:`check_recorded_rows`."""
     if teacher is None:
         logits = model(batch["input_ids"], pool_mask(batch))
         return cross_entropy(logits.float(), batch["labels"]), None
@@ -260,6 +283,8 @@ def _losses(
             f"token distillation needs the QA model's forward to call transformer_lm.hidden_states once, it called it "
             f"{len(recorded)} times; set distill_weight to 0 to fine-tune without it"
         )
+    if check:
+        check_recorded_rows(model, recorded[0], batch, logits)
     targets = teacher[batch["index"], :, : batch["input_ids"].shape[-1]].flatten(0, 1)
     distill = token_distillation_loss(model.classifier, recorded[0], targets, batch["attention_mask"].flatten(0, 1))
     return cross_entropy(logits.float(), batch["labels"]), distill
@@ -292,7 +317,7 @@ def _train_epoch(
         )
         for group in optimizer.param_groups:
             group["lr"] = lr
-        answers_loss, distill_loss = _losses(model, teacher, batch)
+        answers_loss, distill_loss = _losses(model, teacher, batch, check=progress.step == 0)
         loss = answers_loss if distill_loss is None else answers_loss + config.distill_weight * distill_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -46,7 +46,7 @@ from cs288_lm.common.predictions import (
 )
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_data import has_one_blank, load_questions
-from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset
+from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset, check_template_fields
 from cs288_lm.prompting import PromptingPipeline, ScoringSetup, default_setups
 from cs288_lm.qa_model import Pooling, TransformerForMultipleChoice
 from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
@@ -65,6 +65,8 @@ from cs288_lm.training.settings import (
 from cs288_lm.training.token_files import tokenizer_fingerprint
 from cs288_lm.training.train_config import TrainConfig, train_config
 from cs288_lm.training.trainer import run as pretrain
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # cs288_lm/
 
 # The language models the prompting stage scores, in the order of its table.
 PRETRAINED_LM, FINETUNED_BACKBONE = "pretrained LM", "fine-tuned backbone (4A)"
@@ -114,8 +116,14 @@ class QAJobConfig:
     device: str = setting("auto", DEVICE_HELP)
     seed: int = setting(0, "seed of fine-tuning and of the prompting demonstrations")
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_pooled_positions(self.pooled_positions)
+        if self.choice_template != "auto":  # checked here, not after the pretraining
+            if not self.choice_template.startswith("{context}"):
+                raise ValueError(f"a choice template must start with '{{context}}', got {self.choice_template!r}")
+            check_template_fields(self.choice_template)
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be positive (or null: the LM's context length), got {self.max_length}")
 
     def pretrain_config(self) -> TrainConfig:
         """The LM's pretraining settings (checked as the pretraining's own command line checks them)."""
@@ -132,6 +140,24 @@ def log(message: str) -> None:
 def fingerprint(*parts: Any) -> str:
     """A short hash of JSON-serialisable settings, to tell whether saved results can be reused."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_fingerprint(package: Path = PACKAGE_DIR) -> str:
+    """A short hash of the package's Python source: results made by other code are not reused."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of a model's parameters and buffers."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(
+            name.encode() + tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    return digest.hexdigest()[:16]
 
 
 # ---- stages --------------------------------------------------------------------------------------
@@ -173,6 +199,12 @@ def ensure_pretrained_lm(config: QAJobConfig) -> Path:
     else:
         log(f"pretraining the LM ({train_config.total_steps} steps) into {train_config.out_dir}")
     pretrain(train_config)
+    latest = run_dir.latest_checkpoint
+    step = read_checkpoint(latest)["step"] if latest.is_file() else 0
+    if step < train_config.total_steps:  # stopped early (a signal): fine-tuning the unfinished LM would mislead
+        raise ValueError(
+            f"the pretraining stopped at step {step} of {train_config.total_steps}; run the job again to resume it"
+        )
     return run_dir.model_checkpoint()
 
 
@@ -229,6 +261,7 @@ def run_finetuning(
         choice_template(config, splits),
         splits["train"],
         splits["dev"],  # other questions (a regenerated data/qa) must not reuse the head
+        code_fingerprint(),  # nor may fixed code (a student's qa_model.py)
     )
     torch.manual_seed(config.seed)  # the head's initialisation, whatever ran before in this process
     model = TransformerForMultipleChoice(
@@ -280,11 +313,14 @@ def run_prompting(
     """Choose the language model and the prompting setup on dev (or reuse the choice); returns its dev
     accuracy and test predictions. ``finetuned`` is what :func:`run_finetuning` returned."""
     models = {PRETRAINED_LM: load_pretrained_model(checkpoint, device)[0], FINETUNED_BACKBONE: finetuned["model"]}
+    if config.freeze_backbone:  # the fine-tuned model's backbone is the pretrained LM
+        del models[FINETUNED_BACKBONE]
     setups = default_setups(splits["train"], shots=config.prompting_shots, seed=config.seed)
     key = fingerprint(
         str(checkpoint),
         checkpoint.stat().st_mtime_ns,
-        finetuned["key"],
+        weights_fingerprint(finetuned["model"]),  # the backbone prompted, not only its settings
+        code_fingerprint(),
         [s.describe() for s in setups],
         [s.template.demonstrations for s in setups],
         splits["dev"],  # the shots depend on the seed and train
@@ -307,7 +343,8 @@ def run_prompting(
             log(f"  {row['dev_accuracy']:6.1%}  {row['setup']}, {row['model']}")
         log(f"prompting selection took {time.perf_counter() - start:.0f}s")
     best_index = max(range(len(table)), key=lambda i: table[i]["dev_accuracy"])  # the first on ties
-    best_model, best = table[best_index]["model"], setups[best_index % len(setups)]
+    best_model = table[best_index]["model"]
+    best = next(setup for setup in setups if setup.describe() == table[best_index]["setup"])
     test_key = fingerprint(key, best_model, best.describe(), splits["test"])
     if saved is not None and saved.get("test_key") == test_key:
         test_predictions = saved["test_predictions"]
