@@ -23,7 +23,7 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -93,7 +93,7 @@ def pool_mask(batch: dict[str, Tensor]) -> Tensor:
 def recorded_hidden_states(backbone: nn.Module) -> Iterator[list[Tensor]]:
     """While the block runs, every ``backbone.hidden_states(...)`` result is appended to the list it
     yields (the QA model's forward calls it once; the docstring of TransformerForMultipleChoice)."""
-    method = backbone.hidden_states
+    method: Callable[..., Tensor] = backbone.hidden_states  # type: ignore[assignment]  # nn.Module's lookup
     recorded: list[Tensor] = []
 
     def recording(*args, **kwargs) -> Tensor:
