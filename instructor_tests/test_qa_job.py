@@ -265,9 +265,10 @@ def test_job_writes_valid_predictions_and_a_report(tiny_job):
         right = sum(predictions[q["id"]] == q["answer"] for q in answers) / len(answers)
         assert summary[f"{name}_test_accuracy"] == pytest.approx(right)
         assert 0 <= summary[f"{name}_dev_accuracy"] <= 1 and summary[f"{name}_dev_accuracy"] * 8 % 1 == 0
-    table = summary["prompting_table"]  # the 22 setups on each of the two LMs
-    assert len({(row["model"], row["setup"]) for row in table}) == len(table) == 44
-    assert [row["model"] for row in table] == [PRETRAINED_LM] * 22 + [FINETUNED_BACKBONE] * 22
+    table = summary["prompting_table"]  # the 22 setups on the pretrained LM, the 6 cloze ones on the backbone
+    assert len({(row["model"], row["setup"]) for row in table}) == len(table) == 28
+    assert [row["model"] for row in table] == [PRETRAINED_LM] * 22 + [FINETUNED_BACKBONE] * 6
+    assert all(row["setup"].startswith("cloze,") for row in table[22:])
     assert summary["prompting_dev_accuracy"] == max(row["dev_accuracy"] for row in table)
     best = next(row for row in table if row["dev_accuracy"] == summary["prompting_dev_accuracy"])  # the first
     assert (summary["prompting_setup"], summary["prompting_model"]) == (best["setup"], best["model"])
@@ -286,7 +287,7 @@ def test_job_writes_valid_predictions_and_a_report(tiny_job):
     stages = (
         "pretraining the LM (4 steps)",
         "fine-tuning a mean-pooled head on 12 questions",
-        "scoring 22 prompting setups on 8 dev questions with 2 LMs",
+        "scoring prompting setups on 8 dev questions: 22 on the pretrained LM and 6 on the fine-tuned backbone (4A)",
     )
     for stage in stages:
         assert f"[qa] {stage}" in tiny_job.first.stderr
@@ -319,7 +320,7 @@ def test_changed_questions_are_not_answered_with_stale_results(tiny_job):
     prompting setups are scored again on the new questions."""
     third = tiny_job.third
     assert "[qa] reusing the pretrained LM" in third.stderr
-    assert "[qa] fine-tuning a mean-pooled head" in third.stderr and "[qa] scoring 22 prompting setups" in third.stderr
+    assert "[qa] fine-tuning a mean-pooled head" in third.stderr and "[qa] scoring prompting setups" in third.stderr
     assert "reusing the fine-tuned model" not in third.stderr and "reusing the prompting results" not in third.stderr
     for name in PREDICTED_BY:
         path = tiny_job.root / "predictions_changed_dev" / f"{name}_predictions.json"
