@@ -116,6 +116,7 @@ def plot(records: list[dict], no_lm_accuracy: float, path: Path) -> None:
     axes.axhline(100 * full, color="tab:green", linestyle=":", label=f"4A full points ({full:.0%})")
     for r, x in zip(records, minutes, strict=True):
         axes.annotate(r["name"], (x, 100 * r["finetuned_test_accuracy"]), textcoords="offset points", xytext=(4, -12))
+    axes.margins(x=0.15, y=0.1)  # room for the points' names
     axes.set_xlabel("CPU-minutes of the whole job (user + system time)")
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Part 4: accuracy against the job's compute budget")
