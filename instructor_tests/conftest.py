@@ -9,6 +9,9 @@ import pytest
 
 from autograder.bundle import build_bundle
 from autograder.judge import TestRun
+from cs288_lm.tokenizer import Tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,12 @@ def grading_bundle(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
     on the bare handout."""
     path = tmp_path_factory.mktemp("grading") / "bundle"
     return BuiltBundle(path, build_bundle(path).handout_runs)
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Tokenizer:
+    """The shipped 4,096-token tokenizer (data/tokenizer); a module may define its own."""
+    return Tokenizer.from_directory(REPO_ROOT / "data" / "tokenizer")
 
 
 WHOLE_GRADES = ("solution_results", "gallery_results")

@@ -21,7 +21,6 @@ import torch
 from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset, collate_multiple_choice
 from cs288_lm.models.architectures import ModelConfig, build_model
 from cs288_lm.qa_model import TransformerForMultipleChoice, pool_hidden_states
-from cs288_lm.tokenizer import Tokenizer
 from cs288_lm.training import finetune
 from cs288_lm.training.answer_span import (
     AnswerSpanDataset,
@@ -38,11 +37,6 @@ from cs288_lm.training.finetune import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> Tokenizer:
-    return Tokenizer.from_directory(REPO_ROOT / "data" / "tokenizer")
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,6 @@ MAX_LENGTH = 64
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> Tokenizer:
-    return Tokenizer.from_directory(REPO_ROOT / "data" / "tokenizer")
-
-
-@pytest.fixture(scope="module")
 def questions() -> list[dict]:
     return json.loads((REPO_ROOT / "data" / "qa" / "dev.json").read_text(encoding="utf-8"))[:8]
 

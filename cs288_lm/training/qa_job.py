@@ -250,6 +250,7 @@ def run_finetuning(
     backbone, model_config = load_pretrained_model(checkpoint, device)
     max_length = config.max_length or model_config.context_length
     settings = dataclasses.asdict(config.finetune_config())
+    template = choice_template(config, splits)
     key = fingerprint(
         str(checkpoint),
         checkpoint.stat().st_mtime_ns,
@@ -258,7 +259,7 @@ def run_finetuning(
         config.pooled_positions,
         config.freeze_backbone,
         max_length,
-        choice_template(config, splits),
+        template,
         splits["train"],
         splits["dev"],  # other questions (a regenerated data/qa) must not reuse the head
         code_fingerprint(),  # nor may fixed code (a student's qa_model.py)
@@ -267,7 +268,6 @@ def run_finetuning(
     model = TransformerForMultipleChoice(
         backbone, model_config.d_model, pooling=config.pooling, freeze_backbone=config.freeze_backbone
     ).to(device)
-    template = choice_template(config, splits)
     datasets = {
         name: pooled_dataset(
             MultipleChoiceQADataset(splits[name], tokenizer, max_length=max_length, template=template),
