@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from cs288_lm.common.predictions import load_grading_rules, part4_points
 from cs288_lm.common.qa_audit import audit
 from cs288_lm.common.qa_data import load_questions
+from cs288_lm.training.qa_job import QAJobConfig
+from cs288_lm.training.settings import config_from_settings
 
 # name -> the config file of the point (None: the default job)
 POINTS = {
@@ -62,9 +65,29 @@ def run_point(name: str, config: str | None, out: Path) -> dict:
     return {**record, **metrics, "test_points": points}
 
 
+# Settings that only say where things are or how much is printed: not part of what a point measures.
+_PLACE_SETTINGS = {
+    "baseline_metrics", "cache_dir", "checkpoint", "device", "log_interval", "num_samples", "out_dir",
+    "predictions_dir", "qa_dir", "resume", "sample_tokens", "tokenizer", "train_data", "valid_data",
+}  # fmt: skip
+
+
 def config_settings(config: str | None) -> dict:
-    """The settings of a point's config file ({} for the default job)."""
-    return json.loads((REPO_ROOT / config).read_text(encoding="utf-8")) if config else {}
+    """The settings a point's job runs with: its config file (none for the default job) over today's
+    defaults, resolved as the job resolves them, without :data:`_PLACE_SETTINGS`. A record keeps
+    them, so a changed default makes an old record an error too, not only a changed file."""
+    path = REPO_ROOT / config if config else None
+    file_settings = json.loads(path.read_text(encoding="utf-8")) if path else {}
+    job = config_from_settings(QAJobConfig, file_settings, str(path or "the default job"))
+    resolved = {
+        "job": asdict(job),
+        "pretrain": asdict(job.pretrain_config()),
+        "finetune": asdict(job.finetune_config()),
+    }
+    left_out = _PLACE_SETTINGS | {"pretrain", "finetune"}  # the job's nested settings: resolved above
+    for part in ("job", "pretrain"):
+        resolved[part] = {key: value for key, value in resolved[part].items() if key not in left_out}
+    return resolved
 
 
 def _children_cpu_seconds() -> float:

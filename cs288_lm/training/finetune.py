@@ -49,8 +49,8 @@ class FinetuneConfig:
 
     epochs: int = setting(3, "passes over the train questions")
     batch_size: int = setting(16, "questions per step (each has num_choices sequences)")
-    learning_rate: float = setting(1e-3, "peak learning rate, after the warmup")
-    min_learning_rate: float = setting(1e-4, "learning rate at the end of the cosine decay")
+    learning_rate: float = setting(5e-4, "peak learning rate, after the warmup")
+    min_learning_rate: float = setting(5e-5, "learning rate at the end of the cosine decay")
     warmup_fraction: float = setting(0.1, "fraction of all steps with a linear warmup")
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay, on matrices only")
     grad_clip: float = setting(1.0, "clip the gradients' global L2 norm to this")
