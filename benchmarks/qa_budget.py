@@ -8,9 +8,9 @@ Each point runs ``run_finetune_qa.py`` in a child process with its own output fo
 ``--out`` (nothing of the default run in ``out/pretrain`` and ``out/qa`` is reused or touched),
 measures its wall-clock time and its CPU time (user + system, of the job and its workers: what a
 budget of CPU-minutes counts), and keeps a record (``<out>/<name>.json``: the times, the dev and
-test accuracies, the points under ``configs/grading.json``, the config's settings). A point whose
-record exists is not run again; one whose config has changed since is an error until its record and
-folder are removed. Then it draws ``<out>/qa_budget.png`` (accuracy against minutes) and prints a markdown
+test accuracies, the points under ``configs/grading.json``, the settings the job ran with). A point
+whose record exists is not run again; one whose settings have changed since (its config file or a
+default) is an error until its record and folder are removed. Then it draws ``<out>/qa_budget.png`` (accuracy against minutes) and prints a markdown
 table. Times are only comparable on one machine, with nothing else running.
 """
 
@@ -162,8 +162,9 @@ def main() -> int:
         if record_path.is_file():
             saved = json.loads(record_path.read_text(encoding="utf-8"))
             if saved.get("settings") != config_settings(POINTS[name]):
+                source = POINTS[name] or "the default job"
                 print(
-                    f"error: {record_path} was made with other settings than {POINTS[name]} has now; remove it and "
+                    f"error: {record_path} was made with other settings than {source} has now; remove it and "
                     f"{args.out / name} to run the point again",
                     file=sys.stderr,
                 )

@@ -3,10 +3,13 @@ says in one line when it finds none; the runs themselves take half an hour and a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from cs288_lm.training.finetune import FinetuneConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = [sys.executable, str(REPO_ROOT / "benchmarks" / "qa_budget.py")]
@@ -47,3 +50,32 @@ def test_no_records_is_a_one_line_error(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: no records in {tmp_path}; run without --plot-only first"
+
+
+def load_program():
+    spec = importlib.util.spec_from_file_location("qa_budget", REPO_ROOT / "benchmarks" / "qa_budget.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_record_made_with_other_defaults_is_not_reused(tmp_path):
+    """The record keeps the resolved settings: today's are reused without a run; those of an older
+    default learning rate are a one-line error (not a stale point on the curve)."""
+    settings = load_program().config_settings(None)
+    assert settings["finetune"]["learning_rate"] == FinetuneConfig().learning_rate
+    assert "out_dir" not in settings["job"] and "train_data" not in settings["pretrain"]
+    path = tmp_path / "default.json"
+    path.write_text(json.dumps({**record("default", 20, 0.52), "settings": settings}))
+    command = [*PROGRAM, "--out", str(tmp_path), "--only", "default"]
+    reused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert reused.returncode == 0, reused.stderr
+    assert "record" in reused.stderr and "not run again" in reused.stderr
+    older = {**settings, "finetune": {**settings["finetune"], "learning_rate": 1e-3}}
+    path.write_text(json.dumps({**record("default", 20, 0.52), "settings": older}))
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: {path} was made with other settings than the default job has now; remove it and "
+        f"{tmp_path / 'default'} to run the point again"
+    )
