@@ -10,8 +10,9 @@ measures its wall-clock time and its CPU time (user + system, of the job and its
 budget of CPU-minutes counts), and keeps a record (``<out>/<name>.json``: the times, the dev and
 test accuracies, the points under ``configs/grading.json``, the settings the job ran with). A point
 whose record exists is not run again; one whose settings have changed since (its config file or a
-default) is an error until its record and folder are removed. Then it draws ``<out>/qa_budget.png`` (accuracy against minutes) and prints a markdown
-table. Times are only comparable on one machine, with nothing else running.
+default) is an error until its record and folder are removed. Then it draws
+``<out>/qa_budget.png`` (accuracy against minutes) and prints a markdown table. Times are only
+comparable on one machine, with nothing else running.
 """
 
 from __future__ import annotations
