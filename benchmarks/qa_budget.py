@@ -24,7 +24,6 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from cs288_lm.common.predictions import load_grading_rules, part4_points
 from cs288_lm.common.qa_audit import audit
 from cs288_lm.common.qa_data import load_questions
 from cs288_lm.training.qa_job import QAJobConfig
-from cs288_lm.training.settings import config_from_settings
+from cs288_lm.training.settings import config_from_settings, read_settings_file, settings_of
 
 # name -> the config file of the point (None: the default job)
 POINTS = {
@@ -55,40 +54,50 @@ def run_point(name: str, config: str | None, out: Path) -> dict:
         "--predictions-dir", str(folder),
         "--write-baseline", str(folder / "metrics.json"),
     ]  # fmt: skip
+    settings = config_settings(config)  # before the run: what it ran with, even if a default changes meanwhile
     print(f"[budget] {name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     start, cpu_start = time.perf_counter(), _children_cpu_seconds()
     subprocess.run(command, cwd=REPO_ROOT, check=True)
     seconds, cpu_seconds = time.perf_counter() - start, _children_cpu_seconds() - cpu_start
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     points = part4_points(metrics["finetuned_test_accuracy"], metrics["prompting_test_accuracy"])
-    record: dict[str, Any] = {"name": name, "config": config, "settings": config_settings(config)}
+    record: dict[str, Any] = {"name": name, "config": config, "settings": settings}
     record |= {"seconds": seconds, "cpu_seconds": cpu_seconds, "cpu_count": os.cpu_count()}
     return {**record, **metrics, "test_points": points}
 
 
-# Settings that only say where things are or how much is printed: not part of what a point measures.
-_PLACE_SETTINGS = {
-    "baseline_metrics", "cache_dir", "checkpoint", "device", "log_interval", "num_samples", "out_dir",
-    "predictions_dir", "qa_dir", "resume", "sample_tokens", "tokenizer", "train_data", "valid_data",
+# Settings that only say where outputs go, on which device, or how much is printed: not part of
+# what a point measures.
+_RUN_ONLY_SETTINGS = {
+    "baseline_metrics", "cache_dir", "device", "log_interval", "num_samples", "out_dir", "predictions_dir",
+    "resume", "sample_tokens",
 }  # fmt: skip
+
+
+def _portable(value: Any) -> Any:
+    """An absolute path inside the repository as a relative one (records compare across clones)."""
+    if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_relative_to(REPO_ROOT):
+        return Path(value).relative_to(REPO_ROOT).as_posix()
+    return value
 
 
 def config_settings(config: str | None) -> dict:
     """The settings a point's job runs with: its config file (none for the default job) over today's
-    defaults, resolved as the job resolves them, without :data:`_PLACE_SETTINGS`. A record keeps
-    them, so a changed default makes an old record an error too, not only a changed file."""
+    defaults, resolved as the job resolves them (its pretraining and fine-tuning apart), without
+    :data:`_RUN_ONLY_SETTINGS`. A record keeps them, so a changed default makes an old record an
+    error too, not only a changed file. A bad file is a ValueError that names it."""
     path = REPO_ROOT / config if config else None
-    file_settings = json.loads(path.read_text(encoding="utf-8")) if path else {}
+    file_settings = read_settings_file(path) if path else {}
     job = config_from_settings(QAJobConfig, file_settings, str(path or "the default job"))
     resolved = {
-        "job": asdict(job),
-        "pretrain": asdict(job.pretrain_config()),
-        "finetune": asdict(job.finetune_config()),
+        "job": {key: value for key, value in settings_of(job).items() if key not in ("pretrain", "finetune")},
+        "pretrain": settings_of(job.pretrain_config()),
+        "finetune": settings_of(job.finetune_config()),
     }
-    left_out = _PLACE_SETTINGS | {"pretrain", "finetune"}  # the job's nested settings: resolved above
-    for part in ("job", "pretrain"):
-        resolved[part] = {key: value for key, value in resolved[part].items() if key not in left_out}
-    return resolved
+    return {
+        part: {key: _portable(value) for key, value in settings.items() if key not in _RUN_ONLY_SETTINGS}
+        for part, settings in resolved.items()
+    }
 
 
 def _children_cpu_seconds() -> float:
@@ -151,6 +160,18 @@ def plot(records: list[dict], no_lm_accuracy: float, path: Path) -> None:
     plt.close(figure)
 
 
+def read_record(path: Path) -> dict | None:
+    """The record in ``path``, or None after a one-line error when it is not a JSON object."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        record = error
+    if not isinstance(record, dict):
+        print(f"error: {path} is not a budget record ({record}); remove it to run its point again", file=sys.stderr)
+        return None
+    return record
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "budget", help="records and runs go here")
@@ -160,9 +181,16 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in [] if args.plot_only else args.only or list(POINTS):
         record_path = args.out / f"{name}.json"
+        try:
+            settings = config_settings(POINTS[name])
+        except ValueError as error:
+            print(f"error: the {name} point's settings: {error}", file=sys.stderr)
+            return 1
         if record_path.is_file():
-            saved = json.loads(record_path.read_text(encoding="utf-8"))
-            if saved.get("settings") != config_settings(POINTS[name]):
+            saved = read_record(record_path)
+            if saved is None:
+                return 1
+            if saved.get("settings") != settings:
                 source = POINTS[name] or "the default job"
                 print(
                     f"error: {record_path} was made with other settings than {source} has now; remove it and "
@@ -179,7 +207,12 @@ def main() -> int:
             return 1
         record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     paths = [args.out / f"{name}.json" for name in POINTS]
-    records = [json.loads(path.read_text(encoding="utf-8")) for path in paths if path.is_file()]
+    records = []
+    for path in filter(Path.is_file, paths):
+        found = read_record(path)
+        if found is None:
+            return 1
+        records.append(found)
     if not records:
         print(f"error: no records in {args.out}; run without --plot-only first", file=sys.stderr)
         return 1

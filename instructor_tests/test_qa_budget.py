@@ -7,7 +7,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
+
+import pytest
 
 from cs288_lm.training.finetune import FinetuneConfig
 
@@ -52,8 +55,9 @@ def test_no_records_is_a_one_line_error(tmp_path):
     assert result.stderr.strip() == f"error: no records in {tmp_path}; run without --plot-only first"
 
 
-def load_program():
+def load_program() -> types.ModuleType:
     spec = importlib.util.spec_from_file_location("qa_budget", REPO_ROOT / "benchmarks" / "qa_budget.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -64,13 +68,13 @@ def test_a_record_made_with_other_defaults_is_not_reused(tmp_path):
     default learning rate are a one-line error (not a stale point on the curve)."""
     settings = load_program().config_settings(None)
     assert settings["finetune"]["learning_rate"] == FinetuneConfig().learning_rate
-    assert "out_dir" not in settings["job"] and "train_data" not in settings["pretrain"]
+    assert "out_dir" not in settings["job"] and settings["pretrain"]["train_data"] == "data/tinystories/train.txt"
     path = tmp_path / "default.json"
     path.write_text(json.dumps({**record("default", 20, 0.52), "settings": settings}))
     command = [*PROGRAM, "--out", str(tmp_path), "--only", "default"]
     reused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert reused.returncode == 0, reused.stderr
-    assert "record" in reused.stderr and "not run again" in reused.stderr
+    assert f"[budget] default: record {path} exists, not run again" in reused.stderr.splitlines()
     older = {**settings, "finetune": {**settings["finetune"], "learning_rate": 1e-3}}
     path.write_text(json.dumps({**record("default", 20, 0.52), "settings": older}))
     refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -79,3 +83,44 @@ def test_a_record_made_with_other_defaults_is_not_reused(tmp_path):
         f"error: {path} was made with other settings than the default job has now; remove it and "
         f"{tmp_path / 'default'} to run the point again"
     )
+
+
+@pytest.mark.parametrize("config", [None, "configs/qa_10_cpu_minutes.json", "configs/qa_40_cpu_minutes.json"])
+def test_the_settings_of_every_point_survive_the_record_and_name_no_absolute_path(config):
+    settings = load_program().config_settings(config)
+    assert json.loads(json.dumps(settings)) == settings
+    assert not any(str(REPO_ROOT) in json.dumps(part) for part in settings.values())
+    if config:  # the pinned fine-tuning settings the points were measured with
+        assert (settings["finetune"]["learning_rate"], settings["job"]["max_length"]) == (1e-3, 64)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "config file not found"),
+        ("{not json", "not valid JSON"),
+        ('{"max_length": 0}', "max_length must be positive"),
+        ('{"finetune": {"lr": 1}}', "unknown settings ['lr']"),
+    ],
+)
+def test_a_bad_config_of_a_point_is_a_one_line_error(tmp_path, monkeypatch, capsys, text, message):
+    program = load_program()
+    monkeypatch.setattr(program, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(program, "POINTS", {"bad": "bad.json"})
+    if text is not None:
+        (tmp_path / "bad.json").write_text(text)
+    monkeypatch.setattr(sys, "argv", ["qa_budget.py", "--out", str(tmp_path / "out"), "--only", "bad"])
+    assert program.main() == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the bad point's settings: ") and message in lines[0]
+    assert not (tmp_path / "out" / "bad").exists()  # nothing ran
+
+
+def test_a_record_that_is_not_json_is_a_one_line_error(tmp_path):
+    (tmp_path / "default.json").write_text("{cut off")
+    result = subprocess.run(
+        [*PROGRAM, "--out", str(tmp_path), "--plot-only"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'default.json'} is not a budget record (")

@@ -105,7 +105,7 @@ class QAJobConfig:
     )
     freeze_backbone: bool = setting(False, "train the QA head only, not the LM")
     # 48 keeps the question and the story's last sentence or two (the answer span ends the row, so a
-    # cut never touches it) and makes an epoch cheaper than 64 did: the job keeps a margin under its
+    # cut almost never touches it) and makes an epoch cheaper than 64 did: the job keeps a margin under its
     # 10 minutes on a 2-core CPU.
     max_length: int | None = setting(48, "tokens of a question's sequences; none: the LM's context length")
     prompting_shots: int = setting(2, "demonstrations in the few-shot prompting template")
