@@ -10,9 +10,10 @@ measures its wall-clock time and its CPU time (user + system, of the job and its
 budget of CPU-minutes counts), and keeps a record (``<out>/<name>.json``: the times, the dev and
 test accuracies, the points under ``configs/grading.json``, the settings the job ran with). A point
 whose record exists is not run again; one whose settings have changed since (its config file or a
-default) is an error until its record and folder are removed. Then it draws
-``<out>/qa_budget.png`` (accuracy against minutes) and prints a markdown table. Times are only
-comparable on one machine, with nothing else running.
+default) is an error until its record and folder are removed. Every point's config and record
+are checked before the first job starts. Then it draws ``<out>/qa_budget.png`` (accuracy against
+minutes) and prints a markdown table. Times are only comparable on one machine, with nothing else
+running.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ POINTS = {
 }
 
 
-def run_point(name: str, config: str | None, out: Path) -> dict:
-    """Run the job for one point and return its record."""
+def run_point(name: str, config: str | None, out: Path, settings: dict) -> dict:
+    """Run the job for one point (its :func:`config_settings`: ``settings``) and return its record."""
     folder = out / name
     command = [sys.executable, "run_finetune_qa.py"] + (["--config", config] if config else [])
     command += [
@@ -54,7 +55,6 @@ def run_point(name: str, config: str | None, out: Path) -> dict:
         "--predictions-dir", str(folder),
         "--write-baseline", str(folder / "metrics.json"),
     ]  # fmt: skip
-    settings = config_settings(config)  # before the run: what it ran with, even if a default changes meanwhile
     print(f"[budget] {name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     start, cpu_start = time.perf_counter(), _children_cpu_seconds()
     subprocess.run(command, cwd=REPO_ROOT, check=True)
@@ -122,7 +122,7 @@ def markdown_table(records: list[dict]) -> str:
     for r in records:
         points = r["test_points"]
         lines.append(
-            f"| {r['name']} | {r['config'] or '(none)'} "
+            f"| {r['name']} | {r.get('config') or '(none)'} "
             f"| {r['cpu_seconds'] / 60:.1f} min | {r['seconds'] / 60:.1f} min "
             f"| {r['finetuned_dev_accuracy']:.1%} / {r['finetuned_test_accuracy']:.1%} "
             f"| {r['prompting_dev_accuracy']:.1%} / {r['prompting_test_accuracy']:.1%} "
@@ -160,16 +160,61 @@ def plot(records: list[dict], no_lm_accuracy: float, path: Path) -> None:
     plt.close(figure)
 
 
-def read_record(path: Path) -> dict | None:
-    """The record in ``path``, or None after a one-line error when it is not a JSON object."""
+# What a record needs for the table and the plot: numbers, and the points under the course's rule.
+_RECORD_NUMBERS = (
+    "seconds", "cpu_seconds", "finetuned_dev_accuracy", "finetuned_test_accuracy", "prompting_dev_accuracy",
+    "prompting_test_accuracy",
+)  # fmt: skip
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def read_record(path: Path) -> dict:
+    """The record in ``path``; a ValueError that names the problem when it is not one."""
+    remedy = f"remove it to run the {path.stem} point again"
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; {remedy}")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        record = error
-    if not isinstance(record, dict):
-        print(f"error: {path} is not a budget record ({record}); remove it to run its point again", file=sys.stderr)
-        return None
+    except OSError as error:
+        raise ValueError(f"{path} cannot be read ({error.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ValueError(f"{path} is not a JSON record; {remedy}") from None
+    points = record.get("test_points") if isinstance(record, dict) else None
+    complete = (
+        isinstance(record, dict)
+        and isinstance(record.get("name"), str)
+        and all(_is_number(record.get(key)) for key in _RECORD_NUMBERS)
+        and isinstance(points, dict)
+        and all(_is_number(points.get(key)) for key in ("4A", "4B"))
+    )
+    if not complete:
+        raise ValueError(f"{path} is not a budget record (it lacks its name, times, accuracies or points); {remedy}")
     return record
+
+
+def points_to_run(names: list[str], out: Path) -> list[tuple[str, dict]]:
+    """``(name, settings)`` of each of ``names`` without a record in ``out``, after checking every point
+    first: a bad config, a bad record or one made with other settings is a ValueError before any run."""
+    pending = []
+    for name in names:
+        try:
+            settings = config_settings(POINTS[name])
+        except (ValueError, RecursionError) as error:  # RecursionError: JSON nested too deep
+            raise ValueError(f"the {name} point's settings: {error}") from None
+        record_path = out / f"{name}.json"
+        if not record_path.exists():
+            pending.append((name, settings))
+        elif read_record(record_path).get("settings") != settings:
+            raise ValueError(
+                f"{record_path} was made with other settings than {POINTS[name] or 'the default job'} has now; "
+                f"remove it and {out / name} to run the point again"
+            )
+        else:
+            print(f"[budget] {name}: record {record_path} exists, not run again", file=sys.stderr)
+    return pending
 
 
 def main() -> int:
@@ -178,41 +223,28 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=list(POINTS), help="run only these points")
     parser.add_argument("--plot-only", action="store_true", help="run nothing; draw from the records there")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in [] if args.plot_only else args.only or list(POINTS):
-        record_path = args.out / f"{name}.json"
+    try:
+        pending = points_to_run([] if args.plot_only else args.only or list(POINTS), args.out)
+        if pending:
+            args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: cannot make the folder {args.out} ({error.strerror}); choose another --out", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for name, settings in pending:
         try:
-            settings = config_settings(POINTS[name])
-        except ValueError as error:
-            print(f"error: the {name} point's settings: {error}", file=sys.stderr)
-            return 1
-        if record_path.is_file():
-            saved = read_record(record_path)
-            if saved is None:
-                return 1
-            if saved.get("settings") != settings:
-                source = POINTS[name] or "the default job"
-                print(
-                    f"error: {record_path} was made with other settings than {source} has now; remove it and "
-                    f"{args.out / name} to run the point again",
-                    file=sys.stderr,
-                )
-                return 1
-            print(f"[budget] {name}: record {record_path} exists, not run again", file=sys.stderr)
-            continue
-        try:
-            record = run_point(name, POINTS[name], args.out)
+            record = run_point(name, POINTS[name], args.out, settings)
         except subprocess.CalledProcessError as error:
             print(f"error: the {name} job failed (exit code {error.returncode}); see its output above", file=sys.stderr)
             return 1
-        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    paths = [args.out / f"{name}.json" for name in POINTS]
-    records = []
-    for path in filter(Path.is_file, paths):
-        found = read_record(path)
-        if found is None:
-            return 1
-        records.append(found)
+        (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    try:
+        records = [read_record(path) for name in POINTS if (path := args.out / f"{name}.json").exists()]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if not records:
         print(f"error: no records in {args.out}; run without --plot-only first", file=sys.stderr)
         return 1

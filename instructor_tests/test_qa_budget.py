@@ -94,26 +94,86 @@ def test_the_settings_of_every_point_survive_the_record_and_name_no_absolute_pat
         assert (settings["finetune"]["learning_rate"], settings["job"]["max_length"]) == (1e-3, 64)
 
 
+@pytest.fixture
+def program(monkeypatch) -> types.ModuleType:
+    """The program, loaded in this process, with its runs replaced by a failure: no check here may start a job."""
+    module = load_program()
+
+    def no_run(*args):
+        pytest.fail("a job started")
+
+    monkeypatch.setattr(module, "run_point", no_run)
+    return module
+
+
+def run_main(program: types.ModuleType, monkeypatch, capsys, *args: str) -> tuple[int, list[str]]:
+    monkeypatch.setattr(sys, "argv", ["qa_budget.py", *args])
+    code = program.main()
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         (None, "config file not found"),
         ("{not json", "not valid JSON"),
+        ("[1]", "expected a JSON object of settings, got a list"),
         ('{"max_length": 0}', "max_length must be positive"),
         ('{"finetune": {"lr": 1}}', "unknown settings ['lr']"),
     ],
 )
-def test_a_bad_config_of_a_point_is_a_one_line_error(tmp_path, monkeypatch, capsys, text, message):
-    program = load_program()
+def test_a_bad_config_of_a_point_is_a_one_line_error(program, tmp_path, monkeypatch, capsys, text, message):
     monkeypatch.setattr(program, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(program, "POINTS", {"bad": "bad.json"})
     if text is not None:
         (tmp_path / "bad.json").write_text(text)
-    monkeypatch.setattr(sys, "argv", ["qa_budget.py", "--out", str(tmp_path / "out"), "--only", "bad"])
-    assert program.main() == 1
-    lines = capsys.readouterr().err.strip().splitlines()
+    code, lines = run_main(program, monkeypatch, capsys, "--out", str(tmp_path / "out"), "--only", "bad")
+    assert code == 1
     assert len(lines) == 1 and lines[0].startswith("error: the bad point's settings: ") and message in lines[0]
-    assert not (tmp_path / "out" / "bad").exists()  # nothing ran
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was made
+
+
+def test_every_point_is_checked_before_the_first_runs(program, tmp_path, monkeypatch, capsys):
+    """The default point has no record (it would run first); the last point's config is broken: the
+    error comes before any job."""
+    monkeypatch.setattr(program, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(program, "POINTS", {"default": None, "broken": "broken.json"})
+    (tmp_path / "broken.json").write_text('{"max_length": -1}')
+    code, lines = run_main(program, monkeypatch, capsys, "--out", str(tmp_path / "out"))
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: the broken point's settings: ")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{cut off", "is not a JSON record; remove it to run the default point again"),
+        ("[1, 2]", "is not a budget record (it lacks its name, times, accuracies or points)"),
+        ('{"name": "default", "cpu_seconds": "x"}', "is not a budget record (it lacks"),
+        ("directory", "is not a file; remove it to run the default point again"),
+    ],
+)
+@pytest.mark.parametrize("plot_only", [False, True])
+def test_a_bad_record_is_a_one_line_error_before_any_run(
+    program, tmp_path, monkeypatch, capsys, content, message, plot_only
+):
+    path = tmp_path / "default.json"
+    if content == "directory":
+        path.mkdir()
+    else:
+        path.write_text(content)
+    args = ["--plot-only"] if plot_only else ["--only", "default"]
+    code, lines = run_main(program, monkeypatch, capsys, "--out", str(tmp_path), *args)
+    assert code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {path} {message}")
+
+
+def test_an_out_that_is_a_file_is_a_one_line_error(program, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(program, "POINTS", {"default": None})
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    code, lines = run_main(program, monkeypatch, capsys, "--out", str(out / "budget"))
+    assert code == 1
+    assert lines == [f"error: cannot make the folder {out / 'budget'} (Not a directory); choose another --out"]
+    assert out.read_text() == "not a folder"
 
 
 def test_a_record_that_is_not_json_is_a_one_line_error(tmp_path):
@@ -122,5 +182,6 @@ def test_a_record_that_is_not_json_is_a_one_line_error(tmp_path):
         [*PROGRAM, "--out", str(tmp_path), "--plot-only"], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'default.json'} is not a budget record (")
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'default.json'} is not a JSON record; remove it to run the default point again"
+    ]
