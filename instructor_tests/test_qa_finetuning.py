@@ -185,6 +185,10 @@ def test_the_kept_epoch_follows_keep(tokenizer, questions, monkeypatch, keep, ep
     [
         ({"keep": "best"}, r"unknown keep 'best'; choose one of \('last', 'best_dev'\)"),
         ({"distill_weight": -1.0}, "distill_weight must be at least 0, got -1.0"),
+        ({"learning_rate": -1e-3}, "learning rates must be finite .* got -0.001 and 5e-05"),
+        ({"learning_rate": float("nan")}, "learning rates must be finite .* got nan and 5e-05"),
+        ({"learning_rate": 0.0, "min_learning_rate": 0.0}, "learning rates must be finite .* got 0.0 and 0.0"),
+        ({"min_learning_rate": 1.0}, "learning rates must be finite .* got 0.0005 and 1.0"),
     ],
 )
 def test_bad_finetune_settings_are_named(settings, message):

@@ -70,6 +70,11 @@ class FinetuneConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+        if not 0 <= self.min_learning_rate <= self.learning_rate < math.inf or self.learning_rate == 0:
+            raise ValueError(
+                "learning rates must be finite with 0 <= min_learning_rate <= learning_rate and learning_rate > 0, got "
+                f"{self.learning_rate} and {self.min_learning_rate}"
+            )
         if self.distill_weight < 0:
             raise ValueError(f"distill_weight must be at least 0, got {self.distill_weight}")
         if self.keep not in KEEP:
