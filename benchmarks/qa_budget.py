@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from cs288_lm.common.predictions import load_grading_rules, part4_points
 from cs288_lm.common.qa_audit import audit
 from cs288_lm.common.qa_data import load_questions
-from cs288_lm.training.qa_job import QAJobConfig
+from cs288_lm.training.qa_job import RUN_ONLY_SETTINGS, QAJobConfig
 from cs288_lm.training.settings import config_from_settings, read_settings_file, settings_of
 
 # name -> the config file of the point (None: the default job)
@@ -67,11 +67,8 @@ def run_point(name: str, config: str | None, out: Path, settings: dict) -> dict:
 
 
 # Settings that only say where outputs go, on which device, or how much is printed: not part of
-# what a point measures.
-_RUN_ONLY_SETTINGS = {
-    "baseline_metrics", "cache_dir", "device", "log_interval", "num_samples", "out_dir", "predictions_dir",
-    "resume", "sample_tokens",
-}  # fmt: skip
+# what a point measures (the pretraining's, and where the job writes its own results).
+_RUN_ONLY_SETTINGS = RUN_ONLY_SETTINGS | {"baseline_metrics", "predictions_dir"}
 
 
 def _portable(value: Any) -> Any:

@@ -125,9 +125,7 @@ class MultipleChoiceQADataset(Dataset):
     ):
         if max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        if not template.startswith("{context}"):
-            raise ValueError(f"a choice template must start with '{{context}}', got {template!r}")
-        check_template_fields(template)
+        check_template(template)
         for index, record in enumerate(data):
             name = f"question {record.get('id', index)!r}"
             if len(record["choices"]) != num_choices:
@@ -195,8 +193,11 @@ def fill_template(template: str, record: dict, choice: str) -> str:
     return template.format(context=record["context"], question=record["question"], choice=choice, filled=filled)
 
 
-def check_template_fields(template: str) -> None:
-    """A ValueError naming the first field of ``template`` that is not one of :data:`TEMPLATE_FIELDS`."""
+def check_template(template: str) -> None:
+    """A ValueError unless ``template`` starts with ``{context}``; else one naming its first field that
+    is not one of :data:`TEMPLATE_FIELDS`."""
+    if not template.startswith("{context}"):
+        raise ValueError(f"a choice template must start with '{{context}}', got {template!r}")
     for _, field, _, _ in string.Formatter().parse(template):
         if field is not None and field not in TEMPLATE_FIELDS:
             raise ValueError(f"unknown template field {{{field}}} in {template!r}; use only {TEMPLATE_FIELDS}")

@@ -46,7 +46,7 @@ from cs288_lm.common.predictions import (
 )
 from cs288_lm.common.pretokenization import EOT
 from cs288_lm.common.qa_data import has_one_blank, load_questions
-from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset, check_template_fields
+from cs288_lm.datasets import CHOICE_TEMPLATE, CLOZE_TEMPLATE, MultipleChoiceQADataset, check_template
 from cs288_lm.prompting import PromptingPipeline, ScoringSetup, default_setups
 from cs288_lm.qa_model import Pooling, TransformerForMultipleChoice
 from cs288_lm.tokenizer import VOCAB_FILENAME, Tokenizer
@@ -72,7 +72,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # cs288_lm/
 PRETRAINED_LM, FINETUNED_BACKBONE = "pretrained LM", "fine-tuned backbone (4A)"
 
 # Settings of the pretraining run that do not change the model it produces.
-_RUN_ONLY_SETTINGS = {"resume", "device", "out_dir", "cache_dir", "log_interval", "num_samples", "sample_tokens"}
+RUN_ONLY_SETTINGS = {"resume", "device", "out_dir", "cache_dir", "log_interval", "num_samples", "sample_tokens"}
 
 
 @dataclass
@@ -120,9 +120,7 @@ class QAJobConfig:
     def __post_init__(self) -> None:
         check_pooled_positions(self.pooled_positions)
         if self.choice_template != "auto":  # checked here, not after the pretraining
-            if not self.choice_template.startswith("{context}"):
-                raise ValueError(f"a choice template must start with '{{context}}', got {self.choice_template!r}")
-            check_template_fields(self.choice_template)
+            check_template(self.choice_template)
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"max_length must be positive (or null: the LM's context length), got {self.max_length}")
 
@@ -213,7 +211,7 @@ def _changed_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str
     """The names of the settings that differ (a model's by its own name, as its flag), but for those that
     leave the model as is."""
     changed = []
-    for name in sorted(wanted.keys() - _RUN_ONLY_SETTINGS):
+    for name in sorted(wanted.keys() - RUN_ONLY_SETTINGS):
         if isinstance(wanted[name], dict) and isinstance(saved.get(name), dict):
             changed += [inner for inner in sorted(wanted[name]) if saved[name].get(inner) != wanted[name][inner]]
         elif saved.get(name) != wanted[name]:
